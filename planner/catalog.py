@@ -1,0 +1,73 @@
+"""Where shipped data lives, and name-or-path resolution for profiles and models.
+
+An installed wheel carries the data under ``planner/_data``; a source checkout (editable
+install) reads the repository's ``hardware_profiles/`` and ``models/`` directly.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from planner.errors import UnknownNameError
+from planner.spec.hardware import HardwareSpec, load_hardware
+from planner.spec.model import ModelSpec, load_model
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def data_dir(kind: str) -> Path:
+    """Directory of shipped data files of ``kind`` ('hardware_profiles', 'models', ...)."""
+    packaged = _PACKAGE_DIR / "_data" / kind
+    if packaged.is_dir():
+        return packaged
+    return _PACKAGE_DIR.parent / kind
+
+
+def shipped_names(kind: str) -> list[str]:
+    """Names (file stems) of the shipped TOML files of ``kind``, sorted."""
+    folder = data_dir(kind)
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def resolve(kind: str, name_or_path: str) -> Path:
+    """A shipped name (``h800``) or a path to a TOML file -> the file's path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists() or "/" in name_or_path:
+        return candidate
+    path = data_dir(kind) / f"{name_or_path}.toml"
+    if path.is_file():
+        return path
+    label = "hardware profile" if kind == "hardware_profiles" else "model"
+    known = ", ".join(shipped_names(kind)) or "(none shipped)"
+    raise UnknownNameError(f"unknown {label} '{name_or_path}'",
+                           fix=f"use one of: {known}, or give a path to a .toml file")
+
+
+@lru_cache(maxsize=64)
+def _hardware_cached(path: str, mtime_ns: int) -> HardwareSpec:
+    return load_hardware(Path(path))
+
+
+@lru_cache(maxsize=64)
+def _model_cached(path: str, mtime_ns: int) -> ModelSpec:
+    return load_model(Path(path))
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+def hardware(name_or_path: str) -> HardwareSpec:
+    """Load a hardware profile by shipped name or path."""
+    path = resolve("hardware_profiles", name_or_path)
+    return _hardware_cached(str(path), _mtime(path))
+
+
+def model(name_or_path: str) -> ModelSpec:
+    """Load a model card by shipped name or path."""
+    path = resolve("models", name_or_path)
+    return _model_cached(str(path), _mtime(path))

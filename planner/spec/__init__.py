@@ -1,0 +1,1 @@
+"""Files on disk -> validated, frozen domain objects."""
