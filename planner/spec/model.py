@@ -144,7 +144,8 @@ class ModelSpec:
         active = base + moe_active
         if f.params.active_includes_embedding:
             active += emb
-        if f.params.active_includes_lm_head:
+        tied_and_counted = f.tie_word_embeddings and f.params.active_includes_embedding
+        if f.params.active_includes_lm_head and not tied_and_counted:
             active += head if head else emb
         return ParamCounts(total=float(total), active=float(active),
                            mtp=float(f.num_mtp_layers * self.mtp_layer_params()),
