@@ -1,0 +1,1 @@
+"""Per-unit roofline costs, vectorized over arrays of candidate layouts."""

@@ -1,0 +1,39 @@
+"""Bytes per element of each tensor class for one precision choice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.spec.hardware import HardwareSpec
+from planner.units import Dtype
+
+# Embedding and LM head stay in bf16 in every published low-precision deployment
+# (DeepSeek-V3 README_WEIGHTS: "norms/embeddings/gate stay BF16"; gpt-oss keeps lm_head bf16).
+HEAD_DTYPE = Dtype.BF16
+# Attention softmax/PV math runs in bf16 (FlashMLA: "FP8 KV dequant to BF16").
+ATTENTION_MATH_DTYPE = Dtype.BF16
+# MoE combine returns bf16 partial sums (DeepEP, DeepEP-Ascend, XCCL: "BF16 combine").
+COMBINE_DTYPE = Dtype.BF16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bytes:
+    """Bytes per element: weights, GEMM activations, KV cache, outputs, head, dispatch, combine."""
+
+    weight: float
+    act: float
+    kv: float
+    out: float
+    head: float
+    dispatch: float
+    combine: float
+    compute_dtype: Dtype
+
+    @classmethod
+    def of(cls, hw: HardwareSpec, weights: Dtype, activations: Dtype, kv: Dtype) -> Bytes:
+        compute = hw.compute_dtype(weights, activations)
+        hw.peak_flops_per_s(ATTENTION_MATH_DTYPE)
+        return cls(weight=Dtype(weights).bytes_per_element, act=Dtype(activations).bytes_per_element,
+                   kv=Dtype(kv).bytes_per_element, out=2.0, head=HEAD_DTYPE.bytes_per_element,
+                   dispatch=Dtype(activations).bytes_per_element,
+                   combine=COMBINE_DTYPE.bytes_per_element, compute_dtype=compute)

@@ -1,0 +1,1 @@
+"""Step times per serving mode (pd, transformerless, collocated) and prefill pools."""

@@ -1,0 +1,55 @@
+"""Everything a step-time model needs that does not vary across candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.cost.precision import ATTENTION_MATH_DTYPE, Bytes
+from planner.cost.roofline import Device
+from planner.spec.hardware import HardwareSpec
+from planner.spec.model import ModelSpec
+from planner.spec.scenario import ExpertBalance, Scenario
+from planner.xccl import CallCosts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Env:
+    """Model, hardware and scenario scalars shared by every candidate of one evaluation."""
+
+    model: ModelSpec
+    hw: HardwareSpec
+    dev: Device
+    by: Bytes
+    calls: CallCosts
+    skewed: bool
+    hot_expert_ratio: float
+    input_tokens: float
+    new_input_tokens: float
+    prefix_tokens: float
+    output_tokens: float
+    decode_context_tokens: float
+    max_context_tokens: float
+    draft_tokens: int
+    tokens_per_step: float
+
+    @classmethod
+    def of(cls, scenario: Scenario, *, draft_tokens: int | None = None) -> Env:
+        hw, model, p, w = scenario.hardware, scenario.model, scenario.precision, scenario.workload
+        by = Bytes.of(hw, p.weights, p.activations, p.kv_cache)
+        drafts = scenario.mtp_draft_tokens if draft_tokens is None else draft_tokens
+        acc = scenario.file.mtp.acceptance
+        hit = w.cache_hit_rate
+        return cls(
+            model=model, hw=hw, dev=Device.of(hw, by.compute_dtype, ATTENTION_MATH_DTYPE), by=by,
+            calls=CallCosts.of(hw), skewed=scenario.file.experts.balance == ExpertBalance.SKEWED,
+            hot_expert_ratio=scenario.file.experts.hot_expert_ratio,
+            input_tokens=float(w.input_tokens), new_input_tokens=w.input_tokens * (1 - hit),
+            prefix_tokens=w.input_tokens * hit, output_tokens=float(w.output_tokens),
+            decode_context_tokens=scenario.decode_context_tokens,
+            max_context_tokens=float(scenario.max_context_tokens), draft_tokens=drafts,
+            tokens_per_step=1.0 + sum(acc**i for i in range(1, drafts + 1)),
+        )
+
+    @property
+    def window(self) -> float:
+        return float(self.model.file.attention.sliding_window_tokens)

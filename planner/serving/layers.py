@@ -1,0 +1,111 @@
+"""Per-layer assembly shared by the modes: which units run in a layer, and their overlap.
+
+A model's layers fall into classes by attention (full or sliding window) and FFN (dense or
+MoE); each class is costed once per candidate and multiplied by its layer count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.cost import moe
+from planner.cost.ffn import dense_ffn
+from planner.cost.roofline import Array, Cost, sum_costs
+from planner.serving.context import Env
+from planner.spec.model import ModelSpec
+from planner.xccl import all_to_all_s, allreduce_s
+
+
+@dataclass(frozen=True, slots=True)
+class LayerClass:
+    sliding: bool
+    moe: bool
+    count: int
+
+    @property
+    def name(self) -> str:
+        return f"{'sliding' if self.sliding else 'full'}-attention/{'moe' if self.moe else 'dense'}"
+
+
+def layer_classes(model: ModelSpec) -> list[LayerClass]:
+    """The (attention, FFN) layer classes of a model with their counts (zero counts dropped)."""
+    sliding = set(model.file.attention.sliding_layers)
+    dense = set(model.file.ffn.dense_layers) if model.is_moe else set(range(model.num_layers))
+    counts: dict[tuple[bool, bool], int] = {}
+    for i in range(model.num_layers):
+        key = (i in sliding, i not in dense)
+        counts[key] = counts.get(key, 0) + 1
+    return [LayerClass(s, m, n) for (s, m), n in sorted(counts.items())]
+
+
+@dataclass(slots=True)
+class LayerCost:
+    """One layer class on one die, per micro-batch: compute ops and communication times."""
+
+    ops: dict[str, Cost]
+    comm: dict[str, Array]
+    compute_s: Array = field(init=False)
+    comm_s: Array = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.compute_s = sum_costs(self.ops).time_s
+        comm = list(self.comm.values())
+        self.comm_s = sum(comm[1:], comm[0]) if comm else np.zeros_like(self.compute_s)
+
+
+def overlapped_layer_s(c: LayerCost, micro_batches: Array) -> tuple[Array, Array]:
+    """(per-layer time, one-off pipeline tail) with ``m`` micro-batches on the same dies.
+
+    ``m = 1``: compute then communication, ``c + k``.  ``m >= 2``: one micro-batch's
+    communication overlaps another's compute, ``max(m c, m k)``, and the part nothing hides,
+    ``min(c, k)``, is paid once per step (DESIGN.md section 5, DeepSeek dual micro-batch).
+    """
+    m = np.asarray(micro_batches, dtype=float)
+    serial = c.compute_s + c.comm_s
+    overlap = np.maximum(m * c.compute_s, m * c.comm_s)
+    layer = np.where(m > 1, overlap, serial)
+    tail = np.where(m > 1, np.minimum(c.compute_s, c.comm_s), 0.0)
+    return layer, tail
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharedDieShape:
+    """Tokens and parallelism of one micro-batch on a die that runs attention and experts."""
+
+    group_tokens: Array      # tokens through this die's projections (tp x local tokens)
+    die_tokens: Array        # tokens this die dispatches to experts
+    tp: Array
+    ep: Array
+    slots: Array             # expert replicas hosted per die
+    redundant: Array
+    dedup: bool              # deduplicated (normal) vs per-expert (low-latency) all-to-all
+    launch_s: float | Array = 0.0
+
+
+def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
+                     attention: Callable[[LayerClass], dict[str, Cost]]) -> LayerCost:
+    """Cost of one layer class on a die that holds attention and (if MoE) its expert share."""
+    model, dev, by, h = env.model, env.dev, env.by, env.model.hidden
+    ops = dict(attention(cls))
+    comm: dict[str, Array] = {}
+    tp_bytes = shape.group_tokens * h * by.out
+    comm["tp_allreduce_attention"] = allreduce_s(env.hw, tp_bytes, shape.tp, env.calls.collective_s)
+    if not cls.moe:
+        ops.update(dense_ffn(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
+        comm["tp_allreduce_ffn"] = allreduce_s(env.hw, tp_bytes, shape.tp, env.calls.collective_s)
+        return LayerCost(ops, comm)
+    k = model.file.ffn.top_k
+    mean_copies = shape.die_tokens * k
+    imb = moe.expert_imbalance(model, ep=shape.ep, redundant=shape.redundant, copies_per_die=mean_copies,
+                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+    ops["router"] = moe.router(dev, model, by, tokens=shape.group_tokens, launch_s=shape.launch_s)
+    ops.update(moe.shared_experts(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
+    ops.update(moe.routed_experts(dev, model, by, copies=mean_copies * imb, slots=shape.slots,
+                                  launch_s=shape.launch_s))
+    a2a = dict(tokens=shape.die_tokens, top_k=k, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb)
+    comm["dispatch"] = all_to_all_s(env.hw, bytes_per_copy=h * by.dispatch, call_s=env.calls.dispatch_s, **a2a)
+    comm["combine"] = all_to_all_s(env.hw, bytes_per_copy=h * by.combine, call_s=env.calls.combine_s, **a2a)
+    return LayerCost(ops, comm)

@@ -1,0 +1,89 @@
+"""Prefill pool (pd and transformerless modes): one forward of ``batch_tokens`` per die.
+
+TP/SP attention (causal, prefix-cache aware), EP experts with deduplicated (DeepEP "normal")
+all-to-all, micro-batch overlap as in decode, and eager-mode launch overhead per kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.cost import memory as mem
+from planner.cost import moe
+from planner.cost.attention import attention_prefill
+from planner.cost.roofline import Array, Cost
+from planner.serving.context import Env
+from planner.serving.decode import lm_head
+from planner.serving.layers import (
+    LayerClass,
+    SharedDieShape,
+    layer_classes,
+    overlapped_layer_s,
+    shared_die_layer,
+)
+from planner.serving.result import PoolStep
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefillArrays:
+    dies: Array
+    tp: Array
+    ep: Array
+    batch_tokens: Array
+    micro_batches: Array
+    redundant: Array
+
+
+def _f(x: Array) -> Array:
+    return np.asarray(x, dtype=float)
+
+
+def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
+    """One prefill forward of every die of an instance (all candidates at once)."""
+    model = env.model
+    tp, ep, m = _f(p.tp), _f(p.ep), _f(p.micro_batches)
+    T = _f(p.batch_tokens) / m
+    N, P = env.new_input_tokens, env.prefix_tokens
+    eager = env.dev.eager_launch_s
+    slots = (model.file.ffn.num_routed_experts + _f(p.redundant)) / ep if model.is_moe else ep * 0 + 1
+    shape = SharedDieShape(group_tokens=tp * T, die_tokens=T, tp=tp, ep=ep, slots=slots,
+                           redundant=_f(p.redundant), dedup=True, launch_s=eager)
+
+    def attention(cls: LayerClass) -> dict[str, Cost]:
+        return attention_prefill(env.dev, model, env.by, tokens=tp * T, seqs=tp * T / N, new_tokens=N,
+                                 prefix_tokens=P, tp=tp, window=env.window if cls.sliding else 0.0,
+                                 launch_s=eager)
+
+    layers, layer_s, counts, tails = {}, {}, {}, []
+    for cls in layer_classes(model):
+        cost = shared_die_layer(env, cls, shape, attention)
+        layers[cls.name], counts[cls.name] = cost, cls.count
+        layer_s[cls.name], tail = overlapped_layer_s(cost, m)
+        tails.append(tail)
+    seqs = tp * _f(p.batch_tokens) / N
+    extra = {"pipeline_tail": np.maximum.reduce(tails), "lm_head": lm_head(env, seqs, tp).time_s,
+             "scheduler_gap": np.full(np.shape(tp), env.dev.scheduler_gap_s)}
+    step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
+    memory, fits = _memory(env, p, shape)
+    return PoolStep(step_s=step, layers=layers, layer_s=layer_s, layer_counts=counts, extra=extra, memory=memory,
+                    capacity_bytes=mem.usable_bytes(env.hw), fits=fits)
+
+
+def _memory(env: Env, p: PrefillArrays, shape: SharedDieShape) -> tuple[dict[str, Array], Array]:
+    model, by = env.model, env.by
+    tp, B = _f(p.tp), _f(p.batch_tokens)
+    weights = mem.weight_bytes(model, by, mem.WeightShare(tp, shape.slots))
+    seqs = tp * B / env.new_input_tokens
+    kv = seqs * mem.kv_bytes_per_sequence(model, by, context=env.input_tokens, tp=tp) / tp
+    k = model.file.ffn.top_k if model.is_moe else 0
+    imb = moe.expert_imbalance(model, ep=shape.ep, redundant=shape.redundant, copies_per_die=shape.die_tokens * k,
+                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+    ws = mem.workspace_bytes(model, tokens=tp * shape.die_tokens, expert_copies=shape.die_tokens * k * imb,
+                             logits_tokens=seqs, tp=tp)
+    out = {f"weights_{n}": v for n, v in weights.items()}
+    out["kv_cache"] = kv
+    out["workspace"] = ws
+    total = sum(out.values())
+    return out, total <= mem.usable_bytes(env.hw)

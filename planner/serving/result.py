@@ -1,0 +1,34 @@
+"""Result of a step-time model for one pool, arrays over candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.cost.roofline import Array, Cost
+from planner.serving.layers import LayerCost
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolStep:
+    """One iteration (decode step or prefill forward) of a pool, per candidate.
+
+    ``layers`` holds, per layer class, the per-micro-batch cost of one layer on one die;
+    ``layer_s`` the per-layer time with the micro-batch overlap applied; ``extra`` the costs
+    paid once per iteration (LM head, MTP, pipeline tail, scheduler gap).
+    """
+
+    step_s: Array
+    layers: dict[str, LayerCost]
+    layer_s: dict[str, Array]
+    layer_counts: dict[str, int]
+    extra: dict[str, Array]
+    memory: dict[str, Array]
+    capacity_bytes: float
+    fits: Array
+    max_batch: Array = field(default_factory=lambda: np.zeros(0))
+
+
+def once_cost(cost: Cost) -> Array:
+    return cost.time_s

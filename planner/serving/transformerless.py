@@ -1,0 +1,164 @@
+"""Transformerless decode: attention dies and expert dies, domains taking turns.
+
+Per instance, ``A`` attention dies (DP, split into ``D`` domains) and ``E`` expert dies.  Each
+domain runs ``m`` micro-batches through every layer: attention (and shared experts, router)
+on its attention dies, A2E, routed experts on the expert dies, E2A.  The domains take turns on
+the expert dies, so the experts see one domain's micro-batch at a time: per-expert-die copies
+``(A / D) * b/m * k / E``.  Per MoE layer (DESIGN.md section 5)::
+
+    period = max(t_a + t_c + t_e,  m * t_a,  m * t_c,  D * m * t_e,  D * m * t_c_expert_side)
+
+plus, once per step, the pipeline tail ``t_a + t_c + t_e - max(t_a, t_c, t_e)`` that nothing
+hides, the MTP layer, the LM head and the scheduler gap.  Dense layers and the shared experts
+run on the attention dies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.cost import memory as mem
+from planner.cost import moe
+from planner.cost.attention import attention_decode
+from planner.cost.ffn import dense_ffn
+from planner.cost.roofline import Array, Cost, gemm
+from planner.serving.context import Env
+from planner.serving.decode import lm_head
+from planner.serving.layers import LayerClass, LayerCost, layer_classes
+from planner.serving.result import PoolStep
+from planner.xccl import a2e_s, allreduce_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransformerlessArrays:
+    attention_dies: Array
+    expert_dies: Array
+    domains: Array
+    tp: Array
+    ep: Array
+    batch: Array
+    micro_batches: Array
+    redundant: Array
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Shape:
+    tokens: Array        # query tokens per attention die per micro-batch
+    seqs: Array          # sequences per attention die per micro-batch
+    A_d: Array           # attention dies per domain
+    E: Array             # expert dies
+    tp: Array
+    ep: Array
+    slots: Array
+    redundant: Array
+
+
+def _f(x: Array) -> Array:
+    return np.asarray(x, dtype=float)
+
+
+def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]]:
+    ctx = min(env.decode_context_tokens, env.window) if cls.sliding else env.decode_context_tokens
+    g = s.tp * s.tokens
+    ops = attention_decode(env.dev, env.model, env.by, tokens=g, seqs=s.tp * s.seqs,
+                           context=np.full(np.shape(g), ctx), tp=s.tp)
+    comm = {"tp_allreduce_attention": allreduce_s(env.hw, g * env.model.hidden * env.by.out, s.tp,
+                                                  env.calls.collective_s)}
+    if cls.moe:
+        ops["router"] = moe.router(env.dev, env.model, env.by, tokens=g)
+        ops.update(moe.shared_experts(env.dev, env.model, env.by, tokens=g, tp=s.tp))
+    else:
+        ops.update(dense_ffn(env.dev, env.model, env.by, tokens=g, tp=s.tp))
+        comm["tp_allreduce_ffn"] = comm["tp_allreduce_attention"]
+    return ops, comm
+
+
+def _expert_side(env: Env, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array], Array]:
+    """Expert compute of one domain's micro-batch, A2E + E2A, and the expert-side link time."""
+    model, h, k = env.model, env.model.hidden, env.model.file.ffn.top_k
+    copies = s.A_d * s.tokens * k / s.E
+    imb = moe.expert_imbalance(model, ep=s.ep, redundant=s.redundant, copies_per_die=copies,
+                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+    ops = moe.routed_experts(env.dev, model, env.by, copies=copies * imb, slots=s.slots)
+    kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E, top_k=k, recv_factor=imb)
+    comm = {"a2e": a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s, **kw),
+            "e2a": a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s, **kw)}
+    busy = (a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s,
+                  expert_side_only=True, **kw)
+            + a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s,
+                    expert_side_only=True, **kw))
+    return ops, comm, busy
+
+
+def _moe_layer(env: Env, cls: LayerClass, s: _Shape, m: Array, D: Array) -> tuple[LayerCost, Array, Array]:
+    a_ops, a_comm = _attention_side(env, cls, s)
+    e_ops, e_comm, busy = _expert_side(env, s)
+    att = LayerCost(a_ops, a_comm)
+    t_a = att.compute_s + att.comm_s
+    t_e = LayerCost(e_ops, {}).compute_s
+    t_c = e_comm["a2e"] + e_comm["e2a"]
+    chain = t_a + t_c + t_e
+    period = np.maximum.reduce([chain, m * t_a, m * t_c, D * m * t_e, D * m * busy])
+    tail = np.where(m > 1, chain - np.maximum.reduce([t_a, t_c, t_e]), 0.0)
+    ops = {**a_ops, **{f"expert_die.{n}": c for n, c in e_ops.items()}}
+    return LayerCost(ops, {**a_comm, **e_comm}), period, tail
+
+
+def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
+    """Decode iteration of a transformerless instance (all candidates at once)."""
+    model = env.model
+    m, D = _f(d.micro_batches), _f(d.domains)
+    q = 1 + env.draft_tokens
+    b_mb = _f(d.batch) / m
+    slots = (model.file.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
+    s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
+               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant))
+    layers, layer_s, counts, tails = {}, {}, {}, []
+    for cls in layer_classes(model):
+        if cls.moe:
+            cost, period, tail = _moe_layer(env, cls, s, m, D)
+        else:
+            ops, comm = _attention_side(env, cls, s)
+            cost = LayerCost(ops, comm)
+            period, tail = m * (cost.compute_s + cost.comm_s), np.zeros_like(m)
+        layers[cls.name], layer_s[cls.name], counts[cls.name] = cost, period, cls.count
+        tails.append(tail)
+    extra = {"pipeline_tail": np.maximum.reduce(tails),
+             "lm_head": lm_head(env, s.tp * _f(d.batch) * q, s.tp).time_s}
+    if env.draft_tokens:
+        ds = _Shape(tokens=b_mb, seqs=b_mb, A_d=s.A_d, E=s.E, tp=s.tp, ep=s.ep, slots=slots, redundant=s.redundant)
+        _, period, tail = _moe_layer(env, LayerClass(False, True, 1), ds, m, D)
+        proj = gemm(env.dev, s.tp * _f(d.batch), model.hidden, 2 * model.hidden, weight_bytes=env.by.weight,
+                    act_bytes=env.by.out)
+        extra["mtp"] = env.draft_tokens * (period + tail + proj.time_s + lm_head(env, s.tp * _f(d.batch), s.tp).time_s)
+    extra["scheduler_gap"] = np.full(np.shape(m), env.dev.scheduler_gap_s)
+    step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
+    memory, max_b, fits_experts = _memory(env, d, s)
+    return PoolStep(step_s=step, layers=layers, layer_s=layer_s, layer_counts=counts, extra=extra, memory=memory,
+                    capacity_bytes=mem.usable_bytes(env.hw), fits=(max_b >= _f(d.batch)) & fits_experts,
+                    max_batch=np.where(fits_experts, max_b, 0.0))
+
+
+def _memory(env: Env, d: TransformerlessArrays, s: _Shape) -> tuple[dict[str, Array], Array, Array]:
+    """Attention-die memory (weights without routed experts, KV, workspace) and expert-die fit."""
+    model, by = env.model, env.by
+    q = 1 + env.draft_tokens
+    att_w = mem.weight_bytes(model, by, mem.WeightShare(s.tp, s.slots, expert_side=False))
+    exp_w = mem.weight_bytes(model, by, mem.WeightShare(s.tp, s.slots, attention_side=False))
+    kv_seq = mem.kv_bytes_per_sequence(model, by, context=env.max_context_tokens, tp=s.tp)
+    ws_seq = mem.workspace_bytes(model, tokens=s.tp * q, expert_copies=np.zeros_like(s.tp), logits_tokens=s.tp * q,
+                                 tp=s.tp)
+    usable = mem.usable_bytes(env.hw)
+    max_b = mem.max_batch(usable - sum(att_w.values()), kv_seq + ws_seq)
+    copies = s.A_d * _f(d.batch) / _f(d.micro_batches) * q * model.file.ffn.top_k / s.E
+    exp_ws = mem.workspace_bytes(model, tokens=np.zeros_like(s.tp), expert_copies=copies * 2,
+                                 logits_tokens=np.zeros_like(s.tp), tp=s.tp)
+    fits_experts = sum(exp_w.values()) + exp_ws <= usable
+    out = {f"weights_{n}": v for n, v in att_w.items()}
+    out["kv_cache"] = _f(d.batch) * kv_seq
+    out["workspace"] = _f(d.batch) * ws_seq
+    out["expert_die_weights_routed_experts"] = exp_w.get("routed_experts", np.zeros_like(s.tp))
+    out["expert_die_workspace"] = exp_ws
+    return out, max_b, fits_experts

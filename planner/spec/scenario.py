@@ -1,0 +1,142 @@
+"""Scenario: model + hardware + workload + precision + MTP + SLO + die budget.
+
+The scenario TOML (and the ``[scenario]`` table a layout file may embed) uses these fields;
+CLI flags override them.  Defaults are the built-in default scenario (DeepSeek-V3 on
+CloudMatrix384, 768 dies, 4096 in / 1024 out, TTFT p90 <= 2 s, TPOT <= 50 ms, int8 weights and
+activations, bf16 KV cache, one MTP draft token accepted with probability 0.7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from planner import catalog
+from planner.spec.files import PositiveFloat, PositiveInt, Strict, load_file
+from planner.spec.hardware import HardwareSpec
+from planner.spec.model import ModelSpec
+from planner.units import Dtype
+
+# "The hottest expert sees up to 30x the mean on one layer" (DESIGN.md section 3, published
+# figure quoted there; xDeepServe arXiv:2508.02520 discusses the same skew).  Overridable.
+DEFAULT_HOT_EXPERT_RATIO = 30.0
+
+
+class ExpertBalance(StrEnum):
+    PERFECT = "perfect"
+    SKEWED = "skewed"
+
+
+class WorkloadSection(Strict):
+    input_tokens: PositiveInt = 4096
+    output_tokens: Annotated[int, Field(ge=2)] = 1024
+    input_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
+    output_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
+    cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class PrecisionSection(Strict):
+    weights: Dtype = Dtype.INT8
+    activations: Dtype = Dtype.INT8
+    kv_cache: Dtype = Dtype.BF16
+
+
+class MtpSection(Strict):
+    draft_tokens: Annotated[int, Field(ge=0, le=4)] = 1
+    acceptance: Annotated[float, Field(ge=0, le=1)] = 0.7
+
+
+class SloSection(Strict):
+    ttft_s: PositiveFloat = 2.0
+    ttft_percentile: Annotated[float, Field(gt=0, lt=100)] = 90.0
+    tpot_s: PositiveFloat = 0.05
+
+
+class ExpertsSection(Strict):
+    balance: ExpertBalance = ExpertBalance.SKEWED
+    hot_expert_ratio: Annotated[float, Field(ge=1, le=1000)] = DEFAULT_HOT_EXPERT_RATIO
+
+
+class ScenarioFile(Strict):
+    model: str = "deepseek-v3"
+    hardware: str = "cloudmatrix384"
+    dies: PositiveInt = 768
+    workload: WorkloadSection = WorkloadSection()
+    precision: PrecisionSection = PrecisionSection()
+    mtp: MtpSection = MtpSection()
+    slo: SloSection = SloSection()
+    experts: ExpertsSection = ExpertsSection()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """A resolved scenario: the files behind it loaded and validated."""
+
+    file: ScenarioFile
+    model: ModelSpec
+    hardware: HardwareSpec
+
+    @property
+    def workload(self) -> WorkloadSection:
+        return self.file.workload
+
+    @property
+    def precision(self) -> PrecisionSection:
+        return self.file.precision
+
+    @property
+    def slo(self) -> SloSection:
+        return self.file.slo
+
+    @property
+    def mtp_draft_tokens(self) -> int:
+        """Draft tokens per step; 0 when MTP is off (no MTP layer or acceptance 0)."""
+        m = self.file.mtp
+        if m.acceptance <= 0 or self.model.file.num_mtp_layers == 0:
+            return 0
+        return m.draft_tokens
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Expected tokens emitted per sequence per decode step: 1 + sum_i acceptance**i."""
+        a = self.file.mtp.acceptance
+        return 1.0 + sum(a**i for i in range(1, self.mtp_draft_tokens + 1))
+
+    @property
+    def decode_context_tokens(self) -> float:
+        """Mean KV length over the decode of one request: input + output / 2."""
+        return self.workload.input_tokens + self.workload.output_tokens / 2
+
+    @property
+    def max_context_tokens(self) -> int:
+        """KV length a sequence reaches at its last token (memory is reserved for it)."""
+        return self.workload.input_tokens + self.workload.output_tokens
+
+
+def resolve_scenario(file: ScenarioFile) -> Scenario:
+    """Load the model card and hardware profile a scenario names; check its precisions."""
+    scenario = Scenario(file=file, model=catalog.model(file.model), hardware=catalog.hardware(file.hardware))
+    p = file.precision
+    scenario.hardware.compute_dtype(p.weights, p.activations)
+    return scenario
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` (values of None are ignored) into a copy of ``base``."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            out[key] = merge_overrides(out.get(key, {}) or {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_scenario_file(path: Path) -> ScenarioFile:
+    return load_file(ScenarioFile, path)

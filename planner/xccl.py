@@ -1,0 +1,170 @@
+"""XCCL communication model: p2p, dispatch/combine, A2E/E2A, TP collectives, KV transfer.
+
+Alpha-beta per fabric: ``t = call_overhead + latency + bytes / (bandwidth * eff(ranks))`` with
+``eff(n) = max_frac * min(1, (decay_start_ranks / n) ** decay)`` (efficiency falls as more ranks
+talk: DeepEP-Ascend 146 GB/s at EP8 to 57 GB/s at EP128).  The fabric is chosen by which dies
+talk: the narrowest fabric whose one domain joins the group.  On a hierarchical machine
+(NVLink servers + InfiniBand) an all-to-all over ``n`` ranks splits into traffic inside the
+sender's domain and traffic across domains; the slower level sets the time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.spec.files import FabricSection
+from planner.spec.hardware import HardwareSpec
+
+Array = np.ndarray
+
+
+def fabric_efficiency(fabric: FabricSection, ranks: Array) -> Array:
+    """Achieved fraction of line rate when ``ranks`` dies exchange data."""
+    e = fabric.efficiency
+    n = np.maximum(np.asarray(ranks, dtype=float), 1.0)
+    return e.max_frac * np.minimum(1.0, (e.decay_start_ranks / n) ** e.decay)
+
+
+def transfer_s(fabric: FabricSection, bytes_: Array, ranks: Array) -> Array:
+    """Latency plus serialization of ``bytes_`` per die over ``fabric`` among ``ranks`` dies."""
+    bytes_ = np.asarray(bytes_, dtype=float)
+    wire = bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, ranks))
+    return np.where(bytes_ > 0, fabric.latency_s + wire, 0.0)
+
+
+def _levels(hw: HardwareSpec, ranks: Array) -> tuple[list[FabricSection], Array]:
+    """Fabrics of the hierarchy and, per candidate, the index of the one spanning ``ranks``."""
+    fabrics = list(hw.fabrics)
+    sizes = np.array([f.dies for f in fabrics])
+    idx = np.searchsorted(sizes, np.asarray(ranks), side="left")
+    return fabrics, np.minimum(idx, len(fabrics) - 1)
+
+
+def distinct(targets: Array, picks: float) -> Array:
+    """Expected distinct targets hit by ``picks`` uniform choices among ``targets``."""
+    t = np.maximum(np.asarray(targets, dtype=float), 1.0)
+    return t * (1.0 - (1.0 - 1.0 / t) ** picks)
+
+
+def all_to_all_s(hw: HardwareSpec, *, bytes_per_copy: Array, tokens: Array, top_k: int, ranks: Array,
+                 dedup: bool, call_s: float, recv_factor: Array | float = 1.0,
+                 only_fabric: FabricSection | None = None) -> Array:
+    """Time of one MoE dispatch or combine among ``ranks`` EP dies, seconds, (N,).
+
+    Parameters
+    ----------
+    bytes_per_copy : bytes of one token copy (hidden * bytes per element)
+    tokens : tokens each die sends, (N,)
+    top_k : experts per token
+    dedup : send one copy per destination die/domain (DeepEP normal, prefill) rather than one
+        per expert (low-latency kernels, decode)
+    recv_factor : the hottest die receives ``recv_factor`` times the mean (expert imbalance)
+    only_fabric : send every remote copy over this one fabric (e.g. DeepEP's pure-RDMA
+        low-latency kernels, which do not use NVLink inside a server)
+
+    Notes
+    -----
+    With uniform routing a token has ``k (n-1)/n`` remote copies (``(n-1)(1-(1-1/n)^k)`` with
+    deduplication).  When the group spans domains of size ``s`` of a narrower fabric, copies to
+    the other ``n/s - 1`` domains cross the wider fabric (deduplicated per domain when
+    ``dedup``) and the rest stay inside; each level costs latency + bytes / (bw * eff(n)).
+    """
+    n = np.asarray(ranks, dtype=float)
+    if only_fabric is not None:
+        copies = distinct(n, top_k) * (n - 1) / n if dedup else top_k * (n - 1) / n
+        t = transfer_s(only_fabric, tokens * copies * bytes_per_copy * recv_factor, n)
+        return np.where(n > 1, call_s + t, 0.0)
+    fabrics, top = _levels(hw, n)
+    total = np.zeros(np.broadcast_shapes(n.shape, np.shape(tokens)))
+    inner_size = np.ones_like(n)
+    for i, fabric in enumerate(fabrics):
+        outer = np.where(top == i, n, np.minimum(n, fabric.dies))
+        domains = outer / inner_size
+        if dedup:
+            copies = (domains - 1) * (1 - (1 - inner_size / n) ** top_k)
+        else:
+            copies = top_k * (outer - inner_size) / n
+        used = (i <= top) & (domains > 1)
+        level_bytes = np.where(used, tokens * copies * bytes_per_copy * recv_factor, 0.0)
+        total = np.maximum(total, transfer_s(fabric, level_bytes, n))
+        inner_size = np.where(i < top, np.minimum(n, fabric.dies), inner_size)
+    return np.where(n > 1, call_s + total, 0.0)
+
+
+def a2e_s(hw: HardwareSpec, *, bytes_per_copy: float, tokens_per_attention_die: Array,
+          attention_dies: Array, expert_dies: Array, top_k: int, call_s: float,
+          recv_factor: Array | float = 1.0, expert_side_only: bool = False) -> Array:
+    """Attention-to-expert (or expert-to-attention) transfer of one micro-batch, seconds, (N,).
+
+    Notes
+    -----
+    Each attention die sends a token once per distinct expert die its ``k`` experts live on;
+    each expert die receives ``A * T * c / E`` copies (times the imbalance).  The busier end
+    sets the time.  When expert dies outnumber the attention dies of a domain, XCCL routes in
+    two stages through trampoline dies: one more latency and the forwarded bytes once more.
+    ``expert_side_only`` gives the time the expert dies' links are busy (they serve every
+    domain in turn).
+    """
+    A = np.asarray(attention_dies, dtype=float)
+    E = np.asarray(expert_dies, dtype=float)
+    c = distinct(E, top_k)
+    send = tokens_per_attention_die * c * bytes_per_copy
+    recv = A * tokens_per_attention_die * c / E * bytes_per_copy * recv_factor
+    ranks = A + E
+    fabrics, top = _levels(hw, ranks)
+    t = np.zeros(np.broadcast_shapes(ranks.shape, np.shape(send)))
+    for i, fabric in enumerate(fabrics):
+        sel = top == i
+        stage = transfer_s(fabric, recv if expert_side_only else np.maximum(send, recv), ranks)
+        second = np.where(E > A, transfer_s(fabric, recv, ranks), 0.0)
+        t = np.where(sel, stage + second, t)
+    return call_s + t
+
+
+def allreduce_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float) -> Array:
+    """Ring all-reduce of ``bytes_`` per die among ``ranks`` dies: 2(n-1)/n of the data, 2(n-1) hops."""
+    n = np.asarray(ranks, dtype=float)
+    fabrics, top = _levels(hw, n)
+    t = np.zeros(np.broadcast_shapes(n.shape, np.shape(bytes_)))
+    for i, fabric in enumerate(fabrics):
+        wire = 2 * (n - 1) / np.maximum(n, 1) * bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, n))
+        t = np.where(top == i, 2 * (n - 1) * fabric.latency_s + wire, t)
+    return np.where(n > 1, call_s + t, 0.0)
+
+
+def p2p_s(fabric: FabricSection, bytes_: Array, links: Array | float, call_s: float) -> Array:
+    """Point-to-point send of ``bytes_`` spread over ``links`` parallel die links."""
+    return call_s + transfer_s(fabric, np.asarray(bytes_, dtype=float) / links, 2.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallCosts:
+    """Per-call software costs of the communication library (profile ``[collectives]``)."""
+
+    dispatch_s: float
+    combine_s: float
+    p2p_s: float
+    collective_s: float
+
+    @classmethod
+    def of(cls, hw: HardwareSpec) -> CallCosts:
+        c = hw.file.collectives
+        return cls(dispatch_s=c.dispatch_s, combine_s=c.combine_s, p2p_s=c.p2p_s, collective_s=c.collective_s)
+
+
+def kv_transfer_s(hw: HardwareSpec, *, kv_bytes: Array, layout_dies: Array, links: Array, call_s: float) -> Array:
+    """Move one request's KV cache from its prefill dies to its decode dies, seconds, (N,).
+
+    The fabric is the pod fabric when the whole layout fits in one pod domain (CloudMatrix UB,
+    NVL72), otherwise the cluster fabric (RDMA).  Not overlapped with prefill (conservative):
+    it adds to TTFT.
+    """
+    fabrics = [f for f in hw.fabrics if f.scope.value in ("pod", "cluster")] or list(hw.fabrics)
+    dies = np.asarray(layout_dies, dtype=float)
+    t = None
+    for fabric in reversed(fabrics):
+        ti = p2p_s(fabric, kv_bytes, links, call_s)
+        t = ti if t is None else np.where(dies <= fabric.dies, ti, t)
+    return t
