@@ -1,0 +1,245 @@
+"""Rendering: rich tables and JSON for hardware profiles and model cards.
+
+The only place with human units (TB/s, TFLOP/s, ms); everything upstream is SI.  Only this
+module and ``cli.py`` import rich.  JSON output has sorted keys, no timestamps and no absolute
+paths (a file is named by its base name only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from planner.spec.hardware import HardwareSpec
+from planner.spec.model import ModelSpec
+from planner.units import GIGA, TERA, fmt_bytes, fmt_count, fmt_rate, fmt_seconds
+
+_META = ("source", "kind", "calibrated_from")
+_NONE = "-"
+
+
+# --------------------------------------------------------------------------- output
+
+
+def console() -> Console:
+    """Console for stdout; 120 columns when not a terminal (logs, pipes) unless COLUMNS is set."""
+    out = Console(highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(highlight=False, width=120)
+    return out
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """Machine output: JSON with sorted keys and a trailing newline."""
+    return json.dumps(payload, sort_keys=True, indent=2) + "\n"
+
+
+def _cell(value: object) -> Text:
+    """A table cell as plain text (never parsed as rich markup: sources contain brackets)."""
+    return Text(str(value))
+
+
+# --------------------------------------------------------------------------- values
+
+
+def fmt_field(key: str, value: Any) -> str:
+    """Human form of one data-file value, chosen by the SI suffix of its field name."""
+    if value is None:
+        return _NONE
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or _NONE
+    if not isinstance(value, int | float):
+        return str(value)
+    if key.endswith("_flops_per_s"):
+        return fmt_rate(value, "FLOP")
+    if key.endswith("_bytes_per_s"):
+        return fmt_rate(value, "B")
+    if key.endswith("_bytes"):
+        return fmt_bytes(value)
+    if key.endswith("_s"):
+        return fmt_seconds(value)
+    if key.startswith("reported_"):
+        return fmt_count(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _sections(label: str, data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Walk a dumped file depth-first: (section label, section dict)."""
+    yield label, data
+    for key, value in data.items():
+        sub = f"{label}.{key}" if label else key
+        if isinstance(value, dict):
+            yield from _sections(sub, value)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                yield from _sections(f"{sub}[{i}]", item)
+
+
+def _is_scalar_field(section: dict[str, Any], key: str, value: Any) -> bool:
+    """A row of its own: not a sub-section and not provenance (a sourced section's kind)."""
+    if (key in _META and "source" in section) or isinstance(value, dict):
+        return False
+    return not (isinstance(value, list) and value and isinstance(value[0], dict))
+
+
+def _kind_text(section: dict[str, Any]) -> str:
+    kind = section.get("kind")
+    if not kind:
+        return _NONE
+    rows = section.get("calibrated_from") or []
+    return f"{kind} from {', '.join(rows)}" if rows else str(kind)
+
+
+def fields_table(title: str, dumped: dict[str, Any], top_label: str) -> Table:
+    """Every field of a dumped data file, one row each, in human units."""
+    table = Table(title=title, title_justify="left")
+    for column in ("section", "field", "value"):
+        table.add_column(column, overflow="fold")
+    for label, section in _sections("", dumped):
+        rows = [(k, v) for k, v in section.items() if _is_scalar_field(section, k, v)]
+        for i, (key, value) in enumerate(rows):
+            table.add_row(_cell(label or top_label if i == 0 else ""), _cell(key),
+                          _cell(fmt_field(key, value)), end_section=i == len(rows) - 1)
+    return table
+
+
+def sources_table(dumped: dict[str, Any], top_label: str) -> Table:
+    """Provenance of each sourced section: kind (spec/measured/assumed/calibrated) and source."""
+    table = Table(title="Sources", title_justify="left")
+    table.add_column("section", overflow="fold")
+    table.add_column("kind", overflow="fold")
+    table.add_column("source", overflow="fold", ratio=1)
+    for label, section in _sections("", dumped):
+        if "source" in section:
+            table.add_row(_cell(label or top_label), _cell(_kind_text(section)),
+                          _cell(section["source"]))
+    return table
+
+
+def _file_tables(title: str, dumped: dict[str, Any], top_label: str) -> list[Table]:
+    return [fields_table(title, dumped, top_label), sources_table(dumped, top_label)]
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def _num_chips(spec: HardwareSpec) -> int | float:
+    chips = spec.num_dies / spec.dies_per_chip
+    return int(chips) if chips.is_integer() else chips
+
+
+def profiles_table(specs: Sequence[HardwareSpec]) -> Table:
+    """One row per hardware profile: the headline per-die numbers (units in the headers)."""
+    table = Table(title="Hardware profiles (per die unless stated)", title_justify="left")
+    for column in ("name", "chip", "dies", "dies/chip", "dtypes", "bf16 TFLOP/s", "HBM GB",
+                   "HBM TB/s", "fabrics (dies)"):
+        table.add_column(column, overflow="fold")
+    for spec in specs:
+        f = spec.file
+        bf16 = f.peak.bf16_flops_per_s
+        table.add_row(*map(_cell, (
+            spec.name, f.chip, spec.num_dies, spec.dies_per_chip,
+            " ".join(d.value for d in spec.supported_dtypes),
+            f"{bf16 / TERA:.1f}" if bf16 else _NONE, f"{spec.hbm_bytes / GIGA:.0f}",
+            f"{spec.hbm_bandwidth_bytes_per_s / TERA:.2f}",
+            ", ".join(f"{fab.name} {fab.dies}" for fab in f.fabrics))))
+    return table
+
+
+def profile_tables(spec: HardwareSpec) -> list[Table]:
+    """All fields of one profile in human units, then the source of each section."""
+    dumped = spec.file.model_dump(mode="json")
+    return _file_tables(f"Hardware profile {spec.name} ({spec.path.name}); per die",
+                        dumped, "profile")
+
+
+def profile_json(spec: HardwareSpec) -> dict[str, Any]:
+    """The validated profile plus derived values, for ``--json``."""
+    return {
+        "kind": "hardware_profile",
+        "file_name": spec.path.name,
+        "file": spec.file.model_dump(mode="json"),
+        "derived": {
+            "supported_dtypes": [d.value for d in spec.supported_dtypes],
+            "num_chips": _num_chips(spec),
+        },
+    }
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _experts_text(spec: ModelSpec) -> str:
+    ffn = spec.file.ffn
+    if not spec.is_moe:
+        return "dense"
+    shared = f" + {ffn.num_shared_experts} shared" if ffn.num_shared_experts else ""
+    return f"{ffn.top_k} of {ffn.num_routed_experts}{shared}"
+
+
+def models_table(specs: Sequence[ModelSpec]) -> Table:
+    """One row per model card: shape and derived parameter counts."""
+    table = Table(title="Model cards (parameters derived from the card)", title_justify="left")
+    for column in ("name", "model", "layers", "hidden", "attention", "experts", "total",
+                   "active", "dtype"):
+        table.add_column(column, overflow="fold", no_wrap=column not in ("model", "experts"))
+    for spec in specs:
+        f, counts = spec.file, spec.param_counts()
+        table.add_row(*map(_cell, (
+            spec.name, f.display_name, spec.num_layers, spec.hidden,
+            f"{f.attention.kind.value} {f.attention.num_heads}/{f.attention.num_kv_heads}",
+            _experts_text(spec), fmt_count(counts.total), fmt_count(counts.active),
+            f.native_dtype)))
+    return table
+
+
+def model_tables(spec: ModelSpec) -> list[Table]:
+    """All fields of one model card, the sources, and derived vs reported parameters."""
+    dumped = spec.file.model_dump(mode="json")
+    tables = _file_tables(f"Model card {spec.name} ({spec.path.name})", dumped, "model")
+    return [*tables, params_table(spec)]
+
+
+def _params_derived(spec: ModelSpec) -> dict[str, Any]:
+    counts, reported = spec.param_counts(), spec.file.params
+    return {
+        "params": {"total": counts.total, "active": counts.active, "mtp": counts.mtp,
+                   "embedding": counts.embedding, "lm_head": counts.lm_head},
+        "reported": {"total": reported.reported_total, "active": reported.reported_active},
+        "derived_over_reported": {"total": counts.total / reported.reported_total,
+                                  "active": counts.active / reported.reported_active},
+    }
+
+
+def params_table(spec: ModelSpec) -> Table:
+    """Derived parameter counts next to the reported ones (MTP is counted apart)."""
+    derived = _params_derived(spec)
+    table = Table(title=f"Parameters of {spec.name} (derived vs reported)", title_justify="left")
+    for column in ("count", "derived", "reported", "derived/reported"):
+        table.add_column(column)
+    for key in ("total", "active", "mtp", "embedding", "lm_head"):
+        reported = derived["reported"].get(key)
+        ratio = derived["derived_over_reported"].get(key)
+        table.add_row(*map(_cell, (
+            key, fmt_count(derived["params"][key]),
+            fmt_count(reported) if reported else _NONE,
+            f"{ratio:.4f}" if ratio else _NONE)))
+    return table
+
+
+def model_json(spec: ModelSpec) -> dict[str, Any]:
+    """The validated card plus derived parameter counts, for ``--json``."""
+    return {
+        "kind": "model_card",
+        "file_name": spec.path.name,
+        "file": spec.file.model_dump(mode="json"),
+        "derived": _params_derived(spec),
+    }

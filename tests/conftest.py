@@ -1,0 +1,138 @@
+"""Shared fixtures: a minimal valid hardware profile and model card, and a TOML writer.
+
+The dicts match ``HardwareFile`` / ``ModelFile`` exactly; tests deep-copy them, change one
+field, and write them to ``tmp_path`` (never to ``hardware_profiles/`` or ``models/``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SRC = "tests/conftest.py fixture (made-up numbers)"
+
+PROFILE: dict[str, Any] = {
+    "schema_version": 1,
+    "name": "test-npu",
+    "description": "Minimal test profile: two dies per chip, bf16 and int8 only (no fp8)",
+    "chip": "Test NPU",
+    "dies_per_chip": 2,
+    "num_dies": 32,
+    "source": SRC,
+    "peak": {"source": SRC, "bf16_flops_per_s": 376e12, "int8_flops_per_s": 752e12},
+    "memory": {"source": SRC, "hbm_bytes": 64e9, "hbm_bandwidth_bytes_per_s": 1.6e12},
+    "memory_reserve": {"source": SRC, "kind": "assumed", "usable_frac": 0.9,
+                       "comm_buffer_bytes": 0.5e9, "runtime_reserved_bytes": 2e9},
+    "efficiency": {
+        "gemm": {"source": SRC, "kind": "assumed", "max_frac": 0.7, "m_half_tokens": 64.0,
+                 "k_half": 256.0},
+        "attention": {"source": SRC, "kind": "assumed", "compute_frac": 0.6, "memory_frac": 0.8},
+        "memory": {"source": SRC, "kind": "measured", "frac": 0.85},
+    },
+    "overheads": {"source": SRC, "kind": "assumed", "kernel_s": 5e-6, "eager_launch_s": 20e-6,
+                  "scheduler_gap_s": 1e-3},
+    "collectives": {"source": SRC, "kind": "assumed", "dispatch_s": 20e-6, "combine_s": 20e-6,
+                    "p2p_s": 10e-6, "collective_s": 10e-6},
+    "fabrics": [
+        {"source": SRC, "name": "d2d", "scope": "chip", "dies": 2,
+         "bandwidth_bytes_per_s": 200e9, "latency_s": 1e-6,
+         "efficiency": {"source": SRC, "kind": "assumed", "max_frac": 0.8}},
+        {"source": SRC, "name": "ub", "scope": "pod", "dies": 32,
+         "bandwidth_bytes_per_s": 196e9, "latency_s": 2e-6,
+         "efficiency": {"source": SRC, "kind": "calibrated", "calibrated_from": ["test-row-1"],
+                        "max_frac": 0.75, "decay_start_ranks": 8.0, "decay": 0.3}},
+    ],
+}
+
+MODEL: dict[str, Any] = {
+    "schema_version": 1,
+    "name": "tiny-moe",
+    "display_name": "Tiny MoE (test)",
+    "architecture": "TinyMoeForCausalLM",
+    "source": SRC,
+    "native_dtype": "bf16",
+    "num_layers": 4,
+    "hidden_size": 256,
+    "vocab_size": 1000,
+    "max_position_embeddings": 4096,
+    "num_mtp_layers": 1,
+    "attention": {"kind": "gqa", "num_heads": 8, "num_kv_heads": 2, "head_dim": 32},
+    "ffn": {"dense_intermediate_size": 512, "dense_layers": [0], "moe_intermediate_size": 128,
+            "num_routed_experts": 8, "num_shared_experts": 1,
+            "shared_expert_intermediate_size": 128, "top_k": 2},
+    # Derived by ModelSpec.param_counts(): total 4,223,232; active 2,197,760;
+    # MTP 1,182,976 (counted apart).
+    "params": {"source": SRC, "reported_total": 4.22e6, "reported_active": 2.2e6,
+               "active_includes_embedding": False},
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Minimal TOML writer for the fixture dicts (scalars, lists, tables, arrays of tables)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()
+             if not isinstance(v, dict) and not _is_table_list(v)]
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            lines.append(f"\n[{name}]")
+            lines.append(to_toml(value, f"{name}.").strip("\n"))
+        elif _is_table_list(value):
+            for item in value:
+                lines.append(f"\n[[{name}]]")
+                lines.append(to_toml(item, f"{name}.").strip("\n"))
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def _write_toml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(to_toml(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def write_toml() -> Callable[[Path, dict[str, Any]], Path]:
+    """``write_toml(path, data) -> path``: write a fixture dict as TOML."""
+    return _write_toml
+
+
+@pytest.fixture
+def profile_dict() -> dict[str, Any]:
+    """A fresh, mutable copy of the minimal valid hardware profile."""
+    return copy.deepcopy(PROFILE)
+
+
+@pytest.fixture
+def model_dict() -> dict[str, Any]:
+    """A fresh, mutable copy of the minimal valid model card."""
+    return copy.deepcopy(MODEL)
+
+
+@pytest.fixture
+def profile_path(tmp_path: Path) -> Path:
+    """The minimal profile written to ``tmp_path/test-npu.toml``."""
+    return _write_toml(tmp_path / "test-npu.toml", PROFILE)
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    """The minimal model card written to ``tmp_path/tiny-moe.toml``."""
+    return _write_toml(tmp_path / "tiny-moe.toml", MODEL)
