@@ -15,6 +15,7 @@ The key names are a user-facing contract (README, ``planner plan --write-layouts
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -179,6 +180,6 @@ def parse_layout(data: dict[str, Any], where: str) -> LayoutFile:
     return validate_data(LayoutFile, data, where)
 
 
-def load_layout(path) -> LayoutFile:
+def load_layout(path: Path | str) -> LayoutFile:
     """Read a layout TOML (schema only; :func:`check_layout` needs the model)."""
-    return parse_layout(read_toml(path), str(path))
+    return parse_layout(read_toml(Path(path)), str(path))
