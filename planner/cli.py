@@ -146,6 +146,43 @@ def models_import(
     typer.echo(f"wrote {output}")
 
 
+# --------------------------------------------------------------------------- evaluate
+
+Opt = typer.Option
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    layout: Annotated[Path, typer.Argument(metavar="LAYOUT.toml", show_default=False, help="A layout file.")],
+    model: Annotated[str | None, Opt(help="Model card name or path.")] = None,
+    hardware: Annotated[str | None, Opt(help="Hardware profile name or path.")] = None,
+    input_tokens: Annotated[int | None, Opt(help="Prompt tokens per request.")] = None,
+    output_tokens: Annotated[int | None, Opt(help="Generated tokens per request.")] = None,
+    weights_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
+    activations_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
+    kv_dtype: Annotated[str | None, Opt(help="KV-cache dtype.")] = None,
+    mtp_acceptance: Annotated[float | None, Opt(help="MTP draft acceptance; 0 disables MTP.")] = None,
+    expert_balance: Annotated[str | None, Opt(help="perfect | skewed.")] = None,
+    hot_expert_ratio: Annotated[float | None, Opt(help="Hottest expert's load / mean (skewed).")] = None,
+    cache_hit_rate: Annotated[float | None, Opt(help="Prefix-cache hit rate of prompt tokens.")] = None,
+    json_out: JsonOut = None,
+) -> None:
+    """Price one layout: step times, throughput per die and chip, per-layer breakdown, memory."""
+    from planner.evaluate import evaluate, report_dict
+    from planner.spec.layout import load_layout
+    from planner.spec.scenario import build_scenario, scenario_overrides
+
+    spec = load_layout(layout)
+    overrides = scenario_overrides(
+        model=model, hardware=hardware, input_tokens=input_tokens, output_tokens=output_tokens,
+        weights_dtype=weights_dtype, activations_dtype=activations_dtype, kv_dtype=kv_dtype,
+        mtp_acceptance=mtp_acceptance, expert_balance=expert_balance, hot_expert_ratio=hot_expert_ratio,
+        cache_hit_rate=cache_hit_rate)
+    scenario = build_scenario(spec.scenario, overrides, where=f"{layout} + flags")
+    doc = report_dict(evaluate(spec, scenario, str(layout)))
+    _show(report.evaluate_tables(doc), doc, json_out)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -140,3 +140,29 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 def load_scenario_file(path: Path) -> ScenarioFile:
     return load_file(ScenarioFile, path)
+
+
+def build_scenario(base: ScenarioFile | None, overrides: dict[str, Any], where: str = "scenario") -> Scenario:
+    """Defaults, then ``base`` (a scenario file or a layout's [scenario]), then flag overrides."""
+    from planner.spec.files import validate_data
+
+    data = merge_overrides((base or ScenarioFile()).model_dump(mode="json"), overrides)
+    return resolve_scenario(validate_data(ScenarioFile, data, where))
+
+
+def scenario_overrides(*, model: str | None = None, hardware: str | None = None, dies: int | None = None,
+                       input_tokens: int | None = None, output_tokens: int | None = None,
+                       weights_dtype: str | None = None, activations_dtype: str | None = None,
+                       kv_dtype: str | None = None, mtp_acceptance: float | None = None,
+                       expert_balance: str | None = None, hot_expert_ratio: float | None = None,
+                       cache_hit_rate: float | None = None, ttft_s: float | None = None,
+                       ttft_percentile: float | None = None, tpot_s: float | None = None) -> dict[str, Any]:
+    """CLI flags -> the nested override dict :func:`build_scenario` merges (None = not given)."""
+    return {
+        "model": model, "hardware": hardware, "dies": dies,
+        "workload": {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_hit_rate": cache_hit_rate},
+        "precision": {"weights": weights_dtype, "activations": activations_dtype, "kv_cache": kv_dtype},
+        "mtp": {"acceptance": mtp_acceptance},
+        "experts": {"balance": expert_balance, "hot_expert_ratio": hot_expert_ratio},
+        "slo": {"ttft_s": ttft_s, "ttft_percentile": ttft_percentile, "tpot_s": tpot_s},
+    }
