@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.cost import moe
+from planner.cost import elementwise, moe
 from planner.cost.ffn import dense_ffn
 from planner.cost.roofline import Array, Cost, sum_costs
 from planner.serving.context import Env
@@ -93,6 +93,8 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     comm: dict[str, Array] = {}
     tp_bytes = shape.group_tokens * h * by.out
     comm["tp_allreduce_attention"] = allreduce_s(env.hw, tp_bytes, shape.tp, env.calls.collective_s)
+    ops["elementwise"] = elementwise.token_side(dev, model, by, tokens=shape.group_tokens,
+                                                ffn="moe" if cls.moe else "dense", launch_s=shape.launch_s)
     if not cls.moe:
         ops.update(dense_ffn(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
         comm["tp_allreduce_ffn"] = allreduce_s(env.hw, tp_bytes, shape.tp, env.calls.collective_s)
@@ -105,6 +107,8 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     ops.update(moe.shared_experts(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
     ops.update(moe.routed_experts(dev, model, by, copies=mean_copies * imb, slots=shape.slots,
                                   launch_s=shape.launch_s))
+    ops["expert_elementwise"] = elementwise.expert_side(dev, model, by, copies=mean_copies * imb,
+                                                        launch_s=shape.launch_s)
     a2a = dict(tokens=shape.die_tokens, top_k=k, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb)
     comm["dispatch"] = all_to_all_s(env.hw, bytes_per_copy=h * by.dispatch, call_s=env.calls.dispatch_s, **a2a)
     comm["combine"] = all_to_all_s(env.hw, bytes_per_copy=h * by.combine, call_s=env.calls.combine_s, **a2a)

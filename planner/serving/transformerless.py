@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.cost import elementwise, moe
 from planner.cost import memory as mem
-from planner.cost import moe
 from planner.cost.attention import attention_decode
 from planner.cost.ffn import dense_ffn
 from planner.cost.roofline import Array, Cost, gemm
@@ -64,6 +64,7 @@ def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cos
     g = s.tp * s.tokens
     ops = attention_decode(env.dev, env.model, env.by, tokens=g, seqs=s.tp * s.seqs,
                            context=np.full(np.shape(g), ctx), tp=s.tp)
+    ops["elementwise"] = elementwise.token_side(env.dev, env.model, env.by, tokens=g, ffn="moe" if cls.moe else "dense")
     comm = {"tp_allreduce_attention": allreduce_s(env.hw, g * env.model.hidden * env.by.out, s.tp,
                                                   env.calls.collective_s)}
     if cls.moe:
@@ -82,6 +83,7 @@ def _expert_side(env: Env, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]
     imb = moe.expert_imbalance(model, ep=s.ep, redundant=s.redundant, copies_per_die=copies,
                                skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
     ops = moe.routed_experts(env.dev, model, env.by, copies=copies * imb, slots=s.slots)
+    ops["expert_elementwise"] = elementwise.expert_side(env.dev, model, env.by, copies=copies * imb)
     kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E, top_k=k, recv_factor=imb)
     comm = {"a2e": a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s, **kw),
             "e2a": a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s, **kw)}
