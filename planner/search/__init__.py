@@ -1,0 +1,1 @@
+"""Goodput search: enumerate pool candidates, score them, combine them per budget split, rank."""

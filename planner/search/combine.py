@@ -1,0 +1,133 @@
+"""Combine scored pools into layouts for every split of the die budget.
+
+For prefill-decode modes the goodput of a layout is ``min(prefill rate, decode rate)``; the
+best prefill over ``s`` dies and the best decode over ``B - s`` dies are found separately
+(envelopes over die counts), so the maximum over splits is exact without enumerating the
+product of prefill and decode candidates.  Each split then gives one layout, trimmed to the
+fewest dies that keep its goodput.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.search.score import DecodeScore, PrefillScore, prefill_rates
+from planner.spec.scenario import Scenario
+
+
+@dataclass
+class Envelope:
+    """Best rate (req/s) with at most ``s`` dies, for s = 0..budget, and who achieves it."""
+
+    rate: np.ndarray       # (B+1,)
+    index: np.ndarray      # candidate index, -1 where nothing fits
+    instances: np.ndarray  # instance count of that candidate
+
+    def dies_for(self, rate: float) -> int:
+        """Fewest dies whose best rate reaches ``rate``."""
+        return int(np.argmax(self.rate >= rate * (1 - 1e-12)))
+
+
+def _prefix_max(rate: np.ndarray, index: np.ndarray, inst: np.ndarray) -> Envelope:
+    """Allow fewer dies than ``s``: running maximum, remembering where it was reached."""
+    best = np.maximum.accumulate(rate)
+    pos = np.maximum.accumulate(np.where(rate >= best, np.arange(len(rate)), 0))
+    return Envelope(rate=best, index=np.where(best > 0, index[pos], -1), instances=np.where(best > 0, inst[pos], 0))
+
+
+def _counts(reps: np.ndarray) -> np.ndarray:
+    """For repeat counts ``reps``: 1..reps[0], 1..reps[1], ... as one array (no Python loop)."""
+    total = int(reps.sum())
+    starts = np.repeat(np.cumsum(reps) - reps, reps)
+    return np.arange(total) - starts + 1
+
+
+def scatter_best(budget: int, dies: np.ndarray, rate: np.ndarray, cand: np.ndarray, inst: np.ndarray) -> Envelope:
+    """Envelope from (dies used, rate) points: max per exact die count, then running max."""
+    best = np.zeros(budget + 1)
+    idx = np.full(budget + 1, -1, dtype=np.int64)
+    ins = np.zeros(budget + 1, dtype=np.int64)
+    keep = (dies <= budget) & (rate > 0)
+    dies, rate, cand, inst = dies[keep], rate[keep], cand[keep], inst[keep]
+    order = np.lexsort((cand, -rate, dies))  # per die count: highest rate first, then lowest index
+    dies, rate, cand, inst = dies[order], rate[order], cand[order], inst[order]
+    first = np.ones(len(dies), dtype=bool)
+    first[1:] = dies[1:] != dies[:-1]
+    best[dies[first]], idx[dies[first]], ins[dies[first]] = rate[first], cand[first], inst[first]
+    return _prefix_max(best, idx, ins)
+
+
+def decode_envelope(budget: int, score: DecodeScore, mask: np.ndarray | None = None) -> Envelope:
+    """Best ``n * rate`` over decode candidates and instance counts with ``n * dies <= s``."""
+    ok = score.ok if mask is None else score.ok & mask
+    cand = np.flatnonzero(ok)
+    if len(cand) == 0:
+        return scatter_best(budget, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    d, r = score.dies[cand], score.rate_per_s[cand]
+    # per die count, only the highest-rate candidate can win (n * rate is monotone in rate)
+    order = np.lexsort((cand, -r, d))
+    d, r, cand = d[order], r[order], cand[order]
+    first = np.ones(len(d), dtype=bool)
+    first[1:] = d[1:] != d[:-1]
+    d, r, cand = d[first], r[first], cand[first]
+    reps = budget // d
+    rows = np.repeat(np.arange(len(d)), reps)
+    n = _counts(reps)
+    return scatter_best(budget, d[rows] * n, r[rows] * n, cand[rows], n)
+
+
+def pareto_prefill(score: PrefillScore) -> np.ndarray:
+    """Prefill candidates not dominated at equal dies (no other is both faster and wider)."""
+    cand = np.flatnonzero(score.ok)
+    if len(cand) == 0:
+        return cand
+    d, svc, slots = score.dies[cand], score.service_s[cand], score.slots[cand]
+    order = np.lexsort((cand, -slots, svc, d))
+    d, slots, cand = d[order], slots[order], cand[order]
+    group = np.cumsum(np.r_[True, d[1:] != d[:-1]])
+    lifted = slots + group * (slots.max() + 1.0)
+    running = np.maximum.accumulate(lifted)
+    keep = np.r_[True, lifted[1:] > running[:-1]]
+    return np.sort(cand[keep])
+
+
+def prefill_envelope(scenario: Scenario, budget: int, score: PrefillScore, fixed_s: float) -> Envelope:
+    """Best prefill goodput over candidates and instance counts with ``n * dies <= s``."""
+    cand = pareto_prefill(score)
+    if len(cand) == 0:
+        return scatter_best(budget, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    reps = budget // score.dies[cand]
+    rows = np.repeat(cand, reps)
+    n = _counts(reps)
+    rate = prefill_rates(scenario, score.service_s[rows], score.slots[rows] * n, fixed_s)
+    return scatter_best(budget, score.dies[rows] * n, rate, rows, n)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One layout from one budget split: goodput and the pools that achieve it."""
+
+    goodput_per_s: float
+    prefill_index: int
+    prefill_instances: int
+    decode_index: int
+    decode_instances: int
+    dies: int
+
+
+def combine(budget: int, pre: Envelope, dec: Envelope, pre_dies: np.ndarray, dec_dies: np.ndarray) -> list[Split]:
+    """Every split s of the budget: goodput min(G_P(s), G_D(B-s)), trimmed to the fewest dies."""
+    s = np.arange(budget + 1)
+    g = np.minimum(pre.rate[s], dec.rate[budget - s])
+    out: dict[tuple[int, int, int, int], Split] = {}
+    for value in np.unique(g[g > 0]):
+        sp, sd = pre.dies_for(value), dec.dies_for(value)
+        if sp + sd > budget:
+            continue
+        pi, pn, di, dn = int(pre.index[sp]), int(pre.instances[sp]), int(dec.index[sd]), int(dec.instances[sd])
+        dies = pn * int(pre_dies[pi]) + dn * int(dec_dies[di])
+        rate = float(min(pre.rate[sp], dec.rate[sd]))
+        out.setdefault((pi, pn, di, dn), Split(rate, pi, pn, di, dn, dies))
+    return list(out.values())

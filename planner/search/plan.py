@@ -1,0 +1,238 @@
+"""``plan``: search every mode for the die budget and rank layouts by goodput per die."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planner.evaluate import evaluate
+from planner.goodput import layout_goodput
+from planner.search import combine as cb
+from planner.search import space
+from planner.search.score import DecodeScore, PrefillScore, kv_handoff_s, prefill_rates, score_decode, score_prefill
+from planner.spec.layout import LayoutFile, Mode
+from planner.spec.scenario import Scenario
+
+ALL_MODES = (Mode.COLLOCATED, Mode.PD, Mode.TRANSFORMERLESS)
+
+
+@dataclass
+class Planned:
+    """One ranked layout with its exact metrics (the same numbers ``planner evaluate`` gives)."""
+
+    mode: Mode
+    layout: LayoutFile
+    metrics: dict[str, Any]
+    search_goodput_per_s: float
+
+    @property
+    def dies(self) -> int:
+        return self.layout.dies
+
+    @property
+    def per_die(self) -> float:
+        return self.metrics["goodput_requests_per_s"] / self.dies
+
+
+@dataclass
+class Plan:
+    scenario: Scenario
+    budget: int
+    candidates_evaluated: int = 0
+    feasible: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    layouts: list[Planned] = field(default_factory=list)
+    pareto: list[Planned] = field(default_factory=list)
+    near_misses: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def _prefill_layout(p: PrefillScore, i: int, n: int) -> dict[str, int]:
+    a = p.cands.arrays
+    return {"instances": n, "dies": int(a["dies"][i]), "tp": int(a["tp"][i]), "ep": int(a["ep"][i]),
+            "batch_tokens": int(a["batch_tokens"][i]), "micro_batches": int(a["micro_batches"][i]),
+            "redundant_experts": int(a["redundant"][i])}
+
+
+def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int]:
+    a = d.cands.arrays
+    out = {"instances": n, "tp": int(a["tp"][i]), "ep": int(a["ep"][i]), "batch": int(a["batch"][i]),
+           "micro_batches": int(a["micro_batches"][i]), "redundant_experts": int(a["redundant"][i])}
+    if mode == Mode.TRANSFORMERLESS:
+        out.update(attention_dies=int(a["attention_dies"][i]), expert_dies=int(a["expert_dies"][i]),
+                   domains=int(a["domains"][i]))
+    else:
+        out["dies"] = int(a["dies"][i])
+    if mode == Mode.COLLOCATED:
+        out["prefill_chunk_tokens"] = int(a["chunk_tokens"][i])
+    return out
+
+
+def _layout(mode: Mode, scenario: Scenario, prefill: dict | None, decode: dict, mtp: int) -> LayoutFile:
+    sc = scenario.file.model_copy(update={"mtp": scenario.file.mtp.model_copy(
+        update={"acceptance": scenario.file.mtp.acceptance if mtp else 0.0})})
+    return LayoutFile.model_validate({"mode": mode.value, "prefill": prefill, "decode": decode,
+                                      "scenario": sc.model_dump(mode="json")})
+
+
+def _exact(mode: Mode, layout: LayoutFile, scenario: Scenario, search_rate: float) -> Planned | None:
+    from planner.spec.scenario import resolve_scenario
+
+    sc = resolve_scenario(layout.scenario) if layout.scenario else scenario
+    metrics = layout_goodput(evaluate(layout, sc, "search"))
+    if not metrics["meets_slo"]:
+        return None
+    return Planned(mode=mode, layout=layout, metrics=metrics, search_goodput_per_s=search_rate)
+
+
+def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre_env: cb.Envelope,
+             dec: DecodeScore, mask: np.ndarray | None = None) -> list[tuple[float, LayoutFile]]:
+    env_d = cb.decode_envelope(budget, dec, mask)
+    out = []
+    for s in cb.combine(budget, pre_env, env_d, pre.dies, dec.dies):
+        layout = _layout(mode, scenario, _prefill_layout(pre, s.prefill_index, s.prefill_instances),
+                         _decode_layout(dec, s.decode_index, s.decode_instances, mode), int(dec.mtp[s.decode_index]))
+        out.append((s.goodput_per_s, layout))
+    return out
+
+
+def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndarray | None = None,
+                per_dies: int = 4) -> list[tuple[float, LayoutFile]]:
+    """Collocated: per die count keep the best few by decode rate, then queue prefill chunks."""
+    ok = dec.ok if mask is None else dec.ok & mask
+    cand = np.flatnonzero(ok)
+    if len(cand) == 0:
+        return []
+    a = dec.cands.arrays
+    order = np.lexsort((cand, -dec.rate_per_s[cand], dec.dies[cand]))
+    c = cand[order]
+    rank = np.arange(len(c)) - np.searchsorted(dec.dies[c], dec.dies[c], side="left")
+    c = c[rank < per_dies]
+    reps = budget // dec.dies[c]
+    rows = np.repeat(c, reps)
+    n = cb._counts(reps)
+    new = scenario.workload.input_tokens * (1 - scenario.workload.cache_hit_rate)
+    k = a["tp"][rows] * a["chunk_tokens"][rows] / new
+    groups = a["dies"][rows] / a["tp"][rows]
+    slots = groups * np.where(k >= 1, np.floor(k), 1.0)
+    service = dec.step_s[rows] * np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
+    rate = np.minimum(prefill_rates(scenario, service, slots * n, 0.0), dec.rate_per_s[rows] * n)
+    env = cb.scatter_best(budget, dec.dies[rows] * n, rate, rows, n)
+    out, seen = [], set()
+    for value in np.unique(env.rate[env.rate > 0]):
+        s = env.dies_for(value)
+        i, m = int(env.index[s]), int(env.instances[s])
+        if (i, m) not in seen:
+            seen.add((i, m))
+            out.append((float(env.rate[s]), _layout(Mode.COLLOCATED, scenario, None,
+                                                    _decode_layout(dec, i, m, Mode.COLLOCATED), int(dec.mtp[i]))))
+    return out
+
+
+def _rank_key(p: Planned) -> tuple:
+    return (-round(p.per_die, 12), p.dies, round(p.metrics["tpot_s"], 12), p.mode.value,
+            str(sorted(p.layout.to_dict().items())))
+
+
+def _pareto(planned: list[Planned]) -> list[Planned]:
+    """Layouts not beaten on both goodput per die (higher) and TPOT (lower)."""
+    pts = sorted(planned, key=lambda p: (p.metrics["tpot_s"], -p.per_die))
+    front, best = [], -1.0
+    for p in pts:
+        if p.per_die > best * (1 + 1e-9):
+            front.append(p)
+            best = p.per_die
+    return front
+
+
+def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: PrefillScore | None,
+                 fixed_s: float) -> list[dict[str, Any]]:
+    out = []
+    for mode, dec in scores.items():
+        fits = np.flatnonzero(dec.max_batch >= dec.cands.arrays["batch"])
+        if len(fits):
+            i = int(fits[np.argmin(dec.tpot_s[fits])])
+            out.append({"mode": mode.value, "pool": "decode", "best_tpot_s": float(dec.tpot_s[i]),
+                        "meets_tpot_slo": bool(dec.tpot_s[i] <= scenario.slo.tpot_s),
+                        "layout": _decode_layout(dec, i, 1, mode)})
+    if pre is not None and pre.ok.any():
+        i = int(np.flatnonzero(pre.ok)[np.argmin(pre.service_s[pre.ok])])
+        out.append({"mode": "pd/transformerless", "pool": "prefill",
+                    "best_ttft_s": float(pre.service_s[i] + fixed_s),
+                    "meets_ttft_slo": bool(pre.service_s[i] + fixed_s <= scenario.slo.ttft_s),
+                    "layout": _prefill_layout(pre, i, 1)})
+    return out
+
+
+def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan) -> tuple:
+    model = scenario.model
+    pre = None
+    if Mode.PD in modes or (Mode.TRANSFORMERLESS in modes and model.is_moe):
+        cands = space.prefill_pools(model, budget)
+        plan.rejected.update(cands.rejected)
+        pre = score_prefill(scenario, cands)
+        plan.candidates_evaluated += len(cands)
+        plan.rejected.update({f"prefill_{k}": v for k, v in pre.rejected.items() if v})
+    builders = {Mode.PD: space.pd_decode_pools, Mode.TRANSFORMERLESS: space.transformerless_pools,
+                Mode.COLLOCATED: space.collocated_pools}
+    scores: dict[Mode, DecodeScore] = {}
+    for mode in modes:
+        cands = builders[mode](model, budget)
+        plan.rejected.update(cands.rejected)
+        if len(cands) == 0:
+            continue
+        mode_name = "transformerless" if mode == Mode.TRANSFORMERLESS else "shared"
+        scores[mode] = score_decode(scenario, cands, mode_name)
+        plan.candidates_evaluated += len(scores[mode].cands)
+        plan.rejected.update({f"{mode.value}_{k}": v for k, v in scores[mode].rejected.items() if v})
+        plan.feasible += int(scores[mode].ok.sum())
+    return pre, scores
+
+
+def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = 10) -> list[float]:
+    t = np.sort(dec.tpot_s[dec.ok])
+    if len(t) == 0:
+        return []
+    qs = np.unique(np.quantile(t, np.linspace(0.0, 1.0, count)))
+    return [float(x) for x in qs] + [scenario.slo.tpot_s]
+
+
+def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 10) -> Plan:
+    """Search ``modes`` for the scenario's die budget; rank by goodput per die."""
+    start = time.perf_counter()
+    budget = min(scenario.file.dies, scenario.hardware.num_dies)
+    result = Plan(scenario=scenario, budget=budget)
+    pre, scores = _pools(scenario, budget, modes, result)
+    fixed = kv_handoff_s(scenario, budget) + scenario.slo.tpot_s
+    pre_env = cb.prefill_envelope(scenario, budget, pre, fixed) if pre is not None else None
+    found: dict[str, Planned] = {}
+
+    def collect(mode: Mode, mask: np.ndarray | None, limit: int) -> None:
+        dec = scores[mode]
+        if mode == Mode.COLLOCATED:
+            items = _collocated(scenario, budget, dec, mask)
+        elif pre_env is not None:
+            items = _pd_like(scenario, budget, mode, pre, pre_env, dec, mask)
+        else:
+            items = []
+        items.sort(key=lambda it: (-it[0] / it[1].dies, it[1].dies))
+        for rate, layout in items[:limit]:
+            key = str(sorted(layout.to_dict().items()))
+            if key not in found and (p := _exact(mode, layout, scenario, rate)) is not None:
+                found[key] = p
+
+    for mode in scores:
+        collect(mode, None, max(top, 8))
+        for tau in _thresholds(scenario, scores[mode]):
+            collect(mode, scores[mode].tpot_s <= tau, 1)
+    ranked = sorted(found.values(), key=_rank_key)
+    result.layouts = ranked
+    result.pareto = _pareto(ranked)
+    if not ranked:
+        result.near_misses = _near_misses(scenario, scores, pre, fixed)
+    result.elapsed_s = time.perf_counter() - start
+    return result
