@@ -23,8 +23,10 @@ Array = np.ndarray
 def fabric_efficiency(fabric: FabricSection, ranks: Array) -> Array:
     """Achieved fraction of line rate when ``ranks`` dies exchange data."""
     e = fabric.efficiency
-    n = np.maximum(np.asarray(ranks, dtype=float), 1.0)
-    return e.max_frac * np.minimum(1.0, (e.decay_start_ranks / n) ** e.decay)
+    if e.decay == 0.0:
+        return np.full(np.shape(ranks), e.max_frac)
+    n = np.maximum(np.asarray(ranks, dtype=float), e.decay_start_ranks)
+    return e.max_frac * np.exp(e.decay * np.log(e.decay_start_ranks / n))
 
 
 def transfer_s(fabric: FabricSection, bytes_: Array, ranks: Array) -> Array:

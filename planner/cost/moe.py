@@ -79,20 +79,31 @@ def eplb_static_imbalance(num_experts: int, hot_expert_ratio: float, ep: int, re
     return float(best * ep)
 
 
-def expert_imbalance(model: ModelSpec, *, ep: Array, redundant: Array, copies_per_die: Array,
-                     skewed: bool, hot_expert_ratio: float) -> Array:
+def static_imbalance(model: ModelSpec, *, ep: Array, redundant: Array, skewed: bool,
+                     hot_expert_ratio: float) -> Array:
+    """EPLB static imbalance (max die load / mean) per candidate; exactly 1 when balanced, (N,)."""
+    ep = np.asarray(ep)
+    shape = np.broadcast_shapes(ep.shape, np.shape(redundant))
+    if not skewed or not model.is_moe:
+        return np.ones(shape)
+    key = (np.broadcast_to(ep, shape).astype(np.int64) << 20) + np.broadcast_to(redundant, shape).astype(np.int64)
+    uniq, inverse = np.unique(key.reshape(-1), return_inverse=True)
+    E = model.file.ffn.num_routed_experts
+    table = np.array([eplb_static_imbalance(E, hot_expert_ratio, int(k >> 20), int(k & 0xFFFFF)) for k in uniq])
+    return table[inverse].reshape(shape)
+
+
+def expert_imbalance(model: ModelSpec, *, ep: Array, redundant: Array, copies_per_die: Array, skewed: bool,
+                     hot_expert_ratio: float, static: Array | None = None) -> Array:
     """Expected max-over-dies / mean of the token copies an expert die receives, (N,).
 
+    ``static`` (from :func:`static_imbalance`) may be passed in to avoid recomputing it.
     ``perfect`` balance (``skewed=False``) is exactly 1.
     """
-    ep = np.asarray(ep)
     if not skewed or not model.is_moe:
-        return np.ones(np.broadcast_shapes(ep.shape, np.shape(copies_per_die)))
-    E = model.file.ffn.num_routed_experts
-    pairs = np.stack(np.broadcast_arrays(ep, np.asarray(redundant)), axis=-1).astype(int)
-    uniq, inverse = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
-    table = np.array([eplb_static_imbalance(E, hot_expert_ratio, int(e), int(r)) for e, r in uniq])
-    static = table[inverse.reshape(-1)].reshape(pairs.shape[:-1])
+        return np.ones(np.broadcast_shapes(np.shape(ep), np.shape(copies_per_die)))
+    if static is None:
+        static = static_imbalance(model, ep=ep, redundant=redundant, skewed=skewed, hot_expert_ratio=hot_expert_ratio)
     mean = np.maximum(np.asarray(copies_per_die, dtype=float), 1e-9)
     return static + expected_max_normal(ep) * np.sqrt(static / mean)
 

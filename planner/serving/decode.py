@@ -108,8 +108,10 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
     chunk_mb = _as_float(d.chunk_tokens) / m
     die_tokens = b_mb * q + chunk_mb
     slots = (model.file.ffn.num_routed_experts + _as_float(d.redundant)) / ep if model.is_moe else ep * 0 + 1
+    red = _as_float(d.redundant)
+    static = moe.static_imbalance(model, ep=ep, redundant=red, skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
     shape = SharedDieShape(group_tokens=tp * die_tokens, die_tokens=die_tokens, tp=tp, ep=ep, slots=slots,
-                           redundant=_as_float(d.redundant), dedup=False)
+                           redundant=red, static=static, dedup=False)
     attention = _attention_fn(env, tp * b_mb * q, tp * b_mb, tp, tp * chunk_mb)
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
@@ -120,14 +122,14 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
     extra = {"pipeline_tail": np.maximum.reduce(tails), "lm_head": lm_head(env, tp * _as_float(d.batch) * q, tp).time_s}
     if env.draft_tokens:
         draft_shape = SharedDieShape(group_tokens=tp * b_mb, die_tokens=b_mb, tp=tp, ep=ep, slots=slots,
-                                     redundant=shape.redundant, dedup=False)
+                                     redundant=shape.redundant, static=static, dedup=False)
         draft_attn = _attention_fn(env, tp * b_mb, tp * b_mb, tp, np.zeros_like(tp))
         extra["mtp"] = env.draft_tokens * mtp_draft_s(env, draft_shape, tp, _as_float(d.batch), m, draft_attn)
     extra["scheduler_gap"] = np.full(np.shape(tp), env.dev.scheduler_gap_s)
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
     k = model.file.ffn.top_k if model.is_moe else 1
     imb = moe.expert_imbalance(model, ep=ep, redundant=shape.redundant, copies_per_die=die_tokens * k,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=static)
     memory, max_b = decode_memory(env, d, imb)
     fits = max_b >= _as_float(d.batch)
     return PoolStep(step_s=step, layers=layers, layer_s=layer_s, layer_counts=counts, extra=extra,

@@ -13,7 +13,7 @@ import numpy as np
 
 from planner.cost import elementwise, moe
 from planner.cost.ffn import dense_ffn
-from planner.cost.roofline import Array, Cost, sum_costs
+from planner.cost.roofline import Array, Cost
 from planner.serving.context import Env
 from planner.spec.model import ModelSpec
 from planner.xccl import all_to_all_s, allreduce_s
@@ -51,7 +51,8 @@ class LayerCost:
     comm_s: Array = field(init=False)
 
     def __post_init__(self) -> None:
-        self.compute_s = sum_costs(self.ops).time_s
+        times = [c.time_s for c in self.ops.values()]
+        self.compute_s = sum(times[1:], times[0])
         comm = list(self.comm.values())
         self.comm_s = sum(comm[1:], comm[0]) if comm else np.zeros_like(self.compute_s)
 
@@ -81,6 +82,7 @@ class SharedDieShape:
     ep: Array
     slots: Array             # expert replicas hosted per die
     redundant: Array
+    static: Array            # EPLB static imbalance of (ep, redundant), moe.static_imbalance
     dedup: bool              # deduplicated (normal) vs per-expert (low-latency) all-to-all
     launch_s: float | Array = 0.0
 
@@ -102,7 +104,7 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     k = model.file.ffn.top_k
     mean_copies = shape.die_tokens * k
     imb = moe.expert_imbalance(model, ep=shape.ep, redundant=shape.redundant, copies_per_die=mean_copies,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=shape.static)
     ops["router"] = moe.router(dev, model, by, tokens=shape.group_tokens, launch_s=shape.launch_s)
     ops.update(moe.shared_experts(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
     ops.update(moe.routed_experts(dev, model, by, copies=mean_copies * imb, slots=shape.slots,

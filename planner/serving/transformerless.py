@@ -53,6 +53,7 @@ class _Shape:
     ep: Array
     slots: Array
     redundant: Array
+    static: Array
 
 
 def _f(x: Array) -> Array:
@@ -81,7 +82,7 @@ def _expert_side(env: Env, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]
     model, h, k = env.model, env.model.hidden, env.model.file.ffn.top_k
     copies = s.A_d * s.tokens * k / s.E
     imb = moe.expert_imbalance(model, ep=s.ep, redundant=s.redundant, copies_per_die=copies,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=s.static)
     ops = moe.routed_experts(env.dev, model, env.by, copies=copies * imb, slots=s.slots)
     ops["expert_elementwise"] = elementwise.expert_side(env.dev, model, env.by, copies=copies * imb)
     kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E, top_k=k, recv_factor=imb)
@@ -116,7 +117,9 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     b_mb = _f(d.batch) / m
     slots = (model.file.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
     s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
-               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant))
+               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant),
+               static=moe.static_imbalance(model, ep=_f(d.ep), redundant=_f(d.redundant), skewed=env.skewed,
+                                           hot_expert_ratio=env.hot_expert_ratio))
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
         if cls.moe:
@@ -130,7 +133,8 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     extra = {"pipeline_tail": np.maximum.reduce(tails),
              "lm_head": lm_head(env, s.tp * _f(d.batch) * q, s.tp).time_s}
     if env.draft_tokens:
-        ds = _Shape(tokens=b_mb, seqs=b_mb, A_d=s.A_d, E=s.E, tp=s.tp, ep=s.ep, slots=slots, redundant=s.redundant)
+        ds = _Shape(tokens=b_mb, seqs=b_mb, A_d=s.A_d, E=s.E, tp=s.tp, ep=s.ep, slots=slots, redundant=s.redundant,
+                    static=s.static)
         _, period, tail = _moe_layer(env, LayerClass(False, True, 1), ds, m, D)
         proj = gemm(env.dev, s.tp * _f(d.batch), model.hidden, 2 * model.hidden, weight_bytes=env.by.weight,
                     act_bytes=env.by.out)

@@ -1,0 +1,332 @@
+"""Queueing math: Erlang C, M/G/c waiting-time mean and quantiles, and the decode fixed point.
+
+This module knows nothing of LLMs.  It works in arrival rates (1/s), service times (s),
+squared coefficients of variation and server counts; the search layer maps a serving
+candidate onto these (prefill instances are the servers of an M/G/c queue whose service time
+is a batched prefill step; decode pools use :func:`decode_fixed_point_batch`).  Only the math
+lives here.
+
+Every function except :func:`decode_fixed_point_batch` takes numpy arrays (or scalars) that
+broadcast against each other and returns float64 arrays of the broadcast shape, with no
+Python loop over elements.  An unstable queue (utilization ``rho = lambda * E[S] / c >= 1``)
+is not an error: its probability of waiting is 1 and its waiting times are ``+inf``.
+Numpy floating-point warnings are silenced locally where such values are produced on purpose.
+
+``scipy.stats`` is deliberately not imported (it costs ~0.3 s of CLI start-up);
+``scipy.special`` gives the same log-space Poisson terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.special import gammaincc, gammaln
+
+Array = np.ndarray
+ArrayLike = np.ndarray | float
+
+#: :func:`max_arrival_rate_per_s` never returns a utilization above ``1 - STABILITY_MARGIN``.
+STABILITY_MARGIN = 1e-9
+
+#: Cells of the grid that brackets the smallest decode fixed point.
+FIXED_POINT_GRID_CELLS = 64
+
+
+def _as_float_arrays(*values: ArrayLike) -> tuple[Array, ...]:
+    """Broadcast the inputs against each other as float64 arrays."""
+    return tuple(np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in values)))
+
+
+def log_erlang_c(servers: ArrayLike, offered_load: ArrayLike) -> Array:
+    """Natural log of the M/M/c probability of waiting, ``ln C(c, a)`` (dimensionless, <= 0).
+
+    Parameters
+    ----------
+    servers : array_like, shape (N,) or broadcastable
+        Number of servers ``c`` (>= 1; a non-integer value uses the gamma-function continuation).
+    offered_load : array_like, shape (N,) or broadcastable
+        Offered load ``a = lambda * E[S]`` in erlangs (>= 0).
+
+    Returns
+    -------
+    ndarray
+        ``ln C(c, a)``; ``0`` (C = 1) where ``a >= c``, ``-inf`` where ``a = 0``.
+
+    Notes
+    -----
+    With ``X ~ Poisson(a)`` and ``rho = a / c``,
+
+        C(c, a) = P(X = c) / (1 - rho) / (P(X <= c - 1) + P(X = c) / (1 - rho))
+
+    so ``ln C = -log1p(exp(ln P(X <= c-1) - ln P(X = c) + ln(1 - rho)))``, evaluated with
+    ``logaddexp``.  ``ln P(X = c) = c ln a - a - ln Gamma(c + 1)`` and
+    ``P(X <= c - 1) = Q(c, a)``, the regularized upper incomplete gamma function, which is
+    >= e^-1 for ``a <= c`` and so never underflows.  Accurate to a few ulps of ``ln C`` from
+    ``c = 1`` to beyond ``c = 10^5``, with no overflow of ``a^c / c!``.
+
+    References
+    ----------
+    A. O. Allen, *Probability, Statistics, and Queueing Theory*, 2nd ed., Academic Press,
+    1990, section 5.2 (M/M/c, Erlang's C formula).
+    """
+    c, a = _as_float_arrays(servers, offered_load)
+    with np.errstate(all="ignore"):
+        rho = a / c
+        log_pmf_c = c * np.log(a) - a - gammaln(c + 1.0)
+        log_cdf_below = np.log(gammaincc(c, a))
+        log_c = -np.logaddexp(0.0, log_cdf_below - log_pmf_c + np.log1p(-rho))
+    return np.where(rho >= 1.0, 0.0, log_c)
+
+
+def erlang_c(servers: ArrayLike, offered_load: ArrayLike) -> Array:
+    """M/M/c probability that an arrival waits, ``C(c, a)`` (dimensionless, in [0, 1]).
+
+    Parameters
+    ----------
+    servers : array_like, shape (N,) or broadcastable
+        Number of servers ``c`` (>= 1).
+    offered_load : array_like, shape (N,) or broadcastable
+        Offered load ``a = lambda * E[S]`` in erlangs (>= 0).
+
+    Returns
+    -------
+    ndarray
+        ``C(c, a)``; exactly 1 where ``a >= c``.
+
+    Notes
+    -----
+    ``exp`` of :func:`log_erlang_c`; see there for the formula.
+    """
+    return np.exp(log_erlang_c(servers, offered_load))
+
+
+def _wait_scale_s(arrival_rate_per_s: Array, service_mean_s: Array, servers: Array,
+                  arrival_cv2: Array, service_cv2: Array) -> tuple[Array, Array]:
+    """Return ``(ln C, (ca2 + cs2) / 2 / (c mu - lambda))``; the scale is inf where rho >= 1."""
+    lam, s, c, ca2, cs2 = _as_float_arrays(arrival_rate_per_s, service_mean_s, servers, arrival_cv2, service_cv2)
+    a = lam * s
+    with np.errstate(all="ignore"):
+        scale_s = 0.5 * (ca2 + cs2) * s / (c - a)  # 1 / (c mu - lambda) = E[S] / (c - a)
+    return log_erlang_c(c, a), np.where(a >= c, np.inf, scale_s)
+
+
+def mgc_wait_mean_s(arrival_rate_per_s: ArrayLike, service_mean_s: ArrayLike, service_cv2: ArrayLike,
+                    servers: ArrayLike, arrival_cv2: ArrayLike = 1.0) -> Array:
+    """Mean waiting time in queue (before service) of a GI/G/c FIFO queue, in seconds.
+
+    Parameters
+    ----------
+    arrival_rate_per_s : array_like, shape (N,) or broadcastable
+        Arrival rate ``lambda`` (1/s, >= 0).
+    service_mean_s : array_like
+        Mean service time ``E[S] = 1 / mu`` (s, > 0).
+    service_cv2 : array_like
+        Squared coefficient of variation of the service time ``cs2 = Var[S] / E[S]^2``
+        (0 deterministic, 1 exponential).
+    servers : array_like
+        Number of servers ``c`` (>= 1).
+    arrival_cv2 : array_like, default 1.0
+        Squared coefficient of variation of the inter-arrival times ``ca2`` (1 for Poisson).
+
+    Returns
+    -------
+    ndarray
+        ``Wq`` in seconds; ``+inf`` where ``rho = lambda E[S] / c >= 1``.
+
+    Notes
+    -----
+    Allen-Cunneen approximation::
+
+        Wq = C(c, a) / (c mu - lambda) * (ca2 + cs2) / 2
+
+    Exact for M/M/c (``ca2 = cs2 = 1``) and for M/G/1 (Pollaczek-Khinchine).  For M/G/c and
+    GI/G/c it is a heavy-traffic-motivated interpolation: typically within ~10 % when
+    ``rho >= 0.5`` and ``ca2, cs2 <= ~2``; relative errors grow at low utilization with many
+    servers (where ``Wq`` itself is small) and for very variable service times.
+
+    References
+    ----------
+    A. O. Allen, *Probability, Statistics, and Queueing Theory*, 2nd ed., 1990, section 6.4.
+    W. Whitt, "Approximations for the GI/G/m queue", *Production and Operations Management*
+    2(2), 1993, pp. 114-161.
+    """
+    log_c, scale_s = _wait_scale_s(arrival_rate_per_s, service_mean_s, servers, arrival_cv2, service_cv2)
+    with np.errstate(invalid="ignore"):
+        wait_s = np.exp(log_c) * scale_s
+    return np.where(np.isinf(scale_s), np.inf, wait_s)
+
+
+def mgc_wait_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, service_mean_s: ArrayLike,
+                        service_cv2: ArrayLike, servers: ArrayLike, arrival_cv2: ArrayLike = 1.0) -> Array:
+    """The p-quantile of the waiting time in queue of a GI/G/c FIFO queue, in seconds.
+
+    Parameters
+    ----------
+    p : array_like, shape (N,) or broadcastable
+        Quantile level in (0, 1), e.g. 0.9 for p90.
+    arrival_rate_per_s, service_mean_s, service_cv2, servers, arrival_cv2 : array_like
+        As in :func:`mgc_wait_mean_s`.
+
+    Returns
+    -------
+    ndarray
+        ``t_p`` in seconds (>= 0); ``+inf`` where ``rho >= 1``.
+
+    Notes
+    -----
+    The waiting time is taken as an atom at 0 of mass ``1 - C`` plus an exponential tail
+    whose rate is the M/M/c rate ``c mu - lambda`` scaled by the Allen-Cunneen factor::
+
+        P(W > t) = C(c, a) exp(-t (c mu - lambda) * 2 / (ca2 + cs2))
+        t_p      = max(0, ln(C / (1 - p)) * (ca2 + cs2) / (2 (c mu - lambda)))
+
+    so its mean is exactly :func:`mgc_wait_mean_s`.  Exact for M/M/c.  Otherwise it is the
+    heavy-traffic (Kingman / Kollerstrom) shape: good when ``rho`` is high and ``p`` is such
+    that ``C > 1 - p`` (the quantile is in the tail).  It uses the M/M/c probability of
+    waiting for any service distribution, so it is least accurate for deterministic service
+    at moderate load (the true tail decays faster than the scaled rate), and it cannot
+    represent the sub-exponential tail of heavy-tailed (e.g. lognormal, high-CV) service
+    at extreme quantiles.  The DES cross-check in ``tests/validation/test_queueing_des.py``
+    states the measured error per regime.
+
+    References
+    ----------
+    A. O. Allen, *Probability, Statistics, and Queueing Theory*, 2nd ed., 1990, section 6.4.
+    W. Whitt, "Approximations for the GI/G/m queue", *Production and Operations Management*
+    2(2), 1993, pp. 114-161 (exponential approximation of the conditional delay).
+    """
+    q = np.asarray(p, dtype=np.float64)
+    log_c, scale_s = _wait_scale_s(arrival_rate_per_s, service_mean_s, servers, arrival_cv2, service_cv2)
+    with np.errstate(all="ignore"):
+        excess = np.maximum(log_c - np.log1p(-q), 0.0)  # ln(C / (1 - p)), 0 when C <= 1 - p
+        wait_s = np.where(excess > 0.0, excess * scale_s, 0.0)
+    return np.where(np.isinf(scale_s), np.inf, wait_s)
+
+
+def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_s: ArrayLike,
+                           service_cv2: ArrayLike, servers: ArrayLike, iterations: int = 60, *,
+                           arrival_cv2: ArrayLike = 1.0) -> Array:
+    """Largest arrival rate whose p-quantile waiting time fits the budget, in 1/s.
+
+    Parameters
+    ----------
+    wait_budget_s : array_like, shape (N,) or broadcastable
+        Budget for the p-quantile of the waiting time in queue (s); may be ``+inf``.
+    p : array_like
+        Quantile level in (0, 1).
+    service_mean_s, service_cv2, servers, arrival_cv2 : array_like
+        As in :func:`mgc_wait_mean_s`.
+    iterations : int, default 60
+        Bisection steps (on the utilization in ``[0, 1 - STABILITY_MARGIN]``).
+
+    Returns
+    -------
+    ndarray
+        ``lambda*`` (1/s) with ``mgc_wait_quantile_s(p, lambda*, ...) <= wait_budget_s``.
+        ``0`` where the budget is negative (or NaN); ``(1 - STABILITY_MARGIN) * c / E[S]``
+        (the stability limit less 1e-9 relative) where even that rate meets the budget, in
+        particular for a budget of ``+inf``.
+
+    Notes
+    -----
+    The quantile is non-decreasing in ``lambda`` (``C`` and ``1 / (c mu - lambda)`` both
+    increase), so the feasible rates form an interval ``[0, lambda*]``.  The bisection keeps
+    a feasible lower end and an infeasible upper end for a fixed number of steps over the
+    whole array (the Python loop is over iterations, never over elements).  Because every
+    element bisects the same dyadic grid, the result is exactly non-decreasing in the
+    budget and in ``p``-tolerance, and non-decreasing in ``servers``.  After 60 steps the
+    utilization is resolved to float64 precision.
+    """
+    budget_s, q, s, cs2, c, ca2 = _as_float_arrays(wait_budget_s, p, service_mean_s, service_cv2,
+                                                   servers, arrival_cv2)
+
+    def meets_budget(rho: Array) -> Array:
+        return mgc_wait_quantile_s(q, rho * c / s, s, cs2, c, ca2) <= budget_s
+
+    rho_max = 1.0 - STABILITY_MARGIN
+    lo, hi = np.zeros_like(budget_s), np.full_like(budget_s, rho_max)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        ok = meets_budget(mid)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    rho = np.where(meets_budget(np.full_like(budget_s, rho_max)), rho_max, lo)
+    rho = np.where(budget_s >= 0.0, rho, 0.0)
+    return rho * c / s
+
+
+def little_batch(arrival_rate_per_s: ArrayLike, residence_s: ArrayLike) -> Array:
+    """Mean number in the system by Little's law, ``L = lambda W`` (dimensionless count).
+
+    Parameters
+    ----------
+    arrival_rate_per_s : array_like, shape (N,) or broadcastable
+        Throughput ``lambda`` (1/s).
+    residence_s : array_like
+        Mean time ``W`` each customer spends in the system (s).
+
+    Returns
+    -------
+    ndarray
+        ``L = lambda * W``.
+
+    References
+    ----------
+    J. D. C. Little, "A proof for the queuing formula L = lambda W", *Operations Research* 9(3),
+    1961, pp. 383-387.
+    """
+    lam, w = _as_float_arrays(arrival_rate_per_s, residence_s)
+    return lam * w
+
+
+def decode_fixed_point_batch(arrival_rate_per_s: float, output_tokens: float, dies: float,
+                             tpot_of_batch: Callable[[float], float], batch_cap: float) -> tuple[float, float]:
+    """Concurrent sequences per die under continuous batching, and the step time there.
+
+    Parameters
+    ----------
+    arrival_rate_per_s : float
+        Request arrival rate ``lambda`` to the pool (1/s, >= 0).
+    output_tokens : float
+        Mean tokens generated per request ``L_out`` (one decode step each).
+    dies : float
+        Dies sharing the load (> 0).
+    tpot_of_batch : callable float -> float
+        Time per output token (s) at a per-die batch ``b``; non-decreasing in ``b``.
+    batch_cap : float
+        Largest admissible per-die batch (e.g. the KV-cache memory cap), finite and >= 0.
+
+    Returns
+    -------
+    (float, float)
+        ``(b, TPOT(b))`` at the smallest fixed point in ``[0, batch_cap]``, or
+        ``(inf, inf)`` when there is none (the pool is overloaded).
+
+    Notes
+    -----
+    Each request stays ``L_out * TPOT(b)`` seconds, so by Little's law the sequences per die
+    satisfy ``b = lambda * L_out * TPOT(b) / dies``.  The map ``b -> lambda L_out TPOT(b) /
+    dies`` is non-decreasing, so its smallest fixed point is the operating point reached
+    from an empty pool.  It is bracketed on a grid of ``FIXED_POINT_GRID_CELLS`` cells over
+    ``[0, batch_cap]`` (first sign change of ``b - lambda L_out TPOT(b) / dies``) and refined
+    with Brent's method.  Two fixed points closer together than one grid cell (a near
+    tangency) may be skipped; the answer is then a larger batch or "overloaded", i.e.
+    conservative.  Scalar: used for one candidate at a time.
+    """
+    from scipy.optimize import brentq  # local: scipy.optimize adds ~0.2 s to CLI start-up
+
+    if not (dies > 0.0 and 0.0 <= batch_cap < np.inf):
+        raise ValueError(f"need dies > 0 and a finite batch_cap >= 0, got {dies=}, {batch_cap=}")
+    demand = arrival_rate_per_s * output_tokens / dies  # sequences per die per second of TPOT
+
+    def gap(b: float) -> float:
+        return b - demand * tpot_of_batch(b)
+
+    grid = np.linspace(0.0, batch_cap, FIXED_POINT_GRID_CELLS + 1)
+    gaps = np.array([gap(float(b)) for b in grid])
+    crossed = np.flatnonzero(gaps >= 0.0)
+    if crossed.size == 0:
+        return np.inf, np.inf
+    i = int(crossed[0])
+    b = 0.0 if i == 0 else float(brentq(gap, grid[i - 1], grid[i], xtol=1e-12, rtol=4 * np.finfo(float).eps))
+    return b, float(tpot_of_batch(b))
