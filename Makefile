@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 plan: $(STAMP)
-	$(BIN)/planner profiles list
-	$(BIN)/planner models list
+	$(BIN)/planner plan
+
+bench: $(STAMP)
+	$(BIN)/python -m planner.bench
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -183,6 +183,98 @@ def evaluate_cmd(
     _show(report.evaluate_tables(doc), doc, json_out)
 
 
+# --------------------------------------------------------------------------- plan
+
+
+@app.command("plan")
+def plan_cmd(
+    scenario_file: Annotated[Path | None, typer.Argument(
+        metavar="[SCENARIO.toml]", show_default=False, help="Scenario file (default: the built-in scenario).")] = None,
+    model: Annotated[str | None, Opt(help="Model card name or path.")] = None,
+    hardware: Annotated[str | None, Opt(help="Hardware profile name or path.")] = None,
+    dies: Annotated[int | None, Opt(help="Die budget.")] = None,
+    input_tokens: Annotated[int | None, Opt(help="Prompt tokens per request.")] = None,
+    output_tokens: Annotated[int | None, Opt(help="Generated tokens per request.")] = None,
+    weights_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
+    activations_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
+    kv_dtype: Annotated[str | None, Opt(help="KV-cache dtype.")] = None,
+    mtp_acceptance: Annotated[float | None, Opt(help="MTP draft acceptance; 0 disables MTP.")] = None,
+    expert_balance: Annotated[str | None, Opt(help="perfect | skewed.")] = None,
+    hot_expert_ratio: Annotated[float | None, Opt(help="Hottest expert's load / mean (skewed).")] = None,
+    cache_hit_rate: Annotated[float | None, Opt(help="Prefix-cache hit rate of prompt tokens.")] = None,
+    ttft_s: Annotated[float | None, Opt("--ttft-s", help="TTFT SLO (s) at --ttft-percentile.")] = None,
+    ttft_percentile: Annotated[float | None, Opt(help="TTFT percentile, e.g. 90.")] = None,
+    tpot_s: Annotated[float | None, Opt("--tpot-s", help="Mean TPOT SLO (s).")] = None,
+    modes: Annotated[str | None, Opt(help="Comma list of collocated, pd, transformerless.")] = None,
+    top: Annotated[int, Opt(min=1, help="Layouts to list.")] = 10,
+    json_out: JsonOut = None,
+    write_layouts: Annotated[Path | None, Opt(help="Write the listed layouts as TOML files here.")] = None,
+) -> None:
+    """Search layouts for the die budget and rank them by goodput per die (exit 3 if none meets the SLOs)."""
+    import time
+
+    from planner.search.plan import ALL_MODES, plan, plan_dict
+    from planner.spec.files import load_file
+    from planner.spec.layout import Mode
+    from planner.spec.scenario import ScenarioFile, build_scenario, scenario_overrides
+
+    start = time.perf_counter()
+    base = load_file(ScenarioFile, scenario_file) if scenario_file else None
+    overrides = scenario_overrides(
+        model=model, hardware=hardware, dies=dies, input_tokens=input_tokens, output_tokens=output_tokens,
+        weights_dtype=weights_dtype, activations_dtype=activations_dtype, kv_dtype=kv_dtype,
+        mtp_acceptance=mtp_acceptance, expert_balance=expert_balance, hot_expert_ratio=hot_expert_ratio,
+        cache_hit_rate=cache_hit_rate, ttft_s=ttft_s, ttft_percentile=ttft_percentile, tpot_s=tpot_s)
+    scenario = build_scenario(base, overrides, where=f"{scenario_file or 'default scenario'} + flags")
+    chosen = _parse_modes(modes, Mode, ALL_MODES)
+    result = plan(scenario, modes=chosen, top=top)
+    doc = plan_dict(result, top)
+    if not doc["layouts"]:
+        _emit_infeasible(doc, json_out)
+    _show(report.plan_tables(doc), doc, json_out)
+    if write_layouts is not None:
+        _write_layouts(write_layouts, result, top)
+    print(f"{PROG}: planned in {time.perf_counter() - start:.2f} s ({result.candidates_evaluated:,} candidates)",
+          file=sys.stderr)
+
+
+def _parse_modes(text: str | None, mode_enum: Any, default: tuple) -> tuple:
+    if text is None:
+        return default
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    valid = [m.value for m in mode_enum]
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise PlannerError(f"unknown mode {', '.join(bad) or '(none)'}", where="--modes",
+                           fix=f"use a comma list of: {', '.join(valid)}")
+    return tuple(mode_enum(n) for n in dict.fromkeys(names))
+
+
+def _emit_infeasible(doc: dict[str, Any], json_out: str | None) -> None:
+    from planner.errors import InfeasibleError
+
+    if json_out == "-":
+        typer.echo(report.dumps(doc), nl=False)
+    else:
+        report.console().print(report.near_miss_table(doc))
+        if json_out:
+            _write_text(Path(json_out), report.dumps(doc), overwrite=True)
+    raise InfeasibleError("no layout meets the SLOs for this budget (nearest misses shown)",
+                          fix="relax --ttft-s/--tpot-s, add dies, or change precision")
+
+
+def _write_layouts(folder: Path, result: Any, top: int) -> None:
+    from planner.spec.layout import layout_toml
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PlannerError(f"cannot create directory ({exc.strerror})", where=str(folder)) from None
+    for i, p in enumerate(result.layouts[:top], start=1):
+        _write_text(folder / f"rank{i:02d}-{p.mode.value}.toml", layout_toml(p.layout), overwrite=True)
+    print(f"{PROG}: wrote {min(top, len(result.layouts))} layouts to {folder}", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

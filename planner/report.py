@@ -317,3 +317,74 @@ def evaluate_tables(doc: dict[str, Any]) -> list[Table]:
         tables.append(_per_step_table(pool, bd))
         tables.append(_memory_table(pool, bd))
     return tables
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def layout_summary(entry: dict[str, Any]) -> str:
+    """One line per layout: pools, their parallelism and operating points."""
+    lay = entry["layout"]
+    d = lay["decode"]
+    mtp = "MTP" if entry.get("mtp") else "no MTP"
+    if lay["mode"] == "transformerless":
+        dec = (f"D {d['instances']}x[{d['attention_dies']} attn ({d['domains']} dom) + {d['expert_dies']} exp] "
+               f"b{d['batch']} m{d['micro_batches']} R{d['redundant_experts']}")
+    else:
+        dec = (f"D {d['instances']}x{d['dies']} tp{d['tp']} ep{d['ep']} b{d['batch']} m{d['micro_batches']} "
+               f"R{d['redundant_experts']}")
+        if lay["mode"] == "collocated":
+            dec += f" chunk{d['prefill_chunk_tokens']}"
+    p = lay.get("prefill")
+    pre = (f"P {p['instances']}x{p['dies']} tp{p['tp']} ep{p['ep']} {p['batch_tokens'] // 1024}K m{p['micro_batches']}"
+           f" | " if p else "")
+    return f"{pre}{dec} | {mtp}"
+
+
+def _plan_rows(table: Table, entries: list[dict[str, Any]]) -> None:
+    for e in entries:
+        table.add_row(str(e["rank"]), e["mode"], _cell(layout_summary(e)), str(e["dies"]),
+                      f"{e['goodput_requests_per_s']:.2f}", f"{e['output_tokens_per_s_per_die']:.1f}",
+                      f"{e['output_tokens_per_s_per_chip']:.1f}", fmt_seconds(e["ttft_s"]), fmt_seconds(e["tpot_s"]),
+                      _cell(e["binding_constraint"]))
+
+
+def _plan_table(title: str, entries: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "mode", "layout", "dies", "goodput req/s", "out tok/s/die", "out tok/s/chip", "TTFT", "TPOT",
+                "binding"):
+        table.add_column(col, justify="left" if col in ("mode", "layout", "binding") else "right")
+    _plan_rows(table, entries)
+    return table
+
+
+def plan_tables(doc: dict[str, Any]) -> list[Table]:
+    """Rich tables for ``planner plan``: top layouts, best per mode, search summary."""
+    s, search = doc["scenario"], doc["search"]
+    slo = s["slo"]
+    title = (f"{s['model']} on {s['hardware']}, {doc['budget_dies']} dies; {s['workload']['input_tokens']} in / "
+             f"{s['workload']['output_tokens']} out; TTFT p{slo['ttft_percentile']:g} <= {slo['ttft_s']:g} s, "
+             f"TPOT <= {slo['tpot_s'] * 1e3:g} ms; ranked by goodput per die")
+    tables = [_plan_table(title, doc["layouts"]),
+              _plan_table("best layout per mode", list(doc["best_per_mode"].values()))]
+    summary = Table(title="search", title_justify="left")
+    summary.add_column("item")
+    summary.add_column("count", justify="right")
+    summary.add_row("candidates evaluated", f"{search['candidates_evaluated']:,}")
+    summary.add_row("feasible (pool candidates meeting memory and TPOT)", f"{search['feasible']:,}")
+    for reason, count in search["rejected_by_reason"].items():
+        summary.add_row(f"rejected: {reason}", f"{count:,}")
+    tables.append(summary)
+    return tables
+
+
+def near_miss_table(doc: dict[str, Any]) -> Table:
+    table = Table(title="no layout meets the SLOs; nearest misses", title_justify="left")
+    for col in ("mode", "pool", "best achievable", "meets that SLO", "layout"):
+        table.add_column(col)
+    for m in doc["near_misses"]:
+        best = (f"TPOT {fmt_seconds(m['best_tpot_s'])}" if "best_tpot_s" in m
+                else f"TTFT {fmt_seconds(m['best_ttft_s'])} (zero load)")
+        meets = m.get("meets_tpot_slo", m.get("meets_ttft_slo"))
+        table.add_row(m["mode"], m["pool"], best, "yes" if meets else "no", _cell(json.dumps(m["layout"])))
+    return table

@@ -236,3 +236,58 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
         result.near_misses = _near_misses(scenario, scores, pre, fixed)
     result.elapsed_s = time.perf_counter() - start
     return result
+
+
+# ----------------------------------------------------------------------------- report document
+
+SCHEMA_VERSION = 1
+TPOT_DEFINITION = "TPOT = (e2e - TTFT) / (output_tokens - 1): mean time per output token after the first"
+_METRIC_KEYS = ("goodput_requests_per_s", "output_tokens_per_s", "output_tokens_per_s_per_die",
+                "output_tokens_per_s_per_chip", "ttft_s", "tpot_s", "binding_constraint")
+
+
+def sig(value: Any, digits: int = 6) -> Any:
+    """Round floats to ``digits`` significant digits so reports are stable across platforms."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: sig(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [sig(v, digits) for v in value]
+    return value
+
+
+def layout_entry(p: Planned, rank: int, dies_per_chip: int) -> dict[str, Any]:
+    entry = {"rank": rank, "mode": p.mode.value, "layout": p.layout.to_dict(), "dies": p.dies,
+             "chips": p.dies / dies_per_chip, "mtp": bool(p.layout.scenario and p.layout.scenario.mtp.acceptance > 0)}
+    entry.update({k: p.metrics[k] for k in _METRIC_KEYS})
+    return entry
+
+
+def file_hashes(scenario: Scenario) -> dict[str, str]:
+    """SHA-256 of every data file the plan read, by base name (for regression checks)."""
+    import hashlib
+
+    out = {}
+    for kind, spec in (("hardware_profiles", scenario.hardware), ("models", scenario.model)):
+        out[f"{kind}/{spec.path.name}"] = hashlib.sha256(spec.path.read_bytes()).hexdigest()
+    return out
+
+
+def plan_dict(result: Plan, top: int) -> dict[str, Any]:
+    """The ``planner plan --json`` document (deterministic; no timings, no absolute paths)."""
+    sc = result.scenario
+    dpc = sc.hardware.dies_per_chip
+    layouts = [layout_entry(p, i + 1, dpc) for i, p in enumerate(result.layouts[:top])]
+    best = {}
+    for i, p in enumerate(result.layouts):
+        best.setdefault(p.mode.value, layout_entry(p, i + 1, dpc))
+    doc = {"schema_version": SCHEMA_VERSION, "scenario": sc.file.model_dump(mode="json"),
+           "data_files": file_hashes(sc), "tpot_definition": TPOT_DEFINITION, "budget_dies": result.budget,
+           "search": {"candidates_evaluated": result.candidates_evaluated, "feasible": result.feasible,
+                      "rejected_by_reason": dict(sorted(result.rejected.items())),
+                      "layouts_ranked": len(result.layouts)},
+           "layouts": layouts, "best_per_mode": best,
+           "pareto": [layout_entry(p, result.layouts.index(p) + 1, dpc) for p in result.pareto],
+           "near_misses": result.near_misses}
+    return sig(doc)

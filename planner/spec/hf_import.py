@@ -22,6 +22,7 @@ from typing import Any
 from planner.errors import DataFileError
 from planner.spec.files import SCHEMA_VERSION, ModelFile, validate_data
 from planner.spec.model import ModelSpec
+from planner.spec.toml_writer import toml_text
 
 DERIVED_PARAMS_SOURCE = (
     "derived, not reported: config.json holds no parameter counts, so reported_total and "
@@ -31,10 +32,8 @@ ASSUMED_DTYPE_NOTE = ("not in config.json (no quantization_config, torch_dtype o
                       "bf16 assumed; check the checkpoint")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
-_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float8_e4m3fn": "fp8"}
 _QUANT_METHODS = {"fp8": "fp8", "fbgemm_fp8": "fp8", "mxfp4": "fp4"}
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t"}
 
 
 # --------------------------------------------------------------------------- config access
@@ -352,49 +351,10 @@ def card_from_hf_config(config: dict, *, name: str, where: str) -> dict:
 # --------------------------------------------------------------------------- TOML writer
 
 
-def _toml_string(text: str) -> str:
-    """A TOML basic string: escapes backslash, quote and every control character."""
-    def esc(ch: str) -> str:
-        if ch in _TOML_ESCAPES:
-            return _TOML_ESCAPES[ch]
-        return f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
-    return '"' + "".join(esc(ch) for ch in text) + '"'
-
-
-def _toml_value(value: Any) -> str:
-    """A scalar or a list of scalars as TOML."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)  # shortest round-tripping form; inf/nan are valid TOML too
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"card_toml cannot write {type(value).__name__} values")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY_RE.match(key) else _toml_string(key)
-
-
-def _toml_table(table: dict[str, Any], prefix: str) -> list[str]:
-    """Lines of one table: its scalars first, then its sub-tables (recursively)."""
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()
-             if not isinstance(v, dict)]
-    for key, sub in table.items():
-        if isinstance(sub, dict):
-            header = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
-            lines += ["", f"[{header}]", *_toml_table(sub, header)]
-    return lines
-
-
 def card_toml(card: dict) -> str:
     """Deterministic TOML text of a card dict (key order as given); tomllib reads it back
     to an equal dict."""
-    return "\n".join(_toml_table(card, "")) + "\n"
+    return toml_text(card)
 
 
 # --------------------------------------------------------------------------- file import

@@ -183,3 +183,13 @@ def parse_layout(data: dict[str, Any], where: str) -> LayoutFile:
 def load_layout(path: Path | str) -> LayoutFile:
     """Read a layout TOML (schema only; :func:`check_layout` needs the model)."""
     return parse_layout(read_toml(Path(path)), str(path))
+
+
+def layout_toml(layout: LayoutFile) -> str:
+    """TOML text of a layout, with its [scenario] table when it has one (``--write-layouts``)."""
+    from planner.spec.toml_writer import toml_text
+
+    data = layout.to_dict()
+    if layout.scenario is not None:
+        data["scenario"] = layout.scenario.model_dump(mode="json")
+    return toml_text(data)
