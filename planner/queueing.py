@@ -141,9 +141,12 @@ def mgc_wait_mean_s(arrival_rate_per_s: ArrayLike, service_mean_s: ArrayLike, se
         Wq = C(c, a) / (c mu - lambda) * (ca2 + cs2) / 2
 
     Exact for M/M/c (``ca2 = cs2 = 1``) and for M/G/1 (Pollaczek-Khinchine).  For M/G/c and
-    GI/G/c it is a heavy-traffic-motivated interpolation: typically within ~10 % when
-    ``rho >= 0.5`` and ``ca2, cs2 <= ~2``; relative errors grow at low utilization with many
-    servers (where ``Wq`` itself is small) and for very variable service times.
+    GI/G/c it is a heavy-traffic-motivated interpolation, exact as ``rho -> 1``.  Against a
+    simulation (c = 1..16, rho = 0.5..0.9, gamma service with cs2 = 0..2) it is within ~10 %
+    except for deterministic service with c > 1 at moderate load, where it is optimistic
+    (M/D/4 at rho = 0.5: ~12 % low); with lognormal service (cs2 = 2) and c > 1 it is
+    pessimistic by up to ~30 % at moderate load.  Relative errors are largest where ``Wq`` is
+    a small fraction of ``E[S]`` (low utilization, many servers).
 
     References
     ----------
@@ -185,10 +188,10 @@ def mgc_wait_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, service_mea
     heavy-traffic (Kingman / Kollerstrom) shape: good when ``rho`` is high and ``p`` is such
     that ``C > 1 - p`` (the quantile is in the tail).  It uses the M/M/c probability of
     waiting for any service distribution, so it is least accurate for deterministic service
-    at moderate load (the true tail decays faster than the scaled rate), and it cannot
-    represent the sub-exponential tail of heavy-tailed (e.g. lognormal, high-CV) service
-    at extreme quantiles.  The DES cross-check in ``tests/validation/test_queueing_des.py``
-    states the measured error per regime.
+    with several servers at moderate load, where it is optimistic (p90 of M/D/4 at
+    rho = 0.5: ~30 % low), and it cannot represent the sub-exponential tail of heavy-tailed
+    (e.g. lognormal) service at extreme quantiles.  The DES cross-check in
+    ``tests/validation/test_queueing_des.py`` states the measured error per regime.
 
     References
     ----------
@@ -233,10 +236,11 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     The quantile is non-decreasing in ``lambda`` (``C`` and ``1 / (c mu - lambda)`` both
     increase), so the feasible rates form an interval ``[0, lambda*]``.  The bisection keeps
     a feasible lower end and an infeasible upper end for a fixed number of steps over the
-    whole array (the Python loop is over iterations, never over elements).  Because every
-    element bisects the same dyadic grid, the result is exactly non-decreasing in the
-    budget and in ``p``-tolerance, and non-decreasing in ``servers``.  After 60 steps the
-    utilization is resolved to float64 precision.
+    whole array (the Python loop is over iterations, never over elements).  Every element
+    bisects the same dyadic grid of utilizations, so the result is exactly non-decreasing in
+    the budget; it is non-decreasing in ``servers`` because at a fixed utilization the
+    quantile falls as ``c`` grows.  After 60 steps the utilization is resolved to float64
+    precision.
     """
     budget_s, q, s, cs2, c, ca2 = _as_float_arrays(wait_budget_s, p, service_mean_s, service_cv2,
                                                    servers, arrival_cv2)

@@ -1,0 +1,233 @@
+"""Closed-form checks of planner.queueing, worked by hand in the comments.
+
+Reference implementations written here, independent of the module:
+- ``_erlang_c_exact``: Erlang C in exact rational arithmetic (``fractions``) for c <= 50;
+- ``_erlang_c_recursive``: the float Erlang B recursion ``B_k = a B_{k-1} / (k + a B_{k-1})``
+  (numerically stable, O(c)) converted by ``C = B / (1 - rho (1 - B))``, for large c.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from planner.queueing import (
+    STABILITY_MARGIN,
+    decode_fixed_point_batch,
+    erlang_c,
+    little_batch,
+    log_erlang_c,
+    max_arrival_rate_per_s,
+    mgc_wait_mean_s,
+    mgc_wait_quantile_s,
+)
+
+
+def _erlang_c_exact(c: int, a: Fraction) -> Fraction:
+    term, below = Fraction(1), Fraction(0)  # term = a^k / k!
+    for k in range(c):
+        below += term
+        term = term * a / (k + 1)
+    top = term * c / (c - a)
+    return top / (below + top)
+
+
+def _erlang_c_recursive(c: int, a: float) -> float:
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return b / (1.0 - a / c * (1.0 - b))
+
+
+@pytest.fixture
+def no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+# --- Erlang C -------------------------------------------------------------------------------
+
+def test_mm1_probability_of_waiting_is_rho(no_warnings) -> None:
+    # M/M/1: C(1, a) = a (PASTA: an arrival waits iff the server is busy, P = rho).
+    rho = np.array([0.0, 0.1, 0.5, 0.9, 0.999])
+    np.testing.assert_allclose(erlang_c(1, rho), rho, rtol=1e-14, atol=0)
+
+
+def test_mm2_known_value(no_warnings) -> None:
+    # c = 2, a = 1: sum_{k<2} a^k/k! = 2; a^2/2! * c/(c-a) = 0.5 * 2 = 1; C = 1 / (2 + 1) = 1/3.
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3, rel=1e-14)
+    # Textbook table value C(10, 8) = 0.4092 (exact rational: 0.40918015079644...).
+    assert erlang_c(10, 8.0) == pytest.approx(0.4091801507964435, rel=1e-13)
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 8, 13, 21, 34, 50])
+def test_erlang_c_matches_exact_rational(c: int, no_warnings) -> None:
+    rhos = [Fraction(1, 1000), Fraction(1, 10), Fraction(1, 2), Fraction(4, 5), Fraction(9, 10),
+            Fraction(99, 100), Fraction(9999, 10000)]
+    exact = np.array([float(_erlang_c_exact(c, r * c)) for r in rhos])
+    got = erlang_c(c, np.array([float(r * c) for r in rhos]))
+    np.testing.assert_allclose(got, exact, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("c", [100, 1000, 20_000, 100_000])
+def test_erlang_c_matches_erlang_b_recursion_for_large_c(c: int, no_warnings) -> None:
+    rhos = np.array([0.9, 0.99, 0.999, 0.9999])
+    expected = np.array([_erlang_c_recursive(c, r * c) for r in rhos])
+    # The recursion itself accumulates ~c ulps; 1e-9 relative is well above both errors.
+    np.testing.assert_allclose(erlang_c(c, rhos * c), expected, rtol=1e-9, atol=0)
+
+
+def test_huge_c_is_finite_and_a_probability(no_warnings) -> None:
+    c = np.array([20_000, 20_000, 100_000, 100_000, 100_000])
+    a = np.array([0.99 * 20_000, 0.5 * 20_000, 1e-3, 0.0, 99_999.0])
+    got = erlang_c(c, a)
+    assert np.all(np.isfinite(got)) and np.all((got >= 0) & (got <= 1))
+    assert 0.0 < got[0] < 1.0
+    assert got[3] == 0.0 and log_erlang_c(100_000, 0.0) == -np.inf
+
+
+def test_unstable_gives_one_and_inf_without_warnings(no_warnings) -> None:
+    c = np.array([1, 4, 4, 100_000, 3])
+    a = np.array([1.0, 4.0, 7.5, 100_000.0, 2.0])  # rho = 1, 1, 1.875, 1, 2/3
+    np.testing.assert_array_equal(erlang_c(c, a)[:4], 1.0)
+    assert erlang_c(c, a)[4] < 1.0
+    lam, s = a, np.ones(5)  # E[S] = 1 s, so lambda = a
+    for wait in (mgc_wait_mean_s(lam, s, 1.0, c), mgc_wait_quantile_s(0.9, lam, s, 0.0, c)):
+        np.testing.assert_array_equal(np.isinf(wait), [True, True, True, True, False])
+    np.testing.assert_array_equal(max_arrival_rate_per_s(np.inf, 0.9, 1.0, 1.0, 0), 0.0)
+
+
+def test_broadcasting_and_shapes() -> None:
+    c = np.array([[1], [2], [4]])
+    a = np.array([0.1, 0.5, 0.9, 0.99])
+    assert erlang_c(c, a).shape == (3, 4)
+    assert mgc_wait_quantile_s(np.array([0.5, 0.9]), 0.5, 1.0, 1.0, c).shape == (3, 2)
+    assert erlang_c(1, 0.5).shape == ()
+    scalar = np.array([[float(erlang_c(int(ci), float(ai))) for ai in a] for ci in c[:, 0]])
+    np.testing.assert_array_equal(erlang_c(c, a), scalar)
+
+
+# --- waiting time ---------------------------------------------------------------------------
+
+def test_mm1_mean_wait(no_warnings) -> None:
+    # mu = 2/s (E[S] = 0.5 s), lambda = 1/s: rho = 0.5, Wq = rho / (mu - lambda) = 0.5 / 1 = 0.5 s.
+    lam = np.array([0.2, 1.0, 1.8])
+    mu = 2.0
+    expected = (lam / mu) / (mu - lam)
+    np.testing.assert_allclose(mgc_wait_mean_s(lam, 1 / mu, 1.0, 1), expected, rtol=1e-13)
+    assert float(mgc_wait_mean_s(1.0, 0.5, 1.0, 1)) == pytest.approx(0.5, rel=1e-14)
+
+
+def test_mm2_and_mg1_mean_wait(no_warnings) -> None:
+    # M/M/2, E[S] = 1 s, lambda = 1/s: Wq = C / (c mu - lambda) = (1/3) / (2 - 1) = 1/3 s.
+    assert float(mgc_wait_mean_s(1.0, 1.0, 1.0, 2)) == pytest.approx(1 / 3, rel=1e-14)
+    # M/D/1 (Pollaczek-Khinchine, exact): Wq = rho E[S] (1 + cs2) / (2 (1 - rho)); rho = 0.8,
+    # E[S] = 2 s, cs2 = 0: 0.8 * 2 * 1 / (2 * 0.2) = 4 s.
+    assert float(mgc_wait_mean_s(0.4, 2.0, 0.0, 1)) == pytest.approx(4.0, rel=1e-13)
+    # No arrivals, no wait; D/D/c (ca2 = cs2 = 0) never waits while stable.
+    assert float(mgc_wait_mean_s(0.0, 1.0, 1.0, 3)) == 0.0
+    assert float(mgc_wait_mean_s(2.0, 1.0, 0.0, 3, arrival_cv2=0.0)) == 0.0
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.99])
+def test_mm1_wait_quantile_exact(p: float, no_warnings) -> None:
+    # M/M/1: P(W > t) = rho exp(-(mu - lambda) t), so t_p = ln(rho / (1 - p)) / (mu - lambda)
+    # when rho > 1 - p and 0 otherwise.  E.g. mu = 1, rho = 0.8, p = 0.9: ln(8) / 0.2 = 10.397 s.
+    mu = 1.0
+    lam = np.array([0.01, 0.05, 0.3, 0.5, 0.8, 0.95, 0.999])
+    rho = lam / mu
+    with np.errstate(divide="ignore"):
+        expected = np.where(rho > 1 - p, np.log(rho / (1 - p)) / (mu - lam), 0.0)
+    np.testing.assert_allclose(mgc_wait_quantile_s(p, lam, 1 / mu, 1.0, 1), expected, rtol=1e-12, atol=1e-15)
+    if p == 0.9:
+        assert float(mgc_wait_quantile_s(0.9, 0.8, 1.0, 1.0, 1)) == pytest.approx(5 * math.log(8), rel=1e-13)
+
+
+def test_mmc_wait_quantile_exact(no_warnings) -> None:
+    # M/M/c: P(W > t) = C exp(-(c mu - lambda) t) exactly; c = 8, E[S] = 0.25 s, lambda = 28/s.
+    c, s, lam, p = 8, 0.25, 28.0, 0.95
+    C = _erlang_c_recursive(c, lam * s)
+    expected = math.log(C / (1 - p)) / (c / s - lam)
+    assert float(mgc_wait_quantile_s(p, lam, s, 1.0, c)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_quantile_distribution_has_the_allen_cunneen_mean(no_warnings) -> None:
+    # The tail is C exp(-t / theta) with theta = Wq / C, so the (1 - C/e)-quantile is theta.
+    lam, s, cs2, c = np.array([9.0, 12.0, 15.0]), 1.0, np.array([0.0, 0.5, 2.0]), 16
+    C = erlang_c(c, lam * s)
+    theta = mgc_wait_mean_s(lam, s, cs2, c) / C
+    np.testing.assert_allclose(mgc_wait_quantile_s(1 - C / math.e, lam, s, cs2, c), theta, rtol=1e-10)
+
+
+# --- max arrival rate -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("c, cs2, p", [(1, 1.0, 0.9), (4, 0.0, 0.99), (16, 2.0, 0.5), (1000, 0.3, 0.9)])
+def test_max_arrival_rate_inverts_the_quantile(c: int, cs2: float, p: float, no_warnings) -> None:
+    s = 0.7
+    budget = np.array([1e-3, 0.05, 0.3, 1.0, 7.0, 100.0]) * s
+    lam = max_arrival_rate_per_s(budget, p, s, cs2, c)
+    assert np.all(lam < c / s)
+    np.testing.assert_allclose(mgc_wait_quantile_s(p, lam, s, cs2, c), budget, rtol=1e-6)
+
+
+def test_max_arrival_rate_edges(no_warnings) -> None:
+    c, s, p = 4, 0.5, 0.9
+    lam = max_arrival_rate_per_s(np.array([-1.0, np.nan, 0.0, np.inf]), p, s, 1.0, c)
+    assert lam[0] == 0.0 and lam[1] == 0.0
+    # Zero budget: the quantile is 0 while C(c, a) <= 1 - p, so lambda* sits where C = 1 - p.
+    assert float(erlang_c(c, lam[2] * s)) == pytest.approx(1 - p, rel=1e-9)
+    # Infinite budget: the stability limit c / E[S] = 8/s less 1e-9 relative.
+    assert lam[3] == (1 - STABILITY_MARGIN) * c / s
+
+
+# --- Little and the decode fixed point ------------------------------------------------------
+
+def test_little_batch() -> None:
+    # 10 requests/s, each resident 0.5 s: L = 5.
+    np.testing.assert_array_equal(little_batch(np.array([10.0, 0.0]), 0.5), [5.0, 0.0])
+
+
+def _linear_tpot(b: float) -> float:
+    return 0.01 + 1e-4 * b  # 10 ms base step, +0.1 ms per sequence
+
+
+def test_decode_fixed_point_linear() -> None:
+    # lambda = 100/s, 200 output tokens, 10 dies: b = 100 * 200 * TPOT(b) / 10 = 2000 TPOT(b)
+    # = 20 + 0.2 b, so b = 25 and TPOT = 12.5 ms.  Little: 100 * 200 * 0.0125 / 10 = 25.
+    b, tpot = decode_fixed_point_batch(100.0, 200.0, 10.0, _linear_tpot, 100.0)
+    assert b == pytest.approx(25.0, rel=1e-10) and tpot == pytest.approx(0.0125, rel=1e-10)
+
+
+def test_decode_fixed_point_overloaded_and_idle() -> None:
+    assert decode_fixed_point_batch(100.0, 200.0, 10.0, _linear_tpot, 20.0) == (np.inf, np.inf)
+    # 2000 * 1e-4 = 0.2; with 5x the load the slope is 1: TPOT grows as fast as b, no fixed point.
+    assert decode_fixed_point_batch(500.0, 200.0, 10.0, _linear_tpot, 1e6) == (np.inf, np.inf)
+    assert decode_fixed_point_batch(0.0, 200.0, 10.0, _linear_tpot, 100.0) == (0.0, 0.01)
+    with pytest.raises(ValueError):
+        decode_fixed_point_batch(1.0, 1.0, 0.0, _linear_tpot, 10.0)
+
+
+def test_decode_fixed_point_takes_the_smallest_of_two() -> None:
+    # TPOT = 0.01 + 1e-6 b^2, b = 2000 TPOT: 0.002 b^2 - b + 20 = 0,
+    # b = (1 -/+ sqrt(1 - 0.16)) / 0.004 = 20.87 or 479.1; the pool settles at the smaller one.
+    def convex_tpot(b: float) -> float:
+        return 0.01 + 1e-6 * b * b
+
+    b, tpot = decode_fixed_point_batch(100.0, 200.0, 10.0, convex_tpot, 1000.0)
+    assert b == pytest.approx((1 - math.sqrt(0.84)) / 0.004, rel=1e-10)
+    assert tpot == pytest.approx(convex_tpot(b), rel=1e-14)
+
+
+def test_import_is_light() -> None:
+    """scipy.stats and scipy.optimize stay out of the import path (CLI start-up time)."""
+    code = ("import sys, planner.queueing; "
+            "print(sorted(m for m in ('scipy.stats', 'scipy.optimize') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
