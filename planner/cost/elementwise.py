@@ -32,15 +32,19 @@ def _kernels(dev: Device, count: int, bytes_: Array, launch_s: float | Array) ->
                     over)
 
 
-def token_side(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, ffn: str,
+def token_side(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, ffn: str, tp: Array | float = 1.0,
                launch_s: float | Array = 0.0) -> Cost:
-    """Elementwise kernels on the tokens a die holds, for one layer with ``ffn`` 'dense' or 'moe'."""
+    """Elementwise kernels on the tokens a die holds, for one layer with ``ffn`` 'dense' or 'moe'.
+
+    FFN intermediates are split by ``tp`` like the FFN GEMMs.
+    """
+    tp = np.asarray(tp, dtype=float)
     h = model.hidden
     quant = by.act < 2.0
     n = 2 + (2 if model.is_mla else 0) + (3 if quant else 0)
     bytes_ = 4.0 * tokens * h * (2 + (3 if quant else 0))
     if ffn == "dense":
-        inter = model.file.ffn.dense_intermediate_size
+        inter = model.file.ffn.dense_intermediate_size / tp
         n += 1 + (2 if quant else 0)
         bytes_ = bytes_ + tokens * (2 * inter * 2.0 + inter * 2.0) * (2 if quant else 1)
     else:
@@ -48,7 +52,7 @@ def token_side(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, ffn: 
         n += 1
         bytes_ = bytes_ + tokens * f.num_routed_experts * 4.0 * 2
         if f.num_shared_experts:
-            inter = f.num_shared_experts * f.shared_expert_intermediate_size
+            inter = f.num_shared_experts * f.shared_expert_intermediate_size / tp
             n += 1 + (2 if quant else 0)
             bytes_ = bytes_ + tokens * (2 * inter * 2.0 + inter * 2.0) * (2 if quant else 1)
     return _kernels(dev, n, bytes_, launch_s)

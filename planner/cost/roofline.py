@@ -136,7 +136,8 @@ def gemm(dev: Device, m: Array, n: Array | float, k: Array | float, *, weight_by
     """
     m = np.asarray(m, dtype=float)
     flops = 2.0 * m * n * k * count
-    traffic = count * (n * k * weight_bytes * weights_read_frac + m * k * act_bytes + m * n * out_bytes)
+    weights = np.where(m > 0, n * k * weight_bytes * weights_read_frac, 0.0)  # no tokens: kernel not launched
+    traffic = count * (weights + m * k * act_bytes + m * n * out_bytes)
     eff = gemm_efficiency(dev, m, k)
     return roofline(flops, traffic, dev.gemm_peak_flops_per_s, dev.hbm_bandwidth_bytes_per_s, eff,
                     dev.memory_frac, dev.kernel_s + launch_s)

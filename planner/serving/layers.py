@@ -95,7 +95,7 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     comm: dict[str, Array] = {}
     tp_bytes = shape.group_tokens * h * by.out
     comm["tp_allreduce_attention"] = allreduce_s(env.hw, tp_bytes, shape.tp, env.calls.collective_s)
-    ops["elementwise"] = elementwise.token_side(dev, model, by, tokens=shape.group_tokens,
+    ops["elementwise"] = elementwise.token_side(dev, model, by, tokens=shape.group_tokens, tp=shape.tp,
                                                 ffn="moe" if cls.moe else "dense", launch_s=shape.launch_s)
     if not cls.moe:
         ops.update(dense_ffn(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))

@@ -65,7 +65,8 @@ def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cos
     g = s.tp * s.tokens
     ops = attention_decode(env.dev, env.model, env.by, tokens=g, seqs=s.tp * s.seqs,
                            context=np.full(np.shape(g), ctx), tp=s.tp)
-    ops["elementwise"] = elementwise.token_side(env.dev, env.model, env.by, tokens=g, ffn="moe" if cls.moe else "dense")
+    ops["elementwise"] = elementwise.token_side(env.dev, env.model, env.by, tokens=g, tp=s.tp,
+                                                ffn="moe" if cls.moe else "dense")
     comm = {"tp_allreduce_attention": allreduce_s(env.hw, g * env.model.hidden * env.by.out, s.tp,
                                                   env.calls.collective_s)}
     if cls.moe:

@@ -262,11 +262,6 @@ def test_vector_path_equals_scalar_path(case: Case) -> None:
         _assert_vector_is_scalar(transformerless_step, env, TransformerlessArrays, case.transformerless)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: planner/serving/decode.py _attention_fn adds the chunked-prefill attention ops to every "
-    "candidate as soon as one candidate has prefill_chunk_tokens > 0; for MLA the kv_b_proj GEMM with "
-    "0 tokens still reads its weights and pays kernel_s (gemm() charges weight bytes even for m = 0), "
-    "so a pd candidate (chunk 0) priced next to a collocated one is slower than priced alone"))
 def test_vector_equals_scalar_when_chunked_and_unchunked_candidates_mix() -> None:
     sc = build_scenario(None, scenario_overrides(model="deepseek-v3", hardware="cloudmatrix384"))
     pd = {"dies": 320, "tp": 1, "ep": 320, "redundant": 64, "batch": 64, "micro_batches": 2, "chunk_tokens": 0}

@@ -316,12 +316,6 @@ def test_elementwise_token_side_counts_every_kernel_on_the_die_tokens() -> None:
     assert _dense_elementwise_bytes(1, 64) == 32_505_856
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: planner/cost/elementwise.py token_side (called from serving/layers.py shared_die_layer and "
-    "serving/transformerless.py _attention_side with tokens = tp x local tokens) uses the full "
-    "dense_intermediate_size (and shared-expert size) for SiLU-and-mul and the down-projection "
-    "quantization; under TP each die holds only I/tp columns (dense_ffn and moe.shared_experts divide "
-    "by tp), so the FFN activation traffic per die is overcounted by a factor tp"))
 def test_elementwise_ffn_activation_is_split_by_tp() -> None:
     """TP 2 with 64 sequences per die: each die normalizes all 128 group tokens (norms double), but the
     SiLU-and-mul over I/2 columns of 128 tokens moves what tp 1 moves for 64 tokens; so the per-die bytes
