@@ -53,7 +53,7 @@ def load_document(path: Path | str | None = None) -> dict[str, Any]:
 
 def load_rows(path: Path | str | None = None) -> list[dict[str, Any]]:
     """Calibration rows (the ``rows`` array of ``measurements/calibration.json``)."""
-    return list(load_document(path)["rows"])
+    return [dict(row) for row in load_document(path)["rows"]]
 
 
 def row_key(row: Row) -> str:
@@ -268,7 +268,12 @@ def _hw_for(row: Row, profile: str | None) -> HardwareSpec:
     if profile is None or profile == base.name:
         return base
     target = catalog.hardware(profile)
-    return with_params(base, {k: param_value(target, k) for k in row.get("fits", {}).get(profile, [])})
+    return with_params(base, {k: param_value(target, k) for k in _transferred(row, profile)})
+
+
+def _transferred(row: Row, profile: str) -> list[str]:
+    """Parameters of ``profile`` a row measured on other hardware carries over (its ``fits``)."""
+    return list(row.get("fits", {}).get(profile, []))
 
 
 def calibration_table(profile: str | None = None) -> list[dict[str, Any]]:
@@ -279,7 +284,8 @@ def calibration_table(profile: str | None = None) -> list[dict[str, Any]]:
     list of dict with ``id``, ``key``, ``profile`` (measuring hardware), ``kind``,
     ``predicted`` and ``measured`` (SI), ``error`` (predicted / measured - 1),
     ``used_for_fit`` (the row fits ``profile``, or any profile when ``profile`` is None),
-    ``check_only`` and ``bound`` (``"upper"`` when the published value is an upper bound).
+    ``check_only``, ``bound`` (``"upper"`` when the published value is an upper bound) and
+    ``gap`` (why the cost model cannot express the row, or None).
     """
     out = []
     for row in _rows_for(profile):
@@ -290,7 +296,7 @@ def calibration_table(profile: str | None = None) -> list[dict[str, Any]]:
             "kind": row["predict"]["kind"], "predicted": predicted, "measured": row["measured_si"],
             "error": predicted / row["measured_si"] - 1.0,
             "used_for_fit": bool(fits) if profile is None else profile in fits,
-            "check_only": bool(row.get("check_only")), "bound": row.get("bound"),
+            "check_only": bool(row.get("check_only")), "bound": row.get("bound"), "gap": row.get("gap"),
         })
     return out
 
@@ -330,6 +336,14 @@ def _caps(rows: list[dict[str, Any]], params: list[str]) -> dict[str, float]:
     return caps
 
 
+def _row_values(row: Row, base: HardwareSpec, profile: str, values: dict[str, float]) -> dict[str, float]:
+    """Trial values applied to a row: all of them on the profile's own hardware, else the
+    parameters the row transfers (same die, same link, same NIC)."""
+    if base.name == profile:
+        return values
+    return {k: values[k] for k in _transferred(row, profile)}
+
+
 def fit_rows(profile: str) -> list[dict[str, Any]]:
     """Rows whose ``fits`` name ``profile`` (never ``check_only`` rows)."""
     return [r for r in load_rows() if profile in r.get("fits", {}) and not r.get("check_only")]
@@ -366,7 +380,8 @@ def fit(profile: str) -> dict[str, float]:
 
     def residuals(u: np.ndarray) -> np.ndarray:
         values = dict(zip(params, u * scale, strict=True))
-        predicted = [predict(r, with_params(b, values)) for r, b in zip(rows, bases, strict=True)]
+        predicted = [predict(r, with_params(b, _row_values(r, b, profile, values)))
+                     for r, b in zip(rows, bases, strict=True)]
         return np.log(np.array(predicted) / measured)
 
     result = least_squares(residuals, x0 / scale, bounds=(lo / scale, hi / scale), method="trf",
@@ -377,5 +392,7 @@ def fit(profile: str) -> dict[str, float]:
 def error_summary(table: list[dict[str, Any]]) -> dict[str, float]:
     """Median and maximum absolute error over rows that are not bounds, and the row count."""
     errors = np.abs([r["error"] for r in table if not r["bound"]])
+    if not errors.size:
+        return {"median_abs_error": float("nan"), "max_abs_error": float("nan"), "rows": 0.0}
     return {"median_abs_error": float(np.median(errors)), "max_abs_error": float(np.max(errors)),
             "rows": float(errors.size)}

@@ -1,0 +1,213 @@
+"""Calibration gate: the profiles' efficiencies reproduce the published microbenchmarks.
+
+Every row of ``measurements/calibration.json`` is predicted with the planner's own cost model
+(``planner.calibration.predict``) and compared with the published value.  Roles:
+
+- fit rows: the profile parameters were fitted on them (``fits``);
+- check rows (``check_only``): predicted and gated, never fitted (held-out kernels, layer-level
+  checks, a superseded kernel);
+- bound rows (``bound = "upper"``): the published value is an upper bound;
+- gap rows (``gap``): the cost model cannot express the mechanism; reported, not gated (the
+  reason is in the row and in the calibration report).
+
+Run ``pytest tests/validation/test_calibration.py -s`` to see the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner import calibration, catalog
+
+# Gates over the fit + check rows (DESIGN asks for median <= 15%, no row beyond 40%; tightened to
+# what the calibration achieves with some margin: median ~2%, worst row 30%, a DeepGEMM N = 2112
+# shape whose wave quantisation eff(M, K) does not model).
+MEDIAN_GATE = 0.05
+MAX_GATE = 0.35
+HELD_OUT_GATE = 0.20        # check rows (never fitted): worst ~16%
+REPRODUCE_TOL = 0.03        # stored profile values vs a fresh fit (3 significant digits stored)
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_ROWS = REPO.parent / "shared" / "reference" / "calibration.json"
+PROFILES = catalog.shipped_names("hardware_profiles")
+FITTED = [p for p in PROFILES if calibration.fit_rows(p)]
+
+
+def role(row: dict) -> str:
+    if row["gap"]:
+        return "gap"
+    if row["bound"]:
+        return f"{row['bound']} bound"
+    return "check" if row["check_only"] else "fit"
+
+
+FLOP_KINDS = {"gemm", "grouped_gemm", "gemm_peak", "attention_compute"}
+
+
+def si(value: float, kind: str) -> str:
+    """Readable value for the table: us, TFLOP/s or GB/s."""
+    if kind.endswith("latency") or kind == "attention_layer":
+        return f"{value * 1e6:8.1f} us"
+    if kind in FLOP_KINDS:
+        return f"{value / 1e12:6.0f} TFLOP/s"
+    return f"{value / 1e9:7.1f} GB/s"
+
+
+def render(table: list[dict], title: str) -> str:
+    lines = [title, f"{'row':44s} {'hw':14s} {'predicted':>14s} {'published':>14s} {'error':>8s}  role"]
+    for r in table:
+        lines.append(f"{r['key']:44s} {r['profile']:14s} {si(r['predicted'], r['kind']):>14s} "
+                     f"{si(r['measured'], r['kind']):>14s} {r['error']:+8.1%}  {role(r)}")
+    return "\n".join(lines)
+
+
+def gated(table: list[dict]) -> list[dict]:
+    return [r for r in table if role(r) in ("fit", "check")]
+
+
+@pytest.fixture(scope="module")
+def table() -> list[dict]:
+    """Every row on the hardware it was measured on, with the shipped profile values."""
+    return calibration.calibration_table()
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def test_print_calibration_table(table):
+    rows = gated(table)
+    summary = calibration.error_summary(rows)
+    print("\n" + render(table, "Calibration: predicted vs published (measurements/calibration.json)"))
+    print(f"\nfit + check rows: {len(rows)}, median |error| {summary['median_abs_error']:.1%}, "
+          f"max {summary['max_abs_error']:.1%}; gap rows (not gated): "
+          f"{', '.join(r['key'] for r in table if r['gap'])}")
+    for profile in FITTED:
+        s = calibration.error_summary(gated(calibration.calibration_table(profile)))
+        print(f"  {profile:16s} {int(s['rows']):3d} rows  median {s['median_abs_error']:6.1%}  "
+              f"max {s['max_abs_error']:6.1%}")
+    assert len(rows) >= 60
+
+
+def test_median_and_worst_row_within_gates(table):
+    rows = gated(table)
+    summary = calibration.error_summary(rows)
+    worst = [r for r in rows if abs(r["error"]) > MAX_GATE]
+    assert summary["median_abs_error"] <= MEDIAN_GATE, render(rows, "median gate failed")
+    assert not worst, render(worst, f"rows beyond {MAX_GATE:.0%}")
+
+
+@pytest.mark.parametrize("profile", FITTED)
+def test_each_profile_within_gates(profile):
+    """The rows that calibrate a profile, predicted with that profile's efficiencies."""
+    rows = gated(calibration.calibration_table(profile))
+    summary = calibration.error_summary(rows)
+    worst = [r for r in rows if abs(r["error"]) > MAX_GATE]
+    assert summary["median_abs_error"] <= MEDIAN_GATE, render(rows, profile)
+    assert not worst, render(worst, f"{profile}: rows beyond {MAX_GATE:.0%}")
+
+
+def test_held_out_checks_within_gate(table):
+    checks = [r for r in table if role(r) == "check"]
+    assert checks
+    worst = [r for r in checks if abs(r["error"]) > HELD_OUT_GATE]
+    assert not worst, render(worst, f"check rows beyond {HELD_OUT_GATE:.0%}")
+
+
+def test_upper_bounds_hold(table):
+    bounds = [r for r in table if r["bound"] == "upper"]
+    assert bounds
+    over = [r for r in bounds if r["predicted"] > r["measured"]]
+    assert not over, render(over, "predicted above a published upper bound")
+
+
+def test_gap_rows_are_reported_with_a_reason():
+    for row in calibration.load_rows():
+        if row.get("gap"):
+            assert len(row["gap"]) > 40, row["id"]
+            assert not row.get("fits") and not row.get("check_only"), row["id"]
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+@pytest.mark.parametrize("profile", FITTED)
+def test_fit_reproduces_the_stored_profile_values(profile):
+    """Re-running the fit gives the shipped numbers: they really come from the rows."""
+    hw = catalog.hardware(profile)
+    for path, value in calibration.fit(profile).items():
+        stored = calibration.param_value(hw, path)
+        assert stored == pytest.approx(value, rel=REPRODUCE_TOL, abs=1e-4 * abs(value) + 1e-12), \
+            f"{profile} {path}: stored {stored:.6g}, fit gives {value:.6g}"
+
+
+def _section(hw, path: str):
+    keys = path.split(".")[:-1]
+    if keys[0] == "fabrics":
+        return next(f for f in hw.file.fabrics if f.name == keys[1]).efficiency
+    obj = hw.file
+    for key in keys:
+        obj = getattr(obj, key)
+    return obj
+
+
+@pytest.mark.parametrize("profile", FITTED)
+def test_calibrated_from_names_exactly_the_rows_fitted(profile):
+    hw = catalog.hardware(profile)
+    expected: dict[int, set[str]] = {}
+    sections = {}
+    for row in calibration.fit_rows(profile):
+        for path in row["fits"][profile]:
+            section = _section(hw, path)
+            sections[id(section)] = section
+            expected.setdefault(id(section), set()).add(row["id"])
+    for key, section in sections.items():
+        assert set(section.calibrated_from) == expected[key], f"{profile}: {section.source[:60]}"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_calibrated_from_id_is_a_shipped_row(profile):
+    ids = {r["id"] for r in calibration.load_rows()}
+    hw = catalog.hardware(profile)
+    f = hw.file
+    factors = [f.memory_reserve, f.efficiency.gemm, f.efficiency.attention, f.efficiency.memory,
+               f.overheads, f.collectives, *(fabric.efficiency for fabric in f.fabrics)]
+    for factor in factors:
+        assert set(factor.calibrated_from) <= ids, f"{profile}: {set(factor.calibrated_from) - ids}"
+        if factor.kind.value == "calibrated":
+            assert factor.calibrated_from
+
+
+def test_rows_are_shipped_with_the_package():
+    path = calibration.rows_path()
+    assert path.parent == catalog.data_dir("measurements")
+    assert path.is_file()
+
+
+def test_every_row_has_one_role_and_an_si_value():
+    keys = [calibration.row_key(r) for r in calibration.load_rows()]
+    assert len(keys) == len(set(keys))
+    for row in calibration.load_rows():
+        roles = [bool(row.get("fits")), bool(row.get("check_only")), bool(row.get("gap"))]
+        assert sum(roles) == 1, row["id"]
+        assert row["measured_si"] > 0 and np.isfinite(row["measured_si"]), row["id"]
+        assert row["predict"]["kind"] in calibration.PREDICTORS, row["id"]
+        if row.get("check_only"):
+            assert row.get("check_reason"), row["id"]
+
+
+@pytest.mark.skipif(not SHARED_ROWS.is_file(), reason="research notes (../shared/reference) not present")
+def test_rows_are_verbatim_copies_and_every_reference_row_is_accounted_for():
+    reference = {r["id"]: r for r in json.loads(SHARED_ROWS.read_text())}
+    document = calibration.load_document()
+    for row in document["rows"]:
+        original = reference[row["id"]]
+        assert {k: row[k] for k in original} == original, row["id"]
+    used = {r["id"] for r in document["rows"]}
+    excluded = {e["id"] for e in document["excluded"]}
+    assert not used & excluded
+    assert used | excluded == set(reference)
+    assert all(len(e["reason"]) > 20 for e in document["excluded"])
