@@ -166,7 +166,7 @@ def _a2a_time(hw: HardwareSpec, p: Row) -> np.ndarray:
     bpc = p["hidden"] * Dtype(p["dtype"]).bytes_per_element
     return all_to_all_s(hw, bytes_per_copy=bpc, tokens=_one(p["tokens"]), top_k=p["top_k"],
                         ranks=_one(p["ranks"]), dedup=p["dedup"], call_s=_call_s(hw, p["op"]),
-                        only_fabric=fabric)
+                        only_fabric=fabric, copy_s=CallCosts.of(hw).copy_s)
 
 
 def _a2a_latency(hw: HardwareSpec, p: Row) -> float:
@@ -190,7 +190,7 @@ def _a2e_latency(hw: HardwareSpec, p: Row) -> float:
     t = a2e_s(hw, bytes_per_copy=p["hidden"] * Dtype(p["dtype"]).bytes_per_element,
               tokens_per_attention_die=_one(p["tokens_per_attention_die"]),
               attention_dies=_one(p["attention_dies"]), expert_dies=_one(p["expert_dies"]),
-              top_k=p["top_k"], call_s=_call_s(hw, p["op"]))
+              top_k=p["top_k"], call_s=_call_s(hw, p["op"]), copy_s=CallCosts.of(hw).copy_s)
     return float(t[0])
 
 
@@ -310,6 +310,7 @@ _PARAM_RULES: list[tuple[str, tuple[float, float], float, float]] = [
     ("k_half", (0.0, 16384.0), 512.0, 100.0),
     ("decay_start_ranks", (1.0, 1024.0), 8.0, 10.0),
     ("decay", (0.0, 2.0), 0.1, 1.0),
+    ("copy_s", (0.0, 5e-6), 0.1e-6, 1e-7),
     ("_s", (0.0, 100e-6), 10e-6, 1e-5),
 ]
 

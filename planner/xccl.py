@@ -20,19 +20,24 @@ from planner.spec.hardware import HardwareSpec
 Array = np.ndarray
 
 
-def fabric_efficiency(fabric: FabricSection, ranks: Array) -> Array:
-    """Achieved fraction of line rate when ``ranks`` dies exchange data."""
+def fabric_efficiency(fabric: FabricSection, ranks: Array, decay: bool = True) -> Array:
+    """Achieved fraction of line rate when ``ranks`` dies exchange data.
+
+    ``decay=False`` gives the flat ``max_frac``: low-latency kernels (per-token messages, no
+    chunked scheduling over peers) do not slow down with more ranks (DeepEP low-latency,
+    DeepEP-Ascend LL: the growth from EP8 to EP256 is the growth in remote copies).
+    """
     e = fabric.efficiency
-    if e.decay == 0.0:
+    if e.decay == 0.0 or not decay:
         return np.full(np.shape(ranks), e.max_frac)
     n = np.maximum(np.asarray(ranks, dtype=float), e.decay_start_ranks)
     return e.max_frac * np.exp(e.decay * np.log(e.decay_start_ranks / n))
 
 
-def transfer_s(fabric: FabricSection, bytes_: Array, ranks: Array) -> Array:
+def transfer_s(fabric: FabricSection, bytes_: Array, ranks: Array, decay: bool = True) -> Array:
     """Latency plus serialization of ``bytes_`` per die over ``fabric`` among ``ranks`` dies."""
     bytes_ = np.asarray(bytes_, dtype=float)
-    wire = bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, ranks))
+    wire = bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, ranks, decay))
     return np.where(bytes_ > 0, fabric.latency_s + wire, 0.0)
 
 
@@ -52,7 +57,7 @@ def distinct(targets: Array, picks: float) -> Array:
 
 def all_to_all_s(hw: HardwareSpec, *, bytes_per_copy: Array, tokens: Array, top_k: int, ranks: Array,
                  dedup: bool, call_s: float, recv_factor: Array | float = 1.0,
-                 only_fabric: FabricSection | None = None) -> Array:
+                 only_fabric: FabricSection | None = None, copy_s: float = 0.0) -> Array:
     """Time of one MoE dispatch or combine among ``ranks`` EP dies, seconds, (N,).
 
     Parameters
@@ -65,6 +70,9 @@ def all_to_all_s(hw: HardwareSpec, *, bytes_per_copy: Array, tokens: Array, top_
     recv_factor : the hottest die receives ``recv_factor`` times the mean (expert imbalance)
     only_fabric : send every remote copy over this one fabric (e.g. DeepEP's pure-RDMA
         low-latency kernels, which do not use NVLink inside a server)
+    copy_s : low-latency kernels only: time per remote token copy a die handles (XCCL on
+        Ascend moves each token copy with its own vector-core copy; profile
+        ``collectives.low_latency_copy_s``)
 
     Notes
     -----
@@ -74,10 +82,11 @@ def all_to_all_s(hw: HardwareSpec, *, bytes_per_copy: Array, tokens: Array, top_
     ``dedup``) and the rest stay inside; each level costs latency + bytes / (bw * eff(n)).
     """
     n = np.asarray(ranks, dtype=float)
+    per_copy = 0.0 if dedup else tokens * top_k * (n - 1) / n * recv_factor * copy_s
     if only_fabric is not None:
         copies = distinct(n, top_k) * (n - 1) / n if dedup else top_k * (n - 1) / n
-        t = transfer_s(only_fabric, tokens * copies * bytes_per_copy * recv_factor, n)
-        return np.where(n > 1, call_s + t, 0.0)
+        t = transfer_s(only_fabric, tokens * copies * bytes_per_copy * recv_factor, n, decay=dedup)
+        return np.where(n > 1, call_s + np.maximum(t, per_copy), 0.0)
     fabrics, top = _levels(hw, n)
     total = np.zeros(np.broadcast_shapes(n.shape, np.shape(tokens)))
     inner_size = np.ones_like(n)
@@ -90,14 +99,14 @@ def all_to_all_s(hw: HardwareSpec, *, bytes_per_copy: Array, tokens: Array, top_
             copies = top_k * (outer - inner_size) / n
         used = (i <= top) & (domains > 1)
         level_bytes = np.where(used, tokens * copies * bytes_per_copy * recv_factor, 0.0)
-        total = np.maximum(total, transfer_s(fabric, level_bytes, n))
+        total = np.maximum(total, transfer_s(fabric, level_bytes, n, decay=dedup))
         inner_size = np.where(i < top, np.minimum(n, fabric.dies), inner_size)
-    return np.where(n > 1, call_s + total, 0.0)
+    return np.where(n > 1, call_s + np.maximum(total, per_copy), 0.0)
 
 
 def a2e_s(hw: HardwareSpec, *, bytes_per_copy: float, tokens_per_attention_die: Array,
           attention_dies: Array, expert_dies: Array, top_k: int, call_s: float,
-          recv_factor: Array | float = 1.0, expert_side_only: bool = False) -> Array:
+          recv_factor: Array | float = 1.0, expert_side_only: bool = False, copy_s: float = 0.0) -> Array:
     """Attention-to-expert (or expert-to-attention) transfer of one micro-batch, seconds, (N,).
 
     Notes
@@ -107,7 +116,8 @@ def a2e_s(hw: HardwareSpec, *, bytes_per_copy: float, tokens_per_attention_die: 
     sets the time.  When expert dies outnumber the attention dies of a domain, XCCL routes in
     two stages through trampoline dies: one more latency and the forwarded bytes once more.
     ``expert_side_only`` gives the time the expert dies' links are busy (they serve every
-    domain in turn).
+    domain in turn).  Like low-latency dispatch, A2E/E2A send per-token messages: no rank
+    decay of the fabric efficiency, and ``copy_s`` per token copy at the busier end.
     """
     A = np.asarray(attention_dies, dtype=float)
     E = np.asarray(expert_dies, dtype=float)
@@ -117,10 +127,13 @@ def a2e_s(hw: HardwareSpec, *, bytes_per_copy: float, tokens_per_attention_die: 
     ranks = A + E
     fabrics, top = _levels(hw, ranks)
     t = np.zeros(np.broadcast_shapes(ranks.shape, np.shape(send)))
+    recv_copies = A * tokens_per_attention_die * c / E * recv_factor
+    copies = recv_copies if expert_side_only else np.maximum(tokens_per_attention_die * c, recv_copies)
     for i, fabric in enumerate(fabrics):
         sel = top == i
-        stage = transfer_s(fabric, recv if expert_side_only else np.maximum(send, recv), ranks)
-        second = np.where(E > A, transfer_s(fabric, recv, ranks), 0.0)
+        stage = transfer_s(fabric, recv if expert_side_only else np.maximum(send, recv), ranks, decay=False)
+        stage = np.maximum(stage, copies * copy_s)
+        second = np.where(E > A, np.maximum(transfer_s(fabric, recv, ranks, decay=False), recv_copies * copy_s), 0.0)
         t = np.where(sel, stage + second, t)
     return call_s + t
 
@@ -149,11 +162,13 @@ class CallCosts:
     combine_s: float
     p2p_s: float
     collective_s: float
+    copy_s: float = 0.0
 
     @classmethod
     def of(cls, hw: HardwareSpec) -> CallCosts:
         c = hw.file.collectives
-        return cls(dispatch_s=c.dispatch_s, combine_s=c.combine_s, p2p_s=c.p2p_s, collective_s=c.collective_s)
+        return cls(dispatch_s=c.dispatch_s, combine_s=c.combine_s, p2p_s=c.p2p_s, collective_s=c.collective_s,
+                   copy_s=c.low_latency_copy_s)
 
 
 def kv_transfer_s(hw: HardwareSpec, *, kv_bytes: Array, layout_dies: Array, links: Array, call_s: float) -> Array:

@@ -111,7 +111,8 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
                                   launch_s=shape.launch_s))
     ops["expert_elementwise"] = elementwise.expert_side(dev, model, by, copies=mean_copies * imb,
                                                         launch_s=shape.launch_s)
-    a2a = dict(tokens=shape.die_tokens, top_k=k, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb)
+    a2a = dict(tokens=shape.die_tokens, top_k=k, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb,
+               copy_s=env.calls.copy_s)
     comm["dispatch"] = all_to_all_s(env.hw, bytes_per_copy=h * by.dispatch, call_s=env.calls.dispatch_s, **a2a)
     comm["combine"] = all_to_all_s(env.hw, bytes_per_copy=h * by.combine, call_s=env.calls.combine_s, **a2a)
     return LayerCost(ops, comm)

@@ -86,7 +86,8 @@ def _expert_side(env: Env, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]
                                skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=s.static)
     ops = moe.routed_experts(env.dev, model, env.by, copies=copies * imb, slots=s.slots)
     ops["expert_elementwise"] = elementwise.expert_side(env.dev, model, env.by, copies=copies * imb)
-    kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E, top_k=k, recv_factor=imb)
+    kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E, top_k=k, recv_factor=imb,
+              copy_s=env.calls.copy_s)
     comm = {"a2e": a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s, **kw),
             "e2a": a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s, **kw)}
     busy = (a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s,

@@ -161,6 +161,7 @@ class CollectiveSection(Factor):
     combine_s: NonNegFloat
     p2p_s: NonNegFloat
     collective_s: NonNegFloat
+    low_latency_copy_s: NonNegFloat = 0.0
 
 
 class HardwareFile(Strict):
