@@ -6,6 +6,7 @@ install) reads the repository's ``hardware_profiles/`` and ``models/`` directly.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,8 +17,18 @@ from planner.spec.model import ModelSpec, load_model
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+DATA_DIR_ENV = "PLANNER_DATA_DIR"
+
+
 def data_dir(kind: str) -> Path:
-    """Directory of shipped data files of ``kind`` ('hardware_profiles', 'models', ...)."""
+    """Directory of data files of ``kind`` ('hardware_profiles', 'models', 'measurements', ...).
+
+    ``$PLANNER_DATA_DIR/<kind>`` when that variable is set (a CI job checking edited copies of
+    the data), else the shipped files.
+    """
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override) / kind
     packaged = _PACKAGE_DIR / "_data" / kind
     if packaged.is_dir():
         return packaged
