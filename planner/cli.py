@@ -165,22 +165,33 @@ def evaluate_cmd(
     expert_balance: Annotated[str | None, Opt(help="perfect | skewed.")] = None,
     hot_expert_ratio: Annotated[float | None, Opt(help="Hottest expert's load / mean (skewed).")] = None,
     cache_hit_rate: Annotated[float | None, Opt(help="Prefix-cache hit rate of prompt tokens.")] = None,
+    ttft_s: Annotated[float | None, Opt("--ttft-s", help="TTFT SLO (s) at --ttft-percentile.")] = None,
+    ttft_percentile: Annotated[float | None, Opt(help="TTFT percentile, e.g. 90.")] = None,
+    tpot_s: Annotated[float | None, Opt("--tpot-s", help="Mean TPOT SLO (s).")] = None,
     json_out: JsonOut = None,
+    plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
+        "Also draw the per-layer time breakdown to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
 ) -> None:
-    """Price one layout: step times, throughput per die and chip, per-layer breakdown, memory."""
+    """Price one layout: step times, goodput under the SLOs, per-layer breakdown, memory."""
+    from planner import plots
     from planner.evaluate import evaluate, report_dict
     from planner.spec.layout import load_layout
     from planner.spec.scenario import build_scenario, scenario_overrides
 
+    if plot is not None:
+        plots.check_target(plot)
     spec = load_layout(layout)
     overrides = scenario_overrides(
         model=model, hardware=hardware, input_tokens=input_tokens, output_tokens=output_tokens,
         weights_dtype=weights_dtype, activations_dtype=activations_dtype, kv_dtype=kv_dtype,
         mtp_acceptance=mtp_acceptance, expert_balance=expert_balance, hot_expert_ratio=hot_expert_ratio,
-        cache_hit_rate=cache_hit_rate)
+        cache_hit_rate=cache_hit_rate, ttft_s=ttft_s, ttft_percentile=ttft_percentile, tpot_s=tpot_s)
     scenario = build_scenario(spec.scenario, overrides, where=f"{layout} + flags")
     doc = report_dict(evaluate(spec, scenario, str(layout)))
     _show(report.evaluate_tables(doc), doc, json_out)
+    if plot is not None:
+        plots.draw_breakdown(doc, plot)
+        print(f"{PROG}: wrote {plot}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- plan
@@ -208,16 +219,21 @@ def plan_cmd(
     modes: Annotated[str | None, Opt(help="Comma list of collocated, pd, transformerless.")] = None,
     top: Annotated[int, Opt(min=1, help="Layouts to list.")] = 10,
     json_out: JsonOut = None,
+    plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
+        "Also draw the Pareto front to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
     write_layouts: Annotated[Path | None, Opt(help="Write the listed layouts as TOML files here.")] = None,
 ) -> None:
     """Search layouts for the die budget and rank them by goodput per die (exit 3 if none meets the SLOs)."""
     import time
 
+    from planner import plots
     from planner.search.plan import ALL_MODES, plan, plan_dict
     from planner.spec.files import load_file
     from planner.spec.layout import Mode
     from planner.spec.scenario import ScenarioFile, build_scenario, scenario_overrides
 
+    if plot is not None:
+        plots.check_target(plot)
     start = time.perf_counter()
     base = load_file(ScenarioFile, scenario_file) if scenario_file else None
     overrides = scenario_overrides(
@@ -232,6 +248,9 @@ def plan_cmd(
     if not doc["layouts"]:
         _emit_infeasible(doc, json_out)
     _show(report.plan_tables(doc), doc, json_out)
+    if plot is not None:
+        plots.draw_plan(plan_dict(result, len(result.layouts)), plot)
+        print(f"{PROG}: wrote {plot}", file=sys.stderr)
     if write_layouts is not None:
         _write_layouts(write_layouts, result, top)
     print(f"{PROG}: planned in {time.perf_counter() - start:.2f} s ({result.candidates_evaluated:,} candidates)",

@@ -136,6 +136,20 @@ def decode_metrics(ev: Evaluation) -> dict[str, Any]:
 
 def report_dict(ev: Evaluation) -> dict[str, Any]:
     """The ``planner evaluate --json`` document (keys sorted on output)."""
-    return {"schema_version": SCHEMA_VERSION, "scenario": ev.scenario.file.model_dump(mode="json"),
-            "layout": ev.layout.to_dict(), "dies": ev.dies, "chips": ev.chips,
-            "prefill": prefill_metrics(ev), "decode": decode_metrics(ev)}
+    from planner.goodput import layout_goodput  # goodput builds on this module
+
+    doc = {"schema_version": SCHEMA_VERSION, "scenario": ev.scenario.file.model_dump(mode="json"),
+           "layout": ev.layout.to_dict(), "dies": ev.dies, "chips": ev.chips,
+           "prefill": prefill_metrics(ev), "decode": decode_metrics(ev), "goodput": layout_goodput(ev)}
+    return finite_or_none(doc)
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no infinity: non-finite floats (an SLO that cannot be met) become null."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value

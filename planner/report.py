@@ -306,9 +306,24 @@ def _summary_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def _goodput_table(doc: dict[str, Any]) -> Table:
+    g, slo = doc["goodput"], doc["scenario"]["slo"]
+    table = Table(title=(f"goodput under the SLOs (TTFT p{slo['ttft_percentile']:g} <= {slo['ttft_s']:g} s, "
+                         f"TPOT <= {slo['tpot_s'] * 1e3:g} ms)"), title_justify="left")
+    for col in ("goodput req/s", "out tok/s", "per die", "per chip", "TTFT", "TPOT", "prefill cap req/s",
+                "decode cap req/s", "binding"):
+        table.add_column(col, justify="left" if col == "binding" else "right")
+    table.add_row(f"{g['goodput_requests_per_s']:.2f}", fmt_rate(g["output_tokens_per_s"], "tok"),
+                  f"{g['output_tokens_per_s_per_die']:.1f}", f"{g['output_tokens_per_s_per_chip']:.1f}",
+                  fmt_seconds(g["ttft_s"]) if g["ttft_s"] is not None else "inf", fmt_seconds(g["tpot_s"]),
+                  f"{g['prefill_capacity_requests_per_s']:.2f}", f"{g['decode_capacity_requests_per_s']:.2f}",
+                  _cell(g["binding_constraint"] + ("" if g["meets_slo"] else " (misses the SLO)")))
+    return table
+
+
 def evaluate_tables(doc: dict[str, Any]) -> list[Table]:
-    """Rich tables for ``planner evaluate``: summary, then per pool the per-layer breakdown."""
-    tables: list[Table] = [_summary_table(doc)]
+    """Rich tables for ``planner evaluate``: summary, goodput, then per pool the per-layer breakdown."""
+    tables: list[Table] = [_summary_table(doc), _goodput_table(doc)]
     for pool in ("prefill", "decode"):
         if doc[pool] is None:
             continue
@@ -367,6 +382,7 @@ def plan_tables(doc: dict[str, Any]) -> list[Table]:
              f"TPOT <= {slo['tpot_s'] * 1e3:g} ms; ranked by goodput per die")
     tables = [_plan_table(title, doc["layouts"]),
               _plan_table("best layout per mode", list(doc["best_per_mode"].values()))]
+    tables.append(pareto_table(doc))
     summary = Table(title="search", title_justify="left")
     summary.add_column("item")
     summary.add_column("count", justify="right")
@@ -387,4 +403,41 @@ def near_miss_table(doc: dict[str, Any]) -> Table:
                 else f"TTFT {fmt_seconds(m['best_ttft_s'])} (zero load)")
         meets = m.get("meets_tpot_slo", m.get("meets_ttft_slo"))
         table.add_row(m["mode"], m["pool"], best, "yes" if meets else "no", _cell(json.dumps(m["layout"])))
+    return table
+
+
+_BAR_WIDTH = 24
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_PARETO_ROWS = 10
+
+
+def _bar(value: float, top: float, width: int = _BAR_WIDTH) -> str:
+    """A horizontal bar of ``value / top`` of ``width`` cells, in eighths of a cell."""
+    eighths = round(max(0.0, min(1.0, value / top)) * width * 8) if top > 0 else 0
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[rest] if rest else "")
+
+
+def _pareto_rows(front: list[dict[str, Any]], limit: int = _PARETO_ROWS) -> list[dict[str, Any]]:
+    """At most ``limit`` front points, evenly spread by TPOT, always keeping both ends and rank 1."""
+    if len(front) <= limit:
+        return front
+    keep = {round(i * (len(front) - 1) / (limit - 2)) for i in range(limit - 1)}
+    keep |= {i for i, e in enumerate(front) if e["rank"] == 1}
+    return [front[i] for i in sorted(keep)]
+
+
+def pareto_table(doc: dict[str, Any]) -> Table:
+    """Terminal view of the Pareto front: one line per point, TPOT up, goodput per die as a bar."""
+    front = sorted(doc["pareto"], key=lambda e: e["tpot_s"])
+    rows = _pareto_rows(front)
+    shown = f"{len(rows)} of {len(front)} points" if len(rows) < len(front) else f"{len(front)} points"
+    table = Table(title=f"Pareto front ({shown}): goodput per die vs TPOT", title_justify="left", box=None,
+                  padding=(0, 1))
+    for col in ("TPOT", "out tok/s/die", "", "mode", "dies", "#"):
+        table.add_column(col, justify="left" if col in ("", "mode") else "right", no_wrap=True)
+    top = max((e["output_tokens_per_s_per_die"] for e in front), default=0.0)
+    for e in rows:
+        table.add_row(fmt_seconds(e["tpot_s"]), f"{e['output_tokens_per_s_per_die']:.1f}",
+                      _bar(e["output_tokens_per_s_per_die"], top), e["mode"], str(e["dies"]), str(e["rank"]))
     return table

@@ -136,3 +136,13 @@ def profile_path(tmp_path: Path) -> Path:
 def model_path(tmp_path: Path) -> Path:
     """The minimal model card written to ``tmp_path/tiny-moe.toml``."""
     return _write_toml(tmp_path / "tiny-moe.toml", MODEL)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/*.json from the current code (review the diff).")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))

@@ -106,8 +106,8 @@ def test_dies_and_chips(example: str) -> None:
 
 def test_cloudmatrix_has_two_dies_per_chip() -> None:
     doc = json.loads(_json_run(PD_EXAMPLE).stdout)
-    assert doc["dies"] == 4 * 32 + 2 * 320 == 768
-    assert doc["chips"] == 384
+    assert doc["dies"] == 4 * 72 + 2 * 192 == 672  # examples/deepseek-v3-cloudmatrix384-pd.toml
+    assert doc["chips"] == 336
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -249,12 +249,12 @@ BAD_LAYOUTS: dict[str, tuple[dict[str, Any], list[str]]] = {
                         ["'decode.dies'", "required in pd mode"]),
     "prefill-in-collocated": (_collocated_with_prefill(), ["'prefill'", "collocated"]),
     "domains-not-dividing": (_transformerless_decode(domains=5),
-                             ["'decode.domains'", "= 5", "attention_dies = 416"]),
+                             ["'decode.domains'", "= 5", "attention_dies = 352"]),
     "batch-not-multiple-of-micro-batches": (_pd_decode(batch=63, micro_batches=2),
                                             ["'decode.micro_batches'", "batch = 63"]),
     "unknown-decode-key": (_pd_decode(batch_size=64), ["decode.batch_size", "unknown key"]),
-    # 4 x 32 prefill + 3 x 320 decode = 1088 dies on a 768-die CloudMatrix384.
-    "more-dies-than-the-profile": (_pd_decode(instances=3), ["1088 dies", "cloudmatrix384", "768"]),
+    # 4 x 72 prefill + 3 x 192 decode = 864 dies on a 768-die CloudMatrix384.
+    "more-dies-than-the-profile": (_pd_decode(instances=3), ["864 dies", "cloudmatrix384", "768"]),
 }
 
 

@@ -1,0 +1,139 @@
+"""The goodput search: SLOs met, monotone in budget and SLO, reproducible by evaluate, golden."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from planner.evaluate import evaluate
+from planner.goodput import layout_goodput
+from planner.search.plan import plan, plan_dict
+from planner.spec.layout import Mode, load_layout
+from planner.spec.scenario import build_scenario, resolve_scenario, scenario_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden" / "default_plan.json"
+
+# A small scenario keeps these tests fast: Qwen3-30B-A3B (MoE, GQA) on H100, fp8.
+SMALL = dict(model="qwen3-30b-a3b", hardware="h100", weights_dtype="fp8", activations_dtype="fp8",
+             input_tokens=2048, output_tokens=256)
+
+
+@lru_cache(maxsize=32)
+def _plan(dies: int, tpot_s: float = 0.05, ttft_s: float = 2.0, modes: tuple = tuple(Mode)):
+    scenario = build_scenario(None, scenario_overrides(**SMALL, dies=dies, tpot_s=tpot_s, ttft_s=ttft_s))
+    return plan(scenario, modes=modes, top=10)
+
+
+def _best(result) -> float:
+    return max((p.metrics["goodput_requests_per_s"] for p in result.layouts), default=0.0)
+
+
+def test_every_returned_layout_meets_its_slos():
+    result = _plan(32)
+    assert result.layouts, "the small scenario has feasible layouts"
+    slo = result.scenario.slo
+    for p in result.layouts + result.pareto:
+        m = p.metrics
+        assert m["goodput_requests_per_s"] > 0
+        assert m["tpot_s"] <= slo.tpot_s * (1 + 1e-9), p.layout.to_dict()
+        assert m["ttft_s"] <= slo.ttft_s * (1 + 1e-6), p.layout.to_dict()
+        assert p.dies <= result.budget
+
+
+@pytest.mark.parametrize(("small", "large"), [(8, 16), (16, 32), (32, 64)])
+def test_more_dies_never_lowers_the_best_goodput(small, large):
+    assert _best(_plan(large)) >= _best(_plan(small)) * (1 - 1e-9)
+
+
+@pytest.mark.parametrize(("loose", "tight"), [(0.05, 0.03), (0.08, 0.05)])
+def test_tighter_tpot_slo_never_raises_the_best_goodput(loose, tight):
+    assert _best(_plan(32, tpot_s=tight)) <= _best(_plan(32, tpot_s=loose)) * (1 + 1e-9)
+
+
+def test_tighter_ttft_slo_never_raises_the_best_goodput():
+    assert _best(_plan(32, ttft_s=0.5)) <= _best(_plan(32, ttft_s=2.0)) * (1 + 1e-9)
+
+
+def test_ranking_is_by_goodput_per_die():
+    per_die = [p.per_die for p in _plan(32).layouts]
+    assert all(a >= b * (1 - 1e-9) for a, b in zip(per_die, per_die[1:], strict=False))
+
+
+def test_pareto_front_is_nondominated():
+    front = _plan(32).pareto
+    for a in front:
+        for b in front:
+            if a is b:
+                continue
+            dominated = (b.per_die >= a.per_die and b.metrics["tpot_s"] <= a.metrics["tpot_s"]
+                         and (b.per_die > a.per_die or b.metrics["tpot_s"] < a.metrics["tpot_s"]))
+            assert not dominated
+
+
+def test_evaluate_reproduces_the_top_layouts(tmp_path):
+    from planner.spec.layout import layout_toml
+
+    for p in _plan(32).layouts[:3]:
+        path = tmp_path / "layout.toml"
+        path.write_text(layout_toml(p.layout))
+        written = load_layout(path)
+        metrics = layout_goodput(evaluate(written, resolve_scenario(written.scenario), str(path)))
+        for key in ("goodput_requests_per_s", "ttft_s", "tpot_s", "output_tokens_per_s_per_die"):
+            assert metrics[key] == pytest.approx(p.metrics[key], rel=1e-12), key
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "planner", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_plan_json_is_identical_across_runs_and_has_the_fields():
+    args = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--weights-dtype", "fp8",
+            "--activations-dtype", "fp8", "--json", "-")
+    first, second = _cli(*args), _cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    doc = json.loads(first.stdout)
+    for key in ("schema_version", "scenario", "search", "layouts", "pareto"):
+        assert key in doc
+    assert set(doc["search"]) >= {"candidates_evaluated", "feasible", "rejected_by_reason"}
+    entry = doc["layouts"][0]
+    for key in ("rank", "mode", "layout", "dies", "chips", "goodput_requests_per_s", "output_tokens_per_s",
+                "output_tokens_per_s_per_die", "output_tokens_per_s_per_chip", "ttft_s", "tpot_s",
+                "binding_constraint"):
+        assert key in entry
+    assert "planned in" in first.stderr  # time spent goes to stderr, never into the JSON
+
+
+def test_impossible_slo_exits_3_with_nearest_misses():
+    out = _cli("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "8", "--weights-dtype", "fp8",
+               "--activations-dtype", "fp8", "--tpot-s", "0.001")
+    assert out.returncode == 3
+    assert "nearest misses" in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args", [("--modes", "bogus"), ("--tpot-s", "-1"), ("--top", "0"), ("--dies", "x"),
+                                  ("--weights-dtype", "fp9"), ("--model", "no-such-model")])
+def test_bad_flags_exit_2_with_one_line(args):
+    out = _cli("plan", *args)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+
+
+def test_default_plan_matches_golden(update_golden):
+    out = _cli("plan", "--json", "-")
+    assert out.returncode == 0, out.stderr
+    if update_golden or not GOLDEN.exists():
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(out.stdout)
+        if not update_golden:
+            pytest.fail(f"wrote missing golden {GOLDEN}; review it and commit")
+    assert json.loads(out.stdout) == json.loads(GOLDEN.read_text()), \
+        "default plan changed: review `git diff` after `pytest --update-golden`"
