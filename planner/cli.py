@@ -294,6 +294,66 @@ def _write_layouts(folder: Path, result: Any, top: int) -> None:
     print(f"{PROG}: wrote {min(top, len(result.layouts))} layouts to {folder}", file=sys.stderr)
 
 
+# --------------------------------------------------------------------------- ops: check, validate, schema
+
+_CI_RECIPE = """CI recipe (one baseline per deployed scenario, reviewed and committed):
+
+planner plan my-scenario.toml --json baselines/my-scenario.json
+
+for f in baselines/*.json; do planner check "$f" || exit $?; done
+
+Exit 0 within tolerance (improvements are reported, not failed), 1 on a regression, 2 on a bad baseline."""
+
+
+@app.command("check", epilog=_CI_RECIPE)
+def check_cmd(
+    baseline: Annotated[Path, typer.Argument(metavar="BASELINE.json", show_default=False,
+                                             help="A saved 'planner plan --json' report.")],
+    tolerance: Annotated[float, Opt(min=0.0, help="Accepted relative drop of the best goodput per die.")] = 0.05,
+    json_out: JsonOut = None,
+) -> None:
+    """Re-plan a saved plan baseline with today's data files and diff the top layout (exit 1 on a regression).
+
+    A regression: the best goodput per die down by more than --tolerance, the top layout changed
+    without such a gain, or no layout meeting the SLOs any more.
+    """
+    from planner.errors import EXIT_REGRESSION
+    from planner.regress import check
+
+    doc = check(baseline, tolerance)
+    _show(report.check_tables(doc), doc, json_out)
+    if doc["verdict"] == "regression":
+        items = [c["item"] for c in doc["changes"] if c["effect"] == "regression"]
+        files = ", ".join(doc["data_files_changed"]) or "no data file"
+        print(f"{PROG}: {baseline}: regression ({', '.join(items)}); changed since the baseline: {files}",
+              file=sys.stderr)
+        raise typer.Exit(EXIT_REGRESSION)
+
+
+@app.command("validate")
+def validate_cmd(json_out: JsonOut = None) -> None:
+    """Predict the shipped published measurements: error per row, medians (exit 1 if a row is outside its gate)."""
+    from planner.errors import EXIT_REGRESSION
+    from planner.regress import validate
+
+    doc = validate()
+    _show(report.validate_tables(doc), doc, json_out)
+    if doc["failing"]:
+        print(f"{PROG}: validate: outside tolerance: {', '.join(doc['failing'])}", file=sys.stderr)
+        raise typer.Exit(EXIT_REGRESSION)
+
+
+@app.command("schema")
+def schema_cmd(
+    name: Annotated[str, typer.Argument(metavar="NAME", show_default=False,
+                                        help="plan | evaluate | check | validate")],
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of a --json report."""
+    from planner.schemas import schema
+
+    typer.echo(report.dumps(schema(name)), nl=False)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

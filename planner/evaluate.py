@@ -134,13 +134,31 @@ def decode_metrics(ev: Evaluation) -> dict[str, Any]:
             "breakdown": breakdown(step)}
 
 
+ROOFLINE_NOTE = ("Roofline estimates are optimistic by nature: they assume the calibrated kernel and fabric "
+                 "efficiencies below and perfect overlap where the layout overlaps; published systems reach "
+                 "55-80% of them (planner validate).")
+
+
+def efficiencies_used(hw: Any) -> dict[str, Any]:
+    """The efficiencies and overheads of the hardware profile, with their kind (spec/measured/...)."""
+    f = hw.file
+    out = {name: sec.model_dump(mode="json", exclude={"source", "calibrated_from"})
+           for name, sec in (("gemm", f.efficiency.gemm), ("attention", f.efficiency.attention),
+                             ("memory", f.efficiency.memory), ("overheads", f.overheads),
+                             ("collectives", f.collectives))}
+    out["fabrics"] = {fab.name: fab.efficiency.model_dump(mode="json", exclude={"source", "calibrated_from"})
+                      for fab in f.fabrics}
+    return out
+
+
 def report_dict(ev: Evaluation) -> dict[str, Any]:
     """The ``planner evaluate --json`` document (keys sorted on output)."""
     from planner.goodput import layout_goodput  # goodput builds on this module
 
     doc = {"schema_version": SCHEMA_VERSION, "scenario": ev.scenario.file.model_dump(mode="json"),
            "layout": ev.layout.to_dict(), "dies": ev.dies, "chips": ev.chips,
-           "prefill": prefill_metrics(ev), "decode": decode_metrics(ev), "goodput": layout_goodput(ev)}
+           "prefill": prefill_metrics(ev), "decode": decode_metrics(ev), "goodput": layout_goodput(ev),
+           "efficiencies": efficiencies_used(ev.scenario.hardware), "note": ROOFLINE_NOTE}
     return finite_or_none(doc)
 
 

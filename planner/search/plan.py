@@ -42,6 +42,7 @@ class Planned:
 class Plan:
     scenario: Scenario
     budget: int
+    modes: tuple[Mode, ...] = ALL_MODES
     candidates_evaluated: int = 0
     feasible: int = 0
     rejected: Counter = field(default_factory=Counter)
@@ -205,7 +206,7 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     """Search ``modes`` for the scenario's die budget; rank by goodput per die."""
     start = time.perf_counter()
     budget = min(scenario.file.dies, scenario.hardware.num_dies)
-    result = Plan(scenario=scenario, budget=budget)
+    result = Plan(scenario=scenario, budget=budget, modes=tuple(modes))
     pre, scores = _pools(scenario, budget, modes, result)
     fixed = kv_handoff_s(scenario, budget) + scenario.slo.tpot_s
     pre_env = cb.prefill_envelope(scenario, budget, pre, fixed) if pre is not None else None
@@ -282,8 +283,12 @@ def plan_dict(result: Plan, top: int) -> dict[str, Any]:
     best = {}
     for i, p in enumerate(result.layouts):
         best.setdefault(p.mode.value, layout_entry(p, i + 1, dpc))
+    from planner.evaluate import ROOFLINE_NOTE, efficiencies_used
+
     doc = {"schema_version": SCHEMA_VERSION, "scenario": sc.file.model_dump(mode="json"),
+           "efficiencies": efficiencies_used(sc.hardware), "note": ROOFLINE_NOTE,
            "data_files": file_hashes(sc), "tpot_definition": TPOT_DEFINITION, "budget_dies": result.budget,
+           "modes": [m.value for m in result.modes], "top": top,
            "search": {"candidates_evaluated": result.candidates_evaluated, "feasible": result.feasible,
                       "rejected_by_reason": dict(sorted(result.rejected.items())),
                       "layouts_ranked": len(result.layouts)},
