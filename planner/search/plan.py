@@ -194,7 +194,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     return pre, scores
 
 
-def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = 10) -> list[float]:
+def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = 6) -> list[float]:
     t = np.sort(dec.tpot_s[dec.ok])
     if len(t) == 0:
         return []

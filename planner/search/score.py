@@ -16,11 +16,12 @@ import numpy as np
 
 from planner import queueing
 from planner.cost.memory import kv_bytes_per_sequence
+from planner.goodput import BISECTION_STEPS
 from planner.search.space import CandidateSet
 from planner.serving.context import Env
-from planner.serving.decode import DecodeArrays, shared_decode_step
+from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
 from planner.serving.prefill import PrefillArrays, prefill_step
-from planner.serving.transformerless import TransformerlessArrays, transformerless_step
+from planner.serving.transformerless import TransformerlessArrays, transformerless_fits, transformerless_step
 from planner.spec.scenario import Scenario
 from planner.xccl import kv_transfer_s
 
@@ -57,19 +58,30 @@ class DecodeScore:
     rejected: Counter
 
 
+def _decode_arrays(a: dict[str, np.ndarray], mode: str) -> DecodeArrays | TransformerlessArrays:
+    if mode == "transformerless":
+        return TransformerlessArrays(
+            attention_dies=_f(a["attention_dies"]), expert_dies=_f(a["expert_dies"]), domains=_f(a["domains"]),
+            tp=_f(a["tp"]), ep=_f(a["ep"]), batch=_f(a["batch"]), micro_batches=_f(a["micro_batches"]),
+            redundant=_f(a["redundant"]))
+    chunk = a.get("chunk_tokens", np.zeros_like(a["batch"]))
+    return DecodeArrays(dies=_f(a["dies"]), tp=_f(a["tp"]), ep=_f(a["ep"]), batch=_f(a["batch"]),
+                        micro_batches=_f(a["micro_batches"]), redundant=_f(a["redundant"]), chunk_tokens=_f(chunk))
+
+
 def _decode_eval(env: Env, mode: str):
+    """Memory first (cheap), then step times for the candidates that fit; misfits get inf."""
+    fits_fn = transformerless_fits if mode == "transformerless" else decode_fits
+    step_fn = transformerless_step if mode == "transformerless" else shared_decode_step
+
     def run(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if mode == "transformerless":
-            step = transformerless_step(env, TransformerlessArrays(
-                attention_dies=_f(a["attention_dies"]), expert_dies=_f(a["expert_dies"]), domains=_f(a["domains"]),
-                tp=_f(a["tp"]), ep=_f(a["ep"]), batch=_f(a["batch"]), micro_batches=_f(a["micro_batches"]),
-                redundant=_f(a["redundant"])))
-        else:
-            chunk = a.get("chunk_tokens", np.zeros_like(a["batch"]))
-            step = shared_decode_step(env, DecodeArrays(
-                dies=_f(a["dies"]), tp=_f(a["tp"]), ep=_f(a["ep"]), batch=_f(a["batch"]),
-                micro_batches=_f(a["micro_batches"]), redundant=_f(a["redundant"]), chunk_tokens=_f(chunk)))
-        return {"step_s": step.step_s, "fits": step.fits, "max_batch": step.max_batch}
+        fits, max_b = fits_fn(env, _decode_arrays(a, mode))
+        step_s = np.full(len(fits), np.inf)
+        keep = np.flatnonzero(fits)
+        if len(keep):
+            step = step_fn(env, _decode_arrays({k: v[keep] for k, v in a.items()}, mode))
+            step_s[keep] = step.step_s
+        return {"step_s": step_s, "fits": fits, "max_batch": max_b}
     return run
 
 
@@ -155,5 +167,6 @@ def prefill_rates(scenario: Scenario, service_s: np.ndarray, servers: np.ndarray
     slo = scenario.slo
     budget = slo.ttft_s - service_s - fixed_s
     cv2 = scenario.workload.input_cv ** 2
-    rate = queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, cv2, servers)
+    rate = queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, cv2, servers,
+                                           BISECTION_STEPS)
     return np.where(budget >= 0, rate, 0.0)

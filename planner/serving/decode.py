@@ -99,6 +99,18 @@ def decode_memory(env: Env, d: DecodeArrays, imb: Array) -> tuple[dict[str, Arra
     return out, mem.max_batch(free, kv_seq + ws_seq)
 
 
+def decode_fits(env: Env, d: DecodeArrays) -> tuple[Array, Array]:
+    """Memory check alone (cheap): (fits, largest batch), so a search can skip pricing misfits."""
+    model = env.model
+    ep, m = _as_float(d.ep), _as_float(d.micro_batches)
+    die_tokens = _as_float(d.batch) / m * (1 + env.draft_tokens) + _as_float(d.chunk_tokens) / m
+    k = model.file.ffn.top_k if model.is_moe else 1
+    imb = moe.expert_imbalance(model, ep=ep, redundant=_as_float(d.redundant), copies_per_die=die_tokens * k,
+                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+    _, max_b = decode_memory(env, d, imb)
+    return max_b >= _as_float(d.batch), max_b
+
+
 def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
     """Decode iteration of pd or collocated dies (all candidates at once)."""
     model = env.model

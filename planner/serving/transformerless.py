@@ -149,6 +149,15 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
                     max_batch=np.where(fits_experts, max_b, 0.0))
 
 
+def transformerless_fits(env: Env, d: TransformerlessArrays) -> tuple[Array, Array]:
+    """Memory check alone (cheap): (fits, largest batch), so a search can skip pricing misfits."""
+    slots = (env.model.file.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
+    s = _Shape(tokens=_f(d.batch), seqs=_f(d.batch), A_d=_f(d.attention_dies) / _f(d.domains), E=_f(d.expert_dies),
+               tp=_f(d.tp), ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), static=np.ones_like(slots))
+    _, max_b, fits_experts = _memory(env, d, s)
+    return (max_b >= _f(d.batch)) & fits_experts, np.where(fits_experts, max_b, 0.0)
+
+
 def _memory(env: Env, d: TransformerlessArrays, s: _Shape) -> tuple[dict[str, Array], Array, Array]:
     """Attention-die memory (weights without routed experts, KV, workspace) and expert-die fit."""
     model, by = env.model, env.by
