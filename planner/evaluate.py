@@ -99,9 +99,11 @@ def breakdown(step: PoolStep) -> dict[str, Any]:
         layers[name] = {"count": step.layer_counts[name], "layer_s": _f(step.layer_s[name]),
                         "compute_s_per_micro_batch": _f(cost.compute_s),
                         "communication_s_per_micro_batch": _f(cost.comm_s), "ops": ops, "communication": comm}
+    memory = {k: _f(v) for k, v in step.memory.items()}
+    per_die = sum(v for k, v in memory.items() if not k.startswith("expert_die_"))
     return {"layers": layers, "per_step": {k: _f(v) for k, v in step.extra.items()},
-            "memory_bytes": {k: _f(v) for k, v in step.memory.items()},
-            "usable_memory_bytes": step.capacity_bytes}
+            "memory_bytes": memory, "usable_memory_bytes": step.capacity_bytes,
+            "memory_shortfall_bytes": max(0.0, per_die - step.capacity_bytes)}
 
 
 def prefill_metrics(ev: Evaluation) -> dict[str, Any] | None:

@@ -70,7 +70,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise DataFileError(f"cannot read baseline ({exc.strerror})", where=str(path), fix=_FIX) from None
+        raise DataFileError(f"cannot read baseline ({exc.strerror})", where=str(path),
+                            fix="check the path; baselines are written by 'planner plan ... --json PATH'") from None
     try:
         doc = json.loads(text)
     except ValueError as exc:

@@ -268,8 +268,11 @@ def _layer_table(pool: str, name: str, layer: dict[str, Any]) -> Table:
 
 
 def _memory_table(pool: str, bd: dict[str, Any]) -> Table:
-    table = Table(title=f"{pool}: memory per die (usable {fmt_bytes(bd['usable_memory_bytes'])})",
-                  title_justify="left")
+    short = bd.get("memory_shortfall_bytes", 0.0)
+    title = f"{pool}: memory per die (usable {fmt_bytes(bd['usable_memory_bytes'])})"
+    if short:
+        title += f": DOES NOT FIT, {fmt_bytes(short)} over"
+    table = Table(title=title, title_justify="left")
     table.add_column("kind")
     table.add_column("bytes", justify="right")
     for kind, value in bd["memory_bytes"].items():

@@ -149,6 +149,21 @@ def allreduce_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float) ->
     return np.where(n > 1, call_s + t, 0.0)
 
 
+def allgather_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float) -> Array:
+    """Ring all-gather (or reduce-scatter) of ``bytes_`` (the full result per die): half an all-reduce,
+    (n-1)/n of the data in n-1 hops."""
+    n = np.asarray(ranks, dtype=float)
+    fabrics, top = _levels(hw, n)
+    t = np.zeros(np.broadcast_shapes(n.shape, np.shape(bytes_)))
+    for i, fabric in enumerate(fabrics):
+        wire = (n - 1) / np.maximum(n, 1) * bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, n))
+        t = np.where(top == i, (n - 1) * fabric.latency_s + wire, t)
+    return np.where(n > 1, call_s + t, 0.0)
+
+
+reduce_scatter_s = allgather_s
+
+
 def p2p_s(fabric: FabricSection, bytes_: Array, links: Array | float, call_s: float) -> Array:
     """Point-to-point send of ``bytes_`` spread over ``links`` parallel die links."""
     return call_s + transfer_s(fabric, np.asarray(bytes_, dtype=float) / links, 2.0)

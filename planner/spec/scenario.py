@@ -13,7 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+import numpy as np
+from pydantic import Field, model_validator
 
 from planner import catalog
 from planner.spec.files import PositiveFloat, PositiveInt, Strict, load_file
@@ -32,11 +33,32 @@ class ExpertBalance(StrEnum):
 
 
 class WorkloadSection(Strict):
+    """Request lengths: a mean and a coefficient of variation, or a histogram of [tokens, weight] pairs
+    (which sets the mean and the CV; the models use those two moments)."""
+
     input_tokens: PositiveInt = 4096
     output_tokens: Annotated[int, Field(ge=2)] = 1024
     input_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
     output_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
     cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    input_histogram: list[tuple[PositiveInt, PositiveFloat]] | None = None
+    output_histogram: list[tuple[PositiveInt, PositiveFloat]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moments_from_histograms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for kind in ("input", "output"):
+            hist = data.get(f"{kind}_histogram")
+            if hist:
+                tokens = np.array([float(t) for t, _ in hist])
+                weights = np.array([float(w) for _, w in hist])
+                mean = float(np.average(tokens, weights=weights))
+                cv = float(np.sqrt(np.average((tokens - mean) ** 2, weights=weights)) / mean)
+                data[f"{kind}_tokens"], data[f"{kind}_cv"] = max(round(mean), 2), cv
+        return data
 
 
 class PrecisionSection(Strict):
