@@ -1,0 +1,178 @@
+"""``--plot`` on ``planner plan`` and ``planner evaluate``, and the terminal Pareto view.
+
+matplotlib is the optional ``plot`` extra: every test that draws asks for the ``mpl`` fixture
+(``pytest.importorskip``), so the suite runs without it.  The dev extra installs it, so CI
+draws.  The missing-extra test needs no matplotlib: it hides it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planner.errors import EXIT_BAD_INPUT
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16",
+              "--weights-dtype", "fp8", "--activations-dtype", "fp8")
+EXAMPLE = "examples/deepseek-v3-cloudmatrix384-pd.toml"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Run the CLI with matplotlib made unimportable (a None entry in sys.modules blocks the import).
+NO_MATPLOTLIB = """
+import sys
+sys.modules["matplotlib"] = None
+from planner.cli import main
+sys.argv = ["planner", *sys.argv[1:]]
+main()
+"""
+
+
+def _run(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env.pop("PLANNER_DATA_DIR", None)
+    head = ["-c", code] if code else ["-m", "planner"]
+    return subprocess.run([sys.executable, *head, *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def mpl() -> Any:
+    return pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("plots")
+
+
+@cache
+def _plot_run(command: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """One run per (command, output file), shared by the tests of this module."""
+    args = SMALL_PLAN if command == "plan" else ("evaluate", EXAMPLE)
+    return _run(*args, "--plot", str(path))
+
+
+def _assert_image(path: Path) -> None:
+    data = path.read_bytes()
+    assert len(data) > 1000, f"{path.name} is nearly empty ({len(data)} bytes)"
+    if path.suffix == ".png":
+        assert data.startswith(PNG_SIGNATURE)
+    else:
+        assert b"<svg" in data[:1000]
+        assert b"<dc:date>" not in data, "SVG carries a date (not reproducible)"
+
+
+# --------------------------------------------------------------------------- writing images
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+@pytest.mark.parametrize("command", ["plan", "evaluate"])
+def test_plot_writes_a_non_empty_image(mpl: Any, out_dir: Path, command: str, suffix: str) -> None:
+    path = out_dir / f"{command}{suffix}"
+    proc = _plot_run(command, path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"wrote {path}" in proc.stderr
+    _assert_image(path)
+
+
+def test_svg_is_byte_identical_across_runs(mpl: Any, tmp_path: Path) -> None:
+    """Fixed size, DPI, hash salt and no date: the same document draws the same bytes."""
+    from planner import plots
+    from planner.evaluate import evaluate, report_dict
+    from planner.spec.layout import load_layout
+    from planner.spec.scenario import build_scenario
+
+    spec = load_layout(ROOT / EXAMPLE)
+    doc = report_dict(evaluate(spec, build_scenario(spec.scenario, {}, where="test"), "test"))
+    first, second = tmp_path / "a.svg", tmp_path / "b.svg"
+    plots.draw_breakdown(doc, first)
+    plots.draw_breakdown(doc, second)
+    assert first.read_bytes() == second.read_bytes()
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("args", [SMALL_PLAN, ("evaluate", EXAMPLE)], ids=["plan", "evaluate"])
+def test_unsupported_suffix_exits_2_with_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    target = tmp_path / "front.pdf"
+    proc = _run(*args, "--plot", str(target))
+    assert proc.returncode == EXIT_BAD_INPUT
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "--plot" in lines[0] and ".png" in lines[0] and ".svg" in lines[0]
+    assert proc.stdout == "", "the check runs before any search or table"
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("args", [SMALL_PLAN, ("evaluate", EXAMPLE)], ids=["plan", "evaluate"])
+def test_missing_matplotlib_exits_2_with_install_hint(tmp_path: Path, args: tuple[str, ...]) -> None:
+    target = tmp_path / "front.png"
+    proc = _run(*args, "--plot", str(target), code=NO_MATPLOTLIB)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "superpod-planner[plot]" in lines[0] and "pip install" in lines[0]
+    assert not target.exists()
+
+
+def test_core_runs_without_matplotlib() -> None:
+    """No --plot, no matplotlib: evaluate works with the import blocked."""
+    proc = _run("evaluate", EXAMPLE, "--json", "-", code=NO_MATPLOTLIB)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------- terminal view
+
+
+def test_plan_output_shows_the_pareto_front() -> None:
+    proc = _run(*SMALL_PLAN)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Pareto front ("))
+    assert "TPOT" in lines[start + 1] and "out tok/s/die" in lines[start + 1]
+    rows = []
+    for line in lines[start + 2:]:
+        if " ms " not in line:
+            break
+        rows.append(line.split())
+    assert 1 <= len(rows) <= 10, "compact: at most 10 points plus title and header"
+    assert all(r[-3] in {"collocated", "pd", "transformerless"} for r in rows)
+    assert any(r[-1] == "1" for r in rows), "rank 1 is on the front and shown"
+    tpot_ms = [float(r[0]) for r in rows]
+    assert tpot_ms == sorted(tpot_ms)
+
+
+def _front(n: int) -> list[dict[str, Any]]:
+    return [{"tpot_s": 0.01 + i * 1e-3, "output_tokens_per_s_per_die": 10.0 * (i + 1), "mode": "pd",
+             "dies": 8, "rank": n - i} for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 11, 40])
+def test_pareto_view_is_compact_and_keeps_the_ends_and_rank_1(n: int) -> None:
+    from planner.report import _pareto_rows
+
+    front = _front(n)
+    rows = _pareto_rows(front)
+    assert len(rows) == min(n, 10)
+    assert rows[0] is front[0] and rows[-1] is front[-1]
+    assert any(r["rank"] == 1 for r in rows)
+    assert [r["tpot_s"] for r in rows] == sorted(r["tpot_s"] for r in rows)
+
+
+def test_pareto_view_keeps_an_interior_rank_1() -> None:
+    from planner.report import _pareto_rows
+
+    front = _front(40)
+    for i, e in enumerate(front):
+        e["rank"] = 1 if i == 17 else i + 2
+    rows = _pareto_rows(front)
+    assert len(rows) == 10 and front[17] in rows
