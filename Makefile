@@ -18,6 +18,10 @@ plan: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m planner.bench
 
+# Published measurements predicted, each row gated at its tolerance (exit 1 if one is outside).
+validate: $(STAMP)
+	$(BIN)/planner validate
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 

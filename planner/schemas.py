@@ -1,8 +1,10 @@
 """JSON Schemas (draft 2020-12) of the machine-readable reports: plan, evaluate, check, validate.
 
 ``planner schema NAME`` prints one; CI jobs and dashboards that read ``--json`` output can
-validate against it.  The schemas are written by hand, next to the code that writes the
-reports, and tests validate real reports against them.
+validate against it.  The report schemas are written by hand, next to the code that writes the
+reports, and tests validate real reports against them.  The input files a report echoes (its
+scenario and layouts) are described by the pydantic models that validate those files
+(:func:`file_defs`), so the two cannot disagree.
 
 Versioning
 ----------
@@ -67,7 +69,8 @@ def document(name: str, version: int, description: str, props: dict[str, Schema]
     """A top-level report schema: ``$schema``, title, and a pinned ``schema_version``."""
     body = obj({"schema_version": {"const": version}, **props})
     return {"$schema": DRAFT, "$id": f"urn:superpod-planner:report:{name}:v{version}",
-            "title": f"planner {name} report (schema_version {version})", "description": description, **body}
+            "title": f"planner {name} report (schema_version {version})", "description": description, **body,
+            "$defs": file_defs()}
 
 
 # --------------------------------------------------------------------------- shared parts
@@ -83,30 +86,26 @@ def _mode() -> Schema:
     return _enum(m.value for m in Mode)
 
 
-def scenario() -> Schema:
-    """A scenario as ``ScenarioFile`` dumps it (all sections present)."""
-    from planner.spec.scenario import ExpertBalance
-    from planner.units import Dtype
+def file_defs() -> dict[str, Schema]:
+    """``$defs`` for the input files reports echo: ``ScenarioFile`` and ``LayoutFile``.
 
-    dtype = _enum(d.value for d in Dtype)
-    return obj({
-        "model": STR, "hardware": STR, "dies": INT,
-        "workload": obj({"input_tokens": INT, "output_tokens": INT, "input_cv": NUM, "output_cv": NUM,
-                         "cache_hit_rate": NUM}),
-        "precision": obj({"weights": dtype, "activations": dtype, "kv_cache": dtype}),
-        "mtp": obj({"draft_tokens": INT, "acceptance": NUM}),
-        "slo": obj({"ttft_s": NUM, "ttft_percentile": NUM, "tpot_s": NUM}),
-        "experts": obj({"balance": _enum(b.value for b in ExpertBalance), "hot_expert_ratio": NUM}),
-    })
+    Generated from the pydantic models that validate those files (``extra="forbid"``, so the
+    objects are closed): the files' schema of record, so the reports' copy cannot drift from it.
+    A layout in a report is ``LayoutFile.to_dict()`` (no ``scenario`` key, unset keys dropped).
+    """
+    from planner.spec.layout import LayoutFile
+    from planner.spec.scenario import ScenarioFile
+
+    defs: dict[str, Schema] = {}
+    for model in (ScenarioFile, LayoutFile):
+        generated = model.model_json_schema(mode="serialization")
+        defs.update(generated.pop("$defs", {}))
+        defs[model.__name__] = generated
+    return defs
 
 
-def layout() -> Schema:
-    """A layout as ``LayoutFile.to_dict`` writes it (unset optional keys dropped)."""
-    pool = ("instances", "tp", "ep", "micro_batches", "redundant_experts")
-    prefill = obj({k: INT for k in (*pool, "dies", "batch_tokens")})
-    optional = ("dies", "attention_dies", "expert_dies", "domains", "prefill_chunk_tokens")
-    decode = obj({k: INT for k in (*pool, "batch", *optional)}, required=(*pool, "batch"))
-    return obj({"mode": _mode(), "prefill": prefill, "decode": decode}, required=("mode", "decode"))
+SCENARIO: Schema = {"$ref": "#/$defs/ScenarioFile"}
+LAYOUT: Schema = {"$ref": "#/$defs/LayoutFile"}
 
 
 def _rates(prefix: str) -> dict[str, Schema]:
@@ -121,8 +120,17 @@ def _breakdown() -> Schema:
     layer = obj({"count": INT, "layer_s": NUM_OR_NULL, "compute_s_per_micro_batch": NUM_OR_NULL,
                  "communication_s_per_micro_batch": NUM_OR_NULL, "ops": open_map(op),
                  "communication": open_map(NUM_OR_NULL)})
-    return obj({"layers": open_map(layer), "per_step": open_map(NUM_OR_NULL),
-                "memory_bytes": open_map(NUM_OR_NULL), "usable_memory_bytes": NUM})
+    known = obj({"layers": open_map(layer), "per_step": open_map(NUM_OR_NULL),
+                 "memory_bytes": open_map(NUM_OR_NULL), "usable_memory_bytes": NUM, "memory_shortfall_bytes": NUM})
+    return {**known, "additionalProperties": True}  # a breakdown is an open document: new items may appear
+
+
+def efficiencies() -> Schema:
+    """The profile's efficiencies and overheads used (``evaluate.efficiencies_used``), by section."""
+    section: Schema = {"type": "object", "required": ["kind"], "properties": {"kind": STR},
+                       "additionalProperties": {"type": ["number", "string", "null"]}}
+    names = ("gemm", "attention", "memory", "overheads", "collectives")
+    return obj({**{name: section for name in names}, "fabrics": open_map(section)})
 
 
 def evaluate_schema() -> Schema:
@@ -137,8 +145,9 @@ def evaluate_schema() -> Schema:
                    "tpot_s": NUM_OR_NULL, "prefill_capacity_requests_per_s": NUM_OR_NULL,
                    "decode_capacity_requests_per_s": NUM_OR_NULL, "binding_constraint": STR, "meets_slo": BOOL})
     return document("evaluate", SCHEMA_VERSION, "planner evaluate --json: one layout priced under one scenario.", {
-        "scenario": scenario(), "layout": layout(), "dies": INT, "chips": NUM,
-        "prefill": nullable(prefill), "decode": decode, "goodput": goodput})
+        "scenario": SCENARIO, "layout": LAYOUT, "dies": INT, "chips": NUM,
+        "prefill": nullable(prefill), "decode": decode, "goodput": goodput, "efficiencies": efficiencies(),
+        "note": STR})
 
 
 # --------------------------------------------------------------------------- plan
@@ -146,7 +155,7 @@ def evaluate_schema() -> Schema:
 
 def plan_entry() -> Schema:
     """One ranked layout of a plan report."""
-    return obj({"rank": INT, "mode": _mode(), "layout": layout(), "dies": INT, "chips": NUM, "mtp": BOOL,
+    return obj({"rank": INT, "mode": _mode(), "layout": LAYOUT, "dies": INT, "chips": NUM, "mtp": BOOL,
                 "goodput_requests_per_s": NUM, **_rates("output_tokens_per_s"), "ttft_s": NUM_OR_NULL,
                 "tpot_s": NUM, "binding_constraint": STR})
 
@@ -164,7 +173,8 @@ def plan_schema() -> Schema:
                   "layouts_ranked": COUNT})
     sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
     return document("plan", SCHEMA_VERSION, "planner plan --json: layouts ranked by goodput per die.", {
-        "scenario": scenario(), "data_files": open_map(sha256, {"pattern": "^[a-z_]+/[^/]+$"}),
+        "scenario": SCENARIO, "efficiencies": efficiencies(), "note": STR,
+        "data_files": open_map(sha256, {"pattern": "^[a-z_]+/[^/]+$"}),
         "tpot_definition": STR, "budget_dies": INT, "modes": array(_mode(), 1), "top": POSITIVE,
         "search": search, "layouts": array(plan_entry()), "best_per_mode": open_map(plan_entry(), _mode()),
         "pareto": array(plan_entry()), "near_misses": array(_near_miss())})
@@ -176,7 +186,7 @@ def plan_schema() -> Schema:
 def check_schema() -> Schema:
     from planner.regress import CHECK_SCHEMA_VERSION, GATED_METRIC, METRICS
 
-    top = obj({"mode": _mode(), "layout": layout(), "dies": INT, "mtp": BOOL, GATED_METRIC: NUM,
+    top = obj({"mode": _mode(), "layout": LAYOUT, "dies": INT, "mtp": BOOL, GATED_METRIC: NUM,
                "goodput_requests_per_s": NUM, "ttft_s": NUM_OR_NULL, "tpot_s": NUM,
                **{k: NUM for k in ("output_tokens_per_s_per_die", "output_tokens_per_s_per_chip")}})
     change = obj({"item": _enum(("top_layout", "feasible", *METRICS)), "baseline": ANY, "current": ANY,

@@ -1,0 +1,155 @@
+"""``planner check``: a saved plan baseline re-planned on an edited copy of the data files.
+
+The baseline is DeepSeek-V3 on a 64-die slice of CloudMatrix384 (the default scenario with
+``--dies 64``: ~1 s per plan).  Lowering the profile's HBM bandwidth by 20% costs 28% of the
+best goodput per die (and changes the top layout): a regression, exit 1, naming the file.
+Raising it by 20% gains 17%: reported as an improvement, exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planner.regress import GATED_METRIC, compare
+
+PROFILE_FILE = "hardware_profiles/cloudmatrix384.toml"
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory, run_planner, copy_shipped_data) -> Path:
+    """``planner plan --dies 64 --json base.json`` written with a pristine copy of the data."""
+    root = tmp_path_factory.mktemp("baseline")
+    data = copy_shipped_data(root / "data")
+    path = root / "base.json"
+    run = run_planner("plan", "--dies", "64", "--json", str(path), data=data)
+    assert run.returncode == 0, run.stderr
+    return path
+
+
+def test_baseline_records_what_check_needs(baseline):
+    doc = json.loads(baseline.read_text())
+    assert doc["modes"] == ["collocated", "pd", "transformerless"] and doc["top"] == 10
+    assert PROFILE_FILE in doc["data_files"] and "models/deepseek-v3.toml" in doc["data_files"]
+
+
+def test_lower_hbm_bandwidth_regresses_naming_the_file_restoring_passes(baseline, data, run_planner, scale_hbm):
+    original = (data / PROFILE_FILE).read_text()
+    scale_hbm(data, "cloudmatrix384", 0.8)
+    run = run_planner("check", str(baseline), data=data)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert PROFILE_FILE in run.stdout and "REGRESSION" in run.stdout
+    line = run.stderr_line()
+    assert "regression" in line and PROFILE_FILE in line and "Traceback" not in line
+    (data / PROFILE_FILE).write_text(original)
+    run = run_planner("check", str(baseline), data=data)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "none changed" in run.stdout and run.stderr == ""
+
+
+def test_higher_hbm_bandwidth_is_reported_as_an_improvement(baseline, data, run_planner, scale_hbm):
+    scale_hbm(data, "cloudmatrix384", 1.2)
+    run = run_planner("check", str(baseline), data=data)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "improvement" in run.stdout and PROFILE_FILE in run.stdout
+
+
+def test_json_report_has_the_fields(baseline, data, run_planner, scale_hbm):
+    scale_hbm(data, "cloudmatrix384", 0.8)
+    run = run_planner("check", str(baseline), "--json", "-", data=data)
+    assert run.returncode == 1
+    doc = run.json()
+    assert set(doc) >= {"schema_version", "baseline", "verdict", "tolerance", "changes", "data_files_changed",
+                        "baseline_metrics", "current_metrics"}
+    assert doc["baseline"] == "base.json" and doc["verdict"] == "regression" and doc["tolerance"] == 0.05
+    assert doc["data_files_changed"] == [PROFILE_FILE]
+    gated = next(c for c in doc["changes"] if c["item"] == GATED_METRIC)
+    assert gated["effect"] == "regression" and gated["relative_change"] < -0.05
+    for key in ("goodput_requests_per_s", "ttft_s", "tpot_s", "output_tokens_per_s_per_chip"):
+        assert doc["baseline_metrics"][key] > 0 and doc["current_metrics"][key] > 0
+    assert "/" not in doc["baseline"]  # no absolute paths in machine output
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _edited(baseline: Path, tmp_path: Path, edit) -> Path:
+    doc = json.loads(baseline.read_text())
+    edit(doc)
+    return _write(tmp_path / "edited.json", json.dumps(doc))
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda d: d.pop("data_files"), "data_files"),
+    (lambda d: d.update(schema_version=99), "schema_version"),
+    (lambda d: d["layouts"][0].pop("goodput_requests_per_s"), "layouts[0].goodput_requests_per_s"),
+    (lambda d: d["scenario"].update(dies="many"), "dies"),
+    (lambda d: d.update(modes=["bogus"]), "modes"),
+])
+def test_malformed_baseline_exits_2_naming_file_and_field(baseline, tmp_path, edit, field, run_planner):
+    run = run_planner("check", str(_edited(baseline, tmp_path, edit)))
+    assert run.returncode == 2
+    line = run.stderr_line()
+    assert "edited.json" in line and field in line and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", ""])
+def test_unreadable_baseline_exits_2_with_one_line(tmp_path, text, run_planner):
+    run = run_planner("check", str(_write(tmp_path / "bad.json", text)))
+    assert run.returncode == 2 and "bad.json" in run.stderr_line()
+
+
+def test_missing_baseline_exits_2(tmp_path, run_planner):
+    run = run_planner("check", str(tmp_path / "nope.json"))
+    assert run.returncode == 2 and "nope.json" in run.stderr_line()
+
+
+# --------------------------------------------------------------------------- verdict rules (in-process)
+
+
+def _scaled(doc: dict, factor: float, **layout) -> dict:
+    out = json.loads(json.dumps(doc))
+    top = out["layouts"][0]
+    top["goodput_requests_per_s"] *= factor
+    top["layout"]["decode"].update(layout)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_doc(baseline) -> dict:
+    return json.loads(baseline.read_text())
+
+
+@pytest.mark.parametrize(("factor", "layout", "verdict"), [
+    (1.0, {}, "ok"),
+    (0.97, {}, "ok"),                  # within the 5% tolerance
+    (0.90, {}, "regression"),          # best goodput per die down 10%
+    (1.50, {}, "ok"),                  # improvement: reported, not failed
+    (1.02, {"batch": 8}, "regression"),  # top layout changed without a gain beyond the tolerance
+    (1.10, {"batch": 8}, "ok"),        # changed layout explained by a 10% gain
+])
+def test_verdict_rules(base_doc, factor, layout, verdict):
+    report = compare(base_doc, _scaled(base_doc, factor, **layout), 0.05, "base.json")
+    assert report["verdict"] == verdict, report["changes"]
+
+
+def test_infeasible_now_is_a_regression_and_feasible_again_an_improvement(base_doc):
+    infeasible = {**base_doc, "layouts": []}
+    report = compare(base_doc, infeasible, 0.05, "base.json")
+    assert report["verdict"] == "regression" and report["current_metrics"] is None
+    assert report["changes"] == [{"item": "feasible", "baseline": True, "current": False, "relative_change": None,
+                                  "effect": "regression"}]
+    assert compare(infeasible, base_doc, 0.05, "base.json")["verdict"] == "ok"
+
+
+def test_baseline_without_modes_and_top_uses_the_plan_defaults(baseline):
+    from planner.regress import baseline_modes, baseline_top
+    from planner.search.plan import ALL_MODES
+
+    doc = json.loads(baseline.read_text())
+    del doc["modes"], doc["top"]
+    assert baseline_modes(doc, "x") == ALL_MODES and baseline_top(doc, "x") == 10
