@@ -191,5 +191,5 @@ def layout_toml(layout: LayoutFile) -> str:
 
     data = layout.to_dict()
     if layout.scenario is not None:
-        data["scenario"] = layout.scenario.model_dump(mode="json")
+        data["scenario"] = layout.scenario.model_dump(mode="json", exclude_none=True)
     return toml_text(data)
