@@ -28,10 +28,10 @@ _NONE = "-"
 
 
 def console() -> Console:
-    """Console for stdout; 120 columns when not a terminal (logs, pipes) unless COLUMNS is set."""
+    """Console for stdout; 150 columns when not a terminal (logs, pipes) unless COLUMNS is set."""
     out = Console(highlight=False)
     if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(highlight=False, width=120)
+        out = Console(highlight=False, width=150)
     return out
 
 
@@ -371,9 +371,10 @@ def _plan_rows(table: Table, entries: list[dict[str, Any]]) -> None:
 
 def _plan_table(title: str, entries: list[dict[str, Any]]) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("#", "mode", "layout", "dies", "goodput req/s", "out tok/s/die", "out tok/s/chip", "TTFT", "TPOT",
-                "binding"):
-        table.add_column(col, justify="left" if col in ("mode", "layout", "binding") else "right")
+    for col in ("#", "mode", "layout", "dies", "req/s", "tok/s/die", "tok/s/chip", "TTFT", "TPOT", "binding"):
+        text = col in ("layout", "binding")
+        table.add_column(col, justify="left" if text or col == "mode" else "right", no_wrap=not text,
+                         ratio=3 if col == "layout" else None)
     _plan_rows(table, entries)
     return table
 
