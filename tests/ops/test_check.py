@@ -153,3 +153,20 @@ def test_baseline_without_modes_and_top_uses_the_plan_defaults(baseline):
     doc = json.loads(baseline.read_text())
     del doc["modes"], doc["top"]
     assert baseline_modes(doc, "x") == ALL_MODES and baseline_top(doc, "x") == 10
+
+
+def test_default_scenario_lower_hbm_bandwidth_regresses_and_restoring_passes(tmp_path, run_planner,
+                                                                            copy_shipped_data, scale_hbm):
+    """The acceptance case exactly: a baseline of the default scenario (no flags), the shipped
+    cloudmatrix384 profile edited on a copy to lower its HBM bandwidth by 20%, then restored."""
+    data = copy_shipped_data(tmp_path / "data")
+    base = tmp_path / "default.json"
+    assert run_planner("plan", "--json", str(base), data=data).returncode == 0
+    original = (data / PROFILE_FILE).read_text()
+    scale_hbm(data, "cloudmatrix384", 0.8)
+    run = run_planner("check", str(base), data=data)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert PROFILE_FILE in run.stdout and PROFILE_FILE in run.stderr_line()
+    (data / PROFILE_FILE).write_text(original)
+    run = run_planner("check", str(base), data=data)
+    assert run.returncode == 0, run.stdout + run.stderr
