@@ -30,6 +30,22 @@ JsonOut = Annotated[str | None, typer.Option(
     "--json", metavar="PATH|-",
     help="Also write JSON (sorted keys) to PATH; '-' writes only JSON to stdout.")]
 
+# Scenario flags shared by `evaluate` and `plan` (None = not given: the scenario's value stays).
+ModelOpt = Annotated[str | None, typer.Option(help="Model card name or path.")]
+HardwareOpt = Annotated[str | None, typer.Option(help="Hardware profile name or path.")]
+InputTokensOpt = Annotated[int | None, typer.Option(help="Prompt tokens per request.")]
+OutputTokensOpt = Annotated[int | None, typer.Option(help="Generated tokens per request.")]
+WeightsDtypeOpt = Annotated[str | None, typer.Option(help="bf16 | fp16 | fp8 | int8 | fp4.")]
+ActivationsDtypeOpt = Annotated[str | None, typer.Option(help="bf16 | fp16 | fp8 | int8 | fp4.")]
+KvDtypeOpt = Annotated[str | None, typer.Option(help="KV-cache dtype.")]
+MtpAcceptanceOpt = Annotated[float | None, typer.Option(help="MTP draft acceptance; 0 disables MTP.")]
+ExpertBalanceOpt = Annotated[str | None, typer.Option(help="perfect | skewed.")]
+HotExpertRatioOpt = Annotated[float | None, typer.Option(help="Hottest expert's load / mean (skewed).")]
+CacheHitRateOpt = Annotated[float | None, typer.Option(help="Prefix-cache hit rate of prompt tokens.")]
+TtftOpt = Annotated[float | None, typer.Option("--ttft-s", help="TTFT SLO (s) at --ttft-percentile.")]
+TtftPercentileOpt = Annotated[float | None, typer.Option(help="TTFT percentile, e.g. 90.")]
+TpotOpt = Annotated[float | None, typer.Option("--tpot-s", help="Mean TPOT SLO (s).")]
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -154,20 +170,20 @@ Opt = typer.Option
 @app.command("evaluate")
 def evaluate_cmd(
     layout: Annotated[Path, typer.Argument(metavar="LAYOUT.toml", show_default=False, help="A layout file.")],
-    model: Annotated[str | None, Opt(help="Model card name or path.")] = None,
-    hardware: Annotated[str | None, Opt(help="Hardware profile name or path.")] = None,
-    input_tokens: Annotated[int | None, Opt(help="Prompt tokens per request.")] = None,
-    output_tokens: Annotated[int | None, Opt(help="Generated tokens per request.")] = None,
-    weights_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
-    activations_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
-    kv_dtype: Annotated[str | None, Opt(help="KV-cache dtype.")] = None,
-    mtp_acceptance: Annotated[float | None, Opt(help="MTP draft acceptance; 0 disables MTP.")] = None,
-    expert_balance: Annotated[str | None, Opt(help="perfect | skewed.")] = None,
-    hot_expert_ratio: Annotated[float | None, Opt(help="Hottest expert's load / mean (skewed).")] = None,
-    cache_hit_rate: Annotated[float | None, Opt(help="Prefix-cache hit rate of prompt tokens.")] = None,
-    ttft_s: Annotated[float | None, Opt("--ttft-s", help="TTFT SLO (s) at --ttft-percentile.")] = None,
-    ttft_percentile: Annotated[float | None, Opt(help="TTFT percentile, e.g. 90.")] = None,
-    tpot_s: Annotated[float | None, Opt("--tpot-s", help="Mean TPOT SLO (s).")] = None,
+    model: ModelOpt = None,
+    hardware: HardwareOpt = None,
+    input_tokens: InputTokensOpt = None,
+    output_tokens: OutputTokensOpt = None,
+    weights_dtype: WeightsDtypeOpt = None,
+    activations_dtype: ActivationsDtypeOpt = None,
+    kv_dtype: KvDtypeOpt = None,
+    mtp_acceptance: MtpAcceptanceOpt = None,
+    expert_balance: ExpertBalanceOpt = None,
+    hot_expert_ratio: HotExpertRatioOpt = None,
+    cache_hit_rate: CacheHitRateOpt = None,
+    ttft_s: TtftOpt = None,
+    ttft_percentile: TtftPercentileOpt = None,
+    tpot_s: TpotOpt = None,
     json_out: JsonOut = None,
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the per-layer time breakdown to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
@@ -201,21 +217,21 @@ def evaluate_cmd(
 def plan_cmd(
     scenario_file: Annotated[Path | None, typer.Argument(
         metavar="[SCENARIO.toml]", show_default=False, help="Scenario file (default: the built-in scenario).")] = None,
-    model: Annotated[str | None, Opt(help="Model card name or path.")] = None,
-    hardware: Annotated[str | None, Opt(help="Hardware profile name or path.")] = None,
+    model: ModelOpt = None,
+    hardware: HardwareOpt = None,
     dies: Annotated[int | None, Opt(help="Die budget.")] = None,
-    input_tokens: Annotated[int | None, Opt(help="Prompt tokens per request.")] = None,
-    output_tokens: Annotated[int | None, Opt(help="Generated tokens per request.")] = None,
-    weights_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
-    activations_dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 | int8 | fp4.")] = None,
-    kv_dtype: Annotated[str | None, Opt(help="KV-cache dtype.")] = None,
-    mtp_acceptance: Annotated[float | None, Opt(help="MTP draft acceptance; 0 disables MTP.")] = None,
-    expert_balance: Annotated[str | None, Opt(help="perfect | skewed.")] = None,
-    hot_expert_ratio: Annotated[float | None, Opt(help="Hottest expert's load / mean (skewed).")] = None,
-    cache_hit_rate: Annotated[float | None, Opt(help="Prefix-cache hit rate of prompt tokens.")] = None,
-    ttft_s: Annotated[float | None, Opt("--ttft-s", help="TTFT SLO (s) at --ttft-percentile.")] = None,
-    ttft_percentile: Annotated[float | None, Opt(help="TTFT percentile, e.g. 90.")] = None,
-    tpot_s: Annotated[float | None, Opt("--tpot-s", help="Mean TPOT SLO (s).")] = None,
+    input_tokens: InputTokensOpt = None,
+    output_tokens: OutputTokensOpt = None,
+    weights_dtype: WeightsDtypeOpt = None,
+    activations_dtype: ActivationsDtypeOpt = None,
+    kv_dtype: KvDtypeOpt = None,
+    mtp_acceptance: MtpAcceptanceOpt = None,
+    expert_balance: ExpertBalanceOpt = None,
+    hot_expert_ratio: HotExpertRatioOpt = None,
+    cache_hit_rate: CacheHitRateOpt = None,
+    ttft_s: TtftOpt = None,
+    ttft_percentile: TtftPercentileOpt = None,
+    tpot_s: TpotOpt = None,
     modes: Annotated[str | None, Opt(help="Comma list of collocated, pd, transformerless.")] = None,
     top: Annotated[int, Opt(min=1, help="Layouts to list.")] = 10,
     json_out: JsonOut = None,
