@@ -1,4 +1,4 @@
-"""The core never imports typer or rich: only planner.cli and planner.report may."""
+"""The core never imports typer or rich: only planner.cli and the planner.report package may."""
 
 from __future__ import annotations
 
@@ -36,6 +36,6 @@ def test_spec_and_catalog_do_not_import_ui() -> None:
 def test_no_core_module_imports_ui() -> None:
     """Every planner module except the CLI and the report renderer."""
     core = [m.name for m in pkgutil.walk_packages(planner.__path__, "planner.")
-            if m.name not in UI_MODULES]
+            if m.name not in UI_MODULES and not m.name.startswith("planner.report.")]
     assert core, "no core modules found"
     assert _ui_modules_loaded_by(*core) == []
