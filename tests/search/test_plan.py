@@ -12,7 +12,7 @@ import pytest
 
 from planner.evaluate import evaluate
 from planner.goodput import layout_goodput
-from planner.search.plan import plan, plan_dict
+from planner.search.plan import plan
 from planner.spec.layout import Mode, load_layout
 from planner.spec.scenario import build_scenario, resolve_scenario, scenario_overrides
 

@@ -22,10 +22,10 @@ SHARED = ROOT.parent / "shared" / "reference" / "validation_public.json"
 @pytest.fixture(scope="module")
 def table() -> dict[str, dict]:
     rows = validation_table()
-    print("\n%-30s %12s %12s %8s %6s" % ("row", "predicted", "published", "error", "gate"))
+    print(f"\n{'row':<30} {'predicted':>12} {'published':>12} {'error':>8} {'gate':>6}")
     for r in rows:
-        print("%-30s %12.0f %12.0f %+7.1f%% %5.0f%%" % (r["id"], r["predicted"], r["measured"], 100 * r["error"],
-                                                       100 * r["tolerance"]))
+        print(f"{r['id']:<30} {r['predicted']:12.0f} {r['measured']:12.0f} {100 * r['error']:+7.1f}% "
+              f"{100 * r['tolerance']:5.0f}%")
     return {r["id"]: r for r in rows}
 
 
