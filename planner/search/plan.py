@@ -60,16 +60,17 @@ def _prefill_layout(p: PrefillScore, i: int, n: int) -> dict[str, int]:
 
 
 def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int]:
-    a = d.cands.arrays
-    out = {"instances": n, "tp": int(a["tp"][i]), "ep": int(a["ep"][i]), "batch": int(a["batch"][i]),
-           "micro_batches": int(a["micro_batches"][i]), "redundant_experts": int(a["redundant"][i])}
+    def k(name: str) -> int:
+        return int(d.knob(name, i))
+
+    out = {"instances": n, "tp": k("tp"), "ep": k("ep"), "batch": k("batch"), "micro_batches": k("micro_batches"),
+           "redundant_experts": k("redundant")}
     if mode == Mode.TRANSFORMERLESS:
-        out.update(attention_dies=int(a["attention_dies"][i]), expert_dies=int(a["expert_dies"][i]),
-                   domains=int(a["domains"][i]))
+        out.update(attention_dies=k("attention_dies"), expert_dies=k("expert_dies"), domains=k("domains"))
     else:
-        out["dies"] = int(a["dies"][i])
+        out["dies"] = k("dies")
     if mode == Mode.COLLOCATED:
-        out["prefill_chunk_tokens"] = int(a["chunk_tokens"][i])
+        out["prefill_chunk_tokens"] = k("chunk_tokens")
     return out
 
 
@@ -108,7 +109,6 @@ def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndar
     cand = np.flatnonzero(ok)
     if len(cand) == 0:
         return []
-    a = dec.cands.arrays
     order = np.lexsort((cand, -dec.rate_per_s[cand], dec.dies[cand]))
     c = cand[order]
     rank = np.arange(len(c)) - np.searchsorted(dec.dies[c], dec.dies[c], side="left")
@@ -117,8 +117,9 @@ def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndar
     rows = np.repeat(c, reps)
     n = cb._counts(reps)
     new = scenario.workload.input_tokens * (1 - scenario.workload.cache_hit_rate)
-    k = a["tp"][rows] * a["chunk_tokens"][rows] / new
-    groups = a["dies"][rows] / a["tp"][rows]
+    tp = dec.knob("tp", rows)
+    k = tp * dec.knob("chunk_tokens", rows) / new
+    groups = dec.knob("dies", rows) / tp
     slots = groups * np.where(k >= 1, np.floor(k), 1.0)
     service = dec.step_s[rows] * np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
     rate = np.minimum(prefill_rates(scenario, service, slots * n, 0.0), dec.rate_per_s[rows] * n)
@@ -154,7 +155,7 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
                  fixed_s: float) -> list[dict[str, Any]]:
     out = []
     for mode, dec in scores.items():
-        fits = np.flatnonzero(dec.max_batch >= dec.cands.arrays["batch"])
+        fits = np.flatnonzero(dec.max_batch >= dec.batch)
         if len(fits):
             i = int(fits[np.argmin(dec.tpot_s[fits])])
             out.append({"mode": mode.value, "pool": "decode", "best_tpot_s": float(dec.tpot_s[i]),
@@ -188,7 +189,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
             continue
         mode_name = "transformerless" if mode == Mode.TRANSFORMERLESS else "shared"
         scores[mode] = score_decode(scenario, cands, mode_name)
-        plan.candidates_evaluated += len(scores[mode].cands)
+        plan.candidates_evaluated += len(scores[mode])
         plan.rejected.update({f"{mode.value}_{k}": v for k, v in scores[mode].rejected.items() if v})
         plan.feasible += int(scores[mode].ok.sum())
     return pre, scores

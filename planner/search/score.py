@@ -45,9 +45,14 @@ def _chunked(fn, cands: CandidateSet) -> dict[str, np.ndarray]:
 
 @dataclass
 class DecodeScore:
-    """Per candidate: rate per instance (req/s), dies per instance, TPOT, memory cap, feasibility."""
+    """Per scored row: rate per instance (req/s), dies per instance, TPOT, memory cap, feasibility.
+
+    Rows are the candidates once per MTP variant (off, then on); ``knob(name, rows)`` reads a
+    candidate's knob without copying the candidate set per variant.
+    """
 
     cands: CandidateSet
+    batch: np.ndarray
     mtp: np.ndarray
     rate_per_s: np.ndarray
     dies: np.ndarray
@@ -56,6 +61,12 @@ class DecodeScore:
     max_batch: np.ndarray
     ok: np.ndarray
     rejected: Counter
+
+    def knob(self, name: str, rows: np.ndarray | int) -> np.ndarray:
+        return self.cands.arrays[name][np.asarray(rows) % len(self.cands)]
+
+    def __len__(self) -> int:
+        return len(self.rate_per_s)
 
 
 def _decode_arrays(a: dict[str, np.ndarray], mode: str) -> DecodeArrays | TransformerlessArrays:
@@ -96,19 +107,20 @@ def score_decode(scenario: Scenario, cands: CandidateSet, mode: str) -> DecodeSc
         out["tps"] = np.full(len(cands), env.tokens_per_step)
         parts.append(out)
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    both = cands.take(np.tile(np.arange(len(cands)), len(variants)))
-    a = both.arrays
+    a, reps = cands.arrays, len(variants)
     tpot = out["step_s"] / out["tps"]
-    att = a["attention_dies"] if mode == "transformerless" else a["dies"]
-    dies = a["attention_dies"] + a["expert_dies"] if mode == "transformerless" else a["dies"]
-    rate = att * a["batch"] / (scenario.workload.output_tokens * tpot)
+    att = np.tile(a["attention_dies"] if mode == "transformerless" else a["dies"], reps)
+    dies = np.tile(a["attention_dies"] + a["expert_dies"] if mode == "transformerless" else a["dies"], reps)
+    batch = np.tile(a["batch"], reps)
+    rate = att * batch / (scenario.workload.output_tokens * tpot)
     rejected = Counter()
     rejected["memory"] = int((~out["fits"]).sum())
     slo_miss = out["fits"] & (tpot > scenario.slo.tpot_s)
     rejected["tpot_slo"] = int(slo_miss.sum())
     ok = out["fits"] & ~slo_miss
-    return DecodeScore(cands=both, mtp=out["mtp"], rate_per_s=np.where(ok, rate, 0.0), dies=dies.astype(np.int64),
-                       tpot_s=tpot, step_s=out["step_s"], max_batch=out["max_batch"], ok=ok, rejected=rejected)
+    return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=np.where(ok, rate, 0.0),
+                       dies=dies.astype(np.int64), tpot_s=tpot, step_s=out["step_s"], max_batch=out["max_batch"],
+                       ok=ok, rejected=rejected)
 
 
 @dataclass
