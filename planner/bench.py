@@ -27,7 +27,7 @@ def candidates_per_s(repeats: int = 3) -> tuple[float, int]:
         start = time.perf_counter()
         score = score_decode(scenario, cands, "transformerless")
         best = min(best, time.perf_counter() - start)
-    return len(score.cands) / best, len(score.cands)
+    return len(score) / best, len(score)
 
 
 def wall_s(args: list[str], repeats: int = 3) -> float:
