@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -92,18 +94,20 @@ def _exact(mode: Mode, layout: LayoutFile, scenario: Scenario, search_rate: floa
 
 
 def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre_env: cb.Envelope,
-             dec: DecodeScore, mask: np.ndarray | None = None) -> list[tuple[float, LayoutFile]]:
+             dec: DecodeScore, mask: np.ndarray | None = None) -> list[tuple[float, int, Callable[[], LayoutFile]]]:
+    """(search rate, dies, layout builder) per budget split; layouts are built only when listed."""
     env_d = cb.decode_envelope(budget, dec, mask)
     out = []
     for s in cb.combine(budget, pre_env, env_d, pre.dies, dec.dies):
-        layout = _layout(mode, scenario, _prefill_layout(pre, s.prefill_index, s.prefill_instances),
-                         _decode_layout(dec, s.decode_index, s.decode_instances, mode), int(dec.mtp[s.decode_index]))
-        out.append((s.goodput_per_s, layout))
+        build = partial(lambda s: _layout(mode, scenario, _prefill_layout(pre, s.prefill_index, s.prefill_instances),
+                                          _decode_layout(dec, s.decode_index, s.decode_instances, mode),
+                                          int(dec.mtp[s.decode_index])), s)
+        out.append((s.goodput_per_s, s.dies, build))
     return out
 
 
 def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndarray | None = None,
-                per_dies: int = 4) -> list[tuple[float, LayoutFile]]:
+                per_dies: int = 4) -> list[tuple[float, int, Callable[[], LayoutFile]]]:
     """Collocated: per die count keep the best few by decode rate, then queue prefill chunks."""
     ok = dec.ok if mask is None else dec.ok & mask
     cand = np.flatnonzero(ok)
@@ -130,8 +134,9 @@ def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndar
         i, m = int(env.index[s]), int(env.instances[s])
         if (i, m) not in seen:
             seen.add((i, m))
-            out.append((float(env.rate[s]), _layout(Mode.COLLOCATED, scenario, None,
-                                                    _decode_layout(dec, i, m, Mode.COLLOCATED), int(dec.mtp[i]))))
+            build = partial(lambda i, m: _layout(Mode.COLLOCATED, scenario, None,
+                                                 _decode_layout(dec, i, m, Mode.COLLOCATED), int(dec.mtp[i])), i, m)
+            out.append((float(env.rate[s]), m * int(dec.dies[i]), build))
     return out
 
 
@@ -221,8 +226,9 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
             items = _pd_like(scenario, budget, mode, pre, pre_env, dec, mask)
         else:
             items = []
-        items.sort(key=lambda it: (-it[0] / it[1].dies, it[1].dies))
-        for rate, layout in items[:limit]:
+        items.sort(key=lambda it: (-it[0] / it[1], it[1]))
+        for rate, _dies, build in items[:limit]:
+            layout = build()
             key = str(sorted(layout.to_dict().items()))
             if key not in found and (p := _exact(mode, layout, scenario, rate)) is not None:
                 found[key] = p
