@@ -78,6 +78,45 @@ def _ttft_at(ev: Evaluation, side: dict[str, float], rate: float) -> float:
     return wait + side["service_s"] + side["fixed_s"]
 
 
+# Batch points of the TPOT(b) curve the decode fixed point is solved on (one vector call).
+TPOT_CURVE_POINTS = 16
+
+
+def _tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """TPOT at batches 1..b of the layout's decode pool (other knobs fixed), priced in one vector call."""
+    from dataclasses import replace
+
+    from planner.evaluate import decode_arrays, transformerless_arrays
+    from planner.serving.decode import shared_decode_step
+    from planner.serving.transformerless import transformerless_step
+
+    b = float(ev.layout.decode.batch)
+    grid = np.unique(np.concatenate([np.linspace(0.0, b, TPOT_CURVE_POINTS)[1:], [b]]))
+    if ev.layout.mode == Mode.TRANSFORMERLESS:
+        base, step_fn = transformerless_arrays(ev.layout), transformerless_step
+    else:
+        base, step_fn = decode_arrays(ev.layout), shared_decode_step
+    n = len(grid)
+    arrays = {f: np.repeat(getattr(base, f), n) for f in base.__dataclass_fields__}
+    arrays["batch"] = grid
+    step = step_fn(ev.env, replace(base, **arrays))
+    return np.concatenate([[0.0], grid]), np.concatenate([[step.step_s[0]], step.step_s]) / ev.env.tokens_per_step
+
+
+def decode_operating_point(ev: Evaluation, rate_per_s: float) -> tuple[float, float]:
+    """(sequences per attention die, TPOT) where the decode pool settles at ``rate_per_s``.
+
+    Little's law under continuous batching, ``b = lambda_inst * output * TPOT(b) / A``, solved as
+    the smallest fixed point under the layout's batch (planner.queueing.fixed_point_on_curve) on
+    the TPOT(b) curve of the pool, priced at ``TPOT_CURVE_POINTS`` batches in one vector call.
+    """
+    d = ev.layout.decode
+    batches, tpots = _tpot_curve(ev)
+    per_instance = rate_per_s / d.instances
+    return queueing.fixed_point_on_curve(batches, tpots, per_instance, ev.scenario.workload.output_tokens,
+                                         float(ev.layout.decode_attention_dies))
+
+
 def layout_goodput(ev: Evaluation) -> dict[str, Any]:
     """Goodput (req/s and output tokens/s, per die and chip), TTFT and TPOT at it, binding constraint."""
     sc, env, d = ev.scenario, ev.env, ev.layout.decode
@@ -97,9 +136,13 @@ def layout_goodput(ev: Evaluation) -> dict[str, Any]:
         binding = "prefill (ttft)" if side["rate_per_s"] < decode_rate else "decode (batch x tpot)"
     out_per_s = goodput * sc.workload.output_tokens
     dies = ev.dies
+    batch_at, tpot_at = (float(d.batch), tpot)
+    if 0 < goodput < decode_rate * (1 - 1e-9):
+        batch_at, tpot_at = decode_operating_point(ev, goodput)
     return {"goodput_requests_per_s": goodput, "output_tokens_per_s": out_per_s,
             "output_tokens_per_s_per_die": out_per_s / dies,
             "output_tokens_per_s_per_chip": out_per_s / dies * sc.hardware.dies_per_chip,
-            "ttft_s": _ttft_at(ev, side, goodput) if goodput > 0 else float("inf"), "tpot_s": tpot,
+            "ttft_s": _ttft_at(ev, side, goodput) if goodput > 0 else float("inf"), "tpot_s": tpot_at,
+            "tpot_at_layout_batch_s": tpot, "decode_batch_at_goodput": batch_at,
             "prefill_capacity_requests_per_s": side["rate_per_s"], "decode_capacity_requests_per_s": decode_rate,
             "binding_constraint": binding, "meets_slo": goodput > 0}

@@ -334,3 +334,40 @@ def decode_fixed_point_batch(arrival_rate_per_s: float, output_tokens: float, di
     i = int(crossed[0])
     b = 0.0 if i == 0 else float(brentq(gap, grid[i - 1], grid[i], xtol=1e-12, rtol=4 * np.finfo(float).eps))
     return b, float(tpot_of_batch(b))
+
+
+def fixed_point_on_curve(batches: Array, tpots: Array, arrival_rate_per_s: float, output_tokens: float,
+                         dies: float) -> tuple[float, float]:
+    """Smallest fixed point of ``b = lambda L_out TPOT(b) / dies`` on a piecewise-linear TPOT curve.
+
+    Parameters
+    ----------
+    batches, tpots : array_like, shape (K,)
+        Increasing batches per die (from 0) and the TPOT (s) at each; linear in between.
+    arrival_rate_per_s, output_tokens, dies : float
+        As in :func:`decode_fixed_point_batch`.
+
+    Returns
+    -------
+    (float, float)
+        ``(b, TPOT(b))``, or ``(inf, inf)`` when no fixed point lies on the curve (overloaded).
+
+    Notes
+    -----
+    Exact for the interpolated curve and free of scipy.optimize (whose import costs ~0.2 s of
+    CLI start-up): on segment ``i`` with ``TPOT = t_i + s_i (b - b_i)`` the fixed point is
+    ``b = c (t_i - s_i b_i) / (1 - c s_i)`` with ``c = lambda L_out / dies``; the first segment
+    whose root lies inside it wins.
+    """
+    b = np.asarray(batches, dtype=float)
+    t = np.asarray(tpots, dtype=float)
+    c = arrival_rate_per_s * output_tokens / dies
+    slope = np.diff(t) / np.diff(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = c * (t[:-1] - slope * b[:-1]) / (1.0 - c * slope)
+    inside = (root >= b[:-1] - 1e-12) & (root <= b[1:] + 1e-12) & np.isfinite(root)
+    if not inside.any():
+        return np.inf, np.inf
+    i = int(np.argmax(inside))
+    x = float(root[i])
+    return x, float(np.interp(x, b, t))

@@ -142,7 +142,8 @@ def evaluate_schema() -> Schema:
                   "batch": INT, "max_batch_by_memory": INT, "fits_memory": BOOL, **_rates("output_tokens_per_s"),
                   "breakdown": _breakdown()})
     goodput = obj({"goodput_requests_per_s": NUM_OR_NULL, **_rates("output_tokens_per_s"), "ttft_s": NUM_OR_NULL,
-                   "tpot_s": NUM_OR_NULL, "prefill_capacity_requests_per_s": NUM_OR_NULL,
+                   "tpot_s": NUM_OR_NULL, "tpot_at_layout_batch_s": NUM_OR_NULL, "decode_batch_at_goodput": NUM_OR_NULL,
+                   "prefill_capacity_requests_per_s": NUM_OR_NULL,
                    "decode_capacity_requests_per_s": NUM_OR_NULL, "binding_constraint": STR, "meets_slo": BOOL})
     return document("evaluate", SCHEMA_VERSION, "planner evaluate --json: one layout priced under one scenario.", {
         "scenario": SCENARIO, "layout": LAYOUT, "dies": INT, "chips": NUM,

@@ -231,3 +231,33 @@ def test_import_is_light() -> None:
             "print(sorted(m for m in ('scipy.stats', 'scipy.optimize') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fixed_point_on_a_linear_tpot_curve():
+    # TPOT(b) = 0.02 + 0.001 b; demand c = lambda L / dies = 10 * 100 / 50 = 20 per second of TPOT.
+    # b = 20 (0.02 + 0.001 b)  ->  b (1 - 0.02) = 0.4  ->  b = 0.4 / 0.98.
+    from planner.queueing import fixed_point_on_curve
+
+    batches = np.linspace(0.0, 64.0, 9)
+    tpots = 0.02 + 0.001 * batches
+    b, tpot = fixed_point_on_curve(batches, tpots, 10.0, 100.0, 50.0)
+    assert b == pytest.approx(0.4 / 0.98, rel=1e-12)
+    assert tpot == pytest.approx(0.02 + 0.001 * 0.4 / 0.98, rel=1e-12)
+
+
+def test_fixed_point_on_curve_agrees_with_the_general_solver():
+    from planner.queueing import decode_fixed_point_batch, fixed_point_on_curve
+
+    batches = np.array([0.0, 8.0, 16.0, 32.0, 64.0])
+    tpots = np.array([0.010, 0.012, 0.016, 0.030, 0.070])
+    for rate in (100.0, 400.0, 900.0):
+        a = fixed_point_on_curve(batches, tpots, rate, 50.0, 10.0)
+        b = decode_fixed_point_batch(rate, 50.0, 10.0, lambda x: float(np.interp(x, batches, tpots)), 64.0)
+        assert a[0] == pytest.approx(b[0], rel=1e-9) and a[1] == pytest.approx(b[1], rel=1e-9)
+
+
+def test_fixed_point_on_curve_overloaded_is_inf():
+    from planner.queueing import fixed_point_on_curve
+
+    b, tpot = fixed_point_on_curve(np.array([0.0, 10.0]), np.array([0.05, 0.06]), 1e6, 100.0, 1.0)
+    assert b == np.inf and tpot == np.inf
