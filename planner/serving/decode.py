@@ -19,9 +19,9 @@ from planner.serving.context import Env
 from planner.serving.layers import (
     LayerClass,
     SharedDieShape,
-    layer_classes,
     overlapped_layer_s,
     shared_die_layer,
+    shared_die_layers,
 )
 from planner.serving.result import PoolStep
 
@@ -125,13 +125,8 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
     shape = SharedDieShape(group_tokens=tp * die_tokens, die_tokens=die_tokens, tp=tp, ep=ep, slots=slots,
                            redundant=red, static=static, dedup=False)
     attention = _attention_fn(env, tp * b_mb * q, tp * b_mb, tp, tp * chunk_mb)
-    layers, layer_s, counts, tails = {}, {}, {}, []
-    for cls in layer_classes(model):
-        cost = shared_die_layer(env, cls, shape, attention)
-        layers[cls.name], counts[cls.name] = cost, cls.count
-        layer_s[cls.name], tail = overlapped_layer_s(cost, m)
-        tails.append(tail)
-    extra = {"pipeline_tail": np.maximum.reduce(tails), "lm_head": lm_head(env, tp * _as_float(d.batch) * q, tp).time_s}
+    layers, layer_s, counts, tail = shared_die_layers(env, shape, attention, m)
+    extra = {"pipeline_tail": tail, "lm_head": lm_head(env, tp * _as_float(d.batch) * q, tp).time_s}
     if env.draft_tokens:
         draft_shape = SharedDieShape(group_tokens=tp * b_mb, die_tokens=b_mb, tp=tp, ep=ep, slots=slots,
                                      redundant=shape.redundant, static=static, dedup=False)

@@ -116,3 +116,15 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     comm["dispatch"] = all_to_all_s(env.hw, bytes_per_copy=h * by.dispatch, call_s=env.calls.dispatch_s, **a2a)
     comm["combine"] = all_to_all_s(env.hw, bytes_per_copy=h * by.combine, call_s=env.calls.combine_s, **a2a)
     return LayerCost(ops, comm)
+
+
+def shared_die_layers(env: Env, shape: SharedDieShape, attention: Callable[[LayerClass], dict[str, Cost]],
+                      micro_batches: Array) -> tuple[dict[str, LayerCost], dict[str, Array], dict[str, int], Array]:
+    """Every layer class on shared dies: per-class costs, per-layer times, counts, and the largest tail."""
+    layers, layer_s, counts, tails = {}, {}, {}, []
+    for cls in layer_classes(env.model):
+        cost = shared_die_layer(env, cls, shape, attention)
+        layers[cls.name], counts[cls.name] = cost, cls.count
+        layer_s[cls.name], tail = overlapped_layer_s(cost, micro_batches)
+        tails.append(tail)
+    return layers, layer_s, counts, np.maximum.reduce(tails)

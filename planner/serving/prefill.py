@@ -19,9 +19,7 @@ from planner.serving.decode import lm_head
 from planner.serving.layers import (
     LayerClass,
     SharedDieShape,
-    layer_classes,
-    overlapped_layer_s,
-    shared_die_layer,
+    shared_die_layers,
 )
 from planner.serving.result import PoolStep
 
@@ -58,14 +56,9 @@ def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
                                  prefix_tokens=P, tp=tp, window=env.window if cls.sliding else 0.0,
                                  launch_s=eager)
 
-    layers, layer_s, counts, tails = {}, {}, {}, []
-    for cls in layer_classes(model):
-        cost = shared_die_layer(env, cls, shape, attention)
-        layers[cls.name], counts[cls.name] = cost, cls.count
-        layer_s[cls.name], tail = overlapped_layer_s(cost, m)
-        tails.append(tail)
+    layers, layer_s, counts, tail = shared_die_layers(env, shape, attention, m)
     seqs = tp * _f(p.batch_tokens) / N
-    extra = {"pipeline_tail": np.maximum.reduce(tails), "lm_head": lm_head(env, seqs, tp).time_s,
+    extra = {"pipeline_tail": tail, "lm_head": lm_head(env, seqs, tp).time_s,
              "scheduler_gap": np.full(np.shape(tp), env.dev.scheduler_gap_s)}
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
     memory, fits = _memory(env, p, shape)
