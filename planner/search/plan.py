@@ -214,7 +214,10 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     budget = min(scenario.file.dies, scenario.hardware.num_dies)
     result = Plan(scenario=scenario, budget=budget, modes=tuple(modes))
     pre, scores = _pools(scenario, budget, modes, result)
-    fixed = kv_handoff_s(scenario, budget) + scenario.slo.tpot_s
+    # The search charges TTFT the KV hand-off but not the first decode step (it depends on the decode
+    # pool, unknown while prefill is scored): optimistic by one TPOT, independent of the SLO, so the
+    # search is monotone in it.  Every listed layout is then re-priced exactly (layout_goodput).
+    fixed = kv_handoff_s(scenario, budget)
     pre_env = cb.prefill_envelope(scenario, budget, pre, fixed) if pre is not None else None
     found: dict[str, Planned] = {}
 
@@ -226,8 +229,9 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
             items = _pd_like(scenario, budget, mode, pre, pre_env, dec, mask)
         else:
             items = []
+        by_total = sorted(items, key=lambda it: (-it[0], it[1]))[:3] if mask is None else []
         items.sort(key=lambda it: (-it[0] / it[1], it[1]))
-        for rate, _dies, build in items[:limit]:
+        for rate, _dies, build in items[:limit] + by_total:
             layout = build()
             key = str(sorted(layout.to_dict().items()))
             if key not in found and (p := _exact(mode, layout, scenario, rate)) is not None:
@@ -241,7 +245,7 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     result.layouts = ranked
     result.pareto = _pareto(ranked)
     if not ranked:
-        result.near_misses = _near_misses(scenario, scores, pre, fixed)
+        result.near_misses = _near_misses(scenario, scores, pre, fixed + scenario.slo.tpot_s)
     result.elapsed_s = time.perf_counter() - start
     return result
 

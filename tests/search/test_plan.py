@@ -137,3 +137,15 @@ def test_default_plan_matches_golden(update_golden):
             pytest.fail(f"wrote missing golden {GOLDEN}; review it and commit")
     assert json.loads(out.stdout) == json.loads(GOLDEN.read_text()), \
         "default plan changed: review `git diff` after `pytest --update-golden`"
+
+
+def test_looser_tpot_never_lowers_the_best_goodput_with_length_histogram():
+    # Qwen3-235B-A22B on 64 H200s with a prompt-length histogram and prefix hits: the best total
+    # goodput must not fall as the TPOT SLO loosens (the feasible sets are nested).
+    best = []
+    for tpot in (0.03, 0.04, 0.05, 0.06):
+        sc = build_scenario(None, scenario_overrides(model="qwen3-235b-a22b", hardware="h200", dies=64,
+                                                      weights_dtype="fp8", activations_dtype="fp8", kv_dtype="fp8",
+                                                      output_tokens=512, cache_hit_rate=0.3, tpot_s=tpot))
+        best.append(_best(plan(sc, top=10)))
+    assert all(b >= a * (1 - 1e-9) for a, b in zip(best, best[1:], strict=False)), best
