@@ -149,3 +149,14 @@ def test_looser_tpot_never_lowers_the_best_goodput_with_length_histogram():
                                                       output_tokens=512, cache_hit_rate=0.3, tpot_s=tpot))
         best.append(_best(plan(sc, top=10)))
     assert all(b >= a * (1 - 1e-9) for a, b in zip(best, best[1:], strict=False)), best
+
+
+def test_example_scenario_file_plans():
+    out = _cli("plan", "examples/scenarios/qwen3-235b-h200-chat.toml", "--top", "2", "--json", "-")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    w = doc["scenario"]["workload"]
+    # 3 x 1024 and 1 x 8192 tokens: mean 2816; population std sqrt(3/4 * 1792^2 + 1/4 * 5376^2) / 2816.
+    assert w["input_tokens"] == 2816
+    assert w["input_cv"] == pytest.approx((0.75 * 1792**2 + 0.25 * 5376**2) ** 0.5 / 2816, rel=1e-5)
+    assert doc["layouts"] and doc["scenario"]["slo"]["tpot_s"] == 0.04
