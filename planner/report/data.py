@@ -10,15 +10,10 @@ from rich.table import Table
 
 from planner.report.base import _NONE, _cell, _file_tables
 from planner.spec.hardware import HardwareSpec
-from planner.spec.model import ModelSpec
+from planner.spec.model import ModelSpec, params_report
 from planner.units import GIGA, TERA, fmt_count
 
 # --------------------------------------------------------------------------- profiles
-
-
-def _num_chips(spec: HardwareSpec) -> int | float:
-    chips = spec.num_dies / spec.dies_per_chip
-    return int(chips) if chips.is_integer() else chips
 
 
 def profiles_table(specs: Sequence[HardwareSpec]) -> Table:
@@ -54,7 +49,7 @@ def profile_json(spec: HardwareSpec) -> dict[str, Any]:
         "file": spec.file.model_dump(mode="json"),
         "derived": {
             "supported_dtypes": [d.value for d in spec.supported_dtypes],
-            "num_chips": _num_chips(spec),
+            "num_chips": spec.num_chips,
         },
     }
 
@@ -94,14 +89,7 @@ def model_tables(spec: ModelSpec) -> list[Table]:
 
 
 def _params_derived(spec: ModelSpec) -> dict[str, Any]:
-    counts, reported = spec.param_counts(), spec.file.params
-    return {
-        "params": {"total": counts.total, "active": counts.active, "mtp": counts.mtp,
-                   "embedding": counts.embedding, "lm_head": counts.lm_head},
-        "reported": {"total": reported.reported_total, "active": reported.reported_active},
-        "derived_over_reported": {"total": counts.total / reported.reported_total,
-                                  "active": counts.active / reported.reported_active},
-    }
+    return params_report(spec)
 
 
 def params_table(spec: ModelSpec) -> Table:

@@ -30,6 +30,12 @@ class HardwareSpec:
         return self.file.num_dies
 
     @property
+    def num_chips(self) -> int | float:
+        """Chips in the system (dies / dies per chip); an int when it divides evenly."""
+        chips = self.num_dies / self.dies_per_chip
+        return int(chips) if chips.is_integer() else chips
+
+    @property
     def hbm_bytes(self) -> float:
         return self.file.memory.hbm_bytes
 

@@ -152,6 +152,18 @@ class ModelSpec:
                            embedding=float(emb), lm_head=float(head if head else emb))
 
 
+def params_report(spec: ModelSpec) -> dict[str, dict[str, float]]:
+    """Derived counts, the vendor's reported ones, and derived / reported."""
+    counts, reported = spec.param_counts(), spec.file.params
+    return {
+        "params": {"total": counts.total, "active": counts.active, "mtp": counts.mtp,
+                   "embedding": counts.embedding, "lm_head": counts.lm_head},
+        "reported": {"total": reported.reported_total, "active": reported.reported_active},
+        "derived_over_reported": {"total": counts.total / reported.reported_total,
+                                  "active": counts.active / reported.reported_active},
+    }
+
+
 def load_model(path: Path) -> ModelSpec:
     """Load and validate a model card TOML."""
     return ModelSpec(file=load_file(ModelFile, path), path=path)
