@@ -16,7 +16,7 @@ plan: $(STAMP)
 	$(BIN)/planner plan
 
 bench: $(STAMP)
-	$(BIN)/python -m planner.bench
+	$(BIN)/python -m planner.ops.bench
 
 # Published measurements predicted, each row gated at its tolerance (exit 1 if one is outside).
 validate: $(STAMP)

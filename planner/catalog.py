@@ -11,8 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from planner.errors import UnknownNameError
-from planner.spec.hardware import HardwareSpec, load_hardware
-from planner.spec.model import ModelSpec, load_model
+from planner.inputs.hardware import HardwareSpec, load_hardware
+from planner.inputs.model import ModelSpec, load_model
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

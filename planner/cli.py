@@ -151,7 +151,7 @@ def models_import(
                                         help="Overwrite an existing --output file.")] = False,
 ) -> None:
     """Convert a Hugging Face config.json into a model card TOML."""
-    from planner.spec.hf_import import import_hf_config
+    from planner.inputs.hf_import import import_hf_config
 
     _card, text = import_hf_config(config, name=name)
     text = text if text.endswith("\n") else text + "\n"
@@ -190,9 +190,10 @@ def evaluate_cmd(
 ) -> None:
     """Price one layout: step times, goodput under the SLOs, per-layer breakdown, memory."""
     from planner import plots
-    from planner.evaluate import evaluate, report_dict
-    from planner.spec.layout import load_layout
-    from planner.spec.scenario import build_scenario, scenario_overrides
+    from planner.documents import report_dict
+    from planner.evaluate import evaluate
+    from planner.inputs.layout import load_layout
+    from planner.inputs.scenario import build_scenario, scenario_overrides
 
     if plot is not None:
         plots.check_target(plot)
@@ -243,10 +244,11 @@ def plan_cmd(
     import time
 
     from planner import plots
-    from planner.search.plan import ALL_MODES, plan, plan_dict
-    from planner.spec.files import load_file
-    from planner.spec.layout import Mode
-    from planner.spec.scenario import ScenarioFile, build_scenario, scenario_overrides
+    from planner.documents import plan_dict
+    from planner.inputs.files import load_file
+    from planner.inputs.layout import Mode
+    from planner.inputs.scenario import ScenarioFile, build_scenario, scenario_overrides
+    from planner.search.plan import ALL_MODES, plan
 
     if plot is not None:
         plots.check_target(plot)
@@ -299,7 +301,7 @@ def _emit_infeasible(doc: dict[str, Any], json_out: str | None) -> None:
 
 
 def _write_layouts(folder: Path, result: Any, top: int) -> None:
-    from planner.spec.layout import layout_toml
+    from planner.inputs.layout import layout_toml
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -334,7 +336,7 @@ def check_cmd(
     without such a gain, or no layout meeting the SLOs any more.
     """
     from planner.errors import EXIT_REGRESSION
-    from planner.regress import check
+    from planner.ops.check import check
 
     doc = check(baseline, tolerance)
     _show(report.check_tables(doc), doc, json_out)
@@ -350,7 +352,7 @@ def check_cmd(
 def validate_cmd(json_out: JsonOut = None) -> None:
     """Predict the shipped published measurements: error per row, medians (exit 1 if a row is outside its gate)."""
     from planner.errors import EXIT_REGRESSION
-    from planner.regress import validate
+    from planner.ops.check import validate
 
     doc = validate()
     _show(report.validate_tables(doc), doc, json_out)
@@ -365,7 +367,7 @@ def schema_cmd(
                                         help="plan | evaluate | check | validate")],
 ) -> None:
     """Print the JSON Schema (draft 2020-12) of a --json report."""
-    from planner.schemas import schema
+    from planner.ops.schemas import schema
 
     typer.echo(report.dumps(schema(name)), nl=False)
 

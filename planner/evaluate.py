@@ -7,45 +7,24 @@ the search runs on millions — and turns the result into plain numbers for repo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from planner import goodput as gp
+from planner import queueing
 from planner.errors import LayoutError
+from planner.inputs.layout import Layout, check_layout
+from planner.inputs.scenario import Scenario
+from planner.modes import MODES
+from planner.modes.base import prefill_arrays
 from planner.serving.context import Env
-from planner.serving.decode import DecodeArrays, shared_decode_step
-from planner.serving.prefill import PrefillArrays, prefill_step
+from planner.serving.prefill import prefill_step
 from planner.serving.result import PoolStep
-from planner.serving.transformerless import TransformerlessArrays, transformerless_step
-from planner.spec.layout import LayoutFile, Mode, check_layout
-from planner.spec.scenario import Scenario
-
-SCHEMA_VERSION = 1
 
 
-def _one(x: float | int | None) -> np.ndarray:
-    return np.array([float(x or 0)])
-
-
-def prefill_arrays(layout: LayoutFile) -> PrefillArrays:
-    p = layout.prefill
-    assert p is not None
-    return PrefillArrays(dies=_one(p.dies), tp=_one(p.tp), ep=_one(p.ep), batch_tokens=_one(p.batch_tokens),
-                         micro_batches=_one(p.micro_batches), redundant=_one(p.redundant_experts))
-
-
-def decode_arrays(layout: LayoutFile) -> DecodeArrays:
-    d = layout.decode
-    return DecodeArrays(dies=_one(d.dies), tp=_one(d.tp), ep=_one(d.ep), batch=_one(d.batch),
-                        micro_batches=_one(d.micro_batches), redundant=_one(d.redundant_experts),
-                        chunk_tokens=_one(d.prefill_chunk_tokens))
-
-
-def transformerless_arrays(layout: LayoutFile) -> TransformerlessArrays:
-    d = layout.decode
-    return TransformerlessArrays(attention_dies=_one(d.attention_dies), expert_dies=_one(d.expert_dies),
-                                 domains=_one(d.domains), tp=_one(d.tp), ep=_one(d.ep), batch=_one(d.batch),
-                                 micro_batches=_one(d.micro_batches), redundant=_one(d.redundant_experts))
+def decode_knobs(layout: Layout) -> dict[str, float]:
+    """The layout's decode-pool knobs (layout keys), for the mode's step model with N = 1."""
+    return {k: float(getattr(layout.decode, k)) for k in MODES[layout.mode].decode_keys}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +32,7 @@ class Evaluation:
     """Result of pricing one layout under one scenario."""
 
     scenario: Scenario
-    layout: LayoutFile
+    layout: Layout
     prefill: PoolStep | None
     decode: PoolStep
     env: Env
@@ -67,109 +46,106 @@ class Evaluation:
         return self.layout.dies / self.scenario.hardware.dies_per_chip
 
 
-def evaluate(layout: LayoutFile, scenario: Scenario, where: str = "layout") -> Evaluation:
+def evaluate(layout: Layout, scenario: Scenario, where: str = "layout") -> Evaluation:
     """Price ``layout`` under ``scenario``; impossible layouts raise LayoutError (exit 2)."""
     check_layout(layout, scenario.model, where)
     if layout.dies > scenario.hardware.num_dies:
         raise LayoutError(f"uses {layout.dies} dies but {scenario.hardware.name} has {scenario.hardware.num_dies}",
                           where=where, fix="use fewer instances or dies")
     env = Env.of(scenario)
-    prefill = prefill_step(env, prefill_arrays(layout)) if layout.prefill is not None else None
-    if layout.mode == Mode.TRANSFORMERLESS:
-        decode = transformerless_step(env, transformerless_arrays(layout))
-    else:
-        decode = shared_decode_step(env, decode_arrays(layout))
+    prefill = prefill_step(env, prefill_arrays(layout.prefill.model_dump())) if layout.prefill is not None else None
+    decode = MODES[layout.mode].price(env, decode_knobs(layout))
     return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env)
 
 
-# ----------------------------------------------------------------------------- plain numbers
+# ----------------------------------------------------------------------------- goodput of one layout
 
 
-def _f(x: np.ndarray) -> float:
-    return float(np.asarray(x).reshape(-1)[0])
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoodputPoint:
+    """A layout at its goodput: the rate, TTFT and TPOT there, the two capacities, what binds."""
+
+    goodput_requests_per_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_die: float
+    output_tokens_per_s_per_chip: float
+    ttft_s: float
+    tpot_s: float
+    tpot_at_layout_batch_s: float
+    decode_batch_at_goodput: float
+    prefill_capacity_requests_per_s: float
+    decode_capacity_requests_per_s: float
+    binding_constraint: str
+    meets_slo: bool
 
 
-def breakdown(step: PoolStep) -> dict[str, Any]:
-    """Per layer class: per-op time and binding side, per-collective time; once-per-step costs."""
-    layers = {}
-    for name, cost in step.layers.items():
-        ops = {op: {"time_s": _f(c.time_s), "bound": "compute" if bool(c.compute_bound[0]) else "memory",
-                    "flops": _f(c.flops), "bytes": _f(c.bytes)} for op, c in cost.ops.items()}
-        comm = {op: _f(t) for op, t in cost.comm.items() if _f(t) > 0}
-        layers[name] = {"count": step.layer_counts[name], "layer_s": _f(step.layer_s[name]),
-                        "compute_s_per_micro_batch": _f(cost.compute_s),
-                        "communication_s_per_micro_batch": _f(cost.comm_s), "ops": ops, "communication": comm}
-    memory = {k: _f(v) for k, v in step.memory.items()}
-    per_die = sum(v for k, v in memory.items() if not k.startswith("expert_die_"))
-    return {"layers": layers, "per_step": {k: _f(v) for k, v in step.extra.items()},
-            "memory_bytes": memory, "usable_memory_bytes": step.capacity_bytes,
-            "memory_shortfall_bytes": max(0.0, per_die - step.capacity_bytes)}
+def prefill_side(ev: Evaluation, tpot_s: float) -> tuple[float, float, float]:
+    """(service time, servers, fixed TTFT part) of the layout's prefill side."""
+    env, lay = ev.env, ev.layout
+    if not MODES[lay.mode].prefill_pool:
+        d = lay.decode
+        slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env.new_input_tokens,  # type: ignore
+                                           d.dies_per_instance / d.tp)
+        return float(forwards[()] * _f(ev.decode.step_s)), float(slots[()] * d.instances), 0.0
+    p = lay.prefill
+    assert p is not None and ev.prefill is not None
+    slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
+    kv = gp.kv_handoff_s(ev.scenario.hardware, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
+                         decode_tp=lay.decode.tp, layout_dies=lay.dies, p2p_s=env.calls.p2p_s)
+    return float(forwards[()] * _f(ev.prefill.step_s)), float(slots[()] * p.instances), _f(kv) + tpot_s
 
 
-def prefill_metrics(ev: Evaluation) -> dict[str, Any] | None:
-    """Prefill pool throughput: prompt tokens (cache hits included) per second, per die, per chip."""
-    p, step = ev.layout.prefill, ev.prefill
-    if p is None or step is None:
-        return None
-    dies = p.instances * p.dies
-    hit = ev.scenario.workload.cache_hit_rate
-    step_s = _f(step.step_s)
-    tokens_per_s = dies * p.batch_tokens / step_s / (1 - hit)
-    return {"step_s": step_s, "input_tokens_per_s": tokens_per_s, "input_tokens_per_s_per_die": tokens_per_s / dies,
-            "input_tokens_per_s_per_chip": tokens_per_s / dies * ev.scenario.hardware.dies_per_chip,
-            "fits_memory": bool(step.fits[0]), "breakdown": breakdown(step)}
+# Batch points of the TPOT(b) curve the decode fixed point is solved on (one vector call).
+TPOT_CURVE_POINTS = 16
 
 
-def decode_metrics(ev: Evaluation) -> dict[str, Any]:
-    """Decode pool throughput at the layout's batch: output tokens/s, per die (all decode dies), per chip."""
-    d, step, env = ev.layout.decode, ev.decode, ev.env
-    inst_dies = ev.layout.decode_instance_dies
-    dies = d.instances * inst_dies
-    step_s = _f(step.step_s)
+def _tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """TPOT at batches 1..b of the layout's decode pool (other knobs fixed), priced in one vector call."""
+    b = float(ev.layout.decode.batch)
+    grid = np.unique(np.concatenate([np.linspace(0.0, b, TPOT_CURVE_POINTS)[1:], [b]]))
+    knobs = {k: np.full(len(grid), v) for k, v in decode_knobs(ev.layout).items()}
+    knobs["batch"] = grid
+    step = MODES[ev.layout.mode].price(ev.env, knobs)
+    return np.concatenate([[0.0], grid]), np.concatenate([[step.step_s[0]], step.step_s]) / ev.env.tokens_per_step
+
+
+def decode_operating_point(ev: Evaluation, rate_per_s: float) -> tuple[float, float]:
+    """(sequences per attention die, TPOT) where the decode pool settles at ``rate_per_s``.
+
+    Little's law under continuous batching, ``b = lambda_inst * output * TPOT(b) / A``, solved as
+    the smallest fixed point under the layout's batch (planner.queueing.fixed_point_on_curve) on
+    the TPOT(b) curve of the pool, priced at ``TPOT_CURVE_POINTS`` batches in one vector call.
+    """
+    d = ev.layout.decode
+    batches, tpots = _tpot_curve(ev)
+    return queueing.fixed_point_on_curve(batches, tpots, rate_per_s / d.instances,
+                                         ev.scenario.workload.output_tokens, float(ev.layout.decode_attention_dies))
+
+
+def layout_goodput(ev: Evaluation) -> GoodputPoint:
+    """Goodput of the layout (planner.goodput with N = 1), and TTFT and TPOT where it runs there."""
+    sc, env, d = ev.scenario, ev.env, ev.layout.decode
+    slo = sc.slo
+    tpot = _f(ev.decode.step_s) / env.tokens_per_step
+    fits = bool(ev.decode.fits[0]) and (ev.prefill is None or bool(ev.prefill.fits[0]))
+    service, servers, fixed = prefill_side(ev, tpot)
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
-    out_per_s = seqs * env.tokens_per_step / step_s
-    return {"step_s": step_s, "tokens_per_step": env.tokens_per_step, "tpot_s": step_s / env.tokens_per_step,
-            "context_tokens": env.decode_context_tokens, "batch": d.batch,
-            "max_batch_by_memory": int(_f(step.max_batch)), "fits_memory": bool(step.fits[0]),
-            "output_tokens_per_s": out_per_s, "output_tokens_per_s_per_die": out_per_s / dies,
-            "output_tokens_per_s_per_chip": out_per_s / dies * ev.scenario.hardware.dies_per_chip,
-            "breakdown": breakdown(step)}
+    g = gp.goodput(slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
+                   service_s=np.array([service]), servers=np.array([servers]), fixed_s=np.array([fixed]),
+                   sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]))
+    rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
+    batch_at, tpot_at = float(d.batch), tpot
+    if 0 < rate < decode_rate * (1 - 1e-9):
+        batch_at, tpot_at = decode_operating_point(ev, rate)
+    ttft = _f(gp.ttft_s(slo, sc.workload.input_cv, np.array([rate]), service, servers, fixed)) if rate > 0 else np.inf
+    out_per_s = rate * sc.workload.output_tokens
+    return GoodputPoint(
+        goodput_requests_per_s=rate, output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / ev.dies,
+        output_tokens_per_s_per_chip=out_per_s / ev.dies * sc.hardware.dies_per_chip, ttft_s=ttft, tpot_s=tpot_at,
+        tpot_at_layout_batch_s=tpot, decode_batch_at_goodput=batch_at,
+        prefill_capacity_requests_per_s=_f(g.prefill_rate_per_s), decode_capacity_requests_per_s=decode_rate,
+        binding_constraint=gp.BINDING[int(g.binding[0])], meets_slo=rate > 0)
 
 
-ROOFLINE_NOTE = ("Roofline estimates are optimistic by nature: they assume the calibrated kernel and fabric "
-                 "efficiencies below and perfect overlap where the layout overlaps; published systems reach "
-                 "55-80% of them (planner validate).")
-
-
-def efficiencies_used(hw: Any) -> dict[str, Any]:
-    """The efficiencies and overheads of the hardware profile, with their kind (spec/measured/...)."""
-    f = hw.file
-    out = {name: sec.model_dump(mode="json", exclude={"source", "calibrated_from"})
-           for name, sec in (("gemm", f.efficiency.gemm), ("attention", f.efficiency.attention),
-                             ("memory", f.efficiency.memory), ("overheads", f.overheads),
-                             ("collectives", f.collectives))}
-    out["fabrics"] = {fab.name: fab.efficiency.model_dump(mode="json", exclude={"source", "calibrated_from"})
-                      for fab in f.fabrics}
-    return out
-
-
-def report_dict(ev: Evaluation) -> dict[str, Any]:
-    """The ``planner evaluate --json`` document (keys sorted on output)."""
-    from planner.goodput import layout_goodput  # goodput builds on this module
-
-    doc = {"schema_version": SCHEMA_VERSION, "scenario": ev.scenario.file.model_dump(mode="json"),
-           "layout": ev.layout.to_dict(), "dies": ev.dies, "chips": ev.chips,
-           "prefill": prefill_metrics(ev), "decode": decode_metrics(ev), "goodput": layout_goodput(ev),
-           "efficiencies": efficiencies_used(ev.scenario.hardware), "note": ROOFLINE_NOTE}
-    return finite_or_none(doc)
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON has no infinity: non-finite floats (an SLO that cannot be met) become null."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite_or_none(v) for v in value]
-    return value
+def _f(x: np.ndarray | float) -> float:
+    return float(np.asarray(x).reshape(-1)[0])

@@ -1,148 +1,141 @@
-"""Goodput of one evaluated layout under the scenario's SLOs (the search-layer mapping).
+"""Goodput: the largest arrival rate a layout serves within both SLOs, over arrays of layouts.
 
-Prefill pools are M/G/c queues: an instance offers request slots whose service time is its
-forward time (planner.search.score); TTFT at the percentile = waiting quantile + service + KV
-hand-off + first decode step.  Decode pools run continuous batching at the layout's batch per
-attention die; by Little's law they sustain ``A * b / (output_tokens * TPOT(b))`` requests per
-second when TPOT meets the SLO and the batch fits.  Collocated instances serve prefill chunks
-(``ceil(new_tokens / (tp * chunk))`` steps per request) and decode in the same steps.
+One vectorized model, called by the search with N candidate layouts and by ``planner evaluate``
+with N = 1, so both report the same number for the same layout (a property test checks it).
 
-The goodput is the largest arrival rate meeting both SLOs: ``min(prefill rate, decode rate)``.
-``planner evaluate`` and ``planner plan`` report the numbers of this one function.
+Prefill side (an M/G/c queue per pool)
+    A TP group of ``tp`` dies prefills ``k = tp * tokens_per_die / new_tokens`` requests per
+    forward.  ``k >= 1``: ``floor(k)`` request slots, each served in one forward; ``k < 1``: one
+    slot whose request takes ``ceil(1/k)`` forwards (chunked).  Servers = slots x groups x
+    instances; service time = forwards x forward time.  TTFT at the SLO percentile = waiting
+    quantile + service + fixed, where fixed = KV hand-off + first decode step (pd and
+    transformerless) or 0 (collocated: the first token comes out of the chunk's step).
+Decode side (continuous batching)
+    ``S`` sequences in flight (instances x attention dies x batch per die) sustain
+    ``S / (output_tokens * TPOT)`` requests/s by Little's law, when TPOT meets its SLO and the
+    batch fits in memory; otherwise 0.
+Goodput
+    ``min(prefill rate, decode rate)``; the binding constraint names the side that sets it.
+
+References: DistServe (OSDI'24) for goodput under TTFT/TPOT SLOs; DESIGN.md section 6.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from planner import queueing
 from planner.cost.memory import kv_bytes_per_sequence
-from planner.evaluate import Evaluation
-from planner.spec.layout import Mode
+from planner.cost.precision import BytesPerElement
+from planner.cost.roofline import Array
+from planner.inputs.hardware import HardwareSpec
+from planner.inputs.model import ModelSpec
 from planner.xccl import kv_transfer_s
 
 # Bisection steps on the utilization: 2**-40 ~ 1e-12, far below any other error in the model.
 BISECTION_STEPS = 40
 
-
-def _first(x: Any) -> float:
-    return float(np.asarray(x).reshape(-1)[0])
-
-
-def slots_and_service(tp: float, tokens_per_die: float, new_tokens: float, step_s: float,
-                      groups: float) -> tuple[float, float]:
-    """Request slots of one instance and the service time of one request (seconds)."""
-    k = tp * tokens_per_die / new_tokens
-    if k >= 1:
-        return groups * np.floor(k), step_s
-    return groups, step_s * np.ceil(1.0 / k)
+# Binding constraint of a layout, by code (arrays carry the code; reports the text).
+BINDING = ("memory", "tpot", "ttft", "prefill (ttft)", "decode (batch x tpot)")
+MEMORY, TPOT, TTFT, PREFILL, DECODE = range(len(BINDING))
 
 
-def kv_handoff_s(ev: Evaluation) -> float:
-    """Prefill -> decode KV transfer of one request (not overlapped with prefill: adds to TTFT)."""
-    env = ev.env
-    tp_p = float(ev.layout.prefill.tp) if ev.layout.prefill else 1.0
-    links = min(tp_p, float(ev.layout.decode.tp))
-    kv = kv_bytes_per_sequence(env.model, env.by, context=np.array([env.input_tokens]), tp=np.array([1.0]))
-    return _first(kv_transfer_s(ev.scenario.hardware, kv_bytes=kv, layout_dies=np.array([float(ev.dies)]),
-                                links=links, call_s=env.calls.p2p_s))
+class Slo(Protocol):
+    """The service-level objectives goodput is measured against (seconds; percentile in (0, 100))."""
+
+    @property
+    def ttft_s(self) -> float: ...
+    @property
+    def ttft_percentile(self) -> float: ...
+    @property
+    def tpot_s(self) -> float: ...
 
 
-def _prefill_side(ev: Evaluation, tpot_s: float) -> dict[str, float]:
-    sc, env = ev.scenario, ev.env
-    if ev.layout.mode == Mode.COLLOCATED:
-        d = ev.layout.decode
-        step = _first(ev.decode.step_s)
-        slots, service = slots_and_service(d.tp, d.prefill_chunk_tokens or 0, env.new_input_tokens, step,
-                                           (d.dies or 0) / d.tp)
-        servers, fixed = slots * d.instances, 0.0
-    else:
-        p = ev.layout.prefill
-        slots, service = slots_and_service(p.tp, p.batch_tokens, env.new_input_tokens, _first(ev.prefill.step_s),
-                                           p.dies / p.tp)
-        servers, fixed = slots * p.instances, kv_handoff_s(ev) + tpot_s
-    q = sc.slo.ttft_percentile / 100.0
-    budget = sc.slo.ttft_s - service - fixed
-    cv2 = sc.workload.input_cv ** 2
-    rate = 0.0
-    if budget >= 0:
-        rate = _first(queueing.max_arrival_rate_per_s(budget, q, service, cv2, servers, BISECTION_STEPS))
-    return {"rate_per_s": rate, "service_s": service, "servers": servers, "fixed_s": fixed, "cv2": cv2}
+def request_slots(tp: Array, tokens_per_die: Array, new_tokens: float, groups: Array) -> tuple[Array, Array]:
+    """Request slots of one instance and forwards per request, (N,) each.
 
-
-def _ttft_at(ev: Evaluation, side: dict[str, float], rate: float) -> float:
-    q = ev.scenario.slo.ttft_percentile / 100.0
-    wait = _first(queueing.mgc_wait_quantile_s(q, rate, side["service_s"], side["cv2"], side["servers"]))
-    return wait + side["service_s"] + side["fixed_s"]
-
-
-# Batch points of the TPOT(b) curve the decode fixed point is solved on (one vector call).
-TPOT_CURVE_POINTS = 16
-
-
-def _tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
-    """TPOT at batches 1..b of the layout's decode pool (other knobs fixed), priced in one vector call."""
-    from dataclasses import replace
-
-    from planner.evaluate import decode_arrays, transformerless_arrays
-    from planner.serving.decode import shared_decode_step
-    from planner.serving.transformerless import transformerless_step
-
-    b = float(ev.layout.decode.batch)
-    grid = np.unique(np.concatenate([np.linspace(0.0, b, TPOT_CURVE_POINTS)[1:], [b]]))
-    if ev.layout.mode == Mode.TRANSFORMERLESS:
-        base, step_fn = transformerless_arrays(ev.layout), transformerless_step
-    else:
-        base, step_fn = decode_arrays(ev.layout), shared_decode_step
-    n = len(grid)
-    arrays = {f: np.repeat(getattr(base, f), n) for f in base.__dataclass_fields__}
-    arrays["batch"] = grid
-    step = step_fn(ev.env, replace(base, **arrays))
-    return np.concatenate([[0.0], grid]), np.concatenate([[step.step_s[0]], step.step_s]) / ev.env.tokens_per_step
-
-
-def decode_operating_point(ev: Evaluation, rate_per_s: float) -> tuple[float, float]:
-    """(sequences per attention die, TPOT) where the decode pool settles at ``rate_per_s``.
-
-    Little's law under continuous batching, ``b = lambda_inst * output * TPOT(b) / A``, solved as
-    the smallest fixed point under the layout's batch (planner.queueing.fixed_point_on_curve) on
-    the TPOT(b) curve of the pool, priced at ``TPOT_CURVE_POINTS`` batches in one vector call.
+    Parameters
+    ----------
+    tp : TP degree (dies sharing one forward), (N,)
+    tokens_per_die : prompt tokens each die takes per forward (prefill batch or collocated chunk), (N,)
+    new_tokens : prompt tokens per request that need computing (cache hits excluded)
+    groups : TP groups per instance, (N,)
     """
-    d = ev.layout.decode
-    batches, tpots = _tpot_curve(ev)
-    per_instance = rate_per_s / d.instances
-    return queueing.fixed_point_on_curve(batches, tpots, per_instance, ev.scenario.workload.output_tokens,
-                                         float(ev.layout.decode_attention_dies))
+    k = np.asarray(tp, dtype=float) * np.asarray(tokens_per_die, dtype=float) / new_tokens
+    slots = np.asarray(groups, dtype=float) * np.where(k >= 1, np.floor(k), 1.0)
+    forwards = np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
+    return slots, forwards
 
 
-def layout_goodput(ev: Evaluation) -> dict[str, Any]:
-    """Goodput (req/s and output tokens/s, per die and chip), TTFT and TPOT at it, binding constraint."""
-    sc, env, d = ev.scenario, ev.env, ev.layout.decode
-    tpot = _first(ev.decode.step_s) / env.tokens_per_step
-    fits = bool(np.asarray(ev.decode.fits).reshape(-1)[0]) and (ev.prefill is None or bool(ev.prefill.fits[0]))
-    seqs = d.instances * ev.layout.decode_attention_dies * d.batch
-    decode_rate = seqs / (sc.workload.output_tokens * tpot) if fits and tpot <= sc.slo.tpot_s else 0.0
-    side = _prefill_side(ev, tpot)
-    goodput = min(side["rate_per_s"], decode_rate)
-    if not fits:
-        binding = "memory"
-    elif tpot > sc.slo.tpot_s:
-        binding = "tpot"
-    elif side["rate_per_s"] <= 0:
-        binding = "ttft"
-    else:
-        binding = "prefill (ttft)" if side["rate_per_s"] < decode_rate else "decode (batch x tpot)"
-    out_per_s = goodput * sc.workload.output_tokens
-    dies = ev.dies
-    batch_at, tpot_at = (float(d.batch), tpot)
-    if 0 < goodput < decode_rate * (1 - 1e-9):
-        batch_at, tpot_at = decode_operating_point(ev, goodput)
-    return {"goodput_requests_per_s": goodput, "output_tokens_per_s": out_per_s,
-            "output_tokens_per_s_per_die": out_per_s / dies,
-            "output_tokens_per_s_per_chip": out_per_s / dies * sc.hardware.dies_per_chip,
-            "ttft_s": _ttft_at(ev, side, goodput) if goodput > 0 else float("inf"), "tpot_s": tpot_at,
-            "tpot_at_layout_batch_s": tpot, "decode_batch_at_goodput": batch_at,
-            "prefill_capacity_requests_per_s": side["rate_per_s"], "decode_capacity_requests_per_s": decode_rate,
-            "binding_constraint": binding, "meets_slo": goodput > 0}
+def ttft_limited_rate_per_s(slo: Slo, input_cv: float, service_s: Array, servers: Array, fixed_s: Array) -> Array:
+    """Largest request rate whose TTFT percentile meets the SLO, (N,); 0 when even zero load misses it.
+
+    TTFT = waiting quantile (M/G/c, Allen-Cunneen) + service + ``fixed_s``.  Service-time
+    variability follows the prompt-length variability (cs^2 = input_cv^2).
+    """
+    budget = slo.ttft_s - np.asarray(service_s, dtype=float) - np.asarray(fixed_s, dtype=float)
+    rate = queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, input_cv**2, servers,
+                                           BISECTION_STEPS)
+    return np.where(budget >= 0, rate, 0.0)
+
+
+def ttft_s(slo: Slo, input_cv: float, rate_per_s: Array, service_s: Array, servers: Array, fixed_s: Array) -> Array:
+    """TTFT at the SLO percentile at ``rate_per_s``, (N,): waiting quantile + service + fixed."""
+    wait = queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate_per_s, service_s, input_cv**2, servers)
+    return wait + np.asarray(service_s, dtype=float) + np.asarray(fixed_s, dtype=float)
+
+
+def decode_rate_per_s(slo: Slo, sequences: Array, output_tokens: float, tpot_s: Array, fits: Array) -> Array:
+    """Requests/s a decode pool sustains at its batch (Little's law), 0 where TPOT or memory fails, (N,)."""
+    tpot = np.asarray(tpot_s, dtype=float)
+    ok = np.asarray(fits, dtype=bool) & (tpot <= slo.tpot_s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.asarray(sequences, dtype=float) / (output_tokens * tpot)
+    return np.where(ok, rate, 0.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoodputArrays:
+    """Goodput of N layouts and the two capacities it is the minimum of (req/s), with the binding code."""
+
+    goodput_per_s: Array
+    prefill_rate_per_s: Array
+    decode_rate_per_s: Array
+    binding: Array
+
+
+def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
+            sequences: Array, tpot_s: Array, fits: Array) -> GoodputArrays:
+    """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
+
+    Parameters
+    ----------
+    service_s, servers, fixed_s : prefill side (see module notes), (N,)
+    sequences : sequences in flight in the decode pool at the layout's batch, (N,)
+    tpot_s : TPOT at that batch, (N,)
+    fits : every pool of the layout fits in memory, (N,)
+    """
+    pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s)
+    dec = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits)
+    fits = np.asarray(fits, dtype=bool)
+    tpot = np.asarray(tpot_s, dtype=float)
+    binding = np.select([~fits, tpot > slo.tpot_s, pre <= 0, pre < dec], [MEMORY, TPOT, TTFT, PREFILL], DECODE)
+    return GoodputArrays(goodput_per_s=np.minimum(pre, dec), prefill_rate_per_s=pre, decode_rate_per_s=dec,
+                         binding=binding)
+
+
+def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, input_tokens: float, prefill_tp: Array,
+                 decode_tp: Array, layout_dies: Array, p2p_s: float) -> Array:
+    """Prefill -> decode KV transfer of one request, seconds, (N,).
+
+    The request's whole KV (``input_tokens`` cached tokens) moves over ``min(prefill_tp,
+    decode_tp)`` links in parallel (each TP rank sends its share), on the fabric that spans the
+    layout's dies (planner.xccl.kv_transfer_s).  Not overlapped with prefill: it adds to TTFT.
+    """
+    kv = kv_bytes_per_sequence(model, by, context=np.array([input_tokens]), tp=np.array([1.0]))
+    links = np.minimum(np.asarray(prefill_tp, dtype=float), np.asarray(decode_tp, dtype=float))
+    return kv_transfer_s(hw, kv_bytes=kv, layout_dies=np.asarray(layout_dies, dtype=float), links=links,
+                         call_s=p2p_s)

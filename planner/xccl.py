@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.spec.files import FabricSection
-from planner.spec.hardware import HardwareSpec
+from planner.inputs.hardware import Fabric, HardwareSpec
 
 Array = np.ndarray
 
 
-def fabric_efficiency(fabric: FabricSection, ranks: Array, decay: bool = True) -> Array:
+def fabric_efficiency(fabric: Fabric, ranks: Array, decay: bool = True) -> Array:
     """Achieved fraction of line rate when ``ranks`` dies exchange data.
 
     ``decay=False`` gives the flat ``max_frac``: low-latency kernels (per-token messages, no
@@ -34,14 +33,14 @@ def fabric_efficiency(fabric: FabricSection, ranks: Array, decay: bool = True) -
     return e.max_frac * np.exp(e.decay * np.log(e.decay_start_ranks / n))
 
 
-def transfer_s(fabric: FabricSection, bytes_: Array, ranks: Array, decay: bool = True) -> Array:
+def transfer_s(fabric: Fabric, bytes_: Array, ranks: Array, decay: bool = True) -> Array:
     """Latency plus serialization of ``bytes_`` per die over ``fabric`` among ``ranks`` dies."""
     bytes_ = np.asarray(bytes_, dtype=float)
     wire = bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, ranks, decay))
     return np.where(bytes_ > 0, fabric.latency_s + wire, 0.0)
 
 
-def _levels(hw: HardwareSpec, ranks: Array) -> tuple[list[FabricSection], Array]:
+def _levels(hw: HardwareSpec, ranks: Array) -> tuple[list[Fabric], Array]:
     """Fabrics of the hierarchy and, per candidate, the index of the one spanning ``ranks``."""
     fabrics = list(hw.fabrics)
     sizes = np.array([f.dies for f in fabrics])
@@ -57,7 +56,7 @@ def distinct(targets: Array, picks: float) -> Array:
 
 def all_to_all_s(hw: HardwareSpec, *, bytes_per_copy: Array, tokens: Array, top_k: int, ranks: Array,
                  dedup: bool, call_s: float, recv_factor: Array | float = 1.0,
-                 only_fabric: FabricSection | None = None, copy_s: float = 0.0) -> Array:
+                 only_fabric: Fabric | None = None, copy_s: float = 0.0) -> Array:
     """Time of one MoE dispatch or combine among ``ranks`` EP dies, seconds, (N,).
 
     Parameters
@@ -149,22 +148,7 @@ def allreduce_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float) ->
     return np.where(n > 1, call_s + t, 0.0)
 
 
-def allgather_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float) -> Array:
-    """Ring all-gather (or reduce-scatter) of ``bytes_`` (the full result per die): half an all-reduce,
-    (n-1)/n of the data in n-1 hops."""
-    n = np.asarray(ranks, dtype=float)
-    fabrics, top = _levels(hw, n)
-    t = np.zeros(np.broadcast_shapes(n.shape, np.shape(bytes_)))
-    for i, fabric in enumerate(fabrics):
-        wire = (n - 1) / np.maximum(n, 1) * bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, n))
-        t = np.where(top == i, (n - 1) * fabric.latency_s + wire, t)
-    return np.where(n > 1, call_s + t, 0.0)
-
-
-reduce_scatter_s = allgather_s
-
-
-def p2p_s(fabric: FabricSection, bytes_: Array, links: Array | float, call_s: float) -> Array:
+def p2p_s(fabric: Fabric, bytes_: Array, links: Array | float, call_s: float) -> Array:
     """Point-to-point send of ``bytes_`` spread over ``links`` parallel die links."""
     return call_s + transfer_s(fabric, np.asarray(bytes_, dtype=float) / links, 2.0)
 
@@ -181,7 +165,7 @@ class CallCosts:
 
     @classmethod
     def of(cls, hw: HardwareSpec) -> CallCosts:
-        c = hw.file.collectives
+        c = hw.collectives
         return cls(dispatch_s=c.dispatch_s, combine_s=c.combine_s, p2p_s=c.p2p_s, collective_s=c.collective_s,
                    copy_s=c.low_latency_copy_s)
 

@@ -1,18 +1,31 @@
-"""Shared fixtures: a minimal valid hardware profile and model card, and a TOML writer.
+"""Shared fixtures: a minimal valid hardware profile and model card, a TOML writer, and the CLI.
 
 The dicts match ``HardwareFile`` / ``ModelFile`` exactly; tests deep-copy them, change one
 field, and write them to ``tmp_path`` (never to ``hardware_profiles/`` or ``models/``).
+
+``run_planner(*args)`` runs the command line in this interpreter (see :func:`_run_planner`): a
+fresh interpreter per call cost ~0.6 s of start-up each, most of the suite's time.  The few tests
+that need a real process (the ``python -m planner`` entry point, import-time checks) are marked
+``subprocess``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import json
+import os
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 SRC = "tests/conftest.py fixture (made-up numbers)"
 
 PROFILE: dict[str, Any] = {
@@ -146,3 +159,70 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+# --------------------------------------------------------------------------- the CLI, in-process
+
+# Wide, colourless output, as the subprocess tests always had.
+CLI_ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
+DATA_DIR_ENV = "PLANNER_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Outcome of one CLI invocation."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def stderr_line(self) -> str:
+        """The one stderr line of an expected failure (asserts there is exactly one)."""
+        lines = self.stderr.splitlines()
+        assert len(lines) == 1, f"expected one stderr line, got {len(lines)}: {self.stderr!r}"
+        assert lines[0].strip(), "stderr line is empty"
+        return lines[0]
+
+
+def _exit_status(code: object, stderr: io.StringIO) -> int:
+    """The status a process would exit with for ``sys.exit(code)`` (a string is printed, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=stderr)
+    return 1
+
+
+def _run_planner(*args: str, data: Path | None = None, cwd: Path = ROOT) -> Run:
+    """``planner ARGS`` through ``planner.cli.main()``, in this interpreter.
+
+    For the call, ``sys.argv``, the environment (``CLI_ENV``; ``PLANNER_DATA_DIR`` set to ``data``,
+    else unset), the working directory and stdout/stderr are what a fresh ``python -m planner``
+    would see; all are restored afterwards.  An expected failure is a ``SystemExit`` and becomes
+    the return code.  Any other exception is a bug: it propagates with its traceback and fails
+    the test, where a subprocess would have printed it on stderr.
+    """
+    from planner import cli
+
+    env = {k: v for k, v in os.environ.items() if k != DATA_DIR_ENV} | CLI_ENV
+    if data is not None:
+        env[DATA_DIR_ENV] = str(data)
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0  # main() always calls sys.exit; returning would be status 0 in a process
+    with (mock.patch.dict(os.environ, env, clear=True), mock.patch.object(sys, "argv", ["planner", *args]),
+          contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)):
+        try:
+            cli.main()
+        except SystemExit as exc:
+            code = exc.code
+    return Run(_exit_status(code, err), out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def run_planner() -> Callable[..., Run]:
+    """``run_planner(*args, data=None, cwd=ROOT) -> Run``: the CLI in-process (monkeypatches apply)."""
+    return _run_planner

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.cost.precision import Bytes
+from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Array, Cost, Device, roofline
-from planner.spec.model import ModelSpec
+from planner.inputs.model import ModelSpec
 
 
 def _kernels(dev: Device, count: int, bytes_: Array, launch_s: float | Array) -> Cost:
@@ -32,7 +32,7 @@ def _kernels(dev: Device, count: int, bytes_: Array, launch_s: float | Array) ->
                     over)
 
 
-def token_side(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, ffn: str, tp: Array | float = 1.0,
+def token_side(dev: Device, model: ModelSpec, by: BytesPerElement, *, tokens: Array, ffn: str, tp: Array | float = 1.0,
                launch_s: float | Array = 0.0) -> Cost:
     """Elementwise kernels on the tokens a die holds, for one layer with ``ffn`` 'dense' or 'moe'.
 
@@ -41,14 +41,14 @@ def token_side(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, ffn: 
     tp = np.asarray(tp, dtype=float)
     h = model.hidden
     quant = by.act < 2.0
-    n = 2 + (2 if model.is_mla else 0) + (3 if quant else 0)
+    n = 2 + model.attention.extra_elementwise_kernels + (3 if quant else 0)
     bytes_ = 4.0 * tokens * h * (2 + (3 if quant else 0))
     if ffn == "dense":
-        inter = model.file.ffn.dense_intermediate_size / tp
+        inter = model.ffn.dense_intermediate_size / tp
         n += 1 + (2 if quant else 0)
         bytes_ = bytes_ + tokens * (2 * inter * 2.0 + inter * 2.0) * (2 if quant else 1)
     else:
-        f = model.file.ffn
+        f = model.ffn
         n += 1
         bytes_ = bytes_ + tokens * f.num_routed_experts * 4.0 * 2
         if f.num_shared_experts:
@@ -58,9 +58,10 @@ def token_side(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, ffn: 
     return _kernels(dev, n, bytes_, launch_s)
 
 
-def expert_side(dev: Device, model: ModelSpec, by: Bytes, *, copies: Array, launch_s: float | Array = 0.0) -> Cost:
+def expert_side(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: Array,
+                launch_s: float | Array = 0.0) -> Cost:
     """Elementwise kernels on the token copies an expert die computes (permute, act, unpermute)."""
-    h, inter = model.hidden, model.file.ffn.moe_intermediate_size
+    h, inter = model.hidden, model.ffn.moe_intermediate_size
     quant = by.act < 2.0
     n = 3 + (1 if quant else 0)
     bytes_ = copies * (4.0 * h * 2 + 3 * inter * 2.0 + (3 * inter * 2.0 if quant else 0.0))

@@ -18,9 +18,9 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtri
 
-from planner.cost.precision import Bytes
+from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Array, Cost, Device, gemm
-from planner.spec.model import ModelSpec
+from planner.inputs.model import ModelSpec
 
 
 def expected_max_normal(n: Array) -> Array:
@@ -88,7 +88,7 @@ def static_imbalance(model: ModelSpec, *, ep: Array, redundant: Array, skewed: b
         return np.ones(shape)
     key = (np.broadcast_to(ep, shape).astype(np.int64) << 20) + np.broadcast_to(redundant, shape).astype(np.int64)
     uniq, inverse = np.unique(key.reshape(-1), return_inverse=True)
-    E = model.file.ffn.num_routed_experts
+    E = model.ffn.num_routed_experts
     table = np.array([eplb_static_imbalance(E, hot_expert_ratio, int(k >> 20), int(k & 0xFFFFF)) for k in uniq])
     return table[inverse].reshape(shape)
 
@@ -108,17 +108,17 @@ def expert_imbalance(model: ModelSpec, *, ep: Array, redundant: Array, copies_pe
     return static + expected_max_normal(ep) * np.sqrt(static / mean)
 
 
-def router(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, launch_s: float | Array = 0.0) -> Cost:
+def router(dev: Device, model: ModelSpec, by: BytesPerElement, *, tokens: Array, launch_s: float | Array = 0.0) -> Cost:
     """Router GEMM ``[M x h] @ [h x E]`` (kept in bf16, as DeepSeek-V3's gate)."""
-    f = model.file.ffn
+    f = model.ffn
     return gemm(dev, tokens, f.num_routed_experts, model.hidden, weight_bytes=by.head, act_bytes=by.out,
                 out_bytes=4.0, launch_s=launch_s)
 
 
-def shared_experts(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, tp: Array | float = 1.0,
+def shared_experts(dev: Device, model: ModelSpec, by: BytesPerElement, *, tokens: Array, tp: Array | float = 1.0,
                    launch_s: float | Array = 0.0) -> dict[str, Cost]:
     """Shared experts on the die that holds the tokens (DP, as DeepSeek runs them)."""
-    f = model.file.ffn
+    f = model.ffn
     if not f.num_shared_experts:
         return {}
     inter = f.num_shared_experts * f.shared_expert_intermediate_size / np.asarray(tp, dtype=float)
@@ -127,7 +127,7 @@ def shared_experts(dev: Device, model: ModelSpec, by: Bytes, *, tokens: Array, t
             "shared_down": gemm(dev, tokens, model.hidden, inter, **kw)}
 
 
-def routed_experts(dev: Device, model: ModelSpec, by: Bytes, *, copies: Array, slots: Array,
+def routed_experts(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: Array, slots: Array,
                    launch_s: float | Array = 0.0) -> dict[str, Cost]:
     """Grouped expert GEMMs on one expert die.
 
@@ -142,7 +142,7 @@ def routed_experts(dev: Device, model: ModelSpec, by: Bytes, *, copies: Array, s
     least one token reaches it, probability ``1 - exp(-lam)`` (Poisson arrivals), which is
     what makes small decode batches weight-bandwidth bound.
     """
-    f = model.file.ffn
+    f = model.ffn
     lam = copies / slots
     hit = 1.0 - np.exp(-lam)
     inter = f.moe_intermediate_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.spec.hardware import HardwareSpec
+from planner.inputs.hardware import HardwareSpec
 from planner.units import Dtype
 
 # Embedding and LM head stay in bf16 in every published low-precision deployment
@@ -17,7 +17,7 @@ COMBINE_DTYPE = Dtype.BF16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Bytes:
+class BytesPerElement:
     """Bytes per element: weights, GEMM activations, KV cache, outputs, head, dispatch, combine."""
 
     weight: float
@@ -30,7 +30,7 @@ class Bytes:
     compute_dtype: Dtype
 
     @classmethod
-    def of(cls, hw: HardwareSpec, weights: Dtype, activations: Dtype, kv: Dtype) -> Bytes:
+    def of(cls, hw: HardwareSpec, weights: Dtype, activations: Dtype, kv: Dtype) -> BytesPerElement:
         compute = hw.compute_dtype(weights, activations)
         hw.peak_flops_per_s(ATTENTION_MATH_DTYPE)
         return cls(weight=Dtype(weights).bytes_per_element, act=Dtype(activations).bytes_per_element,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.spec.hardware import HardwareSpec
+from planner.inputs.hardware import HardwareSpec
 from planner.units import Dtype
 
 Array = np.ndarray
@@ -44,11 +44,6 @@ class Cost:
         return self.compute_s >= self.memory_s
 
 
-def zero_cost(shape: tuple[int, ...] | Array) -> Cost:
-    z = np.zeros(np.shape(shape) if isinstance(shape, np.ndarray) else shape)
-    return Cost(z, z, z, z, z)
-
-
 def sum_costs(costs: dict[str, Cost]) -> Cost:
     items = list(costs.values())
     total = items[0]
@@ -76,14 +71,14 @@ class Device:
 
     @classmethod
     def of(cls, hw: HardwareSpec, compute_dtype: Dtype, attention_dtype: Dtype = Dtype.BF16) -> Device:
-        e, o = hw.file.efficiency, hw.file.overheads
+        g, a, o = hw.gemm_efficiency, hw.attention_efficiency, hw.overheads
         return cls(
             gemm_peak_flops_per_s=hw.peak_flops_per_s(compute_dtype),
             attention_peak_flops_per_s=hw.peak_flops_per_s(attention_dtype),
             hbm_bandwidth_bytes_per_s=hw.hbm_bandwidth_bytes_per_s,
-            gemm_max_frac=e.gemm.max_frac, gemm_m_half=e.gemm.m_half_tokens, gemm_k_half=e.gemm.k_half,
-            attention_compute_frac=e.attention.compute_frac, attention_memory_frac=e.attention.memory_frac,
-            memory_frac=e.memory.frac, kernel_s=o.kernel_s, eager_launch_s=o.eager_launch_s,
+            gemm_max_frac=g.max_frac, gemm_m_half=g.m_half_tokens, gemm_k_half=g.k_half,
+            attention_compute_frac=a.compute_frac, attention_memory_frac=a.memory_frac,
+            memory_frac=hw.memory_efficiency.frac, kernel_s=o.kernel_s, eager_launch_s=o.eager_launch_s,
             scheduler_gap_s=o.scheduler_gap_s,
         )
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from rich.table import Table
 
+from planner.inputs.hardware import HardwareSpec
+from planner.inputs.model import ModelSpec, params_report
 from planner.report.base import _NONE, _cell, _file_tables
-from planner.spec.hardware import HardwareSpec
-from planner.spec.model import ModelSpec, params_report
 from planner.units import GIGA, TERA, fmt_count
 
 # --------------------------------------------------------------------------- profiles

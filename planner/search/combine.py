@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.inputs.scenario import Scenario
 from planner.search.score import DecodeScore, PrefillScore, prefill_rates
-from planner.spec.scenario import Scenario
 
 
 @dataclass

@@ -11,15 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from planner.evaluate import evaluate
-from planner.goodput import layout_goodput
+from planner import goodput as gp
+from planner.evaluate import GoodputPoint, evaluate, layout_goodput
+from planner.inputs.layout import Layout, Mode, parse_layout
+from planner.inputs.scenario import Scenario
+from planner.modes import ALL_MODES, MODES
 from planner.search import combine as cb
 from planner.search import space
-from planner.search.score import DecodeScore, PrefillScore, kv_handoff_s, prefill_rates, score_decode, score_prefill
-from planner.spec.layout import LayoutFile, Mode
-from planner.spec.scenario import Scenario
-
-ALL_MODES = (Mode.COLLOCATED, Mode.PD, Mode.TRANSFORMERLESS)
+from planner.search.score import DecodeScore, PrefillScore, score_decode, score_prefill
+from planner.serving.context import Env
 
 
 @dataclass
@@ -27,8 +27,8 @@ class Planned:
     """One ranked layout with its exact metrics (the same numbers ``planner evaluate`` gives)."""
 
     mode: Mode
-    layout: LayoutFile
-    metrics: dict[str, Any]
+    layout: Layout
+    metrics: GoodputPoint
     search_goodput_per_s: float
 
     @property
@@ -37,7 +37,7 @@ class Planned:
 
     @property
     def per_die(self) -> float:
-        return self.metrics["goodput_requests_per_s"] / self.dies
+        return self.metrics.goodput_requests_per_s / self.dies
 
 
 @dataclass
@@ -55,59 +55,73 @@ class Plan:
 
 
 def _prefill_layout(p: PrefillScore, i: int, n: int) -> dict[str, int]:
-    a = p.cands.arrays
-    return {"instances": n, "dies": int(a["dies"][i]), "tp": int(a["tp"][i]), "ep": int(a["ep"][i]),
-            "batch_tokens": int(a["batch_tokens"][i]), "micro_batches": int(a["micro_batches"][i]),
-            "redundant_experts": int(a["redundant"][i])}
+    return {"instances": n, **{k: int(v[i]) for k, v in p.cands.arrays.items()}}
 
 
 def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int]:
-    def k(name: str) -> int:
-        return int(d.knob(name, i))
-
-    out = {"instances": n, "tp": k("tp"), "ep": k("ep"), "batch": k("batch"), "micro_batches": k("micro_batches"),
-           "redundant_experts": k("redundant")}
-    if mode == Mode.TRANSFORMERLESS:
-        out.update(attention_dies=k("attention_dies"), expert_dies=k("expert_dies"), domains=k("domains"))
-    else:
-        out["dies"] = k("dies")
-    if mode == Mode.COLLOCATED:
-        out["prefill_chunk_tokens"] = k("chunk_tokens")
-    return out
+    return {"instances": n, **{k: int(d.knob(k, i)) for k in MODES[mode].decode_keys}}
 
 
-def _layout(mode: Mode, scenario: Scenario, prefill: dict | None, decode: dict, mtp: int) -> LayoutFile:
+def _layout(mode: Mode, scenario: Scenario, prefill: dict | None, decode: dict, mtp: int) -> Layout:
     sc = scenario.file.model_copy(update={"mtp": scenario.file.mtp.model_copy(
         update={"acceptance": scenario.file.mtp.acceptance if mtp else 0.0})})
-    return LayoutFile.model_validate({"mode": mode.value, "prefill": prefill, "decode": decode,
-                                      "scenario": sc.model_dump(mode="json")})
+    data = {"mode": mode.value, "decode": decode, "scenario": sc.model_dump(mode="json")}
+    if prefill is not None:
+        data["prefill"] = prefill
+    return parse_layout(data, "search")
 
 
-def _exact(mode: Mode, layout: LayoutFile, scenario: Scenario, search_rate: float) -> Planned | None:
-    from planner.spec.scenario import resolve_scenario
+def _exact(mode: Mode, layout: Layout, scenario: Scenario, search_rate: float) -> Planned | None:
+    from planner.inputs.scenario import resolve_scenario
 
     sc = resolve_scenario(layout.scenario) if layout.scenario else scenario
     metrics = layout_goodput(evaluate(layout, sc, "search"))
-    if not metrics["meets_slo"]:
+    if not metrics.meets_slo:
         return None
     return Planned(mode=mode, layout=layout, metrics=metrics, search_goodput_per_s=search_rate)
 
 
+def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits: list[cb.Split]) -> np.ndarray:
+    """Goodput of the (prefill, decode) pairs the splits chose, exactly as ``evaluate`` prices them, (S,).
+
+    The envelopes choose pairs with a KV hand-off over one link and no first decode step in TTFT
+    (so the prefill side is scored once for every decode pool); this re-scores each chosen pair
+    with its own hand-off (``min(tp_p, tp_d)`` links over the fabric spanning the layout) and its
+    decode pool's TPOT, through planner.goodput, in one vector call.
+    """
+    pi = np.array([s.prefill_index for s in splits], dtype=np.int64)
+    pn = np.array([s.prefill_instances for s in splits], dtype=float)
+    di = np.array([s.decode_index for s in splits], dtype=np.int64)
+    dn = np.array([s.decode_instances for s in splits], dtype=float)
+    env = Env.of(scenario, draft_tokens=0)
+    kv = gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens,
+                         prefill_tp=pre.cands.arrays["tp"][pi], decode_tp=dec.knob("tp", di),
+                         layout_dies=pn * pre.dies[pi] + dn * dec.dies[di], p2p_s=env.calls.p2p_s)
+    g = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
+                   service_s=pre.service_s[pi], servers=pre.slots[pi] * pn, fixed_s=kv + dec.tpot_s[di],
+                   sequences=dec.sequences[di] * dn, tpot_s=dec.tpot_s[di], fits=pre.ok[pi] & dec.ok[di])
+    return g.goodput_per_s
+
+
 def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre_env: cb.Envelope,
-             dec: DecodeScore, mask: np.ndarray | None = None) -> list[tuple[float, int, Callable[[], LayoutFile]]]:
-    """(search rate, dies, layout builder) per budget split; layouts are built only when listed."""
+             dec: DecodeScore, mask: np.ndarray | None = None) -> list[tuple[float, int, Callable[[], Layout]]]:
+    """(goodput, dies, layout builder) per budget split; layouts are built only when listed."""
     env_d = cb.decode_envelope(budget, dec, mask)
+    splits = cb.combine(budget, pre_env, env_d, pre.dies, dec.dies)
+    if not splits:
+        return []
+    rates = pair_goodput(scenario, pre, dec, splits)
     out = []
-    for s in cb.combine(budget, pre_env, env_d, pre.dies, dec.dies):
+    for s, rate in zip(splits, rates, strict=True):
         build = partial(lambda s: _layout(mode, scenario, _prefill_layout(pre, s.prefill_index, s.prefill_instances),
                                           _decode_layout(dec, s.decode_index, s.decode_instances, mode),
                                           int(dec.mtp[s.decode_index])), s)
-        out.append((s.goodput_per_s, s.dies, build))
+        out.append((float(rate), s.dies, build))
     return out
 
 
 def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndarray | None = None,
-                per_dies: int = 4) -> list[tuple[float, int, Callable[[], LayoutFile]]]:
+                per_dies: int = 4) -> list[tuple[float, int, Callable[[], Layout]]]:
     """Collocated: per die count keep the best few by decode rate, then queue prefill chunks."""
     ok = dec.ok if mask is None else dec.ok & mask
     cand = np.flatnonzero(ok)
@@ -122,11 +136,10 @@ def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndar
     n = cb._counts(reps)
     new = scenario.workload.input_tokens * (1 - scenario.workload.cache_hit_rate)
     tp = dec.knob("tp", rows)
-    k = tp * dec.knob("chunk_tokens", rows) / new
-    groups = dec.knob("dies", rows) / tp
-    slots = groups * np.where(k >= 1, np.floor(k), 1.0)
-    service = dec.step_s[rows] * np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
-    rate = np.minimum(prefill_rates(scenario, service, slots * n, 0.0), dec.rate_per_s[rows] * n)
+    slots, forwards = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", rows), new, dec.dies[rows] / tp)
+    rate = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
+                      service_s=dec.step_s[rows] * forwards, servers=slots * n, fixed_s=np.zeros(len(rows)),
+                      sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows]).goodput_per_s
     env = cb.scatter_best(budget, dec.dies[rows] * n, rate, rows, n)
     out, seen = [], set()
     for value in np.unique(env.rate[env.rate > 0]):
@@ -141,13 +154,13 @@ def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndar
 
 
 def _rank_key(p: Planned) -> tuple:
-    return (-round(p.per_die, 12), p.dies, round(p.metrics["tpot_s"], 12), p.mode.value,
+    return (-round(p.per_die, 12), p.dies, round(p.metrics.tpot_s, 12), p.mode.value,
             str(sorted(p.layout.to_dict().items())))
 
 
 def _pareto(planned: list[Planned]) -> list[Planned]:
     """Layouts not beaten on both goodput per die (higher) and TPOT (lower)."""
-    pts = sorted(planned, key=lambda p: (p.metrics["tpot_s"], -p.per_die))
+    pts = sorted(planned, key=lambda p: (p.metrics.tpot_s, -p.per_die))
     front, best = [], -1.0
     for p in pts:
         if p.per_die > best * (1 + 1e-9):
@@ -176,27 +189,26 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
 
 
 def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan) -> tuple:
+    """Score every mode's decode candidates, and the prefill pools when a mode with candidates needs them."""
     model = scenario.model
+    scores: dict[Mode, DecodeScore] = {}
+    for mode in modes:
+        entry = MODES[mode]
+        cands = entry.candidates(model, budget)
+        plan.rejected.update(cands.rejected)
+        if len(cands) == 0:
+            continue
+        scores[mode] = score_decode(scenario, cands, entry)
+        plan.candidates_evaluated += len(scores[mode])
+        plan.rejected.update({f"{mode.value}_{k}": v for k, v in scores[mode].rejected.items() if v})
+        plan.feasible += int(scores[mode].ok.sum())
     pre = None
-    if Mode.PD in modes or (Mode.TRANSFORMERLESS in modes and model.is_moe):
+    if any(MODES[mode].prefill_pool for mode in scores):
         cands = space.prefill_pools(model, budget)
         plan.rejected.update(cands.rejected)
         pre = score_prefill(scenario, cands)
         plan.candidates_evaluated += len(cands)
         plan.rejected.update({f"prefill_{k}": v for k, v in pre.rejected.items() if v})
-    builders = {Mode.PD: space.pd_decode_pools, Mode.TRANSFORMERLESS: space.transformerless_pools,
-                Mode.COLLOCATED: space.collocated_pools}
-    scores: dict[Mode, DecodeScore] = {}
-    for mode in modes:
-        cands = builders[mode](model, budget)
-        plan.rejected.update(cands.rejected)
-        if len(cands) == 0:
-            continue
-        mode_name = "transformerless" if mode == Mode.TRANSFORMERLESS else "shared"
-        scores[mode] = score_decode(scenario, cands, mode_name)
-        plan.candidates_evaluated += len(scores[mode])
-        plan.rejected.update({f"{mode.value}_{k}": v for k, v in scores[mode].rejected.items() if v})
-        plan.feasible += int(scores[mode].ok.sum())
     return pre, scores
 
 
@@ -208,6 +220,13 @@ def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = 6) -> list[fl
     return [float(x) for x in qs] + [scenario.slo.tpot_s]
 
 
+def _selector_handoff_s(scenario: Scenario, budget: int) -> float:
+    """The KV hand-off the envelopes charge while choosing pairs: one link, over the budget's fabric."""
+    env = Env.of(scenario, draft_tokens=0)
+    return float(gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=1.0,
+                                 decode_tp=1.0, layout_dies=float(budget), p2p_s=env.calls.p2p_s)[0])
+
+
 def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 10) -> Plan:
     """Search ``modes`` for the scenario's die budget; rank by goodput per die."""
     start = time.perf_counter()
@@ -217,13 +236,13 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     # The search charges TTFT the KV hand-off but not the first decode step (it depends on the decode
     # pool, unknown while prefill is scored): optimistic by one TPOT, independent of the SLO, so the
     # search is monotone in it.  Every listed layout is then re-priced exactly (layout_goodput).
-    fixed = kv_handoff_s(scenario, budget)
+    fixed = _selector_handoff_s(scenario, budget)
     pre_env = cb.prefill_envelope(scenario, budget, pre, fixed) if pre is not None else None
     found: dict[str, Planned] = {}
 
     def collect(mode: Mode, mask: np.ndarray | None, limit: int) -> None:
         dec = scores[mode]
-        if mode == Mode.COLLOCATED:
+        if not MODES[mode].prefill_pool:
             items = _collocated(scenario, budget, dec, mask)
         elif pre_env is not None:
             items = _pd_like(scenario, budget, mode, pre, pre_env, dec, mask)
@@ -248,62 +267,3 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
         result.near_misses = _near_misses(scenario, scores, pre, fixed + scenario.slo.tpot_s)
     result.elapsed_s = time.perf_counter() - start
     return result
-
-
-# ----------------------------------------------------------------------------- report document
-
-SCHEMA_VERSION = 1
-TPOT_DEFINITION = "TPOT = (e2e - TTFT) / (output_tokens - 1): mean time per output token after the first"
-_METRIC_KEYS = ("goodput_requests_per_s", "output_tokens_per_s", "output_tokens_per_s_per_die",
-                "output_tokens_per_s_per_chip", "ttft_s", "tpot_s", "binding_constraint")
-
-
-def sig(value: Any, digits: int = 6) -> Any:
-    """Round floats to ``digits`` significant digits so reports are stable across platforms."""
-    if isinstance(value, float):
-        return float(f"{value:.{digits}g}") if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: sig(v, digits) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [sig(v, digits) for v in value]
-    return value
-
-
-def layout_entry(p: Planned, rank: int, dies_per_chip: int) -> dict[str, Any]:
-    entry = {"rank": rank, "mode": p.mode.value, "layout": p.layout.to_dict(), "dies": p.dies,
-             "chips": p.dies / dies_per_chip, "mtp": bool(p.layout.scenario and p.layout.scenario.mtp.acceptance > 0)}
-    entry.update({k: p.metrics[k] for k in _METRIC_KEYS})
-    return entry
-
-
-def file_hashes(scenario: Scenario) -> dict[str, str]:
-    """SHA-256 of every data file the plan read, by base name (for regression checks)."""
-    import hashlib
-
-    out = {}
-    for kind, spec in (("hardware_profiles", scenario.hardware), ("models", scenario.model)):
-        out[f"{kind}/{spec.path.name}"] = hashlib.sha256(spec.path.read_bytes()).hexdigest()
-    return out
-
-
-def plan_dict(result: Plan, top: int) -> dict[str, Any]:
-    """The ``planner plan --json`` document (deterministic; no timings, no absolute paths)."""
-    sc = result.scenario
-    dpc = sc.hardware.dies_per_chip
-    layouts = [layout_entry(p, i + 1, dpc) for i, p in enumerate(result.layouts[:top])]
-    best = {}
-    for i, p in enumerate(result.layouts):
-        best.setdefault(p.mode.value, layout_entry(p, i + 1, dpc))
-    from planner.evaluate import ROOFLINE_NOTE, efficiencies_used
-
-    doc = {"schema_version": SCHEMA_VERSION, "scenario": sc.file.model_dump(mode="json"),
-           "efficiencies": efficiencies_used(sc.hardware), "note": ROOFLINE_NOTE,
-           "data_files": file_hashes(sc), "tpot_definition": TPOT_DEFINITION, "budget_dies": result.budget,
-           "modes": [m.value for m in result.modes], "top": top,
-           "search": {"candidates_evaluated": result.candidates_evaluated, "feasible": result.feasible,
-                      "rejected_by_reason": dict(sorted(result.rejected.items())),
-                      "layouts_ranked": len(result.layouts)},
-           "layouts": layouts, "best_per_mode": best,
-           "pareto": [layout_entry(p, result.layouts.index(p) + 1, dpc) for p in result.pareto],
-           "near_misses": result.near_misses}
-    return sig(doc)

@@ -14,16 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner import queueing
-from planner.cost.memory import kv_bytes_per_sequence
-from planner.goodput import BISECTION_STEPS
+from planner import goodput as gp
+from planner.inputs.scenario import Scenario
+from planner.modes.base import ModeEntry, prefill_arrays
 from planner.search.space import CandidateSet
 from planner.serving.context import Env
-from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
-from planner.serving.prefill import PrefillArrays, prefill_step
-from planner.serving.transformerless import TransformerlessArrays, transformerless_fits, transformerless_step
-from planner.spec.scenario import Scenario
-from planner.xccl import kv_transfer_s
+from planner.serving.prefill import prefill_step
 
 CHUNK = 32768  # candidates per vector evaluation (bounds memory; measured fastest of 8K-128K)
 
@@ -55,6 +51,7 @@ class DecodeScore:
     batch: np.ndarray
     mtp: np.ndarray
     rate_per_s: np.ndarray
+    sequences: np.ndarray
     dies: np.ndarray
     tpot_s: np.ndarray
     step_s: np.ndarray
@@ -69,56 +66,43 @@ class DecodeScore:
         return len(self.rate_per_s)
 
 
-def _decode_arrays(a: dict[str, np.ndarray], mode: str) -> DecodeArrays | TransformerlessArrays:
-    if mode == "transformerless":
-        return TransformerlessArrays(
-            attention_dies=_f(a["attention_dies"]), expert_dies=_f(a["expert_dies"]), domains=_f(a["domains"]),
-            tp=_f(a["tp"]), ep=_f(a["ep"]), batch=_f(a["batch"]), micro_batches=_f(a["micro_batches"]),
-            redundant=_f(a["redundant"]))
-    chunk = a.get("chunk_tokens", np.zeros_like(a["batch"]))
-    return DecodeArrays(dies=_f(a["dies"]), tp=_f(a["tp"]), ep=_f(a["ep"]), batch=_f(a["batch"]),
-                        micro_batches=_f(a["micro_batches"]), redundant=_f(a["redundant"]), chunk_tokens=_f(chunk))
-
-
-def _decode_eval(env: Env, mode: str):
+def _decode_eval(env: Env, entry: ModeEntry):
     """Memory first (cheap), then step times for the candidates that fit; misfits get inf."""
-    fits_fn = transformerless_fits if mode == "transformerless" else decode_fits
-    step_fn = transformerless_step if mode == "transformerless" else shared_decode_step
 
     def run(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        fits, max_b = fits_fn(env, _decode_arrays(a, mode))
+        fits, max_b = entry.fits(env, entry.step_arrays(a))
         step_s = np.full(len(fits), np.inf)
         keep = np.flatnonzero(fits)
         if len(keep):
-            step = step_fn(env, _decode_arrays({k: v[keep] for k, v in a.items()}, mode))
-            step_s[keep] = step.step_s
+            step_s[keep] = entry.price(env, {k: v[keep] for k, v in a.items()}).step_s
         return {"step_s": step_s, "fits": fits, "max_batch": max_b}
     return run
 
 
-def score_decode(scenario: Scenario, cands: CandidateSet, mode: str) -> DecodeScore:
+def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> DecodeScore:
     """Evaluate decode candidates with MTP off and (when the model has it) on."""
     variants = [0] + ([scenario.mtp_draft_tokens] if scenario.mtp_draft_tokens else [])
     parts = []
     for drafts in variants:
         env = Env.of(scenario, draft_tokens=drafts)
-        out = _chunked(_decode_eval(env, mode), cands)
+        out = _chunked(_decode_eval(env, entry), cands)
         out["mtp"] = np.full(len(cands), drafts, dtype=np.int64)
         out["tps"] = np.full(len(cands), env.tokens_per_step)
         parts.append(out)
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     a, reps = cands.arrays, len(variants)
     tpot = out["step_s"] / out["tps"]
-    att = np.tile(a["attention_dies"] if mode == "transformerless" else a["dies"], reps)
-    dies = np.tile(a["attention_dies"] + a["expert_dies"] if mode == "transformerless" else a["dies"], reps)
+    att = np.tile(entry.attention_dies(a), reps)
+    dies = np.tile(entry.instance_dies(a), reps)
     batch = np.tile(a["batch"], reps)
-    rate = att * batch / (scenario.workload.output_tokens * tpot)
+    sequences = (att * batch).astype(float)
+    rate = gp.decode_rate_per_s(scenario.slo, sequences, scenario.workload.output_tokens, tpot, out["fits"])
     rejected = Counter()
     rejected["memory"] = int((~out["fits"]).sum())
     slo_miss = out["fits"] & (tpot > scenario.slo.tpot_s)
     rejected["tpot_slo"] = int(slo_miss.sum())
     ok = out["fits"] & ~slo_miss
-    return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=np.where(ok, rate, 0.0),
+    return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=rate, sequences=sequences,
                        dies=dies.astype(np.int64), tpot_s=tpot, step_s=out["step_s"], max_batch=out["max_batch"],
                        ok=ok, rejected=rejected)
 
@@ -139,46 +123,24 @@ class PrefillScore:
 def score_prefill(scenario: Scenario, cands: CandidateSet) -> PrefillScore:
     """Prefill candidates: slots per instance and the service time of one request.
 
-    A TP group of ``tp`` dies prefills ``k = tp * batch_tokens / new_tokens`` requests per
-    forward.  ``k >= 1``: ``floor(k)`` slots served in one forward each; ``k < 1``: one slot
-    whose request takes ``ceil(1/k)`` forwards (chunked).
+    Slots and forwards per request: planner.goodput.request_slots.
     """
     env = Env.of(scenario, draft_tokens=0)
 
     def run(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        step = prefill_step(env, PrefillArrays(dies=_f(a["dies"]), tp=_f(a["tp"]), ep=_f(a["ep"]),
-                                               batch_tokens=_f(a["batch_tokens"]),
-                                               micro_batches=_f(a["micro_batches"]), redundant=_f(a["redundant"])))
+        step = prefill_step(env, prefill_arrays(a))
         return {"step_s": step.step_s, "fits": step.fits}
 
     out = _chunked(run, cands)
     a = cands.arrays
-    k = a["tp"] * a["batch_tokens"] / env.new_input_tokens
-    groups = a["dies"] // a["tp"]
-    slots = groups * np.where(k >= 1, np.floor(k), 1.0)
-    service = out["step_s"] * np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
+    slots, forwards = gp.request_slots(a["tp"], a["batch_tokens"], env.new_input_tokens, a["dies"] // a["tp"])
+    service = out["step_s"] * forwards
     rejected = Counter(memory=int((~out["fits"]).sum()))
     return PrefillScore(cands=cands, step_s=out["step_s"], slots=slots, service_s=service,
                         dies=a["dies"].astype(np.int64), ok=out["fits"], rejected=rejected)
 
 
-def kv_handoff_s(scenario: Scenario, budget: int) -> float:
-    """KV transfer of one request from its prefill die to its decode die (one link each)."""
-    env = Env.of(scenario, draft_tokens=0)
-    kv = kv_bytes_per_sequence(env.model, env.by, context=np.array([env.input_tokens]), tp=np.array([1.0]))
-    return float(kv_transfer_s(scenario.hardware, kv_bytes=kv, layout_dies=np.array([float(budget)]),
-                               links=1.0, call_s=env.calls.p2p_s)[0])
-
-
-def prefill_rates(scenario: Scenario, service_s: np.ndarray, servers: np.ndarray, fixed_s: float) -> np.ndarray:
-    """Largest request rate with TTFT(p) <= SLO for M/G/c pools, (N,).
-
-    TTFT = waiting-time quantile + service + ``fixed_s`` (KV hand-off and first decode step).
-    Service-time variability follows the input-length variability (cs^2 = input_cv^2).
-    """
-    slo = scenario.slo
-    budget = slo.ttft_s - service_s - fixed_s
-    cv2 = scenario.workload.input_cv ** 2
-    rate = queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, cv2, servers,
-                                           BISECTION_STEPS)
-    return np.where(budget >= 0, rate, 0.0)
+def prefill_rates(scenario: Scenario, service_s: np.ndarray, servers: np.ndarray, fixed_s: np.ndarray | float
+                  ) -> np.ndarray:
+    """Largest request rate with TTFT(p) <= SLO for M/G/c pools, (N,) (planner.goodput)."""
+    return gp.ttft_limited_rate_per_s(scenario.slo, scenario.workload.input_cv, service_s, servers, fixed_s)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.cost.precision import ATTENTION_MATH_DTYPE, Bytes
+from planner.cost.precision import ATTENTION_MATH_DTYPE, BytesPerElement
 from planner.cost.roofline import Device
-from planner.spec.hardware import HardwareSpec
-from planner.spec.model import ModelSpec
-from planner.spec.scenario import ExpertBalance, Scenario
+from planner.inputs.hardware import HardwareSpec
+from planner.inputs.model import ModelSpec
+from planner.inputs.scenario import ExpertBalance, Scenario
 from planner.xccl import CallCosts
 
 
@@ -19,7 +19,7 @@ class Env:
     model: ModelSpec
     hw: HardwareSpec
     dev: Device
-    by: Bytes
+    by: BytesPerElement
     calls: CallCosts
     skewed: bool
     hot_expert_ratio: float
@@ -35,14 +35,14 @@ class Env:
     @classmethod
     def of(cls, scenario: Scenario, *, draft_tokens: int | None = None) -> Env:
         hw, model, p, w = scenario.hardware, scenario.model, scenario.precision, scenario.workload
-        by = Bytes.of(hw, p.weights, p.activations, p.kv_cache)
+        by = BytesPerElement.of(hw, p.weights, p.activations, p.kv_cache)
         drafts = scenario.mtp_draft_tokens if draft_tokens is None else draft_tokens
-        acc = scenario.file.mtp.acceptance
+        acc = scenario.mtp.acceptance
         hit = w.cache_hit_rate
         return cls(
             model=model, hw=hw, dev=Device.of(hw, by.compute_dtype, ATTENTION_MATH_DTYPE), by=by,
-            calls=CallCosts.of(hw), skewed=scenario.file.experts.balance == ExpertBalance.SKEWED,
-            hot_expert_ratio=scenario.file.experts.hot_expert_ratio,
+            calls=CallCosts.of(hw), skewed=scenario.experts.balance == ExpertBalance.SKEWED,
+            hot_expert_ratio=scenario.experts.hot_expert_ratio,
             input_tokens=float(w.input_tokens), new_input_tokens=w.input_tokens * (1 - hit),
             prefix_tokens=w.input_tokens * hit, output_tokens=float(w.output_tokens),
             decode_context_tokens=scenario.decode_context_tokens,
@@ -52,4 +52,4 @@ class Env:
 
     @property
     def window(self) -> float:
-        return float(self.model.file.attention.sliding_window_tokens)
+        return float(self.model.sliding_window_tokens)

@@ -13,7 +13,6 @@ import numpy as np
 
 from planner.cost import memory as mem
 from planner.cost import moe
-from planner.cost.attention import attention_decode, attention_prefill
 from planner.cost.roofline import Array, Cost, gemm
 from planner.serving.context import Env
 from planner.serving.layers import (
@@ -48,23 +47,22 @@ def _attention_fn(env: Env, tokens: Array, seqs: Array, tp: Array, chunk_group: 
         ctx = env.decode_context_tokens
         if cls.sliding:
             ctx = min(ctx, env.window)
-        ops = attention_decode(env.dev, env.model, env.by, tokens=tokens, seqs=seqs,
-                               context=np.full(np.shape(tokens), ctx), tp=tp)
+        kind = env.model.attention
+        ops = kind.decode_ops(env.dev, env.by, tokens=tokens, seqs=seqs, context=np.full(np.shape(tokens), ctx),
+                              tp=tp)
         if np.any(chunk_group > 0):
-            pre = attention_prefill(env.dev, env.model, env.by, tokens=chunk_group,
-                                    seqs=chunk_group / env.new_input_tokens, new_tokens=env.new_input_tokens,
-                                    prefix_tokens=env.prefix_tokens, tp=tp,
-                                    window=env.window if cls.sliding else 0.0)
-            for name in ("core", "kv_b_proj"):
-                if name in pre:
-                    ops[f"prefill_{name}"] = pre[name]
+            pre = kind.prefill_ops(env.dev, env.by, tokens=chunk_group, seqs=chunk_group / env.new_input_tokens,
+                                   new_tokens=env.new_input_tokens, prefix_tokens=env.prefix_tokens, tp=tp,
+                                   window=env.window if cls.sliding else 0.0)
+            for name in kind.prefill_context_ops:
+                ops[f"prefill_{name}"] = pre[name]
         return ops
     return attention
 
 
 def lm_head(env: Env, tokens: Array, tp: Array) -> Cost:
     """Output projection ``[M x h] @ [h x V/tp]`` (vocab-parallel under TP), bf16 weights."""
-    return gemm(env.dev, tokens, env.model.file.vocab_size / _as_float(tp), env.model.hidden,
+    return gemm(env.dev, tokens, env.model.vocab_size / _as_float(tp), env.model.hidden,
                 weight_bytes=env.by.head, act_bytes=env.by.out, out_bytes=4.0)
 
 
@@ -82,11 +80,11 @@ def decode_memory(env: Env, d: DecodeArrays, imb: Array) -> tuple[dict[str, Arra
     """Per-die memory by kind at the candidate's batch, and the largest batch that fits."""
     model, by = env.model, env.by
     tp, batch = _as_float(d.tp), _as_float(d.batch)
-    slots = (model.file.ffn.num_routed_experts + _as_float(d.redundant)) / _as_float(d.ep)
+    slots = (model.ffn.num_routed_experts + _as_float(d.redundant)) / _as_float(d.ep)
     weights = mem.weight_bytes(model, by, mem.WeightShare(tp, slots))
     kv_seq = mem.kv_bytes_per_sequence(model, by, context=env.max_context_tokens, tp=tp)
     q = 1 + env.draft_tokens
-    k = model.file.ffn.top_k if model.is_moe else 0
+    k = model.ffn.top_k if model.is_moe else 0
     ws_seq = mem.workspace_bytes(model, tokens=tp * q, expert_copies=q * k * imb, logits_tokens=tp * q, tp=tp)
     chunk = _as_float(d.chunk_tokens)
     ws_chunk = mem.workspace_bytes(model, tokens=tp * chunk, expert_copies=chunk * k * imb,
@@ -104,7 +102,7 @@ def decode_fits(env: Env, d: DecodeArrays) -> tuple[Array, Array]:
     model = env.model
     ep, m = _as_float(d.ep), _as_float(d.micro_batches)
     die_tokens = _as_float(d.batch) / m * (1 + env.draft_tokens) + _as_float(d.chunk_tokens) / m
-    k = model.file.ffn.top_k if model.is_moe else 1
+    k = model.ffn.top_k if model.is_moe else 1
     imb = moe.expert_imbalance(model, ep=ep, redundant=_as_float(d.redundant), copies_per_die=die_tokens * k,
                                skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
     _, max_b = decode_memory(env, d, imb)
@@ -119,7 +117,7 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
     b_mb = _as_float(d.batch) / m
     chunk_mb = _as_float(d.chunk_tokens) / m
     die_tokens = b_mb * q + chunk_mb
-    slots = (model.file.ffn.num_routed_experts + _as_float(d.redundant)) / ep if model.is_moe else ep * 0 + 1
+    slots = (model.ffn.num_routed_experts + _as_float(d.redundant)) / ep if model.is_moe else ep * 0 + 1
     red = _as_float(d.redundant)
     static = moe.static_imbalance(model, ep=ep, redundant=red, skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
     shape = SharedDieShape(group_tokens=tp * die_tokens, die_tokens=die_tokens, tp=tp, ep=ep, slots=slots,
@@ -134,7 +132,7 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
         extra["mtp"] = env.draft_tokens * mtp_draft_s(env, draft_shape, tp, _as_float(d.batch), m, draft_attn)
     extra["scheduler_gap"] = np.full(np.shape(tp), env.dev.scheduler_gap_s)
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
-    k = model.file.ffn.top_k if model.is_moe else 1
+    k = model.ffn.top_k if model.is_moe else 1
     imb = moe.expert_imbalance(model, ep=ep, redundant=shape.redundant, copies_per_die=die_tokens * k,
                                skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=static)
     memory, max_b = decode_memory(env, d, imb)

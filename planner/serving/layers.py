@@ -14,8 +14,8 @@ import numpy as np
 from planner.cost import elementwise, moe
 from planner.cost.ffn import dense_ffn
 from planner.cost.roofline import Array, Cost
+from planner.inputs.model import ModelSpec
 from planner.serving.context import Env
-from planner.spec.model import ModelSpec
 from planner.xccl import all_to_all_s, allreduce_s
 
 
@@ -32,8 +32,8 @@ class LayerClass:
 
 def layer_classes(model: ModelSpec) -> list[LayerClass]:
     """The (attention, FFN) layer classes of a model with their counts (zero counts dropped)."""
-    sliding = set(model.file.attention.sliding_layers)
-    dense = set(model.file.ffn.dense_layers) if model.is_moe else set(range(model.num_layers))
+    sliding = set(model.sliding_layers)
+    dense = set(model.ffn.dense_layers) if model.is_moe else set(range(model.num_layers))
     counts: dict[tuple[bool, bool], int] = {}
     for i in range(model.num_layers):
         key = (i in sliding, i not in dense)
@@ -101,7 +101,7 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
         ops.update(dense_ffn(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
         comm["tp_allreduce_ffn"] = allreduce_s(env.hw, tp_bytes, shape.tp, env.calls.collective_s)
         return LayerCost(ops, comm)
-    k = model.file.ffn.top_k
+    k = model.ffn.top_k
     mean_copies = shape.die_tokens * k
     imb = moe.expert_imbalance(model, ep=shape.ep, redundant=shape.redundant, copies_per_die=mean_copies,
                                skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=shape.static)

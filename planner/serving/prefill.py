@@ -12,7 +12,6 @@ import numpy as np
 
 from planner.cost import memory as mem
 from planner.cost import moe
-from planner.cost.attention import attention_prefill
 from planner.cost.roofline import Array, Cost
 from planner.serving.context import Env
 from planner.serving.decode import lm_head
@@ -45,16 +44,16 @@ def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
     T = _f(p.batch_tokens) / m
     N, P = env.new_input_tokens, env.prefix_tokens
     eager = env.dev.eager_launch_s
-    slots = (model.file.ffn.num_routed_experts + _f(p.redundant)) / ep if model.is_moe else ep * 0 + 1
+    slots = (model.ffn.num_routed_experts + _f(p.redundant)) / ep if model.is_moe else ep * 0 + 1
     static = moe.static_imbalance(model, ep=ep, redundant=_f(p.redundant), skewed=env.skewed,
                                   hot_expert_ratio=env.hot_expert_ratio)
     shape = SharedDieShape(group_tokens=tp * T, die_tokens=T, tp=tp, ep=ep, slots=slots,
                            redundant=_f(p.redundant), static=static, dedup=True, launch_s=eager)
 
     def attention(cls: LayerClass) -> dict[str, Cost]:
-        return attention_prefill(env.dev, model, env.by, tokens=tp * T, seqs=tp * T / N, new_tokens=N,
-                                 prefix_tokens=P, tp=tp, window=env.window if cls.sliding else 0.0,
-                                 launch_s=eager)
+        return model.attention.prefill_ops(env.dev, env.by, tokens=tp * T, seqs=tp * T / N, new_tokens=N,
+                                           prefix_tokens=P, tp=tp, window=env.window if cls.sliding else 0.0,
+                                           launch_s=eager)
 
     layers, layer_s, counts, tail = shared_die_layers(env, shape, attention, m)
     seqs = tp * _f(p.batch_tokens) / N
@@ -72,7 +71,7 @@ def _memory(env: Env, p: PrefillArrays, shape: SharedDieShape) -> tuple[dict[str
     weights = mem.weight_bytes(model, by, mem.WeightShare(tp, shape.slots))
     seqs = tp * B / env.new_input_tokens
     kv = seqs * mem.kv_bytes_per_sequence(model, by, context=env.input_tokens, tp=tp) / tp
-    k = model.file.ffn.top_k if model.is_moe else 0
+    k = model.ffn.top_k if model.is_moe else 0
     imb = moe.expert_imbalance(model, ep=shape.ep, redundant=shape.redundant, copies_per_die=shape.die_tokens * k,
                                skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=shape.static)
     ws = mem.workspace_bytes(model, tokens=tp * shape.die_tokens, expert_copies=shape.die_tokens * k * imb,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.cost.roofline import Array, Cost
+from planner.cost.roofline import Array
 from planner.serving.layers import LayerCost
 
 
@@ -29,6 +29,3 @@ class PoolStep:
     fits: Array
     max_batch: Array = field(default_factory=lambda: np.zeros(0))
 
-
-def once_cost(cost: Cost) -> Array:
-    return cost.time_s

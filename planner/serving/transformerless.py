@@ -21,7 +21,6 @@ import numpy as np
 
 from planner.cost import elementwise, moe
 from planner.cost import memory as mem
-from planner.cost.attention import attention_decode
 from planner.cost.ffn import dense_ffn
 from planner.cost.roofline import Array, Cost, gemm, sum_costs
 from planner.serving.context import Env
@@ -63,8 +62,8 @@ def _f(x: Array) -> Array:
 def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]]:
     ctx = min(env.decode_context_tokens, env.window) if cls.sliding else env.decode_context_tokens
     g = s.tp * s.tokens
-    ops = attention_decode(env.dev, env.model, env.by, tokens=g, seqs=s.tp * s.seqs,
-                           context=np.full(np.shape(g), ctx), tp=s.tp)
+    ops = env.model.attention.decode_ops(env.dev, env.by, tokens=g, seqs=s.tp * s.seqs,
+                                         context=np.full(np.shape(g), ctx), tp=s.tp)
     ops["elementwise"] = elementwise.token_side(env.dev, env.model, env.by, tokens=g, tp=s.tp,
                                                 ffn="moe" if cls.moe else "dense")
     comm = {"tp_allreduce_attention": allreduce_s(env.hw, g * env.model.hidden * env.by.out, s.tp,
@@ -80,7 +79,7 @@ def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cos
 
 def _expert_side(env: Env, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array], Array]:
     """Expert compute of one domain's micro-batch, A2E + E2A, and the expert-side link time."""
-    model, h, k = env.model, env.model.hidden, env.model.file.ffn.top_k
+    model, h, k = env.model, env.model.hidden, env.model.ffn.top_k
     copies = s.A_d * s.tokens * k / s.E
     imb = moe.expert_imbalance(model, ep=s.ep, redundant=s.redundant, copies_per_die=copies,
                                skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=s.static)
@@ -108,8 +107,8 @@ def _attention_side_shared(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[s
     if n < 4096:
         return _attention_side(env, cls, s)
     rows = np.stack([s.tp, s.tokens, s.seqs], axis=1)
-    key = rows @ np.array([1.0, 1e4, 1e9 + 7.0])  # exact for these integer-ish magnitudes
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
     small = _Shape(tokens=s.tokens[first], seqs=s.seqs[first], A_d=s.A_d[first], E=s.E[first], tp=s.tp[first],
                    ep=s.ep[first], slots=s.slots[first], redundant=s.redundant[first], static=s.static[first])
     ops, comm = _attention_side(env, cls, small)
@@ -139,7 +138,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     m, D = _f(d.micro_batches), _f(d.domains)
     q = 1 + env.draft_tokens
     b_mb = _f(d.batch) / m
-    slots = (model.file.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
+    slots = (model.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
     s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
                ep=_f(d.ep), slots=slots, redundant=_f(d.redundant),
                static=moe.static_imbalance(model, ep=_f(d.ep), redundant=_f(d.redundant), skewed=env.skewed,
@@ -173,7 +172,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
 
 def transformerless_fits(env: Env, d: TransformerlessArrays) -> tuple[Array, Array]:
     """Memory check alone (cheap): (fits, largest batch), so a search can skip pricing misfits."""
-    slots = (env.model.file.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
+    slots = (env.model.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
     s = _Shape(tokens=_f(d.batch), seqs=_f(d.batch), A_d=_f(d.attention_dies) / _f(d.domains), E=_f(d.expert_dies),
                tp=_f(d.tp), ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), static=np.ones_like(slots))
     _, max_b, fits_experts = _memory(env, d, s)
@@ -191,7 +190,7 @@ def _memory(env: Env, d: TransformerlessArrays, s: _Shape) -> tuple[dict[str, Ar
                                  tp=s.tp)
     usable = mem.usable_bytes(env.hw)
     max_b = mem.max_batch(usable - sum(att_w.values()), kv_seq + ws_seq)
-    copies = s.A_d * _f(d.batch) / _f(d.micro_batches) * q * model.file.ffn.top_k / s.E
+    copies = s.A_d * _f(d.batch) / _f(d.micro_batches) * q * model.ffn.top_k / s.E
     exp_ws = mem.workspace_bytes(model, tokens=np.zeros_like(s.tp), expert_copies=copies * 2,
                                  logits_tokens=np.zeros_like(s.tp), tp=s.tp)
     fits_experts = sum(exp_w.values()) + exp_ws <= usable

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from planner import catalog
-from planner.spec.files import HardwareFile, ModelFile
+from planner.inputs.files import HardwareFile, ModelFile
 
 
 def _json_out(run: Any) -> dict[str, Any]:
@@ -38,9 +38,9 @@ def fake_catalog(tmp_path: Path, profile_dict: dict, model_dict: dict, write_tom
 
 
 @pytest.mark.parametrize("group", ["profiles", "models"])
-def test_list_shipped(group: str, run_cli) -> None:
+def test_list_shipped(group: str, run_planner) -> None:
     """What ``make plan`` runs: every shipped file loads and gets a row."""
-    run = run_cli(group, "list")
+    run = run_planner(group, "list")
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
     kind = "hardware_profiles" if group == "profiles" else "models"
@@ -48,12 +48,12 @@ def test_list_shipped(group: str, run_cli) -> None:
         assert name in run.stdout
 
 
-def test_list_uses_the_catalog(fake_catalog: Path, run_main) -> None:
-    profiles = run_main("profiles", "list")
+def test_list_uses_the_catalog(fake_catalog: Path, run_planner) -> None:
+    profiles = run_planner("profiles", "list")
     assert profiles.returncode == 0, profiles.stderr
     for text in ("test-npu", "Test NPU", "bf16 int8", "376.0", "1.60", "d2d 2, ub 32"):
         assert text in profiles.stdout
-    models = run_main("models", "list")
+    models = run_planner("models", "list")
     assert models.returncode == 0, models.stderr
     for text in ("tiny-moe", "Tiny MoE (test)", "2 of 8 + 1 shared", "4.22M", "2.20M"):
         assert text in models.stdout
@@ -62,23 +62,23 @@ def test_list_uses_the_catalog(fake_catalog: Path, run_main) -> None:
 # --------------------------------------------------------------------------- show
 
 
-def test_profile_show_table(profile_path: Path, run_cli) -> None:
-    run = run_cli("profiles", "show", str(profile_path))
+def test_profile_show_table(profile_path: Path, run_planner) -> None:
+    run = run_planner("profiles", "show", str(profile_path))
     assert run.returncode == 0, run.stderr
     for text in ("fabrics[1].efficiency", "decay_start_ranks", "1.60 TB/s", "752.00 TFLOP/s",
                  "1.00 ms", "calibrated from test-row-1", "tests/conftest.py fixture"):
         assert text in run.stdout
 
 
-def test_model_show_table(model_path: Path, run_cli) -> None:
-    run = run_cli("models", "show", str(model_path))
+def test_model_show_table(model_path: Path, run_planner) -> None:
+    run = run_planner("models", "show", str(model_path))
     assert run.returncode == 0, run.stderr
     for text in ("num_routed_experts", "derived/reported", "1.0008", "0.9990", "1.18M"):
         assert text in run.stdout
 
 
-def test_profile_show_json(profile_path: Path, profile_dict: dict, run_cli) -> None:
-    run = run_cli("profiles", "show", str(profile_path), "--json", "-")
+def test_profile_show_json(profile_path: Path, profile_dict: dict, run_planner) -> None:
+    run = run_planner("profiles", "show", str(profile_path), "--json", "-")
     payload = _json_out(run)
     assert str(profile_path.parent) not in run.stdout, "absolute path in JSON"
     assert payload["kind"] == "hardware_profile"
@@ -87,8 +87,8 @@ def test_profile_show_json(profile_path: Path, profile_dict: dict, run_cli) -> N
     assert HardwareFile.model_validate(payload["file"]) == HardwareFile.model_validate(profile_dict)
 
 
-def test_model_show_json(model_path: Path, model_dict: dict, run_cli) -> None:
-    run = run_cli("models", "show", str(model_path), "--json", "-")
+def test_model_show_json(model_path: Path, model_dict: dict, run_planner) -> None:
+    run = run_planner("models", "show", str(model_path), "--json", "-")
     payload = _json_out(run)
     assert str(model_path.parent) not in run.stdout, "absolute path in JSON"
     assert payload["kind"] == "model_card"
@@ -101,51 +101,51 @@ def test_model_show_json(model_path: Path, model_dict: dict, run_cli) -> None:
     assert derived["derived_over_reported"]["total"] == pytest.approx(4_223_232 / 4.22e6)
 
 
-def test_show_json_is_deterministic(model_path: Path, run_cli) -> None:
-    first = run_cli("models", "show", str(model_path), "--json", "-")
-    second = run_cli("models", "show", str(model_path), "--json", "-")
+def test_show_json_is_deterministic(model_path: Path, run_planner) -> None:
+    first = run_planner("models", "show", str(model_path), "--json", "-")
+    second = run_planner("models", "show", str(model_path), "--json", "-")
     assert first.stdout == second.stdout
 
 
-def test_show_json_to_file(tmp_path: Path, profile_path: Path, run_cli) -> None:
+def test_show_json_to_file(tmp_path: Path, profile_path: Path, run_planner) -> None:
     out = tmp_path / "profile.json"
-    run = run_cli("profiles", "show", str(profile_path), "--json", str(out))
+    run = run_planner("profiles", "show", str(profile_path), "--json", str(out))
     assert run.returncode == 0, run.stderr
     assert "decay_start_ranks" in run.stdout, "the table is still printed"
     assert json.loads(out.read_text())["file"]["name"] == "test-npu"
 
 
-def test_show_json_unwritable(tmp_path: Path, profile_path: Path, run_cli) -> None:
+def test_show_json_unwritable(tmp_path: Path, profile_path: Path, run_planner) -> None:
     out = tmp_path / "no-such-dir" / "profile.json"
-    run = run_cli("profiles", "show", str(profile_path), "--json", str(out))
+    run = run_planner("profiles", "show", str(profile_path), "--json", str(out))
     assert run.returncode == 2
     assert "profile.json" in run.stderr_line() and "cannot write" in run.stderr
 
 
-def test_show_resolves_shipped_names(fake_catalog: Path, run_main) -> None:
-    profile = run_main("profiles", "show", "test-npu", "--json", "-")
+def test_show_resolves_shipped_names(fake_catalog: Path, run_planner) -> None:
+    profile = run_planner("profiles", "show", "test-npu", "--json", "-")
     assert profile.returncode == 0, profile.stderr
     assert json.loads(profile.stdout)["file"]["name"] == "test-npu"
-    model = run_main("models", "show", "tiny-moe", "--json", "-")
+    model = run_planner("models", "show", "tiny-moe", "--json", "-")
     assert model.returncode == 0, model.stderr
     assert json.loads(model.stdout)["file"]["name"] == "tiny-moe"
 
 
 @pytest.mark.parametrize("name", catalog.shipped_names("hardware_profiles")[:1]
                          + catalog.shipped_names("models")[:1])
-def test_show_a_shipped_name(name: str, run_cli) -> None:
+def test_show_a_shipped_name(name: str, run_planner) -> None:
     group = "profiles" if name in catalog.shipped_names("hardware_profiles") else "models"
-    payload = _json_out(run_cli(group, "show", name, "--json", "-"))
+    payload = _json_out(run_planner(group, "show", name, "--json", "-"))
     assert payload["file"]["name"] == name
 
 
 # --------------------------------------------------------------------------- validate
 
 
-def test_validate_ok(profile_path: Path, model_path: Path, run_cli) -> None:
-    run = run_cli("profiles", "validate", str(profile_path))
+def test_validate_ok(profile_path: Path, model_path: Path, run_planner) -> None:
+    run = run_planner("profiles", "validate", str(profile_path))
     assert (run.returncode, run.stdout, run.stderr) == (0, f"ok {profile_path}\n", "")
-    run = run_cli("models", "validate", str(model_path))
+    run = run_planner("models", "validate", str(model_path))
     assert (run.returncode, run.stdout, run.stderr) == (0, f"ok {model_path}\n", "")
 
 
@@ -156,37 +156,37 @@ CARD_TOML = 'name = "stub"\n'
 
 @pytest.fixture
 def stub_importer(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str | None]]:
-    """Replace planner.spec.hf_import with a stub; returns the list of calls it received."""
+    """Replace planner.inputs.hf_import with a stub; returns the list of calls it received."""
     calls: list[tuple[Path, str | None]] = []
 
     def import_hf_config(path: Path, *, name: str | None = None) -> tuple[dict, str]:
         calls.append((path, name))
         return {"name": name or "stub"}, CARD_TOML
 
-    module = types.ModuleType("planner.spec.hf_import")
+    module = types.ModuleType("planner.inputs.hf_import")
     module.import_hf_config = import_hf_config  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "planner.spec.hf_import", module)
+    monkeypatch.setitem(sys.modules, "planner.inputs.hf_import", module)
     return calls
 
 
-def test_import_to_stdout(stub_importer, run_main) -> None:
-    run = run_main("models", "import", "config.json", "--name", "my-model")
+def test_import_to_stdout(stub_importer, run_planner) -> None:
+    run = run_planner("models", "import", "config.json", "--name", "my-model")
     assert (run.returncode, run.stdout, run.stderr) == (0, CARD_TOML, "")
     assert stub_importer == [(Path("config.json"), "my-model")]
 
 
-def test_import_output_refuses_overwrite(tmp_path: Path, stub_importer, run_main) -> None:
+def test_import_output_refuses_overwrite(tmp_path: Path, stub_importer, run_planner) -> None:
     out = tmp_path / "card.toml"
-    first = run_main("models", "import", "config.json", "--output", str(out))
+    first = run_planner("models", "import", "config.json", "--output", str(out))
     assert first.returncode == 0, first.stderr
     assert out.read_text() == CARD_TOML
     out.write_text("keep me\n")
-    second = run_main("models", "import", "config.json", "--output", str(out))
+    second = run_planner("models", "import", "config.json", "--output", str(out))
     assert second.returncode == 2
     line = second.stderr_line()
     assert "card.toml" in line and "exists" in line and "--force" in line
     assert out.read_text() == "keep me\n"
-    forced = run_main("models", "import", "config.json", "-o", str(out), "--force")
+    forced = run_planner("models", "import", "config.json", "-o", str(out), "--force")
     assert forced.returncode == 0, forced.stderr
     assert out.read_text() == CARD_TOML
 
@@ -202,26 +202,26 @@ TINY_QWEN3_MOE = {
 }
 
 
-def test_import_real_config_roundtrip(tmp_path: Path, run_cli) -> None:
+def test_import_real_config_roundtrip(tmp_path: Path, run_planner) -> None:
     """End to end with the real importer: the written card validates and shows."""
-    pytest.importorskip("planner.spec.hf_import")
+    pytest.importorskip("planner.inputs.hf_import")
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_QWEN3_MOE))
     out = tmp_path / "tiny-qwen.toml"
-    run = run_cli("models", "import", str(config), "--name", "tiny-qwen", "--output", str(out))
+    run = run_planner("models", "import", str(config), "--name", "tiny-qwen", "--output", str(out))
     assert run.returncode == 0, run.stderr
-    payload = _json_out(run_cli("models", "show", str(out), "--json", "-"))
+    payload = _json_out(run_planner("models", "show", str(out), "--json", "-"))
     assert payload["file"]["name"] == "tiny-qwen"
     assert payload["file"]["ffn"]["num_routed_experts"] == 8
 
 
 @pytest.mark.parametrize("content", [None, "{not json", "[1, 2]"])
-def test_import_bad_config(content: str | None, tmp_path: Path, run_cli) -> None:
-    pytest.importorskip("planner.spec.hf_import")
+def test_import_bad_config(content: str | None, tmp_path: Path, run_planner) -> None:
+    pytest.importorskip("planner.inputs.hf_import")
     config = tmp_path / "bad-config.json"
     if content is not None:
         config.write_text(content)
-    run = run_cli("models", "import", str(config))
+    run = run_planner("models", "import", str(config))
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     assert "bad-config.json" in run.stderr_line()

@@ -1,7 +1,8 @@
 """Bad input: exit code 2, exactly one stderr line naming the file, the field and the fix.
 
-Every case runs ``python -m planner`` in a subprocess, so the whole path from argv to exit
-code is exercised, including the absence of a traceback.
+Every case runs ``planner.cli.main()`` in-process on an argv (``run_planner``), so the whole
+path from argv to exit code is exercised; a traceback (an exception other than ``SystemExit``)
+fails the test.
 """
 
 from __future__ import annotations
@@ -68,45 +69,45 @@ PROFILE_CASES = {
 
 @pytest.mark.parametrize("case", sorted(PROFILE_CASES))
 def test_profile_field_errors(case: str, tmp_path: Path, profile_dict: dict, write_toml,
-                              run_cli) -> None:
+                              run_planner) -> None:
     mutate, needles = PROFILE_CASES[case]
     mutate(profile_dict)
     path = write_toml(tmp_path / "bad-profile.toml", profile_dict)
-    assert_bad_input(run_cli("profiles", "show", str(path)), "bad-profile.toml", *needles)
+    assert_bad_input(run_planner("profiles", "show", str(path)), "bad-profile.toml", *needles)
 
 
 def test_profile_without_any_peak(tmp_path: Path, profile_dict: dict, write_toml,
-                                  run_cli) -> None:
+                                  run_planner) -> None:
     profile_dict["peak"] = {"source": "no numbers at all"}
     path = write_toml(tmp_path / "bad-profile.toml", profile_dict)
-    assert_bad_input(run_cli("profiles", "show", str(path)), "bad-profile.toml", "'peak'",
+    assert_bad_input(run_planner("profiles", "show", str(path)), "bad-profile.toml", "'peak'",
                      "bf16_flops_per_s")
 
 
-def test_malformed_toml(tmp_path: Path, profile_path: Path, run_cli) -> None:
+def test_malformed_toml(tmp_path: Path, profile_path: Path, run_planner) -> None:
     text = profile_path.read_text().replace("hbm_bytes = 64000000000.0", "hbm_bytes = 64 GB")
     path = tmp_path / "broken.toml"
     path.write_text(text)
-    assert_bad_input(run_cli("profiles", "show", str(path)), "broken.toml", "malformed TOML",
+    assert_bad_input(run_planner("profiles", "show", str(path)), "broken.toml", "malformed TOML",
                      "line", "fix:")
 
 
-def test_directory_is_unreadable(tmp_path: Path, run_cli) -> None:
+def test_directory_is_unreadable(tmp_path: Path, run_planner) -> None:
     folder = tmp_path / "folder.toml"
     folder.mkdir()
-    assert_bad_input(run_cli("profiles", "show", str(folder)), "folder.toml", "cannot read",
+    assert_bad_input(run_planner("profiles", "show", str(folder)), "folder.toml", "cannot read",
                      "fix:")
 
 
-def test_non_utf8_file(tmp_path: Path, run_cli) -> None:
+def test_non_utf8_file(tmp_path: Path, run_planner) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b'name = "caf\xe9"\n')
-    assert_bad_input(run_cli("models", "show", str(path)), "latin1.toml", "UTF-8", "fix:")
+    assert_bad_input(run_planner("models", "show", str(path)), "latin1.toml", "UTF-8", "fix:")
 
 
-def test_nonexistent_path(tmp_path: Path, run_cli) -> None:
+def test_nonexistent_path(tmp_path: Path, run_planner) -> None:
     path = tmp_path / "nowhere" / "missing.toml"
-    assert_bad_input(run_cli("profiles", "show", str(path)), "missing.toml", "cannot read",
+    assert_bad_input(run_planner("profiles", "show", str(path)), "missing.toml", "cannot read",
                      "No such file")
 
 
@@ -123,23 +124,23 @@ MODEL_CASES = {
 
 @pytest.mark.parametrize("case", sorted(MODEL_CASES))
 def test_model_field_errors(case: str, tmp_path: Path, model_dict: dict, write_toml,
-                            run_cli) -> None:
+                            run_planner) -> None:
     mutate, needles = MODEL_CASES[case]
     mutate(model_dict)
     path = write_toml(tmp_path / "bad-card.toml", model_dict)
-    assert_bad_input(run_cli("models", "show", str(path)), "bad-card.toml", *needles)
+    assert_bad_input(run_planner("models", "show", str(path)), "bad-card.toml", *needles)
 
 
 # --------------------------------------------------------------------------- names
 
 
-def test_unknown_model_name(run_cli) -> None:
-    assert_bad_input(run_cli("models", "show", "no-such-model"), "unknown model",
+def test_unknown_model_name(run_planner) -> None:
+    assert_bad_input(run_planner("models", "show", "no-such-model"), "unknown model",
                      "'no-such-model'", "fix:")
 
 
-def test_unknown_profile_name(run_cli) -> None:
-    assert_bad_input(run_cli("profiles", "show", "no-such-npu"), "unknown hardware profile",
+def test_unknown_profile_name(run_planner) -> None:
+    assert_bad_input(run_planner("profiles", "show", "no-such-npu"), "unknown hardware profile",
                      "'no-such-npu'", "fix:")
 
 
@@ -160,11 +161,11 @@ def test_unsupported_dtype_names_file_section_and_fix(profile_path: Path) -> Non
 
 
 def test_validate_reports_every_bad_file(tmp_path: Path, profile_path: Path,
-                                         profile_dict: dict, write_toml, run_cli) -> None:
+                                         profile_dict: dict, write_toml, run_planner) -> None:
     profile_dict["memory"]["hbm_bytes"] = -5
     bad = write_toml(tmp_path / "negative-hbm.toml", profile_dict)
     missing = tmp_path / "missing.toml"
-    run = run_cli("profiles", "validate", str(bad), str(profile_path), str(missing))
+    run = run_planner("profiles", "validate", str(bad), str(profile_path), str(missing))
     assert run.returncode == EXIT_BAD_INPUT
     assert "Traceback" not in run.stderr
     assert run.stdout.splitlines() == [f"ok {profile_path}"]
@@ -175,10 +176,10 @@ def test_validate_reports_every_bad_file(tmp_path: Path, profile_path: Path,
 
 
 def test_models_validate_bad_file(tmp_path: Path, model_dict: dict, write_toml,
-                                  run_cli) -> None:
+                                  run_planner) -> None:
     model_dict["num_layers"] = 0
     bad = write_toml(tmp_path / "zero-layers.toml", model_dict)
-    assert_bad_input(run_cli("models", "validate", str(bad)), "zero-layers.toml", "num_layers")
+    assert_bad_input(run_planner("models", "validate", str(bad)), "zero-layers.toml", "num_layers")
 
 
 # --------------------------------------------------------------------------- usage errors
@@ -195,13 +196,13 @@ USAGE_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(USAGE_CASES))
-def test_usage_errors(case: str, run_cli) -> None:
+def test_usage_errors(case: str, run_planner) -> None:
     args, needles = USAGE_CASES[case]
-    assert_bad_input(run_cli(*args), *needles)
+    assert_bad_input(run_planner(*args), *needles)
 
 
-def test_help_exits_zero(run_cli) -> None:
-    run = run_cli("profiles", "--help")
+def test_help_exits_zero(run_planner) -> None:
+    run = run_planner("profiles", "--help")
     assert run.returncode == 0
     assert "validate" in run.stdout
     assert run.stderr == ""

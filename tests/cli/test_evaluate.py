@@ -1,19 +1,17 @@
 """``planner evaluate LAYOUT.toml``: the JSON document, the rich breakdown, and bad layouts.
 
-Every case runs ``python -m planner`` in a subprocess.  The numbers the JSON reports are checked
-against values computed here from the layout file and the hardware profile (read with tomllib,
-not through the planner), so a wrong die count or a per-die figure divided by the wrong pool
-fails.
+Every case runs the CLI in-process (``run_planner``: argv to exit code, stdout and stderr).  The
+numbers the JSON reports are checked against values computed here from the layout file and the
+hardware profile (read with tomllib, not through the planner), so a wrong die count or a per-die
+figure divided by the wrong pool fails.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import tomllib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,16 +28,15 @@ COLLOCATED_EXAMPLE = "llama-3.1-70b-h100-collocated.toml"
 REL = 1e-12
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "planner", *args], capture_output=True, text=True,
-                          env=env, timeout=120, check=False, cwd=ROOT)
+@pytest.fixture(scope="module")
+def json_run(run_planner) -> Callable[[str], Any]:
+    """``json_run(example)``: one ``evaluate --json -`` run per example, shared by this module."""
 
+    @cache
+    def run(example: str) -> Any:
+        return run_planner("evaluate", f"examples/{example}", "--json", "-")
 
-@cache
-def _json_run(example: str) -> subprocess.CompletedProcess[str]:
-    """One ``--json -`` run per example, shared by the tests of this module."""
-    return _run("evaluate", f"examples/{example}", "--json", "-")
+    return run
 
 
 def _layout(example: str) -> dict[str, Any]:
@@ -70,8 +67,8 @@ def _approx(x: float) -> Any:
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_json_is_sorted_and_complete(example: str) -> None:
-    run = _json_run(example)
+def test_json_is_sorted_and_complete(example: str, json_run) -> None:
+    run = json_run(example)
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
     doc = json.loads(run.stdout)
@@ -95,8 +92,8 @@ def test_json_is_sorted_and_complete(example: str) -> None:
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_dies_and_chips(example: str) -> None:
-    doc = json.loads(_json_run(example).stdout)
+def test_dies_and_chips(example: str, json_run) -> None:
+    doc = json.loads(json_run(example).stdout)
     layout = _layout(example)
     prefill_dies, decode_dies = _pool_dies(layout)
     per_chip = _profile(layout["scenario"]["hardware"])["dies_per_chip"]
@@ -104,16 +101,16 @@ def test_dies_and_chips(example: str) -> None:
     assert doc["chips"] == _approx((prefill_dies + decode_dies) / per_chip)
 
 
-def test_cloudmatrix_has_two_dies_per_chip() -> None:
-    doc = json.loads(_json_run(PD_EXAMPLE).stdout)
+def test_cloudmatrix_has_two_dies_per_chip(json_run) -> None:
+    doc = json.loads(json_run(PD_EXAMPLE).stdout)
     assert doc["dies"] == 4 * 72 + 2 * 192 == 672  # examples/deepseek-v3-cloudmatrix384-pd.toml
     assert doc["chips"] == 336
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_decode_rates(example: str) -> None:
+def test_decode_rates(example: str, json_run) -> None:
     """tpot = step / tokens per step; per die over every decode die (expert dies too)."""
-    doc, layout = json.loads(_json_run(example).stdout), _layout(example)
+    doc, layout = json.loads(json_run(example).stdout), _layout(example)
     dec, d = doc["decode"], layout["decode"]
     scenario = layout["scenario"]
     work = {"input_tokens": 4096, "output_tokens": 1024, **scenario.get("workload", {})}
@@ -135,8 +132,8 @@ def test_decode_rates(example: str) -> None:
 
 
 @pytest.mark.parametrize("example", [e for e in EXAMPLES if e != COLLOCATED_EXAMPLE])
-def test_prefill_rates(example: str) -> None:
-    doc, layout = json.loads(_json_run(example).stdout), _layout(example)
+def test_prefill_rates(example: str, json_run) -> None:
+    doc, layout = json.loads(json_run(example).stdout), _layout(example)
     pre, p = doc["prefill"], layout["prefill"]
     prefill_dies, _ = _pool_dies(layout)
     hit = layout["scenario"].get("workload", {}).get("cache_hit_rate", 0.0)
@@ -150,25 +147,25 @@ def test_prefill_rates(example: str) -> None:
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_json_is_deterministic(example: str) -> None:
-    first, second = _json_run(example), _run("evaluate", f"examples/{example}", "--json", "-")
+def test_json_is_deterministic(example: str, json_run, run_planner) -> None:
+    first, second = json_run(example), run_planner("evaluate", f"examples/{example}", "--json", "-")
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout
 
 
-def test_json_has_no_absolute_paths() -> None:
-    assert str(ROOT) not in _json_run(PD_EXAMPLE).stdout
+def test_json_has_no_absolute_paths(json_run) -> None:
+    assert str(ROOT) not in json_run(PD_EXAMPLE).stdout
 
 
-def test_flags_override_the_layout_scenario() -> None:
-    run = _run("evaluate", f"examples/{PD_EXAMPLE}", "--input-tokens", "1024", "--output-tokens", "256",
+def test_flags_override_the_layout_scenario(json_run, run_planner) -> None:
+    run = run_planner("evaluate", f"examples/{PD_EXAMPLE}", "--input-tokens", "1024", "--output-tokens", "256",
                "--mtp-acceptance", "0", "--json", "-")
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
     assert doc["scenario"]["workload"]["input_tokens"] == 1024
     assert doc["decode"]["context_tokens"] == 1024 + 256 / 2
     assert doc["decode"]["tokens_per_step"] == 1.0
-    base = json.loads(_json_run(PD_EXAMPLE).stdout)
+    base = json.loads(json_run(PD_EXAMPLE).stdout)
     # Shorter context and no MTP draft layer: the decode step cannot get slower.
     assert doc["decode"]["step_s"] < base["decode"]["step_s"]
 
@@ -184,8 +181,8 @@ RICH_NEEDLES = {
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_rich_output_shows_the_breakdown(example: str) -> None:
-    run = _run("evaluate", f"examples/{example}")
+def test_rich_output_shows_the_breakdown(example: str, run_planner) -> None:
+    run = run_planner("evaluate", f"examples/{example}")
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     out = run.stdout
@@ -199,7 +196,7 @@ def test_rich_output_shows_the_breakdown(example: str) -> None:
 # --------------------------------------------------------------------------- bad layouts
 
 
-def _assert_bad(run: subprocess.CompletedProcess[str], *needles: str) -> str:
+def _assert_bad(run: Any, *needles: str) -> str:
     assert run.returncode == EXIT_BAD_INPUT, (run.returncode, run.stdout[:200], run.stderr)
     assert "Traceback" not in run.stderr
     lines = run.stderr.splitlines()
@@ -259,33 +256,33 @@ BAD_LAYOUTS: dict[str, tuple[dict[str, Any], list[str]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_LAYOUTS))
-def test_bad_layout(case: str, tmp_path: Path, write_toml) -> None:
+def test_bad_layout(case: str, tmp_path: Path, write_toml, run_planner) -> None:
     data, needles = BAD_LAYOUTS[case]
     path = write_toml(tmp_path / f"{case}.toml", data)
-    _assert_bad(_run("evaluate", str(path)), f"{case}.toml", *needles)
+    _assert_bad(run_planner("evaluate", str(path)), f"{case}.toml", *needles)
 
 
-def test_malformed_layout_toml(tmp_path: Path) -> None:
+def test_malformed_layout_toml(tmp_path: Path, run_planner) -> None:
     path = tmp_path / "broken.toml"
     path.write_text('mode = "pd"\n[decode\ninstances = 1\n', encoding="utf-8")
-    _assert_bad(_run("evaluate", str(path)), "broken.toml", "malformed TOML", "fix:")
+    _assert_bad(run_planner("evaluate", str(path)), "broken.toml", "malformed TOML", "fix:")
 
 
-def test_fp8_on_cloudmatrix_is_refused() -> None:
-    run = _run("evaluate", f"examples/{PD_EXAMPLE}", "--weights-dtype", "fp8", "--activations-dtype", "fp8")
+def test_fp8_on_cloudmatrix_is_refused(run_planner) -> None:
+    run = run_planner("evaluate", f"examples/{PD_EXAMPLE}", "--weights-dtype", "fp8", "--activations-dtype", "fp8")
     line = _assert_bad(run, "fp8", "cloudmatrix384")
     assert "int8" in line, "the fix should list the dtypes the profile has"
 
 
-def test_unknown_expert_balance() -> None:
-    _assert_bad(_run("evaluate", f"examples/{PD_EXAMPLE}", "--expert-balance", "wrong"),
+def test_unknown_expert_balance(run_planner) -> None:
+    _assert_bad(run_planner("evaluate", f"examples/{PD_EXAMPLE}", "--expert-balance", "wrong"),
                 "experts.balance", "perfect", "skewed")
 
 
-def test_unknown_model() -> None:
-    _assert_bad(_run("evaluate", f"examples/{PD_EXAMPLE}", "--model", "no-such-model"),
+def test_unknown_model(run_planner) -> None:
+    _assert_bad(run_planner("evaluate", f"examples/{PD_EXAMPLE}", "--model", "no-such-model"),
                 "unknown model", "'no-such-model'")
 
 
-def test_missing_layout_file(tmp_path: Path) -> None:
-    _assert_bad(_run("evaluate", str(tmp_path / "nowhere.toml")), "nowhere.toml", "cannot read")
+def test_missing_layout_file(tmp_path: Path, run_planner) -> None:
+    _assert_bad(run_planner("evaluate", str(tmp_path / "nowhere.toml")), "nowhere.toml", "cannot read")

@@ -1,4 +1,9 @@
-"""The core never imports typer or rich: only planner.cli and the planner.report package may."""
+"""The core never imports typer or rich: only planner.cli and the planner.report package may.
+
+This needs a fresh interpreter (the test process has typer and rich loaded already), so it is one
+of the few ``subprocess`` tests.  One probe process imports in two stages and reports the UI
+modules loaded after each: the input layer and the catalog first, then every other core module.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +12,42 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import planner
 
 UI_PACKAGES = ("typer", "rich", "click")
 UI_MODULES = {"planner.cli", "planner.report", "planner.__main__"}
+FIRST_STAGE = ("planner.inputs.files", "planner.catalog", "planner.inputs.model")
 
+# argv: the first-stage modules, "--", the rest; prints the UI modules loaded after each stage.
 PROBE = """
 import importlib, json, sys
-for name in sys.argv[1:]:
-    importlib.import_module(name)
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {ui!r})))
+split = sys.argv.index("--")
+loaded = []
+for stage in (sys.argv[1:split], sys.argv[split + 1:]):
+    for name in stage:
+        importlib.import_module(name)
+    loaded.append(sorted(m for m in sys.modules if m.split(".")[0] in {ui!r}))
+print(json.dumps(loaded))
 """
 
 
-def _ui_modules_loaded_by(*modules: str) -> list[str]:
+def _core_modules() -> list[str]:
+    """Every planner module except the CLI and the report renderer."""
+    return [m.name for m in pkgutil.walk_packages(planner.__path__, "planner.")
+            if m.name not in UI_MODULES and not m.name.startswith("planner.report.")]
+
+
+@pytest.mark.subprocess
+def test_no_core_module_imports_ui() -> None:
+    core = _core_modules()
+    assert core, "no core modules found"
+    assert set(FIRST_STAGE) <= set(core)
     code = PROBE.format(ui=set(UI_PACKAGES))
-    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code, *FIRST_STAGE, "--", *core], capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def test_spec_and_catalog_do_not_import_ui() -> None:
-    assert _ui_modules_loaded_by("planner.spec.files", "planner.catalog",
-                                 "planner.spec.model") == []
-
-
-def test_no_core_module_imports_ui() -> None:
-    """Every planner module except the CLI and the report renderer."""
-    core = [m.name for m in pkgutil.walk_packages(planner.__path__, "planner.")
-            if m.name not in UI_MODULES and not m.name.startswith("planner.report.")]
-    assert core, "no core modules found"
-    assert _ui_modules_loaded_by(*core) == []
+    after_inputs, after_core = json.loads(proc.stdout)
+    assert after_inputs == [], f"the input layer or the catalog imports {after_inputs}"
+    assert after_core == [], f"a core module imports {after_core}"

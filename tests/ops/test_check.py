@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.regress import GATED_METRIC, compare
+from planner.ops.check import GATED_METRIC, compare
 
 PROFILE_FILE = "hardware_profiles/cloudmatrix384.toml"
 
@@ -147,7 +147,7 @@ def test_infeasible_now_is_a_regression_and_feasible_again_an_improvement(base_d
 
 
 def test_baseline_without_modes_and_top_uses_the_plan_defaults(baseline):
-    from planner.regress import baseline_modes, baseline_top
+    from planner.ops.check import baseline_modes, baseline_top
     from planner.search.plan import ALL_MODES
 
     doc = json.loads(baseline.read_text())

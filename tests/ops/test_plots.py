@@ -2,14 +2,14 @@
 
 matplotlib is the optional ``plot`` extra: every test that draws asks for the ``mpl`` fixture
 (``pytest.importorskip``), so the suite runs without it.  The dev extra installs it, so CI
-draws.  The missing-extra test needs no matplotlib: it hides it in a subprocess.
+draws.  The missing-extra tests need no matplotlib: the ``no_matplotlib`` fixture makes it
+unimportable for one in-process CLI run.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,27 +24,22 @@ SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies"
 EXAMPLE = "examples/deepseek-v3-cloudmatrix384-pd.toml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Run the CLI with matplotlib made unimportable (a None entry in sys.modules blocks the import).
-NO_MATPLOTLIB = """
-import sys
-sys.modules["matplotlib"] = None
-from planner.cli import main
-sys.argv = ["planner", *sys.argv[1:]]
-main()
-"""
-
-
-def _run(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    env.pop("PLANNER_DATA_DIR", None)
-    head = ["-c", code] if code else ["-m", "planner"]
-    return subprocess.run([sys.executable, *head, *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False, cwd=ROOT)
-
 
 @pytest.fixture(scope="module")
 def mpl() -> Any:
     return pytest.importorskip("matplotlib")
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib unimportable until the test ends, as if it were not installed.
+
+    A None entry in ``sys.modules`` blocks ``import matplotlib``; the loaded submodules are
+    removed too, so ``from matplotlib.figure import Figure`` cannot bypass the block.
+    """
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +47,16 @@ def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("plots")
 
 
-@cache
-def _plot_run(command: str, path: Path) -> subprocess.CompletedProcess[str]:
-    """One run per (command, output file), shared by the tests of this module."""
-    args = SMALL_PLAN if command == "plan" else ("evaluate", EXAMPLE)
-    return _run(*args, "--plot", str(path))
+@pytest.fixture(scope="module")
+def plot_run(run_planner) -> Callable[[str, Path], Any]:
+    """``plot_run(command, path)``: one run per (command, output file), shared by this module."""
+
+    @cache
+    def run(command: str, path: Path) -> Any:
+        args = SMALL_PLAN if command == "plan" else ("evaluate", EXAMPLE)
+        return run_planner(*args, "--plot", str(path))
+
+    return run
 
 
 def _assert_image(path: Path) -> None:
@@ -74,9 +74,9 @@ def _assert_image(path: Path) -> None:
 
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
 @pytest.mark.parametrize("command", ["plan", "evaluate"])
-def test_plot_writes_a_non_empty_image(mpl: Any, out_dir: Path, command: str, suffix: str) -> None:
+def test_plot_writes_a_non_empty_image(mpl: Any, out_dir: Path, plot_run, command: str, suffix: str) -> None:
     path = out_dir / f"{command}{suffix}"
-    proc = _plot_run(command, path)
+    proc = plot_run(command, path)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"wrote {path}" in proc.stderr
@@ -86,9 +86,10 @@ def test_plot_writes_a_non_empty_image(mpl: Any, out_dir: Path, command: str, su
 def test_svg_is_byte_identical_across_runs(mpl: Any, tmp_path: Path) -> None:
     """Fixed size, DPI, hash salt and no date: the same document draws the same bytes."""
     from planner import plots
-    from planner.evaluate import evaluate, report_dict
-    from planner.spec.layout import load_layout
-    from planner.spec.scenario import build_scenario
+    from planner.documents import report_dict
+    from planner.evaluate import evaluate
+    from planner.inputs.layout import load_layout
+    from planner.inputs.scenario import build_scenario
 
     spec = load_layout(ROOT / EXAMPLE)
     doc = report_dict(evaluate(spec, build_scenario(spec.scenario, {}, where="test"), "test"))
@@ -102,9 +103,9 @@ def test_svg_is_byte_identical_across_runs(mpl: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [SMALL_PLAN, ("evaluate", EXAMPLE)], ids=["plan", "evaluate"])
-def test_unsupported_suffix_exits_2_with_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+def test_unsupported_suffix_exits_2_with_one_line(tmp_path: Path, run_planner, args: tuple[str, ...]) -> None:
     target = tmp_path / "front.pdf"
-    proc = _run(*args, "--plot", str(target))
+    proc = run_planner(*args, "--plot", str(target))
     assert proc.returncode == EXIT_BAD_INPUT
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
@@ -114,9 +115,10 @@ def test_unsupported_suffix_exits_2_with_one_line(tmp_path: Path, args: tuple[st
 
 
 @pytest.mark.parametrize("args", [SMALL_PLAN, ("evaluate", EXAMPLE)], ids=["plan", "evaluate"])
-def test_missing_matplotlib_exits_2_with_install_hint(tmp_path: Path, args: tuple[str, ...]) -> None:
+def test_missing_matplotlib_exits_2_with_install_hint(tmp_path: Path, no_matplotlib: None, run_planner,
+                                                      args: tuple[str, ...]) -> None:
     target = tmp_path / "front.png"
-    proc = _run(*args, "--plot", str(target), code=NO_MATPLOTLIB)
+    proc = run_planner(*args, "--plot", str(target))
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
@@ -124,17 +126,17 @@ def test_missing_matplotlib_exits_2_with_install_hint(tmp_path: Path, args: tupl
     assert not target.exists()
 
 
-def test_core_runs_without_matplotlib() -> None:
+def test_core_runs_without_matplotlib(no_matplotlib: None, run_planner) -> None:
     """No --plot, no matplotlib: evaluate works with the import blocked."""
-    proc = _run("evaluate", EXAMPLE, "--json", "-", code=NO_MATPLOTLIB)
+    proc = run_planner("evaluate", EXAMPLE, "--json", "-")
     assert proc.returncode == 0, proc.stderr
 
 
 # --------------------------------------------------------------------------- terminal view
 
 
-def test_plan_output_shows_the_pareto_front() -> None:
-    proc = _run(*SMALL_PLAN)
+def test_plan_output_shows_the_pareto_front(run_planner) -> None:
+    proc = run_planner(*SMALL_PLAN)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Pareto front ("))

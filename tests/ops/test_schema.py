@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from planner import schemas
+from planner.ops import schemas
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -66,7 +66,7 @@ def test_reports_cover_the_optional_parts(reports):
 
 def test_check_report_with_changes_validates(reports):
     """A check report with a changed layout, metric changes and a changed data file."""
-    from planner.regress import compare
+    from planner.ops.check import compare
 
     base = reports["plan"][0]
     now = copy.deepcopy(base)

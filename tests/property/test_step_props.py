@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 
 from planner import catalog
 from planner.cost import memory as mem
-from planner.cost.precision import Bytes
+from planner.cost.precision import BytesPerElement
+from planner.inputs.hardware import HardwareSpec
+from planner.inputs.scenario import Scenario, build_scenario, scenario_overrides
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, shared_decode_step
 from planner.serving.prefill import PrefillArrays, prefill_step
 from planner.serving.transformerless import TransformerlessArrays, transformerless_step
-from planner.spec.hardware import HardwareSpec
-from planner.spec.scenario import Scenario, build_scenario, scenario_overrides
 from planner.units import Dtype
 
 settings.register_profile("step-props-ci", derandomize=True, deadline=None, max_examples=40, database=None,
@@ -272,10 +272,10 @@ def test_vector_equals_scalar_when_chunked_and_unchunked_candidates_mix() -> Non
 # --------------------------------------------------------------------------- weights
 
 
-def _bytes(weights: str) -> Bytes:
+def _bytes(weights: str) -> BytesPerElement:
     """Bytes per element on h800; fp4 weights run with fp8 activations (w4a8, no fp4 peak there)."""
     acts = "fp8" if weights == "fp4" else weights
-    return Bytes.of(catalog.hardware("h800"), Dtype(weights), Dtype(acts), Dtype.BF16)
+    return BytesPerElement.of(catalog.hardware("h800"), Dtype(weights), Dtype(acts), Dtype.BF16)
 
 
 def _gqa_attention_and_ffn_elements(card: Any, tp_per_kv: int = 0) -> int:

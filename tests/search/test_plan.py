@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
-from planner.evaluate import evaluate
-from planner.goodput import layout_goodput
+from planner.evaluate import evaluate, layout_goodput
+from planner.inputs.layout import Mode, load_layout
+from planner.inputs.scenario import build_scenario, resolve_scenario, scenario_overrides
 from planner.search.plan import plan
-from planner.spec.layout import Mode, load_layout
-from planner.spec.scenario import build_scenario, resolve_scenario, scenario_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "default_plan.json"
@@ -31,7 +28,7 @@ def _plan(dies: int, tpot_s: float = 0.05, ttft_s: float = 2.0, modes: tuple = t
 
 
 def _best(result) -> float:
-    return max((p.metrics["goodput_requests_per_s"] for p in result.layouts), default=0.0)
+    return max((p.metrics.goodput_requests_per_s for p in result.layouts), default=0.0)
 
 
 def test_every_returned_layout_meets_its_slos():
@@ -40,9 +37,9 @@ def test_every_returned_layout_meets_its_slos():
     slo = result.scenario.slo
     for p in result.layouts + result.pareto:
         m = p.metrics
-        assert m["goodput_requests_per_s"] > 0
-        assert m["tpot_s"] <= slo.tpot_s * (1 + 1e-9), p.layout.to_dict()
-        assert m["ttft_s"] <= slo.ttft_s * (1 + 1e-6), p.layout.to_dict()
+        assert m.goodput_requests_per_s > 0
+        assert m.tpot_s <= slo.tpot_s * (1 + 1e-9), p.layout.to_dict()
+        assert m.ttft_s <= slo.ttft_s * (1 + 1e-6), p.layout.to_dict()
         assert p.dies <= result.budget
 
 
@@ -71,13 +68,13 @@ def test_pareto_front_is_nondominated():
         for b in front:
             if a is b:
                 continue
-            dominated = (b.per_die >= a.per_die and b.metrics["tpot_s"] <= a.metrics["tpot_s"]
-                         and (b.per_die > a.per_die or b.metrics["tpot_s"] < a.metrics["tpot_s"]))
+            dominated = (b.per_die >= a.per_die and b.metrics.tpot_s <= a.metrics.tpot_s
+                         and (b.per_die > a.per_die or b.metrics.tpot_s < a.metrics.tpot_s))
             assert not dominated
 
 
 def test_evaluate_reproduces_the_top_layouts(tmp_path):
-    from planner.spec.layout import layout_toml
+    from planner.inputs.layout import layout_toml
 
     for p in _plan(32).layouts[:3]:
         path = tmp_path / "layout.toml"
@@ -85,17 +82,16 @@ def test_evaluate_reproduces_the_top_layouts(tmp_path):
         written = load_layout(path)
         metrics = layout_goodput(evaluate(written, resolve_scenario(written.scenario), str(path)))
         for key in ("goodput_requests_per_s", "ttft_s", "tpot_s", "output_tokens_per_s_per_die"):
-            assert metrics[key] == pytest.approx(p.metrics[key], rel=1e-12), key
+            assert getattr(metrics, key) == pytest.approx(getattr(p.metrics, key), rel=1e-12), key
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "planner", *args], capture_output=True, text=True, cwd=ROOT)
+# The same plan in a fresh interpreter (another hash seed): tests/cli/test_smoke.py.
+SMALL_PLAN_JSON = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--weights-dtype", "fp8",
+                   "--activations-dtype", "fp8", "--json", "-")
 
 
-def test_plan_json_is_identical_across_runs_and_has_the_fields():
-    args = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--weights-dtype", "fp8",
-            "--activations-dtype", "fp8", "--json", "-")
-    first, second = _cli(*args), _cli(*args)
+def test_plan_json_is_identical_across_runs_and_has_the_fields(run_planner):
+    first, second = run_planner(*SMALL_PLAN_JSON), run_planner(*SMALL_PLAN_JSON)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
     doc = json.loads(first.stdout)
@@ -110,8 +106,8 @@ def test_plan_json_is_identical_across_runs_and_has_the_fields():
     assert "planned in" in first.stderr  # time spent goes to stderr, never into the JSON
 
 
-def test_impossible_slo_exits_3_with_nearest_misses():
-    out = _cli("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "8", "--weights-dtype", "fp8",
+def test_impossible_slo_exits_3_with_nearest_misses(run_planner):
+    out = run_planner("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "8", "--weights-dtype", "fp8",
                "--activations-dtype", "fp8", "--tpot-s", "0.001")
     assert out.returncode == 3
     assert "nearest misses" in out.stdout
@@ -120,15 +116,15 @@ def test_impossible_slo_exits_3_with_nearest_misses():
 
 @pytest.mark.parametrize("args", [("--modes", "bogus"), ("--tpot-s", "-1"), ("--top", "0"), ("--dies", "x"),
                                   ("--weights-dtype", "fp9"), ("--model", "no-such-model")])
-def test_bad_flags_exit_2_with_one_line(args):
-    out = _cli("plan", *args)
+def test_bad_flags_exit_2_with_one_line(run_planner, args):
+    out = run_planner("plan", *args)
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr
 
 
-def test_default_plan_matches_golden(update_golden):
-    out = _cli("plan", "--json", "-")
+def test_default_plan_matches_golden(run_planner, update_golden):
+    out = run_planner("plan", "--json", "-")
     assert out.returncode == 0, out.stderr
     if update_golden or not GOLDEN.exists():
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
@@ -151,8 +147,8 @@ def test_looser_tpot_never_lowers_the_best_goodput_with_length_histogram():
     assert all(b >= a * (1 - 1e-9) for a, b in zip(best, best[1:], strict=False)), best
 
 
-def test_example_scenario_file_plans():
-    out = _cli("plan", "examples/scenarios/qwen3-235b-h200-chat.toml", "--top", "2", "--json", "-")
+def test_example_scenario_file_plans(run_planner):
+    out = run_planner("plan", "examples/scenarios/qwen3-235b-h200-chat.toml", "--top", "2", "--json", "-")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     w = doc["scenario"]["workload"]

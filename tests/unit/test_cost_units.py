@@ -18,11 +18,11 @@ from planner.cost import elementwise
 from planner.cost.attention import attention_decode, causal_pairs, kv_bytes_per_token_per_die
 from planner.cost.memory import kv_bytes_per_sequence
 from planner.cost.moe import eplb_static_imbalance, expert_imbalance, popularity
-from planner.cost.precision import Bytes
+from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Device, gemm
+from planner.inputs.scenario import build_scenario, scenario_overrides
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, shared_decode_step
-from planner.spec.scenario import build_scenario, scenario_overrides
 from planner.units import Dtype
 from planner.xccl import allreduce_s, distinct
 
@@ -37,8 +37,8 @@ def _one(x: float) -> np.ndarray:
     return np.array([float(x)])
 
 
-def _bytes(hw: str, weights: str, acts: str, kv: str) -> Bytes:
-    return Bytes.of(catalog.hardware(hw), Dtype(weights), Dtype(acts), Dtype(kv))
+def _bytes(hw: str, weights: str, acts: str, kv: str) -> BytesPerElement:
+    return BytesPerElement.of(catalog.hardware(hw), Dtype(weights), Dtype(acts), Dtype(kv))
 
 
 # --------------------------------------------------------------------------- (a) decode GEMM

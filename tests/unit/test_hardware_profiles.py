@@ -13,8 +13,8 @@ import pytest
 
 from planner import catalog
 from planner.errors import UnsupportedDtypeError
-from planner.spec.files import Scope
-from planner.spec.hardware import HardwareSpec
+from planner.inputs.files import Scope
+from planner.inputs.hardware import HardwareSpec
 
 SHIPPED = sorted(
     ["cloudmatrix384", "atlas-800-a2", "h800", "h100", "h200", "b200", "gb200-nvl72"]

@@ -12,15 +12,15 @@ import pytest
 
 from planner import catalog
 from planner.errors import DataFileError
-from planner.spec.files import ModelFile, validate_data
-from planner.spec.hf_import import (
+from planner.inputs.files import ModelFile, validate_data
+from planner.inputs.hf_import import (
     DERIVED_PARAMS_SOURCE,
     SUPPORTED_ARCHITECTURES,
     card_from_hf_config,
     card_toml,
     import_hf_config,
 )
-from planner.spec.model import ModelSpec
+from planner.inputs.model import ModelSpec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "hf_configs"
 CONFIG_TO_CARD = {

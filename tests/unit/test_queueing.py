@@ -225,8 +225,12 @@ def test_decode_fixed_point_takes_the_smallest_of_two() -> None:
     assert tpot == pytest.approx(convex_tpot(b), rel=1e-14)
 
 
+@pytest.mark.subprocess
 def test_import_is_light() -> None:
-    """scipy.stats and scipy.optimize stay out of the import path (CLI start-up time)."""
+    """scipy.stats and scipy.optimize stay out of the import path (CLI start-up time).
+
+    A fresh interpreter: in the test process other tests have loaded scipy.stats already.
+    """
     code = ("import sys, planner.queueing; "
             "print(sorted(m for m in ('scipy.stats', 'scipy.optimize') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

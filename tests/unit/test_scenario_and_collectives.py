@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from planner import catalog
-from planner.spec.scenario import WorkloadSection
+from planner.inputs.scenario import WorkloadSection
 from planner.xccl import allgather_s, allreduce_s, fabric_efficiency
 
 

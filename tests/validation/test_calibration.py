@@ -1,7 +1,7 @@
 """Calibration gate: the profiles' efficiencies reproduce the published microbenchmarks.
 
 Every row of ``measurements/calibration.json`` is predicted with the planner's own cost model
-(``planner.calibration.predict``) and compared with the published value.  Roles:
+(``planner.ops.calibration.predict``) and compared with the published value.  Roles:
 
 - fit rows: the profile parameters were fitted on them (``fits``);
 - check rows (``check_only``): predicted and gated, never fitted (held-out kernels, layer-level
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner import calibration, catalog
+from planner import catalog
+from planner.ops import calibration
 
 # Gates over the fit + check rows (DESIGN asks for median <= 15%, no row beyond 40%; tightened to
 # what the calibration achieves with some margin: median ~2%, worst row 30%, a DeepGEMM N = 2112

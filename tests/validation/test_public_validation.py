@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.validation import validation_table
+from planner.ops.validation import validation_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "reference" / "validation_public.json"

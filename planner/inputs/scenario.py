@@ -8,7 +8,7 @@ activations, bf16 KV cache, one MTP draft token accepted with probability 0.7).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,9 +17,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from planner import catalog
-from planner.spec.files import PositiveFloat, PositiveInt, Strict, load_file
-from planner.spec.hardware import HardwareSpec
-from planner.spec.model import ModelSpec
+from planner.inputs.files import PositiveFloat, PositiveInt, Strict, load_file, plain
+from planner.inputs.hardware import HardwareSpec
+from planner.inputs.model import ModelSpec
 from planner.units import Dtype
 
 # "The hottest expert sees up to 30x the mean on one layer" (DESIGN.md section 3, published
@@ -95,37 +95,92 @@ class ScenarioFile(Strict):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Scenario:
-    """A resolved scenario: the files behind it loaded and validated."""
+class Workload:
+    """Request lengths (mean and coefficient of variation) and the prefix-cache hit rate."""
 
-    file: ScenarioFile
+    input_tokens: int
+    output_tokens: int
+    input_cv: float
+    output_cv: float
+    cache_hit_rate: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Precision:
+    """Dtypes of weights, GEMM activations and the KV cache."""
+
+    weights: Dtype
+    activations: Dtype
+    kv_cache: Dtype
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mtp:
+    """Multi-token prediction: draft tokens per step and the acceptance of each."""
+
+    draft_tokens: int
+    acceptance: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Slo:
+    """Service-level objectives: TTFT at a percentile, and mean TPOT."""
+
+    ttft_s: float
+    ttft_percentile: float
+    tpot_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Experts:
+    """Expert load: perfectly balanced, or skewed with the hottest expert at ``hot_expert_ratio`` x the mean."""
+
+    balance: ExpertBalance
+    hot_expert_ratio: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """A resolved scenario: the model and hardware it names loaded, every section as plain values."""
+
     model: ModelSpec
     hardware: HardwareSpec
+    dies: int
+    workload: Workload
+    precision: Precision
+    mtp: Mtp
+    slo: Slo
+    experts: Experts
+    _file: ScenarioFile = field(repr=False, compare=False)
+
+    @classmethod
+    def from_file(cls, file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec) -> Scenario:
+        """Plain values of a validated scenario whose model and hardware are already loaded."""
+        return cls(model=model, hardware=hardware, dies=file.dies, workload=plain(Workload, file.workload),
+                   precision=plain(Precision, file.precision), mtp=plain(Mtp, file.mtp), slo=plain(Slo, file.slo),
+                   experts=plain(Experts, file.experts), _file=file)
+
+    def document(self) -> dict[str, Any]:
+        """The validated scenario as a JSON-ready dict (reports, a layout's ``[scenario]`` table)."""
+        return self._file.model_dump(mode="json")
 
     @property
-    def workload(self) -> WorkloadSection:
-        return self.file.workload
-
-    @property
-    def precision(self) -> PrecisionSection:
-        return self.file.precision
-
-    @property
-    def slo(self) -> SloSection:
-        return self.file.slo
+    def file(self) -> ScenarioFile:
+        """Deprecated: the pydantic scenario; use the plain attributes or :meth:`document`."""
+        return self._file
 
     @property
     def mtp_draft_tokens(self) -> int:
         """Draft tokens per step; 0 when MTP is off (no MTP layer or acceptance 0)."""
-        m = self.file.mtp
-        if m.acceptance <= 0 or self.model.file.num_mtp_layers == 0:
+        m = self.mtp
+        if m.acceptance <= 0 or self.model.num_mtp_layers == 0:
             return 0
         return m.draft_tokens
 
     @property
     def tokens_per_step(self) -> float:
         """Expected tokens emitted per sequence per decode step: 1 + sum_i acceptance**i."""
-        a = self.file.mtp.acceptance
+        a = self.mtp.acceptance
         return 1.0 + sum(a**i for i in range(1, self.mtp_draft_tokens + 1))
 
     @property
@@ -141,7 +196,7 @@ class Scenario:
 
 def resolve_scenario(file: ScenarioFile) -> Scenario:
     """Load the model card and hardware profile a scenario names; check its precisions."""
-    scenario = Scenario(file=file, model=catalog.model(file.model), hardware=catalog.hardware(file.hardware))
+    scenario = Scenario.from_file(file, catalog.model(file.model), catalog.hardware(file.hardware))
     p = file.precision
     scenario.hardware.compute_dtype(p.weights, p.activations)
     return scenario
@@ -166,7 +221,7 @@ def load_scenario_file(path: Path) -> ScenarioFile:
 
 def build_scenario(base: ScenarioFile | None, overrides: dict[str, Any], where: str = "scenario") -> Scenario:
     """Defaults, then ``base`` (a scenario file or a layout's [scenario]), then flag overrides."""
-    from planner.spec.files import validate_data
+    from planner.inputs.files import validate_data
 
     data = merge_overrides((base or ScenarioFile()).model_dump(mode="json"), overrides)
     return resolve_scenario(validate_data(ScenarioFile, data, where))

@@ -83,7 +83,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def load_baseline(path: Path) -> dict[str, Any]:
     """Read a saved plan report and check the fields ``check`` uses (DataFileError, exit 2, if not)."""
-    from planner.search.plan import SCHEMA_VERSION
+    from planner.documents import SCHEMA_VERSION
 
     where = str(path)
     doc = _read_json(path)
@@ -105,8 +105,8 @@ def load_baseline(path: Path) -> dict[str, Any]:
 
 def baseline_modes(doc: dict[str, Any], where: str) -> tuple:
     """Modes the baseline searched (all modes when it does not record them)."""
+    from planner.inputs.layout import Mode
     from planner.search.plan import ALL_MODES
-    from planner.spec.layout import Mode
 
     if "modes" not in doc:
         return ALL_MODES
@@ -132,7 +132,7 @@ def baseline_top(doc: dict[str, Any], where: str) -> int:
 
 def top_metrics(doc: dict[str, Any]) -> dict[str, Any] | None:
     """The top-ranked layout of a plan report and its metrics; None when nothing was feasible."""
-    from planner.search.plan import sig
+    from planner.documents import sig
 
     if not doc["layouts"]:
         return None
@@ -168,7 +168,7 @@ def metric_changes(base: dict[str, Any], now: dict[str, Any], tolerance: float) 
     A changed top layout is a regression unless the best goodput per die rose by more than the
     tolerance (then the new layout is the improvement and is reported as one).
     """
-    from planner.search.plan import sig
+    from planner.documents import sig
 
     out = []
     gain = relative_change(base[GATED_METRIC], now[GATED_METRIC])
@@ -218,8 +218,9 @@ def check(path: Path, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
     -------
     The check report (see :func:`compare`); ``verdict`` is ``"regression"`` or ``"ok"``.
     """
-    from planner.search.plan import plan, plan_dict
-    from planner.spec.scenario import build_scenario
+    from planner.documents import plan_dict
+    from planner.inputs.scenario import build_scenario
+    from planner.search.plan import plan
 
     where = str(path)
     baseline = load_baseline(path)
@@ -291,9 +292,9 @@ def validate() -> dict[str, Any]:
     parameter was fitted on (calibration ``check_only`` rows and the system-level rows of
     ``validation.json``).  Upper-bound and gap rows are in neither median.
     """
-    from planner.calibration import calibration_table
-    from planner.search.plan import sig
-    from planner.validation import validation_table
+    from planner.documents import sig
+    from planner.ops.calibration import calibration_table
+    from planner.ops.validation import validation_table
 
     rows = [_calibration_row(r) for r in calibration_table()] + [_validation_row(r) for r in validation_table()]
     failing = [r["id"] for r in rows if r["gated"] and not r["within"]]

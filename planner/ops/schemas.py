@@ -81,7 +81,7 @@ def _enum(values: Iterable[str]) -> Schema:
 
 
 def _mode() -> Schema:
-    from planner.spec.layout import Mode
+    from planner.inputs.layout import Mode
 
     return _enum(m.value for m in Mode)
 
@@ -93,8 +93,8 @@ def file_defs() -> dict[str, Schema]:
     objects are closed): the files' schema of record, so the reports' copy cannot drift from it.
     A layout in a report is ``LayoutFile.to_dict()`` (no ``scenario`` key, unset keys dropped).
     """
-    from planner.spec.layout import LayoutFile
-    from planner.spec.scenario import ScenarioFile
+    from planner.inputs.layout import LayoutFile
+    from planner.inputs.scenario import ScenarioFile
 
     defs: dict[str, Schema] = {}
     for model in (ScenarioFile, LayoutFile):
@@ -134,7 +134,7 @@ def efficiencies() -> Schema:
 
 
 def evaluate_schema() -> Schema:
-    from planner.evaluate import SCHEMA_VERSION
+    from planner.documents import SCHEMA_VERSION
 
     prefill = obj({"step_s": NUM_OR_NULL, **_rates("input_tokens_per_s"), "fits_memory": BOOL,
                    "breakdown": _breakdown()})
@@ -168,7 +168,7 @@ def _near_miss() -> Schema:
 
 
 def plan_schema() -> Schema:
-    from planner.search.plan import SCHEMA_VERSION
+    from planner.documents import SCHEMA_VERSION
 
     search = obj({"candidates_evaluated": COUNT, "feasible": COUNT, "rejected_by_reason": open_map(COUNT),
                   "layouts_ranked": COUNT})
@@ -185,7 +185,7 @@ def plan_schema() -> Schema:
 
 
 def check_schema() -> Schema:
-    from planner.regress import CHECK_SCHEMA_VERSION, GATED_METRIC, METRICS
+    from planner.ops.check import CHECK_SCHEMA_VERSION, GATED_METRIC, METRICS
 
     top = obj({"mode": _mode(), "layout": LAYOUT, "dies": INT, "mtp": BOOL, GATED_METRIC: NUM,
                "goodput_requests_per_s": NUM, "ttft_s": NUM_OR_NULL, "tpot_s": NUM,
@@ -200,7 +200,7 @@ def check_schema() -> Schema:
 
 
 def validate_schema() -> Schema:
-    from planner.regress import VALIDATE_SCHEMA_VERSION
+    from planner.ops.check import VALIDATE_SCHEMA_VERSION
 
     row = obj({"id": STR, "file": _enum(("measurements/calibration.json", "measurements/validation.json")),
                "role": _enum(("fit", "check", "upper_bound", "gap", "system")), "profile": nullable(STR),

@@ -1,4 +1,5 @@
-"""Pydantic schemas for every hand-edited data file, and the one TOML loader.
+"""Pydantic schemas for every hand-edited data file, the one TOML loader, and :func:`plain`
+(a validated section -> the frozen dataclass the rest of the planner uses).
 
 Schemas forbid unknown keys, constrain every number, and are frozen.  Validation failures
 become a single-line :class:`~planner.errors.DataFileError` naming the file and the field.
@@ -7,6 +8,7 @@ become a single-line :class:`~planner.errors.DataFileError` naming the file and 
 from __future__ import annotations
 
 import tomllib
+from dataclasses import fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -296,6 +298,13 @@ class ModelFile(Strict):
 # --------------------------------------------------------------------------- loading
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+def plain(cls: type[T], section: BaseModel, **override: Any) -> T:
+    """The frozen dataclass ``cls`` filled from the same-named fields of a validated section."""
+    names = [f.name for f in fields(cls) if f.name not in override]
+    return cls(**{n: getattr(section, n) for n in names}, **override)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

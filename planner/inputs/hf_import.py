@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import DataFileError
-from planner.spec.files import SCHEMA_VERSION, ModelFile, validate_data
-from planner.spec.model import ModelSpec
-from planner.spec.toml_writer import toml_text
+from planner.inputs.files import SCHEMA_VERSION, ModelFile, validate_data
+from planner.inputs.model import ModelSpec
+from planner.inputs.toml_writer import toml_text
 
 DERIVED_PARAMS_SOURCE = (
     "derived, not reported: config.json holds no parameter counts, so reported_total and "
@@ -325,7 +325,7 @@ def card_from_hf_config(config: dict, *, name: str, where: str) -> dict:
     Returns
     -------
     dict
-        A card that validates against :class:`~planner.spec.files.ModelFile`.  Its
+        A card that validates against :class:`~planner.inputs.files.ModelFile`.  Its
         ``params`` are the derived counts, marked "derived, not reported" (see module doc).
 
     Raises
@@ -342,7 +342,7 @@ def card_from_hf_config(config: dict, *, name: str, where: str) -> dict:
     card["params"] = {"source": DERIVED_PARAMS_SOURCE, "reported_total": 1.0,
                       "reported_active": 1.0, "active_includes_embedding": False,
                       "active_includes_lm_head": True}
-    counts = ModelSpec(file=validate_data(ModelFile, card, where), path=Path(where)).param_counts()
+    counts = ModelSpec.from_file(validate_data(ModelFile, card, where), Path(where)).param_counts()
     card["params"].update(reported_total=counts.total, reported_active=counts.active)
     validate_data(ModelFile, card, where)
     return card

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 from scipy.optimize import least_squares
 
 from planner import catalog
-from planner.cost.attention import attention_decode
-from planner.cost.precision import Bytes
+from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Device, attention_core, gemm, sum_costs
-from planner.spec.hardware import HardwareSpec
+from planner.inputs.hardware import HardwareSpec, hardware_from_document
 from planner.units import Dtype
 from planner.xccl import CallCosts, a2e_s, all_to_all_s, allreduce_s, distinct, p2p_s, transfer_s
 
@@ -64,49 +62,38 @@ def row_key(row: Row) -> str:
 # --------------------------------------------------------------------------- parameters
 
 
-def _fabric_index(hw: HardwareSpec, name: str) -> int:
-    for i, fabric in enumerate(hw.file.fabrics):
-        if fabric.name == name:
-            return i
-    raise KeyError(f"{hw.name} has no fabric '{name}'")
-
-
-def _set(model: BaseModel, keys: list[str], value: float) -> BaseModel:
-    """Copy of a frozen pydantic model with the nested field ``keys`` set to ``value``."""
-    head, rest = keys[0], keys[1:]
-    if not rest:
-        return model.model_copy(update={head: float(value)})
-    return model.model_copy(update={head: _set(getattr(model, head), rest, value)})
+def _section(hw: HardwareSpec, document: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """(table of ``document`` holding the parameter ``path``, the parameter's key)."""
+    keys = path.split(".")
+    table = document
+    if keys[0] == "fabrics":
+        names = [fabric.name for fabric in hw.fabrics]
+        if keys[1] not in names:
+            raise KeyError(f"{hw.name} has no fabric '{keys[1]}'")
+        table, keys = document["fabrics"][names.index(keys[1])], keys[2:]
+    for key in keys[:-1]:
+        table = table[key]
+    return table, keys[-1]
 
 
 def with_params(hw: HardwareSpec, values: Mapping[str, float]) -> HardwareSpec:
     """``hw`` with profile parameters replaced, e.g. ``{"efficiency.gemm.max_frac": 0.75}``.
 
-    Paths are dotted field names of :class:`~planner.spec.files.HardwareFile`; a fabric is
-    named by its ``name``: ``fabrics.infiniband.efficiency.max_frac``.
+    Paths are dotted field names of :class:`~planner.inputs.files.HardwareFile`; a fabric is
+    named by its ``name``: ``fabrics.infiniband.efficiency.max_frac``.  The edited profile is
+    validated again, so a value outside the schema's range is an error.
     """
-    file = hw.file
+    document = hw.document()
     for path, value in values.items():
-        keys = path.split(".")
-        if keys[0] == "fabrics":
-            fabrics = list(file.fabrics)
-            i = _fabric_index(hw, keys[1])
-            fabrics[i] = _set(fabrics[i], keys[2:], value)
-            file = file.model_copy(update={"fabrics": fabrics})
-        else:
-            file = _set(file, keys, value)
-    return HardwareSpec(file=file, path=hw.path)
+        table, key = _section(hw, document, path)
+        table[key] = float(value)
+    return hardware_from_document(document, hw.path)
 
 
 def param_value(hw: HardwareSpec, path: str) -> float:
     """Current value of a profile parameter named by a dotted path."""
-    keys = path.split(".")
-    obj: Any = hw.file
-    if keys[0] == "fabrics":
-        obj, keys = hw.file.fabrics[_fabric_index(hw, keys[1])], keys[2:]
-    for key in keys:
-        obj = getattr(obj, key)
-    return float(obj)
+    table, key = _section(hw, hw.document(), path)
+    return float(table[key])
 
 
 # --------------------------------------------------------------------------- predictors
@@ -129,7 +116,7 @@ def _gemm(hw: HardwareSpec, p: Row) -> float:
 
 def _gemm_peak(hw: HardwareSpec, p: Row) -> float:
     """Asymptotic GEMM FLOP/s (M, K -> infinity): ``max_frac * peak``."""
-    return hw.file.efficiency.gemm.max_frac * hw.peak_flops_per_s(p.get("dtype", "fp8"))
+    return hw.gemm_efficiency.max_frac * hw.peak_flops_per_s(p.get("dtype", "fp8"))
 
 
 def _attention_work(p: Row) -> tuple[float, float]:
@@ -162,7 +149,7 @@ def _call_s(hw: HardwareSpec, op: str) -> float:
 
 def _a2a_time(hw: HardwareSpec, p: Row) -> np.ndarray:
     only = p.get("only_fabric")
-    fabric = hw.file.fabrics[_fabric_index(hw, only)] if only else None
+    fabric = hw.fabric_named(only) if only else None
     bpc = p["hidden"] * Dtype(p["dtype"]).bytes_per_element
     return all_to_all_s(hw, bytes_per_copy=bpc, tokens=_one(p["tokens"]), top_k=p["top_k"],
                         ranks=_one(p["ranks"]), dedup=p["dedup"], call_s=_call_s(hw, p["op"]),
@@ -203,23 +190,24 @@ def _allreduce_busbw(hw: HardwareSpec, p: Row) -> float:
 
 def _fabric_bandwidth(hw: HardwareSpec, p: Row) -> float:
     """Large-message bytes/s of one die over one fabric among ``ranks`` dies."""
-    fabric = hw.file.fabrics[_fabric_index(hw, p["fabric"])]
+    fabric = hw.fabric_named(p["fabric"])
     return float(p["bytes"] / transfer_s(fabric, _one(p["bytes"]), _one(p["ranks"]))[0])
 
 
 def _p2p_latency(hw: HardwareSpec, p: Row) -> float:
     """Seconds of one point-to-point send of ``bytes`` over one die link."""
-    fabric = hw.file.fabrics[_fabric_index(hw, p["fabric"])]
+    fabric = hw.fabric_named(p["fabric"])
     return float(p2p_s(fabric, _one(p["bytes"]), p.get("links", 1), CallCosts.of(hw).p2p_s)[0])
 
 
 def _attention_layer(hw: HardwareSpec, p: Row) -> float:
     """Seconds of one decode attention layer on one die (projections + core + TP all-reduce)."""
     model = catalog.model(p["model"])
-    by = Bytes.of(hw, p["weights"], p["activations"], p["kv"])
+    by = BytesPerElement.of(hw, p["weights"], p["activations"], p["kv"])
     dev = Device.of(hw, by.compute_dtype)
     tokens, tp = _one(p["tokens"]), _one(p["tp"])
-    ops = attention_decode(dev, model, by, tokens=tokens, seqs=_one(p["seqs"]), context=_one(p["context"]), tp=tp)
+    ops = model.attention.decode_ops(dev, by, tokens=tokens, seqs=_one(p["seqs"]), context=_one(p["context"]),
+                                     tp=tp)
     t = sum_costs(ops).time_s
     t = t + allreduce_s(hw, tokens * model.hidden * by.out, tp, CallCosts.of(hw).collective_s)
     return float(t[0])

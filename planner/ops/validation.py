@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from planner.catalog import data_dir
+from planner.documents import report_dict
 from planner.errors import DataFileError
-from planner.evaluate import evaluate, report_dict
-from planner.spec.layout import parse_layout
-from planner.spec.scenario import ScenarioFile, build_scenario
+from planner.evaluate import evaluate
+from planner.inputs.layout import parse_layout
+from planner.inputs.scenario import ScenarioFile, build_scenario
 
 
 def validation_path() -> Path:

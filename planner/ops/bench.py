@@ -11,9 +11,10 @@ import subprocess
 import sys
 import time
 
-from planner.search import space
+from planner.inputs.layout import Mode
+from planner.inputs.scenario import build_scenario
+from planner.modes import MODES
 from planner.search.score import score_decode
-from planner.spec.scenario import build_scenario
 
 LARGE = ["--hardware", "h800", "--dies", "3072", "--weights-dtype", "fp8", "--activations-dtype", "fp8"]
 
@@ -21,11 +22,11 @@ LARGE = ["--hardware", "h800", "--dies", "3072", "--weights-dtype", "fp8", "--ac
 def candidates_per_s(repeats: int = 3) -> tuple[float, int]:
     """Best-of-``repeats`` rate of the transformerless decode scorer (the largest pool space)."""
     scenario = build_scenario(None, {})
-    cands = space.transformerless_pools(scenario.model, scenario.file.dies)
+    cands = MODES[Mode.TRANSFORMERLESS].candidates(scenario.model, scenario.dies)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        score = score_decode(scenario, cands, "transformerless")
+        score = score_decode(scenario, cands, MODES[Mode.TRANSFORMERLESS])
         best = min(best, time.perf_counter() - start)
     return len(score) / best, len(score)
 

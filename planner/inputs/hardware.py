@@ -1,0 +1,222 @@
+"""HardwareSpec: a hardware profile as plain values, with the look-ups the cost models need.
+
+Every section of the profile becomes a small frozen dataclass with the file's SI field names;
+provenance (``source``, ``kind``, ``calibrated_from``) stays in the file (:meth:`HardwareSpec.document`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.errors import UnsupportedDtypeError
+from planner.inputs.files import HardwareFile, Scope, load_file, plain, validate_data
+from planner.units import Dtype
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peaks:
+    """Dense peak FLOP/s per die for each dtype; None = the dtype is unsupported."""
+
+    bf16_flops_per_s: float | None
+    fp16_flops_per_s: float | None
+    fp8_flops_per_s: float | None
+    int8_flops_per_s: float | None
+    fp4_flops_per_s: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Memory:
+    """HBM per die."""
+
+    hbm_bytes: float
+    hbm_bandwidth_bytes_per_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryReserve:
+    """What of HBM a model may use: usable fraction, runtime and communication areas."""
+
+    usable_frac: float
+    comm_buffer_bytes: float
+    runtime_reserved_bytes: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GemmEfficiency:
+    """``eff(M, K) = max_frac * M / (M + m_half_tokens) * K / (K + k_half)`` of the dense peak."""
+
+    max_frac: float
+    m_half_tokens: float
+    k_half: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttentionEfficiency:
+    """Attention core kernels (FlashAttention / FlashMLA class): compute and memory sides."""
+
+    compute_frac: float
+    memory_frac: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryEfficiency:
+    """Achieved fraction of HBM bandwidth for streaming kernels."""
+
+    frac: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overheads:
+    """Fixed costs: per kernel (graph mode), extra per eager launch, per decode step."""
+
+    kernel_s: float
+    eager_launch_s: float
+    scheduler_gap_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Collectives:
+    """Software cost per call of the communication library, on top of the fabric latency."""
+
+    dispatch_s: float
+    combine_s: float
+    p2p_s: float
+    collective_s: float
+    low_latency_copy_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FabricEfficiency:
+    """``eff(n) = max_frac * min(1, (decay_start_ranks / n) ** decay)`` for ``n`` ranks."""
+
+    max_frac: float
+    decay_start_ranks: float
+    decay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fabric:
+    """One level of the interconnect: the dies one domain joins, bandwidth and latency per die."""
+
+    name: str
+    scope: Scope
+    dies: int
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    efficiency: FabricEfficiency
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardwareSpec:
+    """One hardware profile (per-die numbers; see hardware_profiles/*.toml)."""
+
+    name: str
+    description: str
+    chip: str
+    path: Path
+    dies_per_chip: int
+    num_dies: int
+    peaks: Peaks
+    memory: Memory
+    memory_reserve: MemoryReserve
+    gemm_efficiency: GemmEfficiency
+    attention_efficiency: AttentionEfficiency
+    memory_efficiency: MemoryEfficiency
+    overheads: Overheads
+    collectives: Collectives
+    fabrics: tuple[Fabric, ...]
+    _file: HardwareFile = field(repr=False, compare=False)
+
+    @classmethod
+    def from_file(cls, file: HardwareFile, path: Path) -> HardwareSpec:
+        """Plain values of a validated profile."""
+        e = file.efficiency
+        fabrics = tuple(plain(Fabric, f, efficiency=plain(FabricEfficiency, f.efficiency)) for f in file.fabrics)
+        return cls(
+            name=file.name, description=file.description, chip=file.chip, path=path,
+            dies_per_chip=file.dies_per_chip, num_dies=file.num_dies, peaks=plain(Peaks, file.peak),
+            memory=plain(Memory, file.memory), memory_reserve=plain(MemoryReserve, file.memory_reserve),
+            gemm_efficiency=plain(GemmEfficiency, e.gemm), attention_efficiency=plain(AttentionEfficiency, e.attention),
+            memory_efficiency=plain(MemoryEfficiency, e.memory), overheads=plain(Overheads, file.overheads),
+            collectives=plain(Collectives, file.collectives), fabrics=fabrics, _file=file,
+        )
+
+    def document(self) -> dict[str, Any]:
+        """The validated profile as a JSON-ready dict (for ``profiles show``, reports, calibration)."""
+        return self._file.model_dump(mode="json")
+
+    @property
+    def file(self) -> HardwareFile:
+        """Deprecated: the pydantic profile; use the plain attributes or :meth:`document`."""
+        return self._file
+
+    @property
+    def num_chips(self) -> int | float:
+        """Chips in the system (dies / dies per chip); an int when it divides evenly."""
+        chips = self.num_dies / self.dies_per_chip
+        return int(chips) if chips.is_integer() else chips
+
+    @property
+    def hbm_bytes(self) -> float:
+        return self.memory.hbm_bytes
+
+    @property
+    def hbm_bandwidth_bytes_per_s(self) -> float:
+        return self.memory.hbm_bandwidth_bytes_per_s
+
+    @property
+    def supported_dtypes(self) -> tuple[Dtype, ...]:
+        return tuple(d for d in Dtype if getattr(self.peaks, f"{d.value}_flops_per_s"))
+
+    def peak_flops_per_s(self, dtype: Dtype | str) -> float:
+        """Dense peak FLOP/s per die for ``dtype``; an unlisted dtype is an error, never derived."""
+        dtype = Dtype(dtype)
+        value = getattr(self.peaks, f"{dtype.value}_flops_per_s")
+        if not value:
+            have = ", ".join(d.value for d in self.supported_dtypes)
+            raise UnsupportedDtypeError(
+                f"{dtype.value} is not supported by this hardware (it lists no "
+                f"{dtype.value}_flops_per_s)",
+                where=f"{self.path.name}: peak",
+                fix=f"choose one of: {have}",
+            )
+        return value
+
+    def compute_dtype(self, weights: Dtype | str, activations: Dtype | str) -> Dtype:
+        """The GEMM math dtype: the wider of weights and activations (w4a8 runs at a8)."""
+        w, a = Dtype(weights), Dtype(activations)
+        chosen = a if a.bytes_per_element >= w.bytes_per_element else w
+        self.peak_flops_per_s(chosen)
+        return chosen
+
+    def fabric_for(self, group_dies: int) -> Fabric:
+        """Narrowest fabric whose one domain joins ``group_dies`` contiguous dies."""
+        for fabric in self.fabrics:
+            if fabric.dies >= group_dies:
+                return fabric
+        return self.fabrics[-1]
+
+    def fabric(self, scope: Scope) -> Fabric | None:
+        for fabric in self.fabrics:
+            if fabric.scope == scope:
+                return fabric
+        return None
+
+    def fabric_named(self, name: str) -> Fabric:
+        """The fabric called ``name``; KeyError if the profile has none."""
+        for fabric in self.fabrics:
+            if fabric.name == name:
+                return fabric
+        raise KeyError(f"{self.name} has no fabric '{name}'")
+
+
+def load_hardware(path: Path) -> HardwareSpec:
+    """Load and validate a hardware profile TOML."""
+    return HardwareSpec.from_file(load_file(HardwareFile, path), path)
+
+
+def hardware_from_document(document: dict[str, Any], path: Path) -> HardwareSpec:
+    """Validate a (possibly edited) profile document, as :meth:`HardwareSpec.document` gives it."""
+    return HardwareSpec.from_file(validate_data(HardwareFile, document, str(path)), path)

@@ -1,0 +1,272 @@
+"""Layout: the deployment a user writes down (TOML) and evaluates; one schema per mode.
+
+The key names are a user-facing contract (README, ``planner plan --write-layouts``)::
+
+    mode = "collocated" | "pd" | "transformerless"
+    [prefill]   instances, dies (per instance), tp, ep, batch_tokens (per die per forward), micro_batches,
+                redundant_experts (optional, default 0)           # pd and transformerless only
+    [decode]    instances, tp, ep, batch (sequences per attention die), micro_batches, redundant_experts
+                dies                                 # pd and collocated: per instance
+                attention_dies, expert_dies, domains # transformerless only (per instance)
+                prefill_chunk_tokens                 # collocated only
+    [scenario]  optional: the scenario the layout was planned for (see planner.inputs.scenario)
+
+The file is a union discriminated by ``mode``: each mode has its own decode-pool schema, so a
+key of another mode is refused by name before pydantic sees it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from planner.errors import DataFileError, LayoutError
+from planner.inputs.files import NonNegInt, PositiveInt, Strict, read_toml, validation_message
+from planner.inputs.model import ModelSpec
+from planner.inputs.scenario import ScenarioFile
+
+MicroBatches = Annotated[int, Field(ge=1, le=8)]
+
+
+class Mode(StrEnum):
+    COLLOCATED = "collocated"
+    PD = "pd"
+    TRANSFORMERLESS = "transformerless"
+
+
+class PrefillPool(Strict):
+    instances: PositiveInt
+    dies: PositiveInt
+    tp: PositiveInt = 1
+    ep: PositiveInt = 1
+    batch_tokens: PositiveInt
+    micro_batches: MicroBatches = 1
+    redundant_experts: NonNegInt = 0
+
+
+class DecodePool(Strict):
+    """Keys every decode pool has; each mode adds where its dies go."""
+
+    instances: PositiveInt
+    tp: PositiveInt = 1
+    ep: PositiveInt = 1
+    batch: PositiveInt
+    micro_batches: MicroBatches = 1
+    redundant_experts: NonNegInt = 0
+
+    @property
+    def attention_dies_per_instance(self) -> int:
+        """Dies running attention in one instance (they hold the batch)."""
+        return self.dies  # type: ignore[attr-defined]
+
+    @property
+    def expert_dies_per_instance(self) -> int:
+        """Dies running routed experts in one instance."""
+        return self.dies  # type: ignore[attr-defined]
+
+    @property
+    def dies_per_instance(self) -> int:
+        return self.dies  # type: ignore[attr-defined]
+
+
+class PdDecodePool(DecodePool):
+    dies: PositiveInt
+
+
+class CollocatedDecodePool(DecodePool):
+    dies: PositiveInt
+    prefill_chunk_tokens: PositiveInt
+
+
+class TransformerlessDecodePool(DecodePool):
+    attention_dies: PositiveInt
+    expert_dies: PositiveInt
+    domains: PositiveInt
+
+    @property
+    def attention_dies_per_instance(self) -> int:
+        return self.attention_dies
+
+    @property
+    def expert_dies_per_instance(self) -> int:
+        return self.expert_dies
+
+    @property
+    def dies_per_instance(self) -> int:
+        return self.attention_dies + self.expert_dies
+
+
+class _Layout(Strict):
+    scenario: ScenarioFile | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict in the TOML's shape, unset optional keys dropped (stable for JSON)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"scenario"})
+
+    @property
+    def decode_attention_dies(self) -> int:
+        """Dies running attention in one decode instance."""
+        return self.decode.attention_dies_per_instance  # type: ignore[attr-defined]
+
+    @property
+    def decode_expert_dies(self) -> int:
+        """Dies running routed experts in one decode instance."""
+        return self.decode.expert_dies_per_instance  # type: ignore[attr-defined]
+
+    @property
+    def decode_instance_dies(self) -> int:
+        return self.decode.dies_per_instance  # type: ignore[attr-defined]
+
+    @property
+    def dies(self) -> int:
+        """Every die of the layout (all pools, all instances)."""
+        total = self.decode.instances * self.decode_instance_dies  # type: ignore[attr-defined]
+        prefill = getattr(self, "prefill", None)
+        if prefill is not None:
+            total += prefill.instances * prefill.dies
+        return total
+
+
+class PdLayout(_Layout):
+    mode: Literal[Mode.PD]
+    prefill: PrefillPool
+    decode: PdDecodePool
+
+
+class CollocatedLayout(_Layout):
+    mode: Literal[Mode.COLLOCATED]
+    decode: CollocatedDecodePool
+
+    @property
+    def prefill(self) -> None:
+        """Collocated instances prefill in chunks inside their decode steps: no prefill pool."""
+        return None
+
+
+class TransformerlessLayout(_Layout):
+    mode: Literal[Mode.TRANSFORMERLESS]
+    prefill: PrefillPool
+    decode: TransformerlessDecodePool
+
+
+Layout = PdLayout | CollocatedLayout | TransformerlessLayout
+LayoutFile = Annotated[Layout, Field(discriminator="mode")]
+_ADAPTER: TypeAdapter[Layout] = TypeAdapter(LayoutFile)
+LAYOUT_CLASSES: dict[Mode, type[_Layout]] = {Mode.PD: PdLayout, Mode.COLLOCATED: CollocatedLayout,
+                                             Mode.TRANSFORMERLESS: TransformerlessLayout}
+
+
+def layout_json_schema() -> dict[str, Any]:
+    """JSON Schema of a layout file (the union over modes)."""
+    return _ADAPTER.json_schema()
+
+
+def _fail(key: str, message: str, where: str, fix: str) -> None:
+    raise LayoutError(f"'{key}' {message}", where=where, fix=fix)
+
+
+def _decode_keys(mode: Mode) -> set[str]:
+    return set(LAYOUT_CLASSES[mode].model_fields["decode"].annotation.model_fields)  # type: ignore[union-attr]
+
+
+def _owner(key: str) -> str:
+    return " / ".join(m.value for m in Mode if key in _decode_keys(m)) + " mode"
+
+
+def check_mode_keys(data: dict[str, Any], where: str) -> None:
+    """Refuse another mode's keys by name (before the schema), with the mode they belong to."""
+    names = ", ".join(m.value for m in Mode)
+    if "mode" not in data:
+        raise DataFileError(f"field 'mode': required field is missing; add it (one of {names})", where=where)
+    try:
+        mode = Mode(data["mode"])
+    except ValueError:
+        raise DataFileError(f"field 'mode': Input should be one of {names} (got {data['mode']!r})",
+                            where=where) from None
+    decode = data.get("decode")
+    if isinstance(decode, dict):
+        own = _decode_keys(mode)
+        for key in sorted(k for k in decode if k not in own and any(k in _decode_keys(m) for m in Mode)):
+            _fail(f"decode.{key}", f"is not a {mode.value} key", where, f"remove it (it belongs to {_owner(key)})")
+        for key in sorted(_decode_keys(mode) - set(DecodePool.model_fields) - set(decode)):
+            _fail(f"decode.{key}", f"is required in {mode.value} mode", where, "add it")
+    if mode == Mode.COLLOCATED and "prefill" in data:
+        _fail("prefill", "is not used in collocated mode", where, "remove [prefill]; set decode.prefill_chunk_tokens")
+    if mode != Mode.COLLOCATED and "prefill" not in data:
+        _fail("prefill", f"is required in {mode.value} mode", where, "add a [prefill] table")
+
+
+def _check_parallel(pool: str, dies: int, tp: int, ep: int, model: ModelSpec, where: str) -> None:
+    heads = model.file.attention.num_heads
+    if dies % tp:
+        _fail(f"{pool}.tp", f"= {tp} does not divide the pool's {dies} dies", where,
+              "choose tp dividing dies")
+    if heads % tp:
+        _fail(f"{pool}.tp", f"= {tp} does not divide the model's {heads} attention heads",
+              where, "choose a tp dividing num_heads")
+    if ep > 1 and not model.is_moe:
+        _fail(f"{pool}.ep", f"= {ep} but {model.name} has no routed experts", where, "set ep = 1")
+
+
+def _check_experts(pool: str, expert_dies: int, ep: int, redundant: int, model: ModelSpec, where: str) -> None:
+    if not model.is_moe:
+        return
+    if expert_dies % ep:
+        _fail(f"{pool}.ep", f"= {ep} does not divide the {expert_dies} expert dies", where,
+              "choose ep dividing the dies that host experts")
+    slots = model.file.ffn.num_routed_experts + redundant
+    if slots % ep:
+        _fail(f"{pool}.ep", f"cannot place {slots} experts (routed + redundant) evenly on {ep} dies",
+              where, "change ep or redundant_experts so that ep divides their sum")
+
+
+def check_layout(layout: Layout, model: ModelSpec, where: str) -> None:
+    """Refuse impossible combinations for this model, naming the key (exit 2)."""
+    d = layout.decode
+    if layout.prefill is not None:
+        p = layout.prefill
+        _check_parallel("prefill", p.dies, p.tp, p.ep, model, where)
+        _check_experts("prefill", p.dies, p.ep, p.redundant_experts, model, where)
+    if isinstance(d, TransformerlessDecodePool):
+        if not model.is_moe:
+            _fail("mode", "transformerless needs an MoE model", where, "use pd or collocated")
+        if d.attention_dies % d.domains:
+            _fail("decode.domains", f"= {d.domains} does not divide attention_dies = {d.attention_dies}",
+                  where, "choose domains dividing attention_dies")
+        _check_parallel("decode", d.attention_dies, d.tp, 1, model, where)
+    else:
+        _check_parallel("decode", d.dies_per_instance, d.tp, d.ep, model, where)
+    _check_experts("decode", d.expert_dies_per_instance, d.ep, d.redundant_experts, model, where)
+    if d.batch % d.micro_batches:
+        _fail("decode.micro_batches", f"= {d.micro_batches} does not divide batch = {d.batch}", where,
+              "choose a batch that is a multiple of micro_batches")
+
+
+def parse_layout(data: dict[str, Any], where: str) -> Layout:
+    """Validate a layout dict: another mode's keys by name, then the mode's schema (one line, exit 2)."""
+    check_mode_keys(data, where)
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        loc, msg = validation_message(exc)
+        tag = f"{data.get('mode')}." if isinstance(data.get("mode"), str) else ""
+        loc = loc.removeprefix(tag) if tag and loc.startswith(tag) else loc
+        raise DataFileError(f"field '{loc}': {msg}", where=where) from None
+
+
+def load_layout(path: Path | str) -> Layout:
+    """Read a layout TOML (schema only; :func:`check_layout` needs the model)."""
+    return parse_layout(read_toml(Path(path)), str(path))
+
+
+def layout_toml(layout: Layout) -> str:
+    """TOML text of a layout, with its [scenario] table when it has one (``--write-layouts``)."""
+    from planner.inputs.toml_writer import toml_text
+
+    data = layout.to_dict()
+    if layout.scenario is not None:
+        data["scenario"] = layout.scenario.model_dump(mode="json", exclude_none=True)
+    return toml_text(data)

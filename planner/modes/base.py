@@ -1,0 +1,69 @@
+"""What a deployment mode is to the planner: one entry with its knobs, candidates, step model and summary.
+
+Knob names are the layout file's decode-pool keys (``planner.inputs.layout``); candidate sets
+carry one array per knob under the same names, so a candidate row and a written-down layout go
+through the same functions (N candidates in the search, N = 1 in ``evaluate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from planner.cost.roofline import Array
+from planner.inputs.layout import Mode
+from planner.inputs.model import ModelSpec
+from planner.search.space import CandidateSet
+from planner.serving.context import Env
+from planner.serving.prefill import PrefillArrays
+from planner.serving.result import PoolStep
+
+Knobs = Mapping[str, Any]
+
+
+def knob(knobs: Knobs, name: str) -> Array:
+    """A knob as a float array, (N,) (a scalar layout value becomes shape (1,))."""
+    return np.atleast_1d(np.asarray(knobs[name], dtype=float))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModeEntry:
+    """One deployment mode.
+
+    Attributes
+    ----------
+    mode : the layout file's ``mode`` value
+    prefill_pool : True when prefill runs on its own pool (pd, transformerless); False when
+        instances prefill in chunks inside their decode steps (collocated)
+    decode_keys : decode-pool knobs besides ``instances`` (layout keys = candidate array names)
+    candidates : ``(model, budget) -> CandidateSet`` of decode instances the search enumerates
+    step_arrays : knobs -> the arrays the mode's step model takes
+    fits : ``(env, arrays) -> (fits, largest batch)``: the memory check alone (cheap)
+    step : ``(env, arrays) -> PoolStep``: the decode step model
+    attention_dies, instance_dies : knobs -> dies per instance holding the batch / in all, (N,)
+    summary : decode-pool knobs (layout dict) -> one line for tables
+    """
+
+    mode: Mode
+    prefill_pool: bool
+    decode_keys: tuple[str, ...]
+    candidates: Callable[[ModelSpec, int], CandidateSet]
+    step_arrays: Callable[[Knobs], Any]
+    fits: Callable[[Env, Any], tuple[Array, Array]]
+    step: Callable[[Env, Any], PoolStep]
+    attention_dies: Callable[[Knobs], Array]
+    instance_dies: Callable[[Knobs], Array]
+    summary: Callable[[Knobs], str]
+
+    def price(self, env: Env, knobs: Knobs) -> PoolStep:
+        """Decode step of the given knob arrays."""
+        return self.step(env, self.step_arrays(knobs))
+
+
+def prefill_arrays(k: Knobs) -> PrefillArrays:
+    """Prefill-pool knobs (layout keys) -> the prefill step model's arrays (every mode with a prefill pool)."""
+    return PrefillArrays(dies=knob(k, "dies"), tp=knob(k, "tp"), ep=knob(k, "ep"), batch_tokens=knob(k, "batch_tokens"),
+                         micro_batches=knob(k, "micro_batches"), redundant=knob(k, "redundant_experts"))

@@ -1,0 +1,41 @@
+"""pd: prefill and decode on separate pools; each decode die runs attention and its expert slots."""
+
+from __future__ import annotations
+
+from planner.inputs.layout import Mode
+from planner.inputs.model import ModelSpec
+from planner.modes.base import Knobs, ModeEntry, knob
+from planner.search import space
+from planner.search.space import CandidateSet
+from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
+
+
+def candidates(model: ModelSpec, budget: int) -> CandidateSet:
+    """pd decode instances: dies, tp, ep, redundant experts, batch per die, micro-batches."""
+    c = space.shared_die_pools(model, budget, knob="batch", knob_values=space.BATCH_GRID, micro_batches=(1, 2))
+    c.keep(c.arrays["batch"] % c.arrays["micro_batches"] == 0, "batch_not_multiple_of_micro_batches")
+    if model.is_mla:
+        c.keep(c.arrays["tp"] == 1, "mla_decode_tp_dominated")
+    return c
+
+
+def step_arrays(k: Knobs) -> DecodeArrays:
+    chunk = knob(k, "prefill_chunk_tokens") if "prefill_chunk_tokens" in k else 0.0 * knob(k, "batch")
+    return DecodeArrays(dies=knob(k, "dies"), tp=knob(k, "tp"), ep=knob(k, "ep"), batch=knob(k, "batch"),
+                        micro_batches=knob(k, "micro_batches"), redundant=knob(k, "redundant_experts"),
+                        chunk_tokens=chunk)
+
+
+def dies(k: Knobs):
+    return knob(k, "dies")
+
+
+def summary(d: Knobs) -> str:
+    return (f"D {d['instances']}x{d['dies']} tp{d['tp']} ep{d['ep']} b{d['batch']} m{d['micro_batches']} "
+            f"R{d['redundant_experts']}")
+
+
+PD = ModeEntry(mode=Mode.PD, prefill_pool=True,
+               decode_keys=("dies", "tp", "ep", "batch", "micro_batches", "redundant_experts"),
+               candidates=candidates, step_arrays=step_arrays, fits=decode_fits, step=shared_decode_step,
+               attention_dies=dies, instance_dies=dies, summary=summary)

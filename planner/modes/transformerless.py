@@ -1,0 +1,54 @@
+"""transformerless: attention dies and expert dies of one decode instance, domains taking turns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.inputs.layout import Mode
+from planner.inputs.model import ModelSpec
+from planner.modes.base import Knobs, ModeEntry, knob
+from planner.search import space
+from planner.search.space import CandidateSet
+from planner.serving.transformerless import TransformerlessArrays, transformerless_fits, transformerless_step
+
+DOMAINS = (1, 2, 4, 8)
+KEYS = ("attention_dies", "expert_dies", "domains", "tp", "ep", "batch", "micro_batches", "redundant_experts")
+
+
+def candidates(model: ModelSpec, budget: int) -> CandidateSet:
+    """Transformerless decode instances: attention dies, expert dies (= ep), domains, tp, batch,
+    micro-batches, redundant experts."""
+    if not model.is_moe:
+        return CandidateSet({k: np.zeros(0, dtype=np.int64) for k in KEYS})
+    pairs = np.array([p for p in space.expert_die_counts(model, budget, space.REDUNDANT) if p[0] >= 2],
+                     dtype=np.int64)
+    attention = [a for a in sorted(set(range(8, 129, 8)) | set(range(128, budget + 1, 32))) if a < budget]
+    tps = [1] if model.is_mla else space.tp_choices(model, 8)
+    c = space.product(pair=np.arange(len(pairs)), attention_dies=attention, domains=DOMAINS, tp=tps,
+                      batch=space.BATCH_GRID, micro_batches=(1, 2, 3, 4))
+    a = c.arrays
+    pair = a.pop("pair")
+    a["expert_dies"], a["redundant_experts"] = pairs[pair, 0], pairs[pair, 1]
+    a["ep"] = a["expert_dies"].copy()
+    c.keep(a["attention_dies"] + a["expert_dies"] <= budget, "over_budget")
+    c.keep(a["attention_dies"] % (a["domains"] * a["tp"]) == 0, "domains_or_tp_not_dividing_attention_dies")
+    c.keep(a["batch"] % a["micro_batches"] == 0, "batch_not_multiple_of_micro_batches")
+    return c
+
+
+def step_arrays(k: Knobs) -> TransformerlessArrays:
+    return TransformerlessArrays(attention_dies=knob(k, "attention_dies"), expert_dies=knob(k, "expert_dies"),
+                                 domains=knob(k, "domains"), tp=knob(k, "tp"), ep=knob(k, "ep"),
+                                 batch=knob(k, "batch"), micro_batches=knob(k, "micro_batches"),
+                                 redundant=knob(k, "redundant_experts"))
+
+
+def summary(d: Knobs) -> str:
+    return (f"D {d['instances']}x[{d['attention_dies']} attn ({d['domains']} dom) + {d['expert_dies']} exp] "
+            f"b{d['batch']} m{d['micro_batches']} R{d['redundant_experts']}")
+
+
+TRANSFORMERLESS = ModeEntry(
+    mode=Mode.TRANSFORMERLESS, prefill_pool=True, decode_keys=KEYS, candidates=candidates, step_arrays=step_arrays,
+    fits=transformerless_fits, step=transformerless_step, attention_dies=lambda k: knob(k, "attention_dies"),
+    instance_dies=lambda k: knob(k, "attention_dies") + knob(k, "expert_dies"), summary=summary)

@@ -1,0 +1,1 @@
+"""Operations tools: CI regression check, published-measurement validation, calibration fits, bench, schemas."""

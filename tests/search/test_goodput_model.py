@@ -1,0 +1,96 @@
+"""One goodput model: hand-derived values of its parts, vector == scalar, search score == exact re-pricing."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner import goodput as gp
+from planner import queueing
+from planner.evaluate import evaluate, layout_goodput
+from planner.inputs.scenario import build_scenario, resolve_scenario, scenario_overrides
+from planner.search.plan import plan
+
+
+class _Slo:
+    ttft_s, ttft_percentile, tpot_s = 2.0, 90.0, 0.05
+
+
+SLO = _Slo()
+
+
+def test_request_slots_by_hand():
+    # tp 2 x 4096 tokens per die = 8192 tokens per forward; 2048-token prompts: k = 4 -> 4 slots per group,
+    # 3 groups -> 12 slots, one forward each.  4096 x 1 / 16384 = 1/4 -> one slot, ceil(4) = 4 forwards.
+    slots, forwards = gp.request_slots(np.array([2.0, 1.0]), np.array([4096.0, 4096.0]), 2048.0 * np.array([1, 8]),
+                                       np.array([3.0, 5.0]))
+    assert slots.tolist() == [12.0, 5.0]
+    assert forwards.tolist() == [1.0, 4.0]
+
+
+def test_decode_rate_is_littles_law_and_zero_past_the_slo():
+    # 1,024 sequences, 1,000 output tokens, TPOT 40 ms: 1024 / (1000 * 0.04) = 25.6 req/s.
+    rate = gp.decode_rate_per_s(SLO, np.array([1024.0] * 3), 1000.0, np.array([0.04, 0.06, 0.04]),
+                                np.array([True, True, False]))
+    assert rate.tolist() == pytest.approx([25.6, 0.0, 0.0])
+
+
+def test_goodput_is_the_smaller_side_and_names_it():
+    kw = dict(input_cv=0.0, output_tokens=1000.0, service_s=np.full(4, 0.5), servers=np.full(4, 8.0),
+              fixed_s=np.array([0.1, 0.1, 1.9, 0.1]), sequences=np.array([1e6, 10.0, 1e6, 1e6]),
+              tpot_s=np.array([0.04, 0.04, 0.04, 0.04]), fits=np.array([True, True, True, False]))
+    g = gp.goodput(SLO, **kw)
+    pre = gp.ttft_limited_rate_per_s(SLO, 0.0, kw["service_s"], kw["servers"], kw["fixed_s"])
+    # the prefill side alone: the rate whose p90 wait is exactly the 1.4 s left of the TTFT budget
+    wait = queueing.mgc_wait_quantile_s(0.9, pre[0], 0.5, 0.0, 8.0)
+    assert float(wait) == pytest.approx(2.0 - 0.5 - 0.1, rel=1e-6)
+    assert g.goodput_per_s[0] == pytest.approx(pre[0])
+    assert g.goodput_per_s[1] == pytest.approx(10.0 / (1000 * 0.04))  # decode-bound
+    assert g.goodput_per_s[2] == 0.0  # 0.5 s service + 1.9 s fixed > 2 s: TTFT missed at zero load
+    assert g.goodput_per_s[3] == 0.0
+    assert [gp.BINDING[b] for b in g.binding] == ["prefill (ttft)", "decode (batch x tpot)", "ttft", "memory"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.01, 1.0), st.integers(1, 64), st.floats(0.0, 1.0), st.integers(1, 4096),
+                          st.floats(0.005, 0.08)), min_size=2, max_size=6))
+def test_vector_equals_scalar(rows):
+    service, servers, fixed, seqs, tpot = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+    fits = np.ones(len(rows), dtype=bool)
+    kw = dict(input_cv=0.5, output_tokens=512.0)
+    g = gp.goodput(SLO, service_s=service, servers=servers, fixed_s=fixed, sequences=seqs, tpot_s=tpot, fits=fits, **kw)
+    for i in range(len(rows)):
+        one = gp.goodput(SLO, service_s=service[i:i + 1], servers=servers[i:i + 1], fixed_s=fixed[i:i + 1],
+                         sequences=seqs[i:i + 1], tpot_s=tpot[i:i + 1], fits=fits[i:i + 1], **kw)
+        assert one.goodput_per_s[0] == g.goodput_per_s[i]
+        assert one.binding[0] == g.binding[i]
+
+
+SCENARIOS = {
+    "qwen3-30b-h100-32": dict(model="qwen3-30b-a3b", hardware="h100", weights_dtype="fp8", activations_dtype="fp8",
+                              input_tokens=2048, output_tokens=256, dies=32),
+    "deepseek-v3-h800-64": dict(hardware="h800", weights_dtype="fp8", activations_dtype="fp8", dies=64),
+    "llama-70b-h100-16": dict(model="llama-3.1-70b", hardware="h100", weights_dtype="fp8", activations_dtype="fp8",
+                              dies=16),
+    "deepseek-v3-cm384-128": dict(dies=128, input_tokens=2048),
+}
+
+
+@lru_cache(maxsize=8)
+def _plan(name: str):
+    return plan(build_scenario(None, scenario_overrides(**SCENARIOS[name])), top=10)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_search_score_equals_exact_repricing(name):
+    """Every listed layout: the goodput the search ranked it by is what evaluate gives for its TOML."""
+    result = _plan(name)
+    assert result.layouts, name
+    for p in result.layouts + result.pareto:
+        layout = p.layout
+        exact = layout_goodput(evaluate(layout, resolve_scenario(layout.scenario), "test"))
+        assert p.search_goodput_per_s == pytest.approx(exact.goodput_requests_per_s, rel=1e-9, abs=0), layout
