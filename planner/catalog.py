@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from planner.errors import UnknownNameError
+from planner.inputs.files import MAX_NAME_CHARS
 from planner.inputs.hardware import HardwareSpec, load_hardware
 from planner.inputs.model import ModelSpec, load_model
 
@@ -18,6 +19,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 DATA_DIR_ENV = "PLANNER_DATA_DIR"
+# Longest name or path accepted on the command line (Linux PATH_MAX).
+MAX_PATH_CHARS = 4096
 
 
 def data_dir(kind: str) -> Path:
@@ -41,17 +44,33 @@ def shipped_names(kind: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
 
 
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a path the OS refuses (too long, bad bytes) does not."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve(kind: str, name_or_path: str) -> Path:
-    """A shipped name (``h800``) or a path to a TOML file -> the file's path."""
+    """A shipped name (``h800``) or a path to a TOML file -> the file's path.
+
+    Anything ending in ``.toml``, containing ``/`` or naming an existing file is a path (read by
+    :func:`planner.inputs.files.read_capped`); anything else must be a shipped name.
+    """
+    label = "hardware profile" if kind == "hardware_profiles" else "model"
+    if len(name_or_path) > MAX_PATH_CHARS:
+        raise UnknownNameError(f"{label} name or path of {len(name_or_path)} characters (more than {MAX_PATH_CHARS})",
+                               fix="give a shipped name or a shorter path")
     candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists() or "/" in name_or_path:
+    if candidate.suffix == ".toml" or "/" in name_or_path or _exists(candidate):
         return candidate
     path = data_dir(kind) / f"{name_or_path}.toml"
-    if path.is_file():
+    if len(name_or_path) <= MAX_NAME_CHARS and _exists(path):
         return path
-    label = "hardware profile" if kind == "hardware_profiles" else "model"
     known = ", ".join(shipped_names(kind)) or "(none shipped)"
-    raise UnknownNameError(f"unknown {label} '{name_or_path}'",
+    shown = name_or_path if len(name_or_path) <= 60 else f"{name_or_path[:40]}... ({len(name_or_path)} characters)"
+    raise UnknownNameError(f"unknown {label} '{shown}'",
                            fix=f"use one of: {known}, or give a path to a .toml file")
 
 

@@ -60,6 +60,53 @@ def evaluate(layout: Layout, scenario: Scenario, where: str = "layout") -> Evalu
 
 # ----------------------------------------------------------------------------- goodput of one layout
 
+# Percentiles reported for TTFT and TPOT at a load (the SLO's own percentiles are added).
+REPORTED_PERCENTILES = (50.0, 90.0, 99.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtftBreakdown:
+    """TTFT at one percentile, by part (seconds): waiting for a prefill slot, the prefill itself, the
+    KV hand-off to the decode pool, and the first decode step (one TPOT; 0 for chunked-prefill modes)."""
+
+    percentile: float
+    queueing_s: float
+    prefill_s: float
+    kv_transfer_s: float
+    first_decode_step_s: float
+    total_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quantile:
+    percentile: float
+    value_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadPoint:
+    """The layout at an arrival rate: decode batch, TTFT and TPOT percentiles, SLO verdicts.
+
+    ``saturated_pool`` names the pool whose capacity the rate exceeds ("prefill": every request
+    slot busy, the queue grows; "decode": the batch is full, requests wait for a sequence slot);
+    TTFT is then infinite.
+    """
+
+    rate_requests_per_s: float
+    decode_batch_per_die: float
+    tpot_mean_s: float
+    tpot: tuple[Quantile, ...]
+    ttft: tuple[TtftBreakdown, ...]
+    ttft_slo_s: float
+    tpot_slo_s: float
+    ttft_at_slo_percentile_s: float
+    tpot_at_slo_statistic_s: float
+    meets_ttft_slo: bool
+    meets_tpot_slo: bool
+    saturated_pool: str | None
+    prefill_saturation_requests_per_s: float
+    decode_saturation_requests_per_s: float
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GoodputPoint:
@@ -77,30 +124,42 @@ class GoodputPoint:
     decode_capacity_requests_per_s: float
     binding_constraint: str
     meets_slo: bool
+    ttft_breakdown: TtftBreakdown | None
 
 
-def prefill_side(ev: Evaluation, tpot_s: float) -> tuple[float, float, float]:
-    """(service time, servers, fixed TTFT part) of the layout's prefill side."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefillSide:
+    """The layout's prefill side as an M/G/c queue: service time, servers, KV hand-off (s)."""
+
+    service_s: float
+    servers: float
+    kv_transfer_s: float
+    first_step: bool  # the first decode step adds to TTFT (a separate prefill pool)
+
+
+def prefill_side(ev: Evaluation) -> PrefillSide:
     env, lay = ev.env, ev.layout
     if not MODES[lay.mode].prefill_pool:
         d = lay.decode
         slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env.new_input_tokens,  # type: ignore
                                            d.dies_per_instance / d.tp)
-        return float(forwards[()] * _f(ev.decode.step_s)), float(slots[()] * d.instances), 0.0
+        return PrefillSide(service_s=float(forwards[()] * _f(ev.decode.step_s)), servers=float(slots[()] * d.instances),
+                           kv_transfer_s=0.0, first_step=False)
     p = lay.prefill
     assert p is not None and ev.prefill is not None
     slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
     kv = gp.kv_handoff_s(ev.scenario.hardware, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
                          decode_tp=lay.decode.tp, layout_dies=lay.dies, p2p_s=env.calls.p2p_s)
-    return float(forwards[()] * _f(ev.prefill.step_s)), float(slots[()] * p.instances), _f(kv) + tpot_s
+    return PrefillSide(service_s=float(forwards[()] * _f(ev.prefill.step_s)), servers=float(slots[()] * p.instances),
+                       kv_transfer_s=_f(kv), first_step=True)
 
 
 # Batch points of the TPOT(b) curve the decode fixed point is solved on (one vector call).
 TPOT_CURVE_POINTS = 16
 
 
-def _tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
-    """TPOT at batches 1..b of the layout's decode pool (other knobs fixed), priced in one vector call."""
+def tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """(batch per attention die, TPOT) at 0..b of the layout's decode pool, priced in one vector call."""
     b = float(ev.layout.decode.batch)
     grid = np.unique(np.concatenate([np.linspace(0.0, b, TPOT_CURVE_POINTS)[1:], [b]]))
     knobs = {k: np.full(len(grid), v) for k, v in decode_knobs(ev.layout).items()}
@@ -116,35 +175,116 @@ def decode_operating_point(ev: Evaluation, rate_per_s: float) -> tuple[float, fl
     the smallest fixed point under the layout's batch (planner.queueing.fixed_point_on_curve) on
     the TPOT(b) curve of the pool, priced at ``TPOT_CURVE_POINTS`` batches in one vector call.
     """
+    batches, tpots = tpot_curve(ev)
+    return _operating_point(ev, batches, tpots, rate_per_s)
+
+
+def _operating_point(ev: Evaluation, batches: np.ndarray, tpots: np.ndarray, rate_per_s: float) -> tuple[float, float]:
     d = ev.layout.decode
-    batches, tpots = _tpot_curve(ev)
     return queueing.fixed_point_on_curve(batches, tpots, rate_per_s / d.instances,
                                          ev.scenario.workload.output_tokens, float(ev.layout.decode_attention_dies))
 
 
+def _percentiles(slo_percentile: float | None) -> tuple[float, ...]:
+    extra = () if slo_percentile is None else (slo_percentile,)
+    return tuple(sorted(set(REPORTED_PERCENTILES + extra)))
+
+
+def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | None = None) -> LoadPoint:
+    """The layout at ``rate_per_s`` requests/s: decode batch, TTFT by part and TPOT at percentiles.
+
+    The decode pool settles at its Little's-law batch (:func:`decode_operating_point`); TPOT
+    percentiles over requests follow planner.goodput.tpot_quantile_s with the step-time slope of
+    the pool's TPOT(b) curve there; TTFT at percentile p = M/G/c waiting quantile + prefill + KV
+    hand-off + first decode step.  ``first_step_tpot_s`` overrides the first decode step (the
+    goodput search charges the TPOT at the full batch).
+    """
+    sc, env, d = ev.scenario, ev.env, ev.layout.decode
+    slo, w = sc.slo, sc.workload
+    side = prefill_side(ev)
+    batches, tpots = tpot_curve(ev)
+    seqs = d.instances * ev.layout.decode_attention_dies * d.batch
+    decode_sat = seqs / (w.output_tokens * tpots[-1])
+    prefill_sat = side.servers / side.service_s
+    # A rate within the reports' rounding (6 significant digits) of a capacity runs at it, not past it.
+    at_most = 1 + 1e-6
+    saturated = ("prefill" if rate_per_s >= prefill_sat else
+                 "decode" if rate_per_s > decode_sat * at_most else None)
+    to_decode = min(rate_per_s, prefill_sat)  # what the prefill pool passes on
+    if to_decode <= 0:
+        batch, tpot = 0.0, float(tpots[0])
+    elif to_decode >= decode_sat * (1 - 1e-9):
+        batch, tpot = float(d.batch), float(tpots[-1])
+    else:
+        batch, tpot = _operating_point(ev, batches, tpots, to_decode)
+    seg = int(np.clip(np.searchsorted(batches, batch, side="right") - 1, 0, len(batches) - 2))
+    slope = (tpots[seg + 1] - tpots[seg]) / (batches[seg + 1] - batches[seg]) * env.tokens_per_step
+
+    def tpot_q(p: float) -> float:
+        return _f(gp.tpot_quantile_s(p / 100.0, tpot_s=np.array([tpot]), step_slope_s=np.array([slope]),
+                                     batch=np.array([batch]), batch_cap=np.array([float(d.batch)]),
+                                     attention_dies=np.array([float(ev.layout.decode_attention_dies)]),
+                                     output_tokens=w.output_tokens, draft_tokens=env.draft_tokens,
+                                     acceptance=sc.mtp.acceptance))
+
+    first = (tpot if first_step_tpot_s is None else first_step_tpot_s) if side.first_step else 0.0
+
+    def ttft_at(p: float) -> TtftBreakdown:
+        wait = np.inf if saturated else _f(queueing.mgc_wait_quantile_s(p / 100.0, rate_per_s, side.service_s,
+                                                                         w.input_cv**2, side.servers))
+        return TtftBreakdown(percentile=p, queueing_s=wait, prefill_s=side.service_s,
+                             kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first,
+                             total_s=wait + side.service_s + side.kv_transfer_s + first)
+
+    ttft_slo = ttft_at(slo.ttft_percentile).total_s
+    tpot_stat = tpot if slo.tpot_percentile is None else tpot_q(slo.tpot_percentile)
+    return LoadPoint(
+        rate_requests_per_s=rate_per_s, decode_batch_per_die=batch, tpot_mean_s=tpot,
+        tpot=tuple(Quantile(percentile=p, value_s=tpot_q(p)) for p in _percentiles(slo.tpot_percentile)),
+        ttft=tuple(ttft_at(p) for p in _percentiles(slo.ttft_percentile)), ttft_slo_s=slo.ttft_s,
+        tpot_slo_s=slo.tpot_s, ttft_at_slo_percentile_s=ttft_slo, tpot_at_slo_statistic_s=tpot_stat,
+        meets_ttft_slo=bool(ttft_slo <= slo.ttft_s * (1 + 1e-9)),
+        meets_tpot_slo=bool(tpot_stat <= slo.tpot_s * (1 + 1e-9)) and saturated is None,
+        saturated_pool=saturated, prefill_saturation_requests_per_s=prefill_sat,
+        decode_saturation_requests_per_s=decode_sat)
+
+
 def layout_goodput(ev: Evaluation) -> GoodputPoint:
-    """Goodput of the layout (planner.goodput with N = 1), and TTFT and TPOT where it runs there."""
+    """Goodput of the layout (planner.goodput with N = 1), and TTFT and TPOT where it runs there.
+
+    The goodput charges the first decode step at the full batch's TPOT (an upper bound that keeps
+    the search separable: it prices every pair that way); TTFT and TPOT are then reported where
+    the layout runs at that rate (:func:`load_point`), so ``evaluate --rate <goodput>`` gives the
+    same numbers.
+    """
     sc, env, d = ev.scenario, ev.env, ev.layout.decode
     slo = sc.slo
     tpot = _f(ev.decode.step_s) / env.tokens_per_step
     fits = bool(ev.decode.fits[0]) and (ev.prefill is None or bool(ev.prefill.fits[0]))
-    service, servers, fixed = prefill_side(ev, tpot)
+    side = prefill_side(ev)
+    fixed = side.kv_transfer_s + (tpot if side.first_step else 0.0)
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
+    factor = gp.tpot_slo_factor(slo, output_tokens=sc.workload.output_tokens, draft_tokens=env.draft_tokens,
+                                acceptance=sc.mtp.acceptance)
     g = gp.goodput(slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
-                   service_s=np.array([service]), servers=np.array([servers]), fixed_s=np.array([fixed]),
-                   sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]))
+                   service_s=np.array([side.service_s]), servers=np.array([side.servers]), fixed_s=np.array([fixed]),
+                   sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
+                   tpot_slo_s=np.array([tpot * factor]))
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
-    batch_at, tpot_at = float(d.batch), tpot
-    if 0 < rate < decode_rate * (1 - 1e-9):
-        batch_at, tpot_at = decode_operating_point(ev, rate)
-    ttft = _f(gp.ttft_s(slo, sc.workload.input_cv, np.array([rate]), service, servers, fixed)) if rate > 0 else np.inf
+    batch_at, tpot_at, ttft, breakdown = float(d.batch), tpot, np.inf, None
+    if rate > 0:
+        point = load_point(ev, min(rate, decode_rate * (1 - 1e-9)))
+        if rate < decode_rate * (1 - 1e-9):
+            batch_at, tpot_at = point.decode_batch_per_die, point.tpot_mean_s
+        breakdown = next(t for t in point.ttft if t.percentile == slo.ttft_percentile)
+        ttft = breakdown.total_s
     out_per_s = rate * sc.workload.output_tokens
     return GoodputPoint(
         goodput_requests_per_s=rate, output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / ev.dies,
         output_tokens_per_s_per_chip=out_per_s / ev.dies * sc.hardware.dies_per_chip, ttft_s=ttft, tpot_s=tpot_at,
         tpot_at_layout_batch_s=tpot, decode_batch_at_goodput=batch_at,
         prefill_capacity_requests_per_s=_f(g.prefill_rate_per_s), decode_capacity_requests_per_s=decode_rate,
-        binding_constraint=gp.BINDING[int(g.binding[0])], meets_slo=rate > 0)
+        binding_constraint=gp.BINDING[int(g.binding[0])], meets_slo=rate > 0, ttft_breakdown=breakdown)
 
 
 def _f(x: np.ndarray | float) -> float:

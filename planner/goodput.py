@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from scipy.special import ndtri
 
 from planner import queueing
 from planner.cost.memory import kv_bytes_per_sequence
@@ -52,6 +53,8 @@ class Slo(Protocol):
     def ttft_percentile(self) -> float: ...
     @property
     def tpot_s(self) -> float: ...
+    @property
+    def tpot_percentile(self) -> float | None: ...
 
 
 def request_slots(tp: Array, tokens_per_die: Array, new_tokens: float, groups: Array) -> tuple[Array, Array]:
@@ -88,10 +91,16 @@ def ttft_s(slo: Slo, input_cv: float, rate_per_s: Array, service_s: Array, serve
     return wait + np.asarray(service_s, dtype=float) + np.asarray(fixed_s, dtype=float)
 
 
-def decode_rate_per_s(slo: Slo, sequences: Array, output_tokens: float, tpot_s: Array, fits: Array) -> Array:
-    """Requests/s a decode pool sustains at its batch (Little's law), 0 where TPOT or memory fails, (N,)."""
+def decode_rate_per_s(slo: Slo, sequences: Array, output_tokens: float, tpot_s: Array, fits: Array,
+                      tpot_slo_s: Array | None = None) -> Array:
+    """Requests/s a decode pool sustains at its batch (Little's law), 0 where TPOT or memory fails, (N,).
+
+    ``tpot_slo_s`` is the TPOT statistic the SLO bounds (the mean ``tpot_s`` by default, or a
+    percentile: ``tpot_s * tpot_slo_factor``).
+    """
     tpot = np.asarray(tpot_s, dtype=float)
-    ok = np.asarray(fits, dtype=bool) & (tpot <= slo.tpot_s)
+    stat = tpot if tpot_slo_s is None else np.asarray(tpot_slo_s, dtype=float)
+    ok = np.asarray(fits, dtype=bool) & (stat <= slo.tpot_s)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.asarray(sequences, dtype=float) / (output_tokens * tpot)
     return np.where(ok, rate, 0.0)
@@ -108,20 +117,21 @@ class GoodputArrays:
 
 
 def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
-            sequences: Array, tpot_s: Array, fits: Array) -> GoodputArrays:
+            sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None) -> GoodputArrays:
     """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
 
     Parameters
     ----------
     service_s, servers, fixed_s : prefill side (see module notes), (N,)
     sequences : sequences in flight in the decode pool at the layout's batch, (N,)
-    tpot_s : TPOT at that batch, (N,)
+    tpot_s : mean TPOT at that batch, (N,)
     fits : every pool of the layout fits in memory, (N,)
+    tpot_slo_s : the TPOT statistic the SLO bounds, (N,) (default: the mean)
     """
     pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s)
-    dec = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits)
+    dec = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
     fits = np.asarray(fits, dtype=bool)
-    tpot = np.asarray(tpot_s, dtype=float)
+    tpot = np.asarray(tpot_s if tpot_slo_s is None else tpot_slo_s, dtype=float)
     binding = np.select([~fits, tpot > slo.tpot_s, pre <= 0, pre < dec], [MEMORY, TPOT, TTFT, PREFILL], DECODE)
     return GoodputArrays(goodput_per_s=np.minimum(pre, dec), prefill_rate_per_s=pre, decode_rate_per_s=dec,
                          binding=binding)
@@ -139,3 +149,68 @@ def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, inp
     links = np.minimum(np.asarray(prefill_tp, dtype=float), np.asarray(decode_tp, dtype=float))
     return kv_transfer_s(hw, kv_bytes=kv, layout_dies=np.asarray(layout_dies, dtype=float), links=links,
                          call_s=p2p_s)
+
+
+# ----------------------------------------------------------------------------- TPOT distribution
+
+
+def mtp_tokens_per_step_moments(draft_tokens: int, acceptance: float) -> tuple[float, float]:
+    """Mean and variance of the tokens one sequence emits per decode step with MTP.
+
+    Drafts are accepted in order, each with probability ``acceptance`` given the previous one was:
+    ``P(X >= 1 + j) = a**j`` for j = 0..d, so ``E[X] = 1 + sum_j a**j`` (j = 1..d).
+    """
+    a, d = acceptance, draft_tokens
+    tail = np.array([a**j for j in range(d + 1)])            # P(X >= 1 + j), j = 0..d
+    pmf = tail - np.append(tail[1:], 0.0)                     # P(X = 1 + j)
+    k = np.arange(1, d + 2, dtype=float)
+    mean = float((k * pmf).sum())
+    return mean, float((k**2 * pmf).sum() - mean**2)
+
+
+def tpot_quantile_s(q: float, *, tpot_s: Array, step_slope_s: Array, batch: Array, batch_cap: Array,
+                    attention_dies: Array, output_tokens: float, draft_tokens: int, acceptance: float) -> Array:
+    """The q-quantile over requests of TPOT (each request's mean time per output token), (N,).
+
+    A request's TPOT is ``K * s_bar / (L - 1)``: K steps to emit its L tokens at a mean step time
+    ``s_bar`` over its life.  Two independent normal terms (renewal CLT and a linearised step time):
+
+    - MTP: tokens per step X has mean mu, variance sigma^2 (:func:`mtp_tokens_per_step_moments`);
+      ``CV(K) = sqrt(sigma^2 / (mu * L))``.
+    - Batch: sequences in flight in one instance are Poisson (M/G/inf below the batch cap) with mean
+      ``b * A``; their time average over one request's life (a window of one residence, over which
+      the count's autocorrelation falls linearly) has variance ``2/3 * b * A``, so the batch per
+      die a request sees varies with ``std = sqrt(2 b / (3 A))``; a fuller batch slows every step,
+      so more requests arrive per residence: linearised, the deviation is amplified by
+      ``1 / (1 - rho)`` with ``rho = slope * b / step`` (the batch-dependent share of the step),
+      and clipped to ``[0, batch_cap]``; the step time moves by ``step_slope_s`` per sequence per die.
+
+    ``T_q = TPOT * (1 + sign(z) * sqrt((z CV_K)^2 + d_b^2))`` with ``z = Phi^-1(q)`` and
+    ``d_b = slope * clip(z * std / (1 - rho), -b, cap - b) / step``.  Validity: many sequences per instance
+    and long outputs (normal limits); no DP-rank imbalance (every attention die is assumed to see
+    the instance's mean).  Checked against a discrete-event simulation (tests/validation).
+    """
+    z = float(ndtri(q))
+    mu, var = mtp_tokens_per_step_moments(draft_tokens, acceptance)
+    cv_k = np.sqrt(var / (mu * output_tokens))
+    b, cap = np.asarray(batch, dtype=float), np.asarray(batch_cap, dtype=float)
+    std_b = np.sqrt(2.0 * b / (3.0 * np.asarray(attention_dies, dtype=float)))
+    tpot = np.asarray(tpot_s, dtype=float)
+    slope, step = np.asarray(step_slope_s, dtype=float), tpot * mu
+    rho = np.clip(slope * b / step, 0.0, 0.9)  # share of the step that grows with the batch
+    d_b = slope * np.clip(z * std_b / (1.0 - rho), -b, cap - b) / step
+    return tpot * (1.0 + np.sign(z) * np.sqrt((z * cv_k) ** 2 + d_b**2))
+
+
+def tpot_slo_factor(slo: Slo, *, output_tokens: float, draft_tokens: int, acceptance: float) -> float:
+    """TPOT statistic the SLO bounds over the mean TPOT, for a pool at its full batch.
+
+    1 for a mean-TPOT SLO.  For a percentile: at the full batch the batch cannot grow, so only
+    the MTP term of :func:`tpot_quantile_s` remains: ``1 + z_q * sqrt(sigma^2 / (mu * L))``.
+    """
+    if slo.tpot_percentile is None:
+        return 1.0
+    q = slo.tpot_percentile / 100.0
+    one = np.ones(1)
+    return float(tpot_quantile_s(q, tpot_s=one, step_slope_s=0 * one, batch=one, batch_cap=one, attention_dies=one,
+                                 output_tokens=output_tokens, draft_tokens=draft_tokens, acceptance=acceptance)[0])

@@ -2,8 +2,9 @@
 
 A renderer like ``report.py`` (it converts seconds to ms for the axes) and the only module that
 imports matplotlib, lazily inside functions: matplotlib is the optional ``plot`` extra, so the
-core and the test suite run without it.  Inputs are the JSON documents of ``plan_dict`` and
-``evaluate.report_dict``; nothing is recomputed here.
+core and the test suite run without it.  Inputs are the report documents
+(:class:`~planner.documents.plan.PlanReport`, :class:`~planner.documents.evaluate.EvaluateReport`);
+nothing is recomputed here.
 
 Output is deterministic: the Agg canvas (no pyplot, no GUI backend), a fixed figure size and
 DPI, and for SVG a fixed ``svg.hashsalt`` and no date, so two runs with the same matplotlib
@@ -13,10 +14,14 @@ write identical bytes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planner.errors import MissingExtraError, PlannerError
 from planner.units import MILLI
+
+if TYPE_CHECKING:
+    from planner.documents.evaluate import DecodeMetrics, EvaluateReport, LayerCost, PrefillMetrics
+    from planner.documents.plan import PlanEntry, PlanReport
 
 FORMATS = (".png", ".svg")
 DPI = 120
@@ -67,7 +72,7 @@ def _save(fig: Any, path: Path) -> None:
                            fix="check that the directory exists and is writable") from None
 
 
-def _draw(path: Path, draw: Any, doc: dict[str, Any], size_in: tuple[float, float]) -> None:
+def _draw(path: Path, draw: Any, doc: Any, size_in: tuple[float, float]) -> None:
     check_target(path)
     matplotlib = _matplotlib()
     with matplotlib.rc_context(_RC):
@@ -79,68 +84,68 @@ def _draw(path: Path, draw: Any, doc: dict[str, Any], size_in: tuple[float, floa
 # --------------------------------------------------------------------------- plan: Pareto front
 
 
-def short_summary(entry: dict[str, Any]) -> str:
+def short_summary(entry: PlanEntry) -> str:
     """``pd, 672 dies: P 4x72 + D 2x192`` (instances x dies per pool)."""
-    lay = entry["layout"]
-    d = lay["decode"]
-    if lay["mode"] == "transformerless":
-        dec = f"D {d['instances']}x[{d['attention_dies']} attn + {d['expert_dies']} exp]"
+    lay = entry.layout
+    d = lay.decode
+    if lay.mode == "transformerless":
+        dec = f"D {d.instances}x[{d.attention_dies} attn + {d.expert_dies} exp]"
     else:
-        dec = f"D {d['instances']}x{d['dies']} tp{d['tp']} ep{d['ep']}"
-    p = lay.get("prefill")
-    pre = f"P {p['instances']}x{p['dies']} + " if p else ""
-    return f"{entry['mode']}, {entry['dies']} dies: {pre}{dec}"
+        dec = f"D {d.instances}x{d.dies} tp{d.tp} ep{d.ep}"
+    p = lay.prefill
+    pre = f"P {p.instances}x{p.dies} + " if p else ""
+    return f"{entry.mode.value}, {entry.dies} dies: {pre}{dec}"
 
 
-def _xy(entries: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    return [e["tpot_s"] / MILLI for e in entries], [e["output_tokens_per_s_per_die"] for e in entries]
+def _xy(entries: list[PlanEntry]) -> tuple[list[float], list[float]]:
+    return [e.tpot_s / MILLI for e in entries], [e.output_tokens_per_s_per_die for e in entries]
 
 
-def _plan_points(ax: Any, doc: dict[str, Any]) -> None:
+def _plan_points(ax: Any, doc: PlanReport) -> None:
     """Every ranked layout faint, the front emphasised, one marker per mode."""
-    modes = [m for m in _MODE_STYLE if any(e["mode"] == m for e in doc["layouts"])]
+    modes = [m for m in _MODE_STYLE if any(e.mode == m for e in doc.layouts)]
     for mode in modes:
         marker, color = _MODE_STYLE[mode]
-        x, y = _xy([e for e in doc["layouts"] if e["mode"] == mode])
+        x, y = _xy([e for e in doc.layouts if e.mode == mode])
         ax.scatter(x, y, marker=marker, color=color, alpha=0.35, s=18, linewidths=0, zorder=2)
-        x, y = _xy([e for e in doc["pareto"] if e["mode"] == mode])
+        x, y = _xy([e for e in doc.pareto if e.mode == mode])
         ax.scatter(x, y, marker=marker, color=color, s=48, edgecolors="black", linewidths=0.6, zorder=4,
                    label=f"{mode} (front)")
     ax.scatter([], [], marker="o", color="0.5", alpha=0.35, s=18, linewidths=0, label="faint: other ranked layouts")
-    x, y = _xy(sorted(doc["pareto"], key=lambda e: e["tpot_s"]))
+    x, y = _xy(sorted(doc.pareto, key=lambda e: e.tpot_s))
     ax.step(x, y, where="post", color="0.2", linewidth=1.0, zorder=3, label="Pareto front")
 
 
-def _plan_annotations(ax: Any, doc: dict[str, Any]) -> None:
-    slo_ms = doc["scenario"]["slo"]["tpot_s"] / MILLI
+def _plan_annotations(ax: Any, doc: PlanReport) -> None:
+    slo_ms = doc.scenario.slo.tpot_s / MILLI
     ax.axvline(slo_ms, color="tab:red", linestyle="--", linewidth=1.0, zorder=1, label=f"TPOT SLO {slo_ms:g} ms")
-    best = doc["layouts"][0]
-    x, y = best["tpot_s"] / MILLI, best["output_tokens_per_s_per_die"]
+    best = doc.layouts[0]
+    x, y = best.tpot_s / MILLI, best.output_tokens_per_s_per_die
     text = f"rank 1: {short_summary(best)}\n{y:.1f} tok/s/die at TPOT {x:.1f} ms"
     ax.annotate(text, xy=(x, y), xytext=(0.97, 0.05), textcoords="axes fraction", ha="right", va="bottom",
                 fontsize=8, bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.6"},
                 arrowprops={"arrowstyle": "->", "color": "0.3", "linewidth": 0.8}, zorder=5)
 
 
-def _plan_figure(fig: Any, doc: dict[str, Any]) -> None:
-    s = doc["scenario"]
+def _plan_figure(fig: Any, doc: PlanReport) -> None:
+    s = doc.scenario
     ax = fig.add_subplot()
     _plan_points(ax, doc)
     _plan_annotations(ax, doc)
-    ax.set_xlim(0.0, max([doc["scenario"]["slo"]["tpot_s"] / MILLI, *_xy(doc["layouts"])[0]]) * 1.08)
-    ax.set_ylim(0.0, max(_xy(doc["layouts"])[1]) * 1.12)
+    ax.set_xlim(0.0, max([s.slo.tpot_s / MILLI, *_xy(doc.layouts)[0]]) * 1.08)
+    ax.set_ylim(0.0, max(_xy(doc.layouts)[1]) * 1.12)
     ax.set_xlabel("TPOT, mean time per output token after the first (ms)")
     ax.set_ylabel("goodput per die (output tokens/s per die)")
-    ax.set_title(f"{s['model']} on {s['hardware']}, budget {doc['budget_dies']} dies; "
-                 f"{s['workload']['input_tokens']} in / {s['workload']['output_tokens']} out; "
-                 f"{len(doc['layouts'])} ranked layouts")
+    ax.set_title(f"{s.model} on {s.hardware}, budget {doc.budget_dies} dies; "
+                 f"{s.workload.input_tokens} in / {s.workload.output_tokens} out; "
+                 f"{len(doc.layouts)} ranked layouts")
     ax.grid(True, linewidth=0.4, alpha=0.5)
     ax.legend(loc="upper left")
 
 
-def draw_plan(doc: dict[str, Any], path: Path) -> None:
-    """Pareto front of a ``plan_dict`` document (pass every ranked layout for the faint points)."""
-    if not doc["layouts"]:
+def draw_plan(doc: PlanReport, path: Path) -> None:
+    """Pareto front of a plan report (pass every ranked layout for the faint points)."""
+    if not doc.layouts:
         raise PlannerError("no ranked layout to plot", where="--plot")
     _draw(path, _plan_figure, doc, (8.0, 5.0))
 
@@ -148,19 +153,24 @@ def draw_plan(doc: dict[str, Any], path: Path) -> None:
 # --------------------------------------------------------------------------- evaluate: breakdown
 
 
-def _segments(layer: dict[str, Any]) -> list[tuple[str, float, bool]]:
+def _segments(layer: LayerCost) -> list[tuple[str, float, bool]]:
     """(name, ms, is_collective) per unit, then per collective, per micro-batch."""
-    ops = [(op, v["time_s"] / MILLI, False) for op, v in layer["ops"].items()]
-    return ops + [(op, t / MILLI, True) for op, t in layer["communication"].items()]
+    ops = [(op, v.time_s / MILLI, False) for op, v in layer.ops.items()]
+    return ops + [(op, t / MILLI, True) for op, t in layer.communication.items()]
 
 
-def _styles(doc: dict[str, Any], pools: list[str]) -> dict[str, dict[str, Any]]:
+def _pools(doc: EvaluateReport) -> dict[str, PrefillMetrics | DecodeMetrics]:
+    """The report's pools by name (collocated layouts have no prefill pool)."""
+    return {name: m for name, m in (("prefill", doc.prefill), ("decode", doc.decode)) if m is not None}
+
+
+def _styles(pools: dict[str, PrefillMetrics | DecodeMetrics]) -> dict[str, dict[str, Any]]:
     """One colour per unit name across both pools; collectives grey and hatched."""
     from matplotlib import colormaps
 
     palette = [c for i, c in enumerate(colormaps["tab20"].colors) if i not in (14, 15)]  # greys: collectives
     palette += list(colormaps["tab20b"].colors)
-    names = {(n, c) for pool in pools for layer in doc[pool]["breakdown"]["layers"].values()
+    names = {(n, c) for pool in pools.values() for layer in pool.breakdown.layers.values()
              for n, _, c in _segments(layer)}
     units = sorted(n for n, c in names if not c)
     comms = sorted(n for n, c in names if c)
@@ -170,42 +180,42 @@ def _styles(doc: dict[str, Any], pools: list[str]) -> dict[str, dict[str, Any]]:
     return styles
 
 
-def _pool_axes(ax: Any, pool: str, data: dict[str, Any], styles: dict[str, dict[str, Any]]) -> None:
-    layers = data["breakdown"]["layers"]
+def _pool_axes(ax: Any, pool: str, data: PrefillMetrics | DecodeMetrics, styles: dict[str, dict[str, Any]]) -> None:
+    layers = data.breakdown.layers
     for row, layer in enumerate(layers.values()):
         left = 0.0
         for op, ms, _ in _segments(layer):
             ax.barh(row, ms, left=left, height=0.6, label=op, linewidth=0.3, **styles[op])
             left += ms
-        ax.text(left, row, f"  {left:.2f} ms (layer {layer['layer_s'] / MILLI:.2f} ms)", va="center", fontsize=8)
-    ax.set_yticks(range(len(layers)), [f"{name} x{layer['count']}" for name, layer in layers.items()])
+        ax.text(left, row, f"  {left:.2f} ms (layer {layer.layer_s / MILLI:.2f} ms)", va="center", fontsize=8)
+    ax.set_yticks(range(len(layers)), [f"{name} x{layer.count}" for name, layer in layers.items()])
     pad = max(0.0, (3 - len(layers)) / 2)  # a lone layer class keeps a bar of normal thickness
     ax.set_ylim(len(layers) - 0.5 + pad, -0.5 - pad)
     ax.set_xlim(0.0, ax.get_xlim()[1] * 1.3)
-    ax.set_title(f"{pool}: step {data['step_s'] / MILLI:.2f} ms", loc="left")
+    ax.set_title(f"{pool}: step {data.step_s / MILLI:.2f} ms", loc="left")
     ax.set_xlabel("ms per layer and micro-batch")
     ax.grid(True, axis="x", linewidth=0.4, alpha=0.5)
 
 
-def _evaluate_figure(fig: Any, doc: dict[str, Any]) -> None:
-    pools = [p for p in ("prefill", "decode") if doc[p] is not None]
-    styles = _styles(doc, pools)
+def _evaluate_figure(fig: Any, doc: EvaluateReport) -> None:
+    pools = _pools(doc)
+    styles = _styles(pools)
     axes = fig.subplots(len(pools), 1, squeeze=False)[:, 0]
-    for ax, pool in zip(axes, pools, strict=True):
-        _pool_axes(ax, pool, doc[pool], styles)
+    for ax, (pool, data) in zip(axes, pools.items(), strict=True):
+        _pool_axes(ax, pool, data, styles)
     handles = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     order = sorted(handles, key=lambda n: ("hatch" in styles[n], n))
     fig.legend([handles[n] for n in order], order, loc="outside right center", title="unit / collective")
-    s = doc["scenario"]
-    fig.suptitle(f"{doc['layout']['mode']} layout: {s['model']} on {s['hardware']}, {doc['dies']} dies: "
+    s = doc.scenario
+    fig.suptitle(f"{doc.layout.mode} layout: {s.model} on {s.hardware}, {doc.dies} dies: "
                  f"time per layer class and pool", fontsize=10)
     fig.supxlabel("bars: units and (hatched) collectives of one layer for one micro-batch; text: their sum, "
                   "then the layer time over all micro-batches with overlap", fontsize=8)
 
 
-def draw_breakdown(doc: dict[str, Any], path: Path) -> None:
-    """Stacked per-layer bars of an ``evaluate.report_dict`` document, one panel per pool."""
+def draw_breakdown(doc: EvaluateReport, path: Path) -> None:
+    """Stacked per-layer bars of an evaluate report, one panel per pool."""
     _draw(path, _evaluate_figure, doc, (10.0, 6.0))

@@ -3,10 +3,10 @@
 This module knows nothing of LLMs.  It works in arrival rates (1/s), service times (s),
 squared coefficients of variation and server counts; the search layer maps a serving
 candidate onto these (prefill instances are the servers of an M/G/c queue whose service time
-is a batched prefill step; decode pools use :func:`decode_fixed_point_batch`).  Only the math
+is a batched prefill step; decode pools use :func:`fixed_point_on_curve`).  Only the math
 lives here.
 
-Every function except :func:`decode_fixed_point_batch` takes numpy arrays (or scalars) that
+Every function except :func:`fixed_point_on_curve` takes numpy arrays (or scalars) that
 broadcast against each other and returns float64 arrays of the broadcast shape, with no
 Python loop over elements.  An unstable queue (utilization ``rho = lambda * E[S] / c >= 1``)
 is not an error: its probability of waiting is 1 and its waiting times are ``+inf``.
@@ -18,8 +18,6 @@ Numpy floating-point warnings are silenced locally where such values are produce
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.special import gammaincc, gammaln
 
@@ -28,9 +26,6 @@ ArrayLike = np.ndarray | float
 
 #: :func:`max_arrival_rate_per_s` never returns a utilization above ``1 - STABILITY_MARGIN``.
 STABILITY_MARGIN = 1e-9
-
-#: Cells of the grid that brackets the smallest decode fixed point.
-FIXED_POINT_GRID_CELLS = 64
 
 
 def _as_float_arrays(*values: ArrayLike) -> tuple[Array, ...]:
@@ -259,83 +254,6 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     return rho * c / s
 
 
-def little_batch(arrival_rate_per_s: ArrayLike, residence_s: ArrayLike) -> Array:
-    """Mean number in the system by Little's law, ``L = lambda W`` (dimensionless count).
-
-    Parameters
-    ----------
-    arrival_rate_per_s : array_like, shape (N,) or broadcastable
-        Throughput ``lambda`` (1/s).
-    residence_s : array_like
-        Mean time ``W`` each customer spends in the system (s).
-
-    Returns
-    -------
-    ndarray
-        ``L = lambda * W``.
-
-    References
-    ----------
-    J. D. C. Little, "A proof for the queuing formula L = lambda W", *Operations Research* 9(3),
-    1961, pp. 383-387.
-    """
-    lam, w = _as_float_arrays(arrival_rate_per_s, residence_s)
-    return lam * w
-
-
-def decode_fixed_point_batch(arrival_rate_per_s: float, output_tokens: float, dies: float,
-                             tpot_of_batch: Callable[[float], float], batch_cap: float) -> tuple[float, float]:
-    """Concurrent sequences per die under continuous batching, and the step time there.
-
-    Parameters
-    ----------
-    arrival_rate_per_s : float
-        Request arrival rate ``lambda`` to the pool (1/s, >= 0).
-    output_tokens : float
-        Mean tokens generated per request ``L_out`` (one decode step each).
-    dies : float
-        Dies sharing the load (> 0).
-    tpot_of_batch : callable float -> float
-        Time per output token (s) at a per-die batch ``b``; non-decreasing in ``b``.
-    batch_cap : float
-        Largest admissible per-die batch (e.g. the KV-cache memory cap), finite and >= 0.
-
-    Returns
-    -------
-    (float, float)
-        ``(b, TPOT(b))`` at the smallest fixed point in ``[0, batch_cap]``, or
-        ``(inf, inf)`` when there is none (the pool is overloaded).
-
-    Notes
-    -----
-    Each request stays ``L_out * TPOT(b)`` seconds, so by Little's law the sequences per die
-    satisfy ``b = lambda * L_out * TPOT(b) / dies``.  The map ``b -> lambda L_out TPOT(b) /
-    dies`` is non-decreasing, so its smallest fixed point is the operating point reached
-    from an empty pool.  It is bracketed on a grid of ``FIXED_POINT_GRID_CELLS`` cells over
-    ``[0, batch_cap]`` (first sign change of ``b - lambda L_out TPOT(b) / dies``) and refined
-    with Brent's method.  Two fixed points closer together than one grid cell (a near
-    tangency) may be skipped; the answer is then a larger batch or "overloaded", i.e.
-    conservative.  Scalar: used for one candidate at a time.
-    """
-    from scipy.optimize import brentq  # local: scipy.optimize adds ~0.2 s to CLI start-up
-
-    if not (dies > 0.0 and 0.0 <= batch_cap < np.inf):
-        raise ValueError(f"need dies > 0 and a finite batch_cap >= 0, got {dies=}, {batch_cap=}")
-    demand = arrival_rate_per_s * output_tokens / dies  # sequences per die per second of TPOT
-
-    def gap(b: float) -> float:
-        return b - demand * tpot_of_batch(b)
-
-    grid = np.linspace(0.0, batch_cap, FIXED_POINT_GRID_CELLS + 1)
-    gaps = np.array([gap(float(b)) for b in grid])
-    crossed = np.flatnonzero(gaps >= 0.0)
-    if crossed.size == 0:
-        return np.inf, np.inf
-    i = int(crossed[0])
-    b = 0.0 if i == 0 else float(brentq(gap, grid[i - 1], grid[i], xtol=1e-12, rtol=4 * np.finfo(float).eps))
-    return b, float(tpot_of_batch(b))
-
-
 def fixed_point_on_curve(batches: Array, tpots: Array, arrival_rate_per_s: float, output_tokens: float,
                          dies: float) -> tuple[float, float]:
     """Smallest fixed point of ``b = lambda L_out TPOT(b) / dies`` on a piecewise-linear TPOT curve.
@@ -344,8 +262,12 @@ def fixed_point_on_curve(batches: Array, tpots: Array, arrival_rate_per_s: float
     ----------
     batches, tpots : array_like, shape (K,)
         Increasing batches per die (from 0) and the TPOT (s) at each; linear in between.
-    arrival_rate_per_s, output_tokens, dies : float
-        As in :func:`decode_fixed_point_batch`.
+    arrival_rate_per_s : float
+        Request arrival rate ``lambda`` to the pool (1/s, >= 0).
+    output_tokens : float
+        Mean tokens generated per request ``L_out`` (one decode step each).
+    dies : float
+        Dies sharing the load (> 0).
 
     Returns
     -------
@@ -354,6 +276,9 @@ def fixed_point_on_curve(batches: Array, tpots: Array, arrival_rate_per_s: float
 
     Notes
     -----
+    Each request stays ``L_out * TPOT(b)`` seconds, so by Little's law the sequences per die
+    satisfy ``b = lambda * L_out * TPOT(b) / dies``; with TPOT non-decreasing in ``b``, the
+    smallest fixed point is the operating point reached from an empty pool.
     Exact for the interpolated curve and free of scipy.optimize (whose import costs ~0.2 s of
     CLI start-up): on segment ``i`` with ``TPOT = t_i + s_i (b - b_i)`` the fixed point is
     ``b = c (t_i - s_i b_i) / (1 - c s_i)`` with ``c = lambda L_out / dies``; the first segment

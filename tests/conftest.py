@@ -204,7 +204,9 @@ def _run_planner(*args: str, data: Path | None = None, cwd: Path = ROOT) -> Run:
     else unset), the working directory and stdout/stderr are what a fresh ``python -m planner``
     would see; all are restored afterwards.  An expected failure is a ``SystemExit`` and becomes
     the return code.  Any other exception is a bug: it propagates with its traceback and fails
-    the test, where a subprocess would have printed it on stderr.
+    the test, where a subprocess would have printed it on stderr.  Module-level caches outlive
+    the call (loaded files are keyed by path and mtime, so an edited file is re-read);
+    tests/cli/test_smoke.py checks a fresh process prints the same plan.
     """
     from planner import cli
 
@@ -226,3 +228,17 @@ def _run_planner(*args: str, data: Path | None = None, cwd: Path = ROOT) -> Run:
 def run_planner() -> Callable[..., Run]:
     """``run_planner(*args, data=None, cwd=ROOT) -> Run``: the CLI in-process (monkeypatches apply)."""
     return _run_planner
+
+
+@pytest.fixture(scope="session")
+def default_plan(tmp_path_factory: pytest.TempPathFactory, run_planner: Callable[..., Run]) -> Path:
+    """The default scenario's ``planner plan --json -`` (the suite's slowest plan) in a file, run once.
+
+    tests/search/test_plan.py compares it with the golden file; tests/ops/test_check.py uses it
+    as the baseline of a ``check`` on an edited copy of the same data files.
+    """
+    run = run_planner("plan", "--json", "-")
+    assert run.returncode == 0, run.stderr
+    path = tmp_path_factory.mktemp("default-plan") / "default.json"
+    path.write_text(run.stdout, encoding="utf-8")
+    return path

@@ -61,8 +61,12 @@ class GqaAttention(Attention):
         return 2.0 * self.kv_heads_per_die(tp) * self.head_dim * by.kv
 
     def kv_cache_bytes_per_token(self, by: BytesPerElement, tp: Array) -> Array:
-        """Sharded by KV heads: :meth:`kv_bytes_per_token_per_die`."""
-        return self.kv_bytes_per_token_per_die(by, tp)
+        """The group's ``tp`` x more sequences, each sharded by KV heads: ``tp * 2 ceil(KV / tp) d``.
+
+        (Before 2026-11-29 the ``tp`` factor was missing: GQA/MHA layouts with tp > 1 were given
+        ``tp`` times too little KV memory, and so too large a batch.)
+        """
+        return self.kv_bytes_per_token_per_die(by, tp) * np.asarray(tp, dtype=float)
 
     def decode_ops(self, dev: Device, by: BytesPerElement, *, tokens: Array, seqs: Array, context: Array,
                    tp: Array) -> dict[str, Cost]:

@@ -1,36 +1,128 @@
-"""Pydantic schemas for every hand-edited data file, the one TOML loader, and :func:`plain`
+"""Pydantic schemas for every hand-edited data file, the one file reader, and :func:`plain`
 (a validated section -> the frozen dataclass the rest of the planner uses).
 
-Schemas forbid unknown keys, constrain every number, and are frozen.  Validation failures
-become a single-line :class:`~planner.errors.DataFileError` naming the file and the field.
+Schemas forbid unknown keys, take types strictly (``true`` is not 1, ``"12"`` is not 12, ``"yes"``
+is not a boolean; an integer is a valid float), bound every number to a plausible range (the
+``ranged`` types below, each with its reason), and are frozen.  Validation failures become a single-line
+:class:`~planner.errors.DataFileError` naming the file and the field.  Only regular files under
+:data:`MAX_FILE_BYTES` are read, nested at most :data:`MAX_DEPTH` levels deep.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import stat
 import tomllib
 from dataclasses import fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Strict as StrictType
 
 from planner.errors import DataFileError
 
 SCHEMA_VERSION = 1
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-SourceText = Annotated[str, Field(min_length=3)]
+# The largest data file read (1 MiB; the largest shipped file is ~20 kB), and the deepest nesting
+# of tables and arrays (the schemas need 4).
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 16
+# Names (a card's or profile's, a fabric's) and free text (sources, notes).
+MAX_NAME_CHARS = 64
+MAX_TEXT_CHARS = 4096
+
+
+def _fmt(x: float) -> str:
+    """A range bound as written in an error: ``1000``, ``0.01``, ``1e12``."""
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))
+    mantissa, _, exponent = f"{x:g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def ranged(kind: type, lo: float, hi: float, reason: str, unit: str = "", *, open_low: bool = False) -> Any:
+    """``kind`` (int or float) restricted to [lo, hi] (``(lo, hi]`` if ``open_low``).
+
+    A value outside is refused with the range and ``reason`` in the message, e.g.
+    ``1000000000 is outside the plausible range 1-1000 layers (the largest published model has
+    126)``.  NaN and infinities are outside every range.
+    """
+    span = (f"({_fmt(lo)}, {_fmt(hi)}]" if open_low else f"{_fmt(lo)}-{_fmt(hi)}") + (f" {unit}" if unit else "")
+
+    def check(value: float) -> float:
+        inside = (value > lo if open_low else value >= lo) and value <= hi
+        if not inside:
+            raise ValueError(f"{value!r} is outside the plausible range {span} ({reason})")
+        return value
+
+    bound = "exclusiveMinimum" if open_low else "minimum"
+    return Annotated[kind, AfterValidator(check), Field(json_schema_extra={bound: lo, "maximum": hi})]
+
+
+# Plausible ranges, one per kind of number (per die where it matters), each with its reason.
+# The README's "Plausible ranges" table lists them.
+Fraction = ranged(float, 0.01, 1.0, "a fraction of a peak or a capacity: below 1% is a unit slip, not a kernel")
+PeakFlops = ranged(float, 1e12, 1e18, "dense FLOP/s per die: 1 TFLOP/s is below any accelerator, "
+                   "1 EFLOP/s is 100x the fastest die", "FLOP/s")
+HbmBytes = ranged(float, 1e9, 1e13, "HBM per die: shipped dies hold 64-288 GB", "bytes")
+HbmBandwidth = ranged(float, 1e10, 1e15, "HBM bandwidth per die: shipped dies have 1.6-8 TB/s", "bytes/s")
+ReserveBytes = ranged(float, 0.0, 1e12, "a reserve per die is ~1 GB today and must fit in HBM", "bytes")
+HalfPoint = ranged(float, 0.0, 1e6, "GEMMs reach half their peak within ~1e4 rows or columns")
+FixedCost = ranged(float, 0.0, 0.01, "a per-kernel or per-call cost is microseconds: 10 ms is a unit slip, "
+                   "ms or us written as s", "s")
+CopyCost = ranged(float, 0.0, 1e-4, "a per-token copy takes ~0.1 us", "s")
+StepGap = ranged(float, 0.0, 1.0, "a CPU gap per decode step is milliseconds", "s")
+FabricBandwidth = ranged(float, 1e8, 1e14, "link bandwidth per die: shipped fabrics have 25-900 GB/s",
+                         "bytes/s")
+RankCount = ranged(float, 1.0, 1e5, "a number of communicating ranks", "ranks")
+DecayExponent = ranged(float, 0.0, 2.0, "eff falls as n^-decay: 2 quarters it per doubling of ranks, steeper "
+                       "than any measured fabric, shipped <= 0.34")
+Dies = ranged(int, 1, 100_000, "the largest systems have ~1e5 dies", "dies")
+DiesPerChip = ranged(int, 1, 16, "packages have 1-8 dies", "dies")
+Layers = ranged(int, 1, 1000, "the largest published model has 126, and the search time grows with it", "layers")
+Width = ranged(int, 1, 131_072, "the widest published model has hidden size 16384")
+Vocab = ranged(int, 1, 10_000_000, "published vocabularies have 32K-256K tokens", "tokens")
+ContextTokens = ranged(int, 1, 100_000_000, "the longest published context is 10M tokens", "tokens")
+MtpLayers = ranged(int, 0, 16, "published models have 0-1 MTP modules")
+Heads = ranged(int, 1, 1024, "published models have 8-128 attention heads", "heads")
+HeadDim = ranged(int, 1, 4096, "published head sizes are 64-256")
+OptHeadDim = ranged(int, 0, 4096, "published head sizes are 64-256, 0 = unused")
+Rank = ranged(int, 0, 65_536, "published MLA ranks are 512-1536, 0 = unused")
+Window = ranged(int, 0, 100_000_000, "a window is at most a context, 0 = none", "tokens")
+Intermediate = ranged(int, 0, 1_048_576, "the widest published FFN is 53248, 0 = none")
+Experts = ranged(int, 0, 4096, "published MoEs have 8-384 routed experts, 0 = dense", "experts")
+SharedExperts = ranged(int, 0, 64, "published MoEs have 0-2 shared experts", "experts")
+TopK = ranged(int, 0, 256, "published MoEs route each token to 1-8 experts", "experts")
+LayerIndex = ranged(int, 0, 999, "a layer index below num_layers, at most 1000 layers")
+ParamCount = ranged(float, 1e5, 1e14, "published models have 1e9-2e12 parameters", "parameters")
+
+SourceText = Annotated[str, Field(min_length=3, max_length=MAX_TEXT_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", max_length=MAX_NAME_CHARS)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected the integer 1, got {value!r}")
+    return value
+
+
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_not_bool)]
+
+
+def lax(kind: Any) -> Any:
+    """An enum (or tuple) field that takes its value from a TOML string (or array) under strict mode."""
+    return Annotated[kind, StrictType(False)]
 
 
 class Strict(BaseModel):
-    """Base: unknown keys are errors, objects are immutable."""
+    """Base: unknown keys are errors, types are strict (no bool-as-number, no "12"-as-int), immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Kind(StrEnum):
@@ -51,8 +143,9 @@ class Sourced(Strict):
 class Factor(Sourced):
     """An empirical factor: tagged with its kind; calibrated ones name the rows they fit."""
 
-    kind: Kind
-    calibrated_from: list[str] = Field(default_factory=list)
+    kind: lax(Kind)
+    calibrated_from: Annotated[list[Annotated[str, Field(max_length=MAX_TEXT_CHARS)]],
+                               Field(max_length=10_000)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _calibrated_needs_rows(self) -> Factor:
@@ -67,11 +160,11 @@ class Factor(Sourced):
 class PeakSection(Sourced):
     """Dense peak FLOP/s per die for each supported dtype; an absent dtype is unsupported."""
 
-    bf16_flops_per_s: PositiveFloat | None = None
-    fp16_flops_per_s: PositiveFloat | None = None
-    fp8_flops_per_s: PositiveFloat | None = None
-    int8_flops_per_s: PositiveFloat | None = None
-    fp4_flops_per_s: PositiveFloat | None = None
+    bf16_flops_per_s: PeakFlops | None = None
+    fp16_flops_per_s: PeakFlops | None = None
+    fp8_flops_per_s: PeakFlops | None = None
+    int8_flops_per_s: PeakFlops | None = None
+    fp4_flops_per_s: PeakFlops | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> PeakSection:
@@ -83,24 +176,24 @@ class PeakSection(Sourced):
 class MemorySection(Sourced):
     """HBM per die."""
 
-    hbm_bytes: PositiveFloat
-    hbm_bandwidth_bytes_per_s: PositiveFloat
+    hbm_bytes: HbmBytes
+    hbm_bandwidth_bytes_per_s: HbmBandwidth
 
 
 class MemoryReserveSection(Factor):
     """What of HBM the model may use: usable fraction and fixed runtime/communication areas."""
 
     usable_frac: Fraction
-    comm_buffer_bytes: NonNegFloat
-    runtime_reserved_bytes: NonNegFloat = 0.0
+    comm_buffer_bytes: ReserveBytes
+    runtime_reserved_bytes: ReserveBytes = 0.0
 
 
 class GemmEfficiency(Factor):
     """eff(M, K) = max_frac * M / (M + m_half_tokens) * K / (K + k_half) of the dense peak."""
 
     max_frac: Fraction
-    m_half_tokens: NonNegFloat
-    k_half: NonNegFloat = 0.0
+    m_half_tokens: HalfPoint
+    k_half: HalfPoint = 0.0
 
 
 class AttentionEfficiency(Factor):
@@ -125,9 +218,9 @@ class EfficiencySection(Strict):
 class OverheadSection(Factor):
     """Fixed costs: per kernel (graph mode), extra per kernel launched eagerly, per decode step."""
 
-    kernel_s: NonNegFloat
-    eager_launch_s: NonNegFloat
-    scheduler_gap_s: NonNegFloat
+    kernel_s: FixedCost
+    eager_launch_s: FixedCost
+    scheduler_gap_s: StepGap
 
 
 class Scope(StrEnum):
@@ -143,36 +236,36 @@ class FabricEfficiency(Factor):
     """eff(n) = max_frac * min(1, (decay_start_ranks / n) ** decay) for n communicating ranks."""
 
     max_frac: Fraction
-    decay_start_ranks: PositiveFloat = 8.0
-    decay: NonNegFloat = 0.0
+    decay_start_ranks: RankCount = 8.0
+    decay: DecayExponent = 0.0
 
 
 class FabricSection(Sourced):
-    name: Annotated[str, Field(min_length=1)]
-    scope: Scope
-    dies: PositiveInt
-    bandwidth_bytes_per_s: PositiveFloat
-    latency_s: NonNegFloat
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+    scope: lax(Scope)
+    dies: Dies
+    bandwidth_bytes_per_s: FabricBandwidth
+    latency_s: FixedCost
     efficiency: FabricEfficiency
 
 
 class CollectiveSection(Factor):
     """Software cost per call of the communication library, on top of the fabric latency."""
 
-    dispatch_s: NonNegFloat
-    combine_s: NonNegFloat
-    p2p_s: NonNegFloat
-    collective_s: NonNegFloat
-    low_latency_copy_s: NonNegFloat = 0.0
+    dispatch_s: FixedCost
+    combine_s: FixedCost
+    p2p_s: FixedCost
+    collective_s: FixedCost
+    low_latency_copy_s: CopyCost = 0.0
 
 
 class HardwareFile(Strict):
-    schema_version: Literal[1]
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")]
-    description: str
-    chip: str
-    dies_per_chip: PositiveInt
-    num_dies: PositiveInt
+    schema_version: SchemaVersion
+    name: Name
+    description: Text
+    chip: Text
+    dies_per_chip: DiesPerChip
+    num_dies: Dies
     source: SourceText
     peak: PeakSection
     memory: MemorySection
@@ -180,7 +273,7 @@ class HardwareFile(Strict):
     efficiency: EfficiencySection
     overheads: OverheadSection
     collectives: CollectiveSection
-    fabrics: list[FabricSection] = Field(min_length=1)
+    fabrics: list[FabricSection] = Field(min_length=1, max_length=len(Scope))
 
     @model_validator(mode="after")
     def _fabrics_ordered(self) -> HardwareFile:
@@ -191,6 +284,15 @@ class HardwareFile(Strict):
         sizes = [f.dies for f in self.fabrics]
         if sizes != sorted(sizes):
             raise ValueError("fabrics: a wider scope must join at least as many dies as a narrower one")
+        return self
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> HardwareFile:
+        r, usable = self.memory_reserve, self.memory_reserve.usable_frac * self.memory.hbm_bytes
+        if r.comm_buffer_bytes + r.runtime_reserved_bytes >= usable:
+            raise ValueError(f"memory_reserve: comm_buffer_bytes + runtime_reserved_bytes "
+                             f"({r.comm_buffer_bytes + r.runtime_reserved_bytes:.3g}) leave nothing of the usable HBM "
+                             f"({usable:.3g} bytes = usable_frac x hbm_bytes)")
         return self
 
 
@@ -204,21 +306,21 @@ class AttentionKind(StrEnum):
 
 
 class ModelAttention(Strict):
-    kind: AttentionKind
-    num_heads: PositiveInt
-    num_kv_heads: PositiveInt
-    head_dim: PositiveInt
+    kind: lax(AttentionKind)
+    num_heads: Heads
+    num_kv_heads: Heads
+    head_dim: HeadDim
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: bool = False
     sinks: bool = False
-    q_lora_rank: NonNegInt = 0
-    kv_lora_rank: NonNegInt = 0
-    qk_nope_head_dim: NonNegInt = 0
-    qk_rope_head_dim: NonNegInt = 0
-    v_head_dim: NonNegInt = 0
-    sliding_window_tokens: NonNegInt = 0
-    sliding_layers: list[NonNegInt] = Field(default_factory=list)
+    q_lora_rank: Rank = 0
+    kv_lora_rank: Rank = 0
+    qk_nope_head_dim: OptHeadDim = 0
+    qk_rope_head_dim: OptHeadDim = 0
+    v_head_dim: OptHeadDim = 0
+    sliding_window_tokens: Window = 0
+    sliding_layers: Annotated[list[LayerIndex], Field(max_length=1000)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelAttention:
@@ -235,13 +337,13 @@ class ModelAttention(Strict):
 
 
 class ModelFfn(Strict):
-    dense_intermediate_size: NonNegInt = 0
-    dense_layers: list[NonNegInt] = Field(default_factory=list)
-    moe_intermediate_size: NonNegInt = 0
-    num_routed_experts: NonNegInt = 0
-    num_shared_experts: NonNegInt = 0
-    shared_expert_intermediate_size: NonNegInt = 0
-    top_k: NonNegInt = 0
+    dense_intermediate_size: Intermediate = 0
+    dense_layers: Annotated[list[LayerIndex], Field(max_length=1000)] = Field(default_factory=list)
+    moe_intermediate_size: Intermediate = 0
+    num_routed_experts: Experts = 0
+    num_shared_experts: SharedExperts = 0
+    shared_expert_intermediate_size: Intermediate = 0
+    top_k: TopK = 0
     router_bias: bool = False
     expert_bias: bool = False
 
@@ -262,26 +364,26 @@ class ModelFfn(Strict):
 class ModelParams(Sourced):
     """Parameter counts as the vendor reports them (checked against the derived counts)."""
 
-    reported_total: PositiveFloat
-    reported_active: PositiveFloat
+    reported_total: ParamCount
+    reported_active: ParamCount
     active_includes_embedding: bool
     active_includes_lm_head: bool = True
 
 
 class ModelFile(Strict):
-    schema_version: Literal[1]
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")]
-    display_name: str
-    architecture: str
+    schema_version: SchemaVersion
+    name: Name
+    display_name: Text
+    architecture: Text
     source: SourceText
     native_dtype: Literal["bf16", "fp16", "fp8", "int8", "fp4"]
-    native_dtype_note: str = ""
-    num_layers: PositiveInt
-    hidden_size: PositiveInt
-    vocab_size: PositiveInt
+    native_dtype_note: Text = ""
+    num_layers: Layers
+    hidden_size: Width
+    vocab_size: Vocab
     tie_word_embeddings: bool = False
-    max_position_embeddings: PositiveInt
-    num_mtp_layers: NonNegInt = 0
+    max_position_embeddings: ContextTokens
+    num_mtp_layers: MtpLayers = 0
     attention: ModelAttention
     ffn: ModelFfn
     params: ModelParams
@@ -307,20 +409,91 @@ def plain(cls: type[T], section: BaseModel, **override: Any) -> T:
     return cls(**{n: getattr(section, n) for n in names}, **override)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; unreadable or malformed files become a one-line DataFileError."""
+def read_capped(path: Path, *, what: str = "file", fix: str = "check the path and permissions") -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_FILE_BYTES` (DataFileError otherwise).
+
+    A FIFO, a device (``/dev/zero``), a directory or a socket is refused before anything is
+    read, so none can block or exhaust memory; a symlink to a regular file is followed.
+    """
+    where = str(path)
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise DataFileError(f"cannot read file ({exc.strerror})", where=str(path),
-                            fix="check the path and permissions") from None
+        reason = "path too long" if exc.errno == errno.ENAMETOOLONG else exc.strerror
+        raise DataFileError(f"cannot read {what} ({reason})", where=where[:300], fix=fix) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file but a device, FIFO or socket"
+        raise DataFileError(f"cannot read {what}: {kind}", where=where, fix="give a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise DataFileError(f"cannot read {what} ({exc.strerror})", where=where, fix=fix) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise DataFileError(f"{what} is larger than {MAX_FILE_BYTES // 1024} KiB, more than any planner input",
+                            where=where, fix="give the right file")
+    return raw
+
+
+def depth(data: Any) -> int:
+    """Nesting depth of tables and arrays (a scalar is 0), counted without recursion."""
+    deepest, stack = 0, [(data, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level + 1)
+            if level + 1 > MAX_DEPTH:
+                break
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def check_depth(data: Any, where: str) -> None:
+    if depth(data) > MAX_DEPTH:
+        raise DataFileError(f"tables and arrays nested more than {MAX_DEPTH} levels deep", where=where,
+                            fix="the planner's files nest at most 4 levels; give the right file")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; unreadable, oversized or malformed files become a one-line DataFileError."""
+    raw = read_capped(path)
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise DataFileError("not UTF-8 text", where=str(path), fix="save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise DataFileError(f"malformed TOML ({exc})", where=str(path),
                             fix="correct the TOML syntax") from None
+    except RecursionError:
+        raise DataFileError(f"tables and arrays nested more than {MAX_DEPTH} levels deep", where=str(path),
+                            fix="the planner's files nest at most 4 levels; give the right file") from None
+    check_depth(data, str(path))
+    return data
+
+
+def read_json(path: Path, *, what: str = "file", fix: str = "give the right file") -> Any:
+    """Parse a JSON file with the same limits as :func:`read_toml` (regular file, size, depth)."""
+    raw = read_capped(path, what=what)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DataFileError("not UTF-8 text", where=str(path), fix=fix) from None
+    except json.JSONDecodeError as exc:
+        raise DataFileError(f"malformed JSON ({exc.msg} at line {exc.lineno})", where=str(path), fix=fix) from None
+    except RecursionError:
+        raise DataFileError(f"arrays and objects nested more than {MAX_DEPTH} levels deep", where=str(path),
+                            fix=fix) from None
+    check_depth(data, str(path))
+    return data
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def validation_message(exc: ValidationError) -> tuple[str, str]:
@@ -333,8 +506,14 @@ def validation_message(exc: ValidationError) -> tuple[str, str]:
         msg = "unknown key; remove it or check its spelling"
     elif kind == "missing":
         msg = "required field is missing; add it"
-    elif kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
-        msg = f"{msg} (got {err.get('input')!r})"
+    elif kind in ("int_type", "float_type") and isinstance(err.get("input"), bool):
+        msg = f"{msg} (got {str(err['input']).lower()}: a boolean is not a number)"
+    elif kind in ("int_type", "float_type") and isinstance(err.get("input"), str):
+        msg = f"{msg} (got {_shown(err['input'])}: write numbers without quotes)"
+    elif kind == "bool_type":
+        msg = f"{msg} (got {_shown(err.get('input'))}: write true or false, unquoted)"
+    elif kind != "value_error" and "input" in err:
+        msg = f"{msg} (got {_shown(err.get('input'))})"
     more = len(exc.errors()) - 1
     if more:
         msg += f" (+{more} more error{'s' if more > 1 else ''})"

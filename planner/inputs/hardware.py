@@ -148,11 +148,6 @@ class HardwareSpec:
         return self._file.model_dump(mode="json")
 
     @property
-    def file(self) -> HardwareFile:
-        """Deprecated: the pydantic profile; use the plain attributes or :meth:`document`."""
-        return self._file
-
-    @property
     def num_chips(self) -> int | float:
         """Chips in the system (dies / dies per chip); an int when it divides evenly."""
         chips = self.num_dies / self.dies_per_chip

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from planner.errors import DataFileError
-from planner.inputs.files import SCHEMA_VERSION, ModelFile, validate_data
+from planner.inputs.files import MAX_NAME_CHARS, SCHEMA_VERSION, ModelFile, read_json, validate_data
 from planner.inputs.model import ModelSpec
-from planner.inputs.toml_writer import toml_text
 
 DERIVED_PARAMS_SOURCE = (
     "derived, not reported: config.json holds no parameter counts, so reported_total and "
@@ -32,6 +33,9 @@ ASSUMED_DTYPE_NOTE = ("not in config.json (no quantization_config, torch_dtype o
                       "bf16 assumed; check the checkpoint")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+# num_hidden_layers is checked before the card is built (the layer lists are built from it); the
+# card's schema checks every other number.
+MAX_LAYERS = 1000
 _TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float8_e4m3fn": "fp8"}
 _QUANT_METHODS = {"fp8": "fp8", "fbgemm_fp8": "fp8", "mxfp4": "fp4"}
 
@@ -64,7 +68,10 @@ class _Config:
             return default
         value = self.req(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.fail(f"field '{key}' must be a non-negative integer (got {value!r})")
+            raise self.fail(f"field '{key}' must be a non-negative integer (got {str(value)[:40]})")
+        if key == "num_hidden_layers" and not 1 <= value <= MAX_LAYERS:
+            raise self.fail(f"field '{key}' = {value} is outside the plausible range 1-{MAX_LAYERS} layers "
+                            "(the largest published model has 126)")
         return value
 
     def bool(self, key: str, default: bool) -> bool:
@@ -339,8 +346,8 @@ def card_from_hf_config(config: dict, *, name: str, where: str) -> dict:
     cfg = _Config(config, where)
     arch = _architecture(cfg)
     card = _skeleton(cfg, name, arch, _BUILDERS[arch](cfg))
-    card["params"] = {"source": DERIVED_PARAMS_SOURCE, "reported_total": 1.0,
-                      "reported_active": 1.0, "active_includes_embedding": False,
+    card["params"] = {"source": DERIVED_PARAMS_SOURCE, "reported_total": 1e9,  # placeholders, replaced below
+                      "reported_active": 1e9, "active_includes_embedding": False,
                       "active_includes_lm_head": True}
     counts = ModelSpec.from_file(validate_data(ModelFile, card, where), Path(where)).param_counts()
     card["params"].update(reported_total=counts.total, reported_active=counts.active)
@@ -352,28 +359,32 @@ def card_from_hf_config(config: dict, *, name: str, where: str) -> dict:
 
 
 def card_toml(card: dict) -> str:
-    """Deterministic TOML text of a card dict (key order as given); tomllib reads it back
-    to an equal dict."""
-    return toml_text(card)
+    """Deterministic TOML text of a card dict (key order as given, by ``tomli_w``); tomllib reads
+    it back to an equal dict."""
+    return tomli_w.dumps(card)
 
 
 # --------------------------------------------------------------------------- file import
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataFileError(f"cannot read file ({exc.strerror})", where=str(path),
-                            fix="check the path and permissions") from None
-    except UnicodeDecodeError:
-        raise DataFileError("not UTF-8 text", where=str(path),
-                            fix="give the model's config.json") from None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise DataFileError(f"malformed JSON ({exc.msg} at line {exc.lineno})",
-                            where=str(path), fix="give the model's config.json") from None
+    return read_json(path, what="config.json", fix="give the model's config.json")
+
+
+def default_name(path: Path, config: Any) -> str:
+    """Card name when ``--name`` is not given: the file stem, or for ``config.json`` the folder it is in
+    (a Hugging Face snapshot, ``Qwen3-30B-A3B/config.json``), else the config's ``_name_or_path``."""
+    candidates = [path.stem]
+    if path.stem.lower() == "config":
+        origin = config.get("_name_or_path") if isinstance(config, dict) else None
+        candidates = [path.resolve().parent.name, *([origin.rstrip("/").rsplit("/", 1)[-1]]
+                                                   if isinstance(origin, str) else [])]
+    for name in candidates:
+        name = name.lower()
+        if _NAME_RE.match(name) and len(name) <= MAX_NAME_CHARS and name != "config":
+            return name
+    raise DataFileError("cannot tell the model's name from the file or its folder", where=str(path),
+                        fix="pass --name, e.g. --name my-model")
 
 
 def import_hf_config(path: Path, *, name: str | None = None) -> tuple[dict, str]:
@@ -384,7 +395,7 @@ def import_hf_config(path: Path, *, name: str | None = None) -> tuple[dict, str]
     path : Path
         The ``config.json`` file.
     name : str, optional
-        Card name; default: the file stem, lower-cased.
+        Card name; default: :func:`default_name` (the file stem, or the folder of a config.json).
 
     Returns
     -------
@@ -392,8 +403,8 @@ def import_hf_config(path: Path, *, name: str | None = None) -> tuple[dict, str]
         The card dict and its TOML text (with a header comment on what to fill in).
     """
     path = Path(path)
-    card = card_from_hf_config(_read_json(path), name=name or path.stem.lower(),
-                               where=str(path))
+    config = _read_json(path)
+    card = card_from_hf_config(config, name=name or default_name(path, config), where=str(path))
     header = (f"# Model card imported from {path.name} by `planner models import`.\n"
               "# [params] holds derived counts, not the vendor's reported ones: replace them\n"
               "# (and params.source) before relying on the 1% parameter-count check.\n")

@@ -24,11 +24,18 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter, ValidationError
 
 from planner.errors import DataFileError, LayoutError
-from planner.inputs.files import NonNegInt, PositiveInt, Strict, read_toml, validation_message
+from planner.inputs.files import Dies, Strict, ranged, read_toml, validation_message
 from planner.inputs.model import ModelSpec
 from planner.inputs.scenario import ScenarioFile
 
-MicroBatches = Annotated[int, Field(ge=1, le=8)]
+MicroBatches = ranged(int, 1, 8, "overlap needs 2; published deployments use 1-4")
+Instances = ranged(int, 1, 100_000, "instances of a pool; the largest systems have ~1e5 dies")
+Tp = ranged(int, 1, 1024, "tensor parallelism divides the attention heads, at most 1024")
+Ep = ranged(int, 1, 100_000, "expert parallelism spans at most the system's dies", "dies")
+Redundant = ranged(int, 0, 100_000, "EPLB adds a few replicas per die: published deployments add 32 on 144-320 dies",
+                   "experts")
+BatchTokens = ranged(int, 1, 1_048_576, "tokens per die per forward; published prefill uses 4K-16K", "tokens")
+Batch = ranged(int, 1, 65_536, "sequences per die; published decode batches are 8-256", "sequences")
 
 
 class Mode(StrEnum):
@@ -38,24 +45,24 @@ class Mode(StrEnum):
 
 
 class PrefillPool(Strict):
-    instances: PositiveInt
-    dies: PositiveInt
-    tp: PositiveInt = 1
-    ep: PositiveInt = 1
-    batch_tokens: PositiveInt
+    instances: Instances
+    dies: Dies
+    tp: Tp = 1
+    ep: Ep = 1
+    batch_tokens: BatchTokens
     micro_batches: MicroBatches = 1
-    redundant_experts: NonNegInt = 0
+    redundant_experts: Redundant = 0
 
 
 class DecodePool(Strict):
     """Keys every decode pool has; each mode adds where its dies go."""
 
-    instances: PositiveInt
-    tp: PositiveInt = 1
-    ep: PositiveInt = 1
-    batch: PositiveInt
+    instances: Instances
+    tp: Tp = 1
+    ep: Ep = 1
+    batch: Batch
     micro_batches: MicroBatches = 1
-    redundant_experts: NonNegInt = 0
+    redundant_experts: Redundant = 0
 
     @property
     def attention_dies_per_instance(self) -> int:
@@ -73,18 +80,18 @@ class DecodePool(Strict):
 
 
 class PdDecodePool(DecodePool):
-    dies: PositiveInt
+    dies: Dies
 
 
 class CollocatedDecodePool(DecodePool):
-    dies: PositiveInt
-    prefill_chunk_tokens: PositiveInt
+    dies: Dies
+    prefill_chunk_tokens: BatchTokens
 
 
 class TransformerlessDecodePool(DecodePool):
-    attention_dies: PositiveInt
-    expert_dies: PositiveInt
-    domains: PositiveInt
+    attention_dies: Dies
+    expert_dies: Dies
+    domains: Dies
 
     @property
     def attention_dies_per_instance(self) -> int:
@@ -200,7 +207,7 @@ def check_mode_keys(data: dict[str, Any], where: str) -> None:
 
 
 def _check_parallel(pool: str, dies: int, tp: int, ep: int, model: ModelSpec, where: str) -> None:
-    heads = model.file.attention.num_heads
+    heads = model.attention.num_heads
     if dies % tp:
         _fail(f"{pool}.tp", f"= {tp} does not divide the pool's {dies} dies", where,
               "choose tp dividing dies")
@@ -217,7 +224,7 @@ def _check_experts(pool: str, expert_dies: int, ep: int, redundant: int, model: 
     if expert_dies % ep:
         _fail(f"{pool}.ep", f"= {ep} does not divide the {expert_dies} expert dies", where,
               "choose ep dividing the dies that host experts")
-    slots = model.file.ffn.num_routed_experts + redundant
+    slots = model.ffn.num_routed_experts + redundant
     if slots % ep:
         _fail(f"{pool}.ep", f"cannot place {slots} experts (routed + redundant) evenly on {ep} dies",
               where, "change ep or redundant_experts so that ep divides their sum")
@@ -264,9 +271,9 @@ def load_layout(path: Path | str) -> Layout:
 
 def layout_toml(layout: Layout) -> str:
     """TOML text of a layout, with its [scenario] table when it has one (``--write-layouts``)."""
-    from planner.inputs.toml_writer import toml_text
+    import tomli_w
 
     data = layout.to_dict()
     if layout.scenario is not None:
         data["scenario"] = layout.scenario.model_dump(mode="json", exclude_none=True)
-    return toml_text(data)
+    return tomli_w.dumps(data)

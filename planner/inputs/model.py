@@ -90,20 +90,10 @@ class ModelSpec:
         """The validated model card as a JSON-ready dict (for ``models show`` and reports)."""
         return self._file.model_dump(mode="json")
 
-    @property
-    def file(self) -> ModelFile:
-        """Deprecated: the pydantic model card; use the plain attributes or :meth:`document`."""
-        return self._file
-
     # ---------------------------------------------------------------- shape helpers
     @property
     def is_moe(self) -> bool:
         return self.ffn.num_routed_experts > 0
-
-    @property
-    def is_mla(self) -> bool:
-        """Deprecated: ask ``attention`` what you need (e.g. ``attention.decode_tp_useful``)."""
-        return self.attention.kind == "mla"
 
     @property
     def num_dense_layers(self) -> int:

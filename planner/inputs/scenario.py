@@ -8,19 +8,33 @@ activations, bf16 KV cache, one MTP draft token accepted with probability 0.7).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
 from planner import catalog
-from planner.inputs.files import PositiveFloat, PositiveInt, Strict, load_file, plain
+from planner.errors import DataFileError, UnsupportedDtypeError
+from planner.inputs.files import Dies, Strict, Text, lax, load_file, plain, ranged
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.model import ModelSpec
 from planner.units import Dtype
+
+# Plausible ranges of the workload (planner.inputs.files has the others, each with its reason).
+InputTokens = ranged(int, 1, 10_000_000, "the longest published context is 10M tokens", "tokens")
+OutputTokens = ranged(int, 2, 10_000_000, "TPOT needs 2 or more; the longest published context is 10M tokens",
+                      "tokens")
+Cv = ranged(float, 0.0, 10.0, "a coefficient of variation of request lengths; published traces have 0.5-3")
+Weight = ranged(float, 0.0, 1e12, "a relative frequency", open_low=True)
+Histogram = Annotated[list[lax(tuple[InputTokens, Weight])], Field(min_length=1, max_length=1000)]
+
+# One MTP draft token accepted with probability 0.7 (DeepSeek-V3 report: 85-90% acceptance of the
+# second token; 0.7 is conservative).  Models without MTP layers run without it.
+DEFAULT_MTP_ACCEPTANCE = 0.7
 
 # "The hottest expert sees up to 30x the mean on one layer" (DESIGN.md section 3, published
 # figure quoted there; xDeepServe arXiv:2508.02520 discusses the same skew).  Overridable.
@@ -36,57 +50,74 @@ class WorkloadSection(Strict):
     """Request lengths: a mean and a coefficient of variation, or a histogram of [tokens, weight] pairs
     (which sets the mean and the CV; the models use those two moments)."""
 
-    input_tokens: PositiveInt = 4096
-    output_tokens: Annotated[int, Field(ge=2)] = 1024
-    input_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
-    output_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
+    input_tokens: InputTokens = 4096
+    output_tokens: OutputTokens = 1024
+    input_cv: Cv = 0.0
+    output_cv: Cv = 0.0
     cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    input_histogram: list[tuple[PositiveInt, PositiveFloat]] | None = None
-    output_histogram: list[tuple[PositiveInt, PositiveFloat]] | None = None
+    input_histogram: Histogram | None = None
+    output_histogram: Histogram | None = None
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _moments_from_histograms(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
+    def _moments_from_histograms(cls, data: Any, handler: ModelWrapValidatorHandler[WorkloadSection]
+                                 ) -> WorkloadSection:
+        """A histogram sets the mean and the CV; given with a different mean or CV, it is an error."""
+        section = handler(data)
+        derived: dict[str, Any] = {}
         for kind in ("input", "output"):
-            hist = data.get(f"{kind}_histogram")
-            if hist:
-                tokens = np.array([float(t) for t, _ in hist])
-                weights = np.array([float(w) for _, w in hist])
-                mean = float(np.average(tokens, weights=weights))
-                cv = float(np.sqrt(np.average((tokens - mean) ** 2, weights=weights)) / mean)
-                data[f"{kind}_tokens"], data[f"{kind}_cv"] = max(round(mean), 2), cv
-        return data
+            hist = getattr(section, f"{kind}_histogram")
+            if hist is None:
+                continue
+            tokens, weights = np.array(hist, dtype=float).T
+            mean = float(np.average(tokens, weights=weights))
+            cv = float(np.sqrt(np.average((tokens - mean) ** 2, weights=weights)) / mean)
+            n = max(round(mean), 2)
+            given = section.model_fields_set
+            if f"{kind}_tokens" in given and getattr(section, f"{kind}_tokens") != n:
+                raise ValueError(f"{kind}_tokens = {getattr(section, f'{kind}_tokens')} and {kind}_histogram "
+                                 f"(mean {n} tokens) are both given; give one of them (a flag cannot override "
+                                 "a scenario's histogram)")
+            if f"{kind}_cv" in given and not math.isclose(getattr(section, f"{kind}_cv"), cv, rel_tol=1e-4,
+                                                           abs_tol=1e-6):
+                raise ValueError(f"{kind}_cv = {getattr(section, f'{kind}_cv')} and {kind}_histogram "
+                                 f"(CV {cv:.3g}) are both given; give one of them")
+            derived |= {f"{kind}_tokens": n, f"{kind}_cv": cv}
+        return section.model_copy(update=derived) if derived else section
 
 
 class PrecisionSection(Strict):
-    weights: Dtype = Dtype.INT8
-    activations: Dtype = Dtype.INT8
-    kv_cache: Dtype = Dtype.BF16
+    weights: lax(Dtype) = Dtype.INT8
+    activations: lax(Dtype) = Dtype.INT8
+    kv_cache: lax(Dtype) = Dtype.BF16
 
 
 class MtpSection(Strict):
-    draft_tokens: Annotated[int, Field(ge=0, le=4)] = 1
-    acceptance: Annotated[float, Field(ge=0, le=1)] = 0.7
+    """Draft tokens and their acceptance; a model without MTP layers runs without (acceptance 0)."""
+
+    draft_tokens: ranged(int, 0, 4, "MTP drafts 1-2 tokens per step in published deployments") = 1
+    acceptance: ranged(float, 0.0, 1.0, "a probability") = DEFAULT_MTP_ACCEPTANCE
 
 
 class SloSection(Strict):
-    ttft_s: PositiveFloat = 2.0
+    """TTFT at a percentile; TPOT as the mean over requests (``tpot_percentile`` unset) or at a percentile."""
+
+    ttft_s: ranged(float, 1e-3, 3600.0, "1 ms to 1 h: no prefill takes under 1 ms; over an hour is batch work",
+                   "s") = 2.0
     ttft_percentile: Annotated[float, Field(gt=0, lt=100)] = 90.0
-    tpot_s: PositiveFloat = 0.05
+    tpot_s: ranged(float, 1e-4, 60.0, "0.1 ms to 1 min per output token", "s") = 0.05
+    tpot_percentile: Annotated[float, Field(ge=50, lt=100)] | None = None
 
 
 class ExpertsSection(Strict):
-    balance: ExpertBalance = ExpertBalance.SKEWED
+    balance: lax(ExpertBalance) = ExpertBalance.SKEWED
     hot_expert_ratio: Annotated[float, Field(ge=1, le=1000)] = DEFAULT_HOT_EXPERT_RATIO
 
 
 class ScenarioFile(Strict):
-    model: str = "deepseek-v3"
-    hardware: str = "cloudmatrix384"
-    dies: PositiveInt = 768
+    model: Annotated[Text, Field(min_length=1)] = "deepseek-v3"
+    hardware: Annotated[Text, Field(min_length=1)] = "cloudmatrix384"
+    dies: Dies = 768
     workload: WorkloadSection = WorkloadSection()
     precision: PrecisionSection = PrecisionSection()
     mtp: MtpSection = MtpSection()
@@ -124,11 +155,12 @@ class Mtp:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Slo:
-    """Service-level objectives: TTFT at a percentile, and mean TPOT."""
+    """Service-level objectives: TTFT at a percentile; TPOT mean (``tpot_percentile`` None) or at a percentile."""
 
     ttft_s: float
     ttft_percentile: float
     tpot_s: float
+    tpot_percentile: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,11 +197,6 @@ class Scenario:
         return self._file.model_dump(mode="json")
 
     @property
-    def file(self) -> ScenarioFile:
-        """Deprecated: the pydantic scenario; use the plain attributes or :meth:`document`."""
-        return self._file
-
-    @property
     def mtp_draft_tokens(self) -> int:
         """Draft tokens per step; 0 when MTP is off (no MTP layer or acceptance 0)."""
         m = self.mtp
@@ -194,12 +221,48 @@ class Scenario:
         return self.workload.input_tokens + self.workload.output_tokens
 
 
+def _check_dtypes(hardware: HardwareSpec, precision: PrecisionSection) -> None:
+    """Weights, activations and KV cache each in a dtype the profile lists (never derived from another)."""
+    have = ", ".join(d.value for d in hardware.supported_dtypes)
+    for role, flag in (("weights", "--weights-dtype"), ("activations", "--activations-dtype"),
+                       ("kv_cache", "--kv-dtype")):
+        dtype = getattr(precision, role)
+        if dtype not in hardware.supported_dtypes:
+            raise UnsupportedDtypeError(
+                f"precision.{role} = {dtype.value}, which {hardware.name} does not support (its profile lists no "
+                f"{dtype.value}_flops_per_s; it has {have})", fix=f"choose {flag} from: {have}")
+    hardware.compute_dtype(precision.weights, precision.activations)
+
+
+def _check_fits(file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec) -> None:
+    """The question must be one the model and hardware can answer: dies it has, contexts the model takes."""
+    if file.dies > hardware.num_dies:
+        raise DataFileError(
+            f"dies = {file.dies} is more than {hardware.name} has ({hardware.num_dies} dies in one scale-up domain)",
+            fix=f"ask for at most {hardware.num_dies} dies, or use a profile with more dies "
+                "(planning over several pods is not supported yet)")
+    w = file.workload
+    longest_in = max(t for t, _ in w.input_histogram) if w.input_histogram else w.input_tokens
+    longest_out = max(t for t, _ in w.output_histogram) if w.output_histogram else w.output_tokens
+    limit = model.max_position_embeddings
+    if longest_in + longest_out > limit:
+        what = "the longest prompt" if w.input_histogram else "input_tokens"
+        raise DataFileError(
+            f"{what} ({longest_in}) + output ({longest_out}) = {longest_in + longest_out} tokens is more than "
+            f"{model.name} takes (max_position_embeddings = {limit})",
+            fix=f"keep input + output tokens within {limit}, or choose a model with a longer context")
+
+
 def resolve_scenario(file: ScenarioFile) -> Scenario:
-    """Load the model card and hardware profile a scenario names; check its precisions."""
-    scenario = Scenario.from_file(file, catalog.model(file.model), catalog.hardware(file.hardware))
-    p = file.precision
-    scenario.hardware.compute_dtype(p.weights, p.activations)
-    return scenario
+    """Load the model card and hardware profile a scenario names; check it asks what they can answer.
+
+    Refused (exit 2): more dies than the hardware has, a request longer than the model's context,
+    a weights, activations or KV-cache dtype the hardware does not list.
+    """
+    model, hardware = catalog.model(file.model), catalog.hardware(file.hardware)
+    _check_fits(file, model, hardware)
+    _check_dtypes(hardware, file.precision)
+    return Scenario.from_file(file, model, hardware)
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +287,33 @@ def build_scenario(base: ScenarioFile | None, overrides: dict[str, Any], where: 
     from planner.inputs.files import validate_data
 
     data = merge_overrides((base or ScenarioFile()).model_dump(mode="json"), overrides)
-    return resolve_scenario(validate_data(ScenarioFile, data, where))
+    return resolve_scenario(_with_model_defaults(validate_data(ScenarioFile, data, where), base, overrides, where))
+
+
+def _with_model_defaults(file: ScenarioFile, base: ScenarioFile | None, overrides: dict[str, Any],
+                         where: str) -> ScenarioFile:
+    """Defaults that depend on the model and hardware, applied only where the user gave no value.
+
+    The die budget defaults to 768 or every die of a smaller system; MTP acceptance defaults to 0.7
+    on a model with MTP layers and to 0 on one without (asking for MTP there is an error).
+    """
+    def asked(section: str | None, key: str) -> bool:
+        flag = (overrides.get(section) or {}).get(key) if section else overrides.get(key)
+        given = base is not None and key in (getattr(base, section) if section else base).model_fields_set
+        return flag is not None or given
+
+    update: dict[str, Any] = {}
+    hardware = catalog.hardware(file.hardware)
+    if file.dies > hardware.num_dies and not asked(None, "dies"):
+        update["dies"] = hardware.num_dies
+    model = catalog.model(file.model)
+    if model.num_mtp_layers == 0 and file.mtp.acceptance > 0:
+        if asked("mtp", "acceptance"):
+            raise DataFileError(f"mtp.acceptance = {file.mtp.acceptance} but {model.name} has no MTP layers "
+                                "(num_mtp_layers = 0)", where=where,
+                                fix="leave out --mtp-acceptance (or set mtp.acceptance = 0) for this model")
+        update["mtp"] = file.mtp.model_copy(update={"acceptance": 0.0})
+    return file.model_copy(update=update) if update else file
 
 
 def scenario_overrides(*, model: str | None = None, hardware: str | None = None, dies: int | None = None,
@@ -233,7 +322,8 @@ def scenario_overrides(*, model: str | None = None, hardware: str | None = None,
                        kv_dtype: str | None = None, mtp_acceptance: float | None = None,
                        expert_balance: str | None = None, hot_expert_ratio: float | None = None,
                        cache_hit_rate: float | None = None, ttft_s: float | None = None,
-                       ttft_percentile: float | None = None, tpot_s: float | None = None) -> dict[str, Any]:
+                       ttft_percentile: float | None = None, tpot_s: float | None = None,
+                       tpot_percentile: float | None = None) -> dict[str, Any]:
     """CLI flags -> the nested override dict :func:`build_scenario` merges (None = not given)."""
     return {
         "model": model, "hardware": hardware, "dies": dies,
@@ -241,5 +331,6 @@ def scenario_overrides(*, model: str | None = None, hardware: str | None = None,
         "precision": {"weights": weights_dtype, "activations": activations_dtype, "kv_cache": kv_dtype},
         "mtp": {"acceptance": mtp_acceptance},
         "experts": {"balance": expert_balance, "hot_expert_ratio": hot_expert_ratio},
-        "slo": {"ttft_s": ttft_s, "ttft_percentile": ttft_percentile, "tpot_s": tpot_s},
+        "slo": {"ttft_s": ttft_s, "ttft_percentile": ttft_percentile, "tpot_s": tpot_s,
+                "tpot_percentile": tpot_percentile},
     }

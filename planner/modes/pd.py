@@ -14,7 +14,7 @@ def candidates(model: ModelSpec, budget: int) -> CandidateSet:
     """pd decode instances: dies, tp, ep, redundant experts, batch per die, micro-batches."""
     c = space.shared_die_pools(model, budget, knob="batch", knob_values=space.BATCH_GRID, micro_batches=(1, 2))
     c.keep(c.arrays["batch"] % c.arrays["micro_batches"] == 0, "batch_not_multiple_of_micro_batches")
-    if model.is_mla:
+    if not model.attention.decode_tp_useful:
         c.keep(c.arrays["tp"] == 1, "mla_decode_tp_dominated")
     return c
 

@@ -21,9 +21,9 @@ def candidates(model: ModelSpec, budget: int) -> CandidateSet:
     if not model.is_moe:
         return CandidateSet({k: np.zeros(0, dtype=np.int64) for k in KEYS})
     pairs = np.array([p for p in space.expert_die_counts(model, budget, space.REDUNDANT) if p[0] >= 2],
-                     dtype=np.int64)
+                     dtype=np.int64).reshape(-1, 2)
     attention = [a for a in sorted(set(range(8, 129, 8)) | set(range(128, budget + 1, 32))) if a < budget]
-    tps = [1] if model.is_mla else space.tp_choices(model, 8)
+    tps = [1] if not model.attention.decode_tp_useful else space.tp_choices(model, 8)
     c = space.product(pair=np.arange(len(pairs)), attention_dies=attention, domains=DOMAINS, tp=tps,
                       batch=space.BATCH_GRID, micro_batches=(1, 2, 3, 4))
     a = c.arrays

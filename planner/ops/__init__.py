@@ -1,1 +1,1 @@
-"""Operations tools: CI regression check, published-measurement validation, calibration fits, bench, schemas."""
+"""Operations tools: CI regression check, published-measurement validation against bands, calibration fits, bench."""

@@ -1,8 +1,21 @@
-"""Published system-level measurements predicted without refitting (held out from calibration).
+"""Published measurements predicted and gated, each row against the band it claims.
 
-Rows live in ``measurements/validation.json``: each names a scenario, a layout, the metric of
-``planner evaluate``'s report it is compared with (``pool.key``), a scale (e.g. 8 dies per node),
-the measured value, the accepted tolerance and its source.
+Two files, never mixed (see measurements/README.md, "Bands"):
+
+- ``measurements/calibration.json``: kernel and communication microbenchmarks.  ``fit`` rows
+  calibrated the profiles (so their error shows the fit), ``check`` rows were never fitted on,
+  an ``upper_bound`` row must not be exceeded, ``gap`` rows name a mechanism the cost model
+  cannot express and are not gated.
+- ``measurements/validation.json``: system-level throughput (``system`` rows), predicted with
+  ``planner evaluate`` on the published layout without refitting.  Each row names a scenario, a
+  layout, the metric of the evaluate report it is compared with (``pool.key``), a scale (e.g. 8
+  dies per node) and the measured value.
+
+Every gated row states its band (``tolerance``: the accepted ``|predicted / measured - 1|``) and
+``band_reason``: what the model leaves out and the measurement's own spread.  A row outside its
+band is a failure unless it carries ``known_miss`` (why the planner misses it): known misses are
+listed apart and do not fail; a known miss back inside its band fails until the mark is removed,
+so a mark is never stale.
 """
 
 from __future__ import annotations
@@ -11,12 +24,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from planner.catalog import data_dir
-from planner.documents import report_dict
+from planner.documents.base import SCHEMA_VERSION
+from planner.documents.evaluate import evaluate_report
+from planner.documents.ops import ErrorStats, Status, ValidateReport, ValidationRow, ValidationSummary
 from planner.errors import DataFileError
 from planner.evaluate import evaluate
 from planner.inputs.layout import parse_layout
 from planner.inputs.scenario import ScenarioFile, build_scenario
+
+CALIBRATION_FILE = "measurements/calibration.json"
+VALIDATION_FILE = "measurements/validation.json"
+_FLOP_KINDS = {"gemm", "grouped_gemm", "gemm_peak", "attention_compute"}
+
+# --------------------------------------------------------------------------- system rows
 
 
 def validation_path() -> Path:
@@ -36,18 +59,117 @@ def predict(row: dict[str, Any]) -> float:
     where = f"validation row {row['id']}"
     layout = parse_layout(row["layout"], where)
     scenario = build_scenario(ScenarioFile.model_validate(row["scenario"]), {}, where)
-    doc = report_dict(evaluate(layout, scenario, where))
+    report = evaluate_report(evaluate(layout, scenario, where))
     pool, key = row["metric"].split(".")
-    return float(doc[pool][key]) * float(row.get("scale", 1.0))
+    return float(getattr(getattr(report, pool), key)) * float(row.get("scale", 1.0))
 
 
 def validation_table(path: Path | None = None) -> list[dict[str, Any]]:
-    """Predicted vs measured for every row, with the signed relative error and the verdict."""
+    """Predicted vs measured for every system row: signed relative error, band, and the band's verdict."""
     out = []
     for row in load_rows(path):
         predicted = predict(row)
         error = predicted / row["measured"] - 1.0
         out.append({"id": row["id"], "predicted": predicted, "measured": row["measured"], "unit": row["unit"],
                     "error": error, "tolerance": row["tolerance"], "within": abs(error) <= row["tolerance"],
+                    "band_reason": row["band_reason"], "known_miss": row.get("known_miss"),
                     "used_for_calibration": row["used_for_calibration"], "source": row["source"]})
     return out
+
+
+# --------------------------------------------------------------------------- gating
+
+
+def band_status(within: bool | None, known_miss: str | None) -> Status:
+    """A row's verdict: inside or outside its band, and whether it is marked as a known miss."""
+    if within is None:
+        return "not_gated"
+    if known_miss:
+        return "known_miss_passes" if within else "known_miss"
+    return "pass" if within else "fail"
+
+
+def _si_unit(kind: str) -> str:
+    """SI unit of a calibration row's value, by predictor kind."""
+    if kind.endswith("latency") or kind == "attention_layer":
+        return "s"
+    return "FLOP/s" if kind in _FLOP_KINDS else "B/s"
+
+
+def _calibration_role(row: dict[str, Any]) -> str:
+    if row["gap"]:
+        return "gap"
+    if row["bound"]:
+        return f"{row['bound']}_bound"
+    return "check" if row["check_only"] else "fit"
+
+
+def _calibration_row(row: dict[str, Any], band: dict[str, Any]) -> ValidationRow:
+    """A row of ``calibration_table`` with its band from ``calibration.json`` (``band``: the raw row)."""
+    role = _calibration_role(row)
+    tolerance = band.get("tolerance")
+    if role == "gap":
+        within = None
+    elif role == "upper_bound":
+        within = row["predicted"] <= row["measured"]
+    else:
+        within = abs(row["error"]) <= tolerance
+    known_miss = band.get("known_miss")
+    return ValidationRow(id=row["key"], data_file=CALIBRATION_FILE, role=role, profile=row["profile"],
+                         predicted=row["predicted"], measured=row["measured"], unit=_si_unit(row["kind"]),
+                         error=row["error"], tolerance=tolerance, band_reason=band.get("band_reason"),
+                         known_miss=known_miss, gated=role != "gap", within=within,
+                         status=band_status(within, known_miss))
+
+
+def _system_row(row: dict[str, Any]) -> ValidationRow:
+    within = bool(row["within"])
+    return ValidationRow(id=row["id"], data_file=VALIDATION_FILE, role="system", profile=None,
+                         predicted=row["predicted"], measured=row["measured"], unit=row["unit"], error=row["error"],
+                         tolerance=row["tolerance"],
+                         band_reason=row["band_reason"], known_miss=row["known_miss"], gated=True, within=within,
+                         status=band_status(within, row["known_miss"]))
+
+
+def error_stats(rows: list[ValidationRow]) -> ErrorStats:
+    """Median and maximum absolute relative error of ``rows`` and their count (None if empty)."""
+    errors = np.abs([r.error for r in rows])
+    if not errors.size:
+        return ErrorStats(median_abs_error=None, max_abs_error=None, rows=0)
+    return ErrorStats(median_abs_error=float(np.median(errors)), max_abs_error=float(np.max(errors)),
+                      rows=int(errors.size))
+
+
+def validation_rows() -> list[ValidationRow]:
+    """Every shipped measurement predicted, with its band and status (calibration rows first)."""
+    from planner.ops.calibration import calibration_table, row_key
+    from planner.ops.calibration import load_rows as calibration_rows
+
+    bands = {row_key(r): r for r in calibration_rows()}
+    return ([_calibration_row(r, bands[r["key"]]) for r in calibration_table()]
+            + [_system_row(r) for r in validation_table()])
+
+
+def validate() -> ValidateReport:
+    """Predict every shipped measurement and gate each row against its band (``planner validate``).
+
+    Notes
+    -----
+    Two medians, never mixed: ``calibration`` over the rows the profiles were fitted on (so a
+    small error there shows the fit, not predictive power) and ``held_out`` over the rows no
+    parameter was fitted on (calibration ``check_only`` rows and the system-level rows of
+    ``validation.json``), known misses included.  Upper-bound and gap rows are in neither median.
+    ``verdict`` is ``fail`` when a row is outside its band without a ``known_miss`` mark, or a
+    marked row is back inside its band (the mark must go).
+    """
+    rows = validation_rows()
+
+    def ids(status: str) -> list[str]:
+        return [r.id for r in rows if r.status == status]
+
+    failing, stale = ids("fail"), ids("known_miss_passes")
+    summary = ValidationSummary(calibration=error_stats([r for r in rows if r.role == "fit"]),
+                                held_out=error_stats([r for r in rows if r.role in ("check", "system")]))
+    return ValidateReport(schema_version=SCHEMA_VERSION, verdict="fail" if failing or stale else "ok",
+                          failing=failing, known_misses=ids("known_miss"), known_misses_now_passing=stale,
+                          summary=summary, rows=rows)

@@ -16,10 +16,18 @@ from planner.report.data import (
            profiles_table,
 )
 from planner.report.evaluate import evaluate_tables
-from planner.report.ops import check_tables, validate_rows_table, validate_summary_table, validate_tables
+from planner.report.ops import (
+    check_tables,
+    known_misses_table,
+    validate_failure,
+    validate_rows_table,
+    validate_summary_table,
+    validate_tables,
+)
 from planner.report.plan import _pareto_rows, layout_summary, near_miss_table, pareto_table, plan_tables
 
-__all__ = ["check_tables", "console", "dumps", "evaluate_tables", "fields_table", "fmt_field", "layout_summary",
+__all__ = ["check_tables", "console", "known_misses_table", "validate_failure",
+           "dumps", "evaluate_tables", "fields_table", "fmt_field", "layout_summary",
            "model_json", "model_tables", "models_table", "near_miss_table", "params_table", "pareto_table",
            "plan_tables", "profile_json", "profile_tables", "profiles_table", "sources_table", "validate_rows_table",
            "validate_summary_table", "validate_tables", "_pareto_rows"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from planner.documents.base import Report
+from planner.documents.base import dumps as json_text
 from planner.units import fmt_bytes, fmt_count, fmt_rate, fmt_seconds
 
 _META = ("source", "kind", "calibrated_from")
@@ -29,9 +30,9 @@ def console() -> Console:
     return out
 
 
-def dumps(payload: dict[str, Any]) -> str:
-    """Machine output: JSON with sorted keys and a trailing newline."""
-    return json.dumps(payload, sort_keys=True, indent=2) + "\n"
+def dumps(payload: Report | dict[str, Any]) -> str:
+    """Machine output: a report as ``--json`` writes it, or a dict as JSON with sorted keys and a trailing newline."""
+    return payload.to_json() if isinstance(payload, Report) else json_text(payload)
 
 
 def _cell(value: object) -> Text:

@@ -23,20 +23,19 @@ def profiles_table(specs: Sequence[HardwareSpec]) -> Table:
                    "HBM TB/s", "fabrics (dies)"):
         table.add_column(column, overflow="fold")
     for spec in specs:
-        f = spec.file
-        bf16 = f.peak.bf16_flops_per_s
+        bf16 = spec.peaks.bf16_flops_per_s
         table.add_row(*map(_cell, (
-            spec.name, f.chip, spec.num_dies, spec.dies_per_chip,
+            spec.name, spec.chip, spec.num_dies, spec.dies_per_chip,
             " ".join(d.value for d in spec.supported_dtypes),
             f"{bf16 / TERA:.1f}" if bf16 else _NONE, f"{spec.hbm_bytes / GIGA:.0f}",
             f"{spec.hbm_bandwidth_bytes_per_s / TERA:.2f}",
-            ", ".join(f"{fab.name} {fab.dies}" for fab in f.fabrics))))
+            ", ".join(f"{fab.name} {fab.dies}" for fab in spec.fabrics))))
     return table
 
 
 def profile_tables(spec: HardwareSpec) -> list[Table]:
     """All fields of one profile in human units, then the source of each section."""
-    dumped = spec.file.model_dump(mode="json")
+    dumped = spec.document()
     return _file_tables(f"Hardware profile {spec.name} ({spec.path.name}); per die",
                         dumped, "profile")
 
@@ -46,7 +45,7 @@ def profile_json(spec: HardwareSpec) -> dict[str, Any]:
     return {
         "kind": "hardware_profile",
         "file_name": spec.path.name,
-        "file": spec.file.model_dump(mode="json"),
+        "file": spec.document(),
         "derived": {
             "supported_dtypes": [d.value for d in spec.supported_dtypes],
             "num_chips": spec.num_chips,
@@ -58,7 +57,7 @@ def profile_json(spec: HardwareSpec) -> dict[str, Any]:
 
 
 def _experts_text(spec: ModelSpec) -> str:
-    ffn = spec.file.ffn
+    ffn = spec.ffn
     if not spec.is_moe:
         return "dense"
     shared = f" + {ffn.num_shared_experts} shared" if ffn.num_shared_experts else ""
@@ -72,18 +71,18 @@ def models_table(specs: Sequence[ModelSpec]) -> Table:
                    "active", "dtype"):
         table.add_column(column, overflow="fold", no_wrap=column not in ("model", "experts"))
     for spec in specs:
-        f, counts = spec.file, spec.param_counts()
+        a, counts = spec.attention, spec.param_counts()
         table.add_row(*map(_cell, (
-            spec.name, f.display_name, spec.num_layers, spec.hidden,
-            f"{f.attention.kind.value} {f.attention.num_heads}/{f.attention.num_kv_heads}",
+            spec.name, spec.display_name, spec.num_layers, spec.hidden,
+            f"{a.kind} {a.num_heads}/{a.num_kv_heads}",
             _experts_text(spec), fmt_count(counts.total), fmt_count(counts.active),
-            f.native_dtype)))
+            spec.native_dtype)))
     return table
 
 
 def model_tables(spec: ModelSpec) -> list[Table]:
     """All fields of one model card, the sources, and derived vs reported parameters."""
-    dumped = spec.file.model_dump(mode="json")
+    dumped = spec.document()
     tables = _file_tables(f"Model card {spec.name} ({spec.path.name})", dumped, "model")
     return [*tables, params_table(spec)]
 
@@ -113,6 +112,6 @@ def model_json(spec: ModelSpec) -> dict[str, Any]:
     return {
         "kind": "model_card",
         "file_name": spec.path.name,
-        "file": spec.file.model_dump(mode="json"),
+        "file": spec.document(),
         "derived": _params_derived(spec),
     }

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.table import Table
 
+from planner.documents.evaluate import Breakdown, EvaluateReport, LayerCost
 from planner.report.base import _NONE, _cell
 from planner.units import GIGA, fmt_bytes, fmt_rate, fmt_seconds
 
@@ -17,88 +16,87 @@ def _ms(value_s: float) -> str:
     return fmt_seconds(value_s)
 
 
-def _layer_table(pool: str, name: str, layer: dict[str, Any]) -> Table:
-    title = (f"{pool}: {name} x{layer['count']}  layer {_ms(layer['layer_s'])}  "
-             f"(per micro-batch: compute {_ms(layer['compute_s_per_micro_batch'])}, "
-             f"communication {_ms(layer['communication_s_per_micro_batch'])})")
+def _layer_table(pool: str, name: str, layer: LayerCost) -> Table:
+    title = (f"{pool}: {name} x{layer.count}  layer {_ms(layer.layer_s)}  "
+             f"(per micro-batch: compute {_ms(layer.compute_s_per_micro_batch)}, "
+             f"communication {_ms(layer.communication_s_per_micro_batch)})")
     table = Table(title=title, title_justify="left")
     for col in ("unit / collective", "time", "bound", "work", "traffic"):
         table.add_column(col, justify="left" if col in ("unit / collective", "bound") else "right")
-    for op, v in layer["ops"].items():
-        table.add_row(_cell(op), _ms(v["time_s"]), v["bound"], f"{v['flops'] / GIGA:.1f} GFLOP",
-                      fmt_bytes(v["bytes"]))
-    for op, t in layer["communication"].items():
+    for op, v in layer.ops.items():
+        table.add_row(_cell(op), _ms(v.time_s), v.bound, f"{v.flops / GIGA:.1f} GFLOP", fmt_bytes(v.bytes))
+    for op, t in layer.communication.items():
         table.add_row(_cell(op), _ms(t), "fabric", _NONE, _NONE)
     return table
 
 
-def _memory_table(pool: str, bd: dict[str, Any]) -> Table:
-    short = bd.get("memory_shortfall_bytes", 0.0)
-    title = f"{pool}: memory per die (usable {fmt_bytes(bd['usable_memory_bytes'])})"
+def _memory_table(pool: str, bd: Breakdown) -> Table:
+    short = bd.memory_shortfall_bytes
+    title = f"{pool}: memory per die (usable {fmt_bytes(bd.usable_memory_bytes)})"
     if short:
         title += f": DOES NOT FIT, {fmt_bytes(short)} over"
     table = Table(title=title, title_justify="left")
     table.add_column("kind")
     table.add_column("bytes", justify="right")
-    for kind, value in bd["memory_bytes"].items():
+    for kind, value in bd.memory_bytes.items():
         table.add_row(kind, fmt_bytes(value))
     return table
 
 
-def _per_step_table(pool: str, bd: dict[str, Any]) -> Table:
+def _per_step_table(pool: str, bd: Breakdown) -> Table:
     table = Table(title=f"{pool}: once per step", title_justify="left")
     table.add_column("cost")
     table.add_column("time", justify="right")
-    for kind, value in bd["per_step"].items():
+    for kind, value in bd.per_step.items():
         table.add_row(kind, _ms(value))
     return table
 
 
-def _summary_table(doc: dict[str, Any]) -> Table:
-    s = doc["scenario"]
-    table = Table(title=(f"{doc['layout']['mode']} layout: {s['model']} on {s['hardware']}, {doc['dies']} dies "
-                         f"({doc['chips']:g} chips); {s['workload']['input_tokens']} in / "
-                         f"{s['workload']['output_tokens']} out; weights {s['precision']['weights']}, "
-                         f"activations {s['precision']['activations']}, KV {s['precision']['kv_cache']}"),
+def _summary_table(doc: EvaluateReport) -> Table:
+    s = doc.scenario
+    table = Table(title=(f"{doc.layout.mode} layout: {s.model} on {s.hardware}, {doc.dies} dies "
+                         f"({doc.chips:g} chips); {s.workload.input_tokens} in / "
+                         f"{s.workload.output_tokens} out; weights {s.precision.weights}, "
+                         f"activations {s.precision.activations}, KV {s.precision.kv_cache}"),
                   title_justify="left")
     for col in ("pool", "step", "TPOT", "throughput", "per die", "per chip", "batch (max by memory)", "fits"):
         table.add_column(col, justify="left" if col in ("pool", "fits") else "right")
-    p, d = doc["prefill"], doc["decode"]
+    p, d = doc.prefill, doc.decode
     if p is not None:
-        table.add_row("prefill", _ms(p["step_s"]), _NONE, fmt_rate(p["input_tokens_per_s"], "tok"),
-                      fmt_rate(p["input_tokens_per_s_per_die"], "tok"),
-                      fmt_rate(p["input_tokens_per_s_per_chip"], "tok"), _NONE, "yes" if p["fits_memory"] else "NO")
-    table.add_row("decode", _ms(d["step_s"]), _ms(d["tpot_s"]), fmt_rate(d["output_tokens_per_s"], "tok"),
-                  fmt_rate(d["output_tokens_per_s_per_die"], "tok"), fmt_rate(d["output_tokens_per_s_per_chip"], "tok"),
-                  f"{d['batch']} ({d['max_batch_by_memory']})", "yes" if d["fits_memory"] else "NO")
+        table.add_row("prefill", _ms(p.step_s), _NONE, fmt_rate(p.input_tokens_per_s, "tok"),
+                      fmt_rate(p.input_tokens_per_s_per_die, "tok"),
+                      fmt_rate(p.input_tokens_per_s_per_chip, "tok"), _NONE, "yes" if p.fits_memory else "NO")
+    table.add_row("decode", _ms(d.step_s), _ms(d.tpot_s), fmt_rate(d.output_tokens_per_s, "tok"),
+                  fmt_rate(d.output_tokens_per_s_per_die, "tok"), fmt_rate(d.output_tokens_per_s_per_chip, "tok"),
+                  f"{d.batch} ({d.max_batch_by_memory})", "yes" if d.fits_memory else "NO")
     return table
 
 
-def _goodput_table(doc: dict[str, Any]) -> Table:
-    g, slo = doc["goodput"], doc["scenario"]["slo"]
-    table = Table(title=(f"goodput under the SLOs (TTFT p{slo['ttft_percentile']:g} <= {slo['ttft_s']:g} s, "
-                         f"TPOT <= {slo['tpot_s'] * 1e3:g} ms)"), title_justify="left")
+def _goodput_table(doc: EvaluateReport) -> Table:
+    g, slo = doc.goodput, doc.scenario.slo
+    table = Table(title=(f"goodput under the SLOs (TTFT p{slo.ttft_percentile:g} <= {slo.ttft_s:g} s, "
+                         f"TPOT <= {slo.tpot_s * 1e3:g} ms)"), title_justify="left")
     for col in ("goodput req/s", "out tok/s", "per die", "per chip", "TTFT", "TPOT", "prefill cap req/s",
                 "decode cap req/s", "binding"):
         table.add_column(col, justify="left" if col == "binding" else "right")
-    table.add_row(f"{g['goodput_requests_per_s']:.2f}", fmt_rate(g["output_tokens_per_s"], "tok"),
-                  f"{g['output_tokens_per_s_per_die']:.1f}", f"{g['output_tokens_per_s_per_chip']:.1f}",
-                  fmt_seconds(g["ttft_s"]) if g["ttft_s"] is not None else "inf", fmt_seconds(g["tpot_s"]),
-                  f"{g['prefill_capacity_requests_per_s']:.2f}", f"{g['decode_capacity_requests_per_s']:.2f}",
-                  _cell(g["binding_constraint"] + ("" if g["meets_slo"] else " (misses the SLO)")))
+    table.add_row(f"{g.goodput_requests_per_s:.2f}", fmt_rate(g.output_tokens_per_s, "tok"),
+                  f"{g.output_tokens_per_s_per_die:.1f}", f"{g.output_tokens_per_s_per_chip:.1f}",
+                  fmt_seconds(g.ttft_s) if g.ttft_s is not None else "inf", fmt_seconds(g.tpot_s),
+                  f"{g.prefill_capacity_requests_per_s:.2f}", f"{g.decode_capacity_requests_per_s:.2f}",
+                  _cell(g.binding_constraint + ("" if g.meets_slo else " (misses the SLO)")))
     return table
 
 
-def evaluate_tables(doc: dict[str, Any]) -> list[Table]:
+def evaluate_tables(doc: EvaluateReport) -> list[Table]:
     """Rich tables for ``planner evaluate``: summary, goodput, then per pool the per-layer breakdown."""
     summary = _summary_table(doc)
-    summary.caption = doc.get("note")
+    summary.caption = doc.note
     tables: list[Table] = [summary, _goodput_table(doc)]
-    for pool in ("prefill", "decode"):
-        if doc[pool] is None:
+    for pool, metrics in (("prefill", doc.prefill), ("decode", doc.decode)):
+        if metrics is None:
             continue
-        bd = doc[pool]["breakdown"]
-        tables.extend(_layer_table(pool, name, layer) for name, layer in bd["layers"].items())
+        bd = metrics.breakdown
+        tables.extend(_layer_table(pool, name, layer) for name, layer in bd.layers.items())
         tables.append(_per_step_table(pool, bd))
         tables.append(_memory_table(pool, bd))
     return tables

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.table import Table
 from rich.text import Text
 
+from planner.documents.ops import CheckReport, ValidateReport, ValidationRow
 from planner.report.base import _NONE, _cell
 from planner.report.plan import layout_summary
 from planner.units import fmt_rate, fmt_seconds
@@ -24,7 +23,7 @@ _CHECK_LABELS = {
 }
 
 
-def _check_value(key: str, value: Any) -> str:
+def _check_value(key: str, value: float | None) -> str:
     if value is None:
         return _NONE
     return fmt_seconds(value) if key in ("ttft_s", "tpot_s") else f"{value:,.5g}"
@@ -34,35 +33,36 @@ def _pct(frac: float | None) -> str:
     return _NONE if frac is None else f"{frac:+.1%}"
 
 
-def _check_layout_table(doc: dict[str, Any]) -> Table:
-    changed = any(c["item"] == "top_layout" for c in doc["changes"])
+def _check_layout_table(doc: CheckReport) -> Table:
+    changed = any(c.item == "top_layout" for c in doc.changes)
     table = Table(title=f"top layout: {'CHANGED' if changed else 'same'}", title_justify="left")
     for col in ("", "mode", "dies", "layout"):
         table.add_column(col, overflow="fold")
-    for label, m in (("baseline", doc["baseline_metrics"]), ("now", doc["current_metrics"])):
+    for label, m in (("baseline", doc.baseline_metrics), ("now", doc.current_metrics)):
         if m is None:
             table.add_row(label, _NONE, _NONE, "infeasible: no layout meets the SLOs")
         else:
-            table.add_row(label, m["mode"], str(m["dies"]), _cell(layout_summary(m)))
+            table.add_row(label, m.mode.value, str(m.dies), _cell(layout_summary(m)))
     return table
 
 
-def _check_metrics_table(doc: dict[str, Any]) -> Table:
-    changes = {c["item"]: c for c in doc["changes"]}
-    table = Table(title=f"metrics of the top layout (tolerance {doc['tolerance']:.1%} on goodput per die)",
+def _check_metrics_table(doc: CheckReport) -> Table:
+    changes = {c.item: c for c in doc.changes}
+    table = Table(title=f"metrics of the top layout (tolerance {doc.tolerance:.1%} on goodput per die)",
                   title_justify="left")
     for col in ("metric", "baseline", "now", "change", "effect"):
         table.add_column(col, justify="left" if col in ("metric", "effect") else "right")
-    base, now = doc["baseline_metrics"] or {}, doc["current_metrics"] or {}
+    base, now = doc.baseline_metrics, doc.current_metrics
     for key, label in _CHECK_LABELS.items():
-        c = changes.get(key, {"relative_change": 0.0, "effect": "same"} if base and now else {})
-        table.add_row(label, _check_value(key, base.get(key)), _check_value(key, now.get(key)),
-                      _pct(c.get("relative_change")), c.get("effect", _NONE))
+        c = changes.get(key)
+        rel, effect = (c.relative_change, c.effect) if c else ((0.0, "same") if base and now else (None, _NONE))
+        table.add_row(label, _check_value(key, getattr(base, key, None)), _check_value(key, getattr(now, key, None)),
+                      _pct(rel), effect)
     return table
 
 
-def _check_files_table(doc: dict[str, Any]) -> Table | Text:
-    files = doc["data_files_changed"]
+def _check_files_table(doc: CheckReport) -> Table | Text:
+    files = doc.data_files_changed
     if not files:
         return Text("data files: none changed since the baseline (same SHA-256)")
     table = Table(title="data files changed since the baseline", title_justify="left")
@@ -72,14 +72,14 @@ def _check_files_table(doc: dict[str, Any]) -> Table | Text:
     return table
 
 
-def _check_verdict(doc: dict[str, Any]) -> Text:
-    notes = [f"{c['item']} {c['effect']}" + (f" ({_pct(c['relative_change'])})" if c["relative_change"] else "")
-             for c in doc["changes"] if c["effect"] in ("regression", "improvement")]
-    head = "REGRESSION" if doc["verdict"] == "regression" else "ok"
-    return Text(f"check {doc['baseline']}: {head}" + (f": {'; '.join(notes)}" if notes else ""))
+def _check_verdict(doc: CheckReport) -> Text:
+    notes = [f"{c.item} {c.effect}" + (f" ({_pct(c.relative_change)})" if c.relative_change else "")
+             for c in doc.changes if c.effect in ("regression", "improvement")]
+    head = "REGRESSION" if doc.verdict == "regression" else "ok"
+    return Text(f"check {doc.baseline}: {head}" + (f": {'; '.join(notes)}" if notes else ""))
 
 
-def check_tables(doc: dict[str, Any]) -> list[Table | Text]:
+def check_tables(doc: CheckReport) -> list[Table | Text]:
     """Rich output of ``planner check``: top layout, metrics baseline vs now, changed files, verdict."""
     return [_check_layout_table(doc), _check_metrics_table(doc), _check_files_table(doc), _check_verdict(doc)]
 
@@ -96,41 +96,51 @@ def _measured_text(value: float, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
-def _gate_text(row: dict[str, Any]) -> str:
-    if row["role"] == "upper_bound":
+def _band_text(row: ValidationRow) -> str:
+    if row.role == "upper_bound":
         return "<= measured"
-    return _NONE if row["tolerance"] is None else f"+-{row['tolerance']:.0%}"
+    return _NONE if row.tolerance is None else f"+-{row.tolerance:.0%}"
 
 
-def _ok_text(row: dict[str, Any]) -> str:
-    if not row["gated"]:
-        return "not gated"
-    return "yes" if row["within"] else "NO"
+_STATUS_TEXT = {"pass": "yes", "fail": "NO", "known_miss": "known miss", "known_miss_passes": "mark stale",
+                "not_gated": "not gated"}
 
 
-def validate_rows_table(doc: dict[str, Any]) -> Table:
-    """Every shipped measurement: predicted vs measured, signed error, its gate and verdict."""
+def validate_rows_table(doc: ValidateReport) -> Table:
+    """Every shipped measurement: predicted vs measured, signed error, its band and verdict."""
     table = Table(title="published measurements: predicted vs measured (error = predicted / measured - 1)",
                   title_justify="left")
-    for col in ("row", "file", "role", "hardware", "predicted", "measured", "error", "gate", "ok"):
-        table.add_column(col, justify="right" if col in ("predicted", "measured", "error", "gate") else "left",
+    for col in ("row", "file", "role", "hardware", "predicted", "measured", "error", "band", "ok"):
+        table.add_column(col, justify="right" if col in ("predicted", "measured", "error", "band") else "left",
                          overflow="fold")
-    for r in doc["rows"]:
-        table.add_row(_cell(r["id"]), r["file"].split("/")[-1], r["role"], r["profile"] or _NONE,
-                      _measured_text(r["predicted"], r["unit"]), _measured_text(r["measured"], r["unit"]),
-                      f"{r['error']:+.1%}", _gate_text(r), _ok_text(r))
+    for r in doc.rows:
+        table.add_row(_cell(r.id), r.data_file.split("/")[-1], r.role, r.profile or _NONE,
+                      _measured_text(r.predicted, r.unit), _measured_text(r.measured, r.unit),
+                      f"{r.error:+.1%}", _band_text(r), _STATUS_TEXT[r.status])
     return table
 
 
-def validate_summary_table(doc: dict[str, Any]) -> Table:
+def known_misses_table(doc: ValidateReport) -> Table:
+    """Rows outside their band that carry a known-miss mark, with the reason."""
+    table = Table(title="known misses (outside their band, with the reason; not failed)", title_justify="left")
+    for col in ("row", "error", "band", "why the planner misses it"):
+        table.add_column(col, justify="right" if col in ("error", "band") else "left", overflow="fold",
+                         ratio=4 if col.startswith("why") else None)
+    for r in doc.rows:
+        if r.status == "known_miss":
+            table.add_row(_cell(r.id), f"{r.error:+.1%}", _band_text(r), _cell(r.known_miss or ""))
+    return table
+
+
+def validate_summary_table(doc: ValidateReport) -> Table:
     """Median and max absolute error, calibration (fitted) rows and held-out rows apart."""
     table = Table(title="median absolute error (bound and gap rows excluded)", title_justify="left")
     for col in ("rows", "count", "median |error|", "max |error|"):
         table.add_column(col, justify="left" if col == "rows" else "right")
     labels = {"calibration": "calibration (fitted on)", "held_out": "held out (check + system rows)"}
     for key, label in labels.items():
-        s = doc["summary"][key]
-        table.add_row(label, str(s["rows"]), _pct_abs(s["median_abs_error"]), _pct_abs(s["max_abs_error"]))
+        s = getattr(doc.summary, key)
+        table.add_row(label, str(s.rows), _pct_abs(s.median_abs_error), _pct_abs(s.max_abs_error))
     return table
 
 
@@ -138,9 +148,21 @@ def _pct_abs(frac: float | None) -> str:
     return _NONE if frac is None else f"{frac:.1%}"
 
 
-def validate_tables(doc: dict[str, Any]) -> list[Table | Text]:
-    """Rich output of ``planner validate``: every row, the two medians, the rows outside their gate."""
-    failing = doc["failing"]
-    verdict = (f"validate: {len(failing)} row(s) outside their tolerance: {', '.join(failing)}" if failing
-               else "validate: ok, every gated row within its tolerance")
-    return [validate_rows_table(doc), validate_summary_table(doc), Text(verdict)]
+def validate_failure(doc: ValidateReport) -> str:
+    """One line: the rows outside their band without a mark, and the marks that are stale."""
+    parts = []
+    if doc.failing:
+        parts.append(f"{len(doc.failing)} row(s) outside their band: {', '.join(doc.failing)}")
+    if doc.known_misses_now_passing:
+        parts.append(f"known miss now passes, remove the mark: {', '.join(doc.known_misses_now_passing)}")
+    return "; ".join(parts)
+
+
+def validate_tables(doc: ValidateReport) -> list[Table | Text]:
+    """Rich output of ``planner validate``: every row, the known misses, the two medians, the verdict."""
+    if doc.verdict == "fail":
+        verdict = f"validate: FAIL: {validate_failure(doc)}"
+    else:
+        verdict = (f"validate: ok: every gated row is within its band or a marked known miss "
+                   f"({len(doc.known_misses)} known misses, listed above with the reason)")
+    return [validate_rows_table(doc), known_misses_table(doc), validate_summary_table(doc), Text(verdict)]

@@ -4,44 +4,53 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Protocol
 
 from rich.table import Table
 
+from planner.documents.plan import PlanEntry, PlanReport
+from planner.inputs.layout import Layout, Mode
 from planner.report.base import _cell
 from planner.units import fmt_seconds
 
 # --------------------------------------------------------------------------- plan
 
 
-def layout_summary(entry: dict[str, Any]) -> str:
+class Ranked(Protocol):
+    """A ranked layout as a report carries it (a plan entry, or the top layout of a check)."""
+
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def mtp(self) -> bool: ...
+
+
+def layout_summary(entry: Ranked) -> str:
     """One line per layout: pools, their parallelism and operating points."""
-    lay = entry["layout"]
-    d = lay["decode"]
-    mtp = "MTP" if entry.get("mtp") else "no MTP"
-    if lay["mode"] == "transformerless":
-        dec = (f"D {d['instances']}x[{d['attention_dies']} attn ({d['domains']} dom) + {d['expert_dies']} exp] "
-               f"b{d['batch']} m{d['micro_batches']} R{d['redundant_experts']}")
+    lay = entry.layout
+    d = lay.decode
+    mtp = "MTP" if entry.mtp else "no MTP"
+    if lay.mode == Mode.TRANSFORMERLESS:
+        dec = (f"D {d.instances}x[{d.attention_dies} attn ({d.domains} dom) + {d.expert_dies} exp] "
+               f"b{d.batch} m{d.micro_batches} R{d.redundant_experts}")
     else:
-        dec = (f"D {d['instances']}x{d['dies']} tp{d['tp']} ep{d['ep']} b{d['batch']} m{d['micro_batches']} "
-               f"R{d['redundant_experts']}")
-        if lay["mode"] == "collocated":
-            dec += f" chunk{d['prefill_chunk_tokens']}"
-    p = lay.get("prefill")
-    pre = (f"P {p['instances']}x{p['dies']} tp{p['tp']} ep{p['ep']} {p['batch_tokens'] // 1024}K m{p['micro_batches']}"
-           f" | " if p else "")
+        dec = f"D {d.instances}x{d.dies} tp{d.tp} ep{d.ep} b{d.batch} m{d.micro_batches} R{d.redundant_experts}"
+        if lay.mode == Mode.COLLOCATED:
+            dec += f" chunk{d.prefill_chunk_tokens}"
+    p = lay.prefill
+    pre = f"P {p.instances}x{p.dies} tp{p.tp} ep{p.ep} {p.batch_tokens // 1024}K m{p.micro_batches} | " if p else ""
     return f"{pre}{dec} | {mtp}"
 
 
-def _plan_rows(table: Table, entries: list[dict[str, Any]]) -> None:
+def _plan_rows(table: Table, entries: list[PlanEntry]) -> None:
     for e in entries:
-        table.add_row(str(e["rank"]), e["mode"], _cell(layout_summary(e)), str(e["dies"]),
-                      f"{e['goodput_requests_per_s']:.2f}", f"{e['output_tokens_per_s_per_die']:.1f}",
-                      f"{e['output_tokens_per_s_per_chip']:.1f}", fmt_seconds(e["ttft_s"]), fmt_seconds(e["tpot_s"]),
-                      _cell(e["binding_constraint"]))
+        table.add_row(str(e.rank), e.mode.value, _cell(layout_summary(e)), str(e.dies),
+                      f"{e.goodput_requests_per_s:.2f}", f"{e.output_tokens_per_s_per_die:.1f}",
+                      f"{e.output_tokens_per_s_per_chip:.1f}", fmt_seconds(e.ttft_s), fmt_seconds(e.tpot_s),
+                      _cell(e.binding_constraint))
 
 
-def _plan_table(title: str, entries: list[dict[str, Any]]) -> Table:
+def _plan_table(title: str, entries: list[PlanEntry]) -> Table:
     table = Table(title=title, title_justify="left")
     for col in ("#", "mode", "layout", "dies", "req/s", "tok/s/die", "tok/s/chip", "TTFT", "TPOT", "binding"):
         text = col in ("layout", "binding")
@@ -51,38 +60,38 @@ def _plan_table(title: str, entries: list[dict[str, Any]]) -> Table:
     return table
 
 
-def plan_tables(doc: dict[str, Any]) -> list[Table]:
+def plan_tables(doc: PlanReport) -> list[Table]:
     """Rich tables for ``planner plan``: top layouts, best per mode, search summary."""
-    s, search = doc["scenario"], doc["search"]
-    slo = s["slo"]
-    title = (f"{s['model']} on {s['hardware']}, {doc['budget_dies']} dies; {s['workload']['input_tokens']} in / "
-             f"{s['workload']['output_tokens']} out; TTFT p{slo['ttft_percentile']:g} <= {slo['ttft_s']:g} s, "
-             f"TPOT <= {slo['tpot_s'] * 1e3:g} ms; ranked by goodput per die")
-    top_table = _plan_table(title, doc["layouts"])
-    top_table.caption = doc.get("note")
+    s, search = doc.scenario, doc.search
+    slo = s.slo
+    title = (f"{s.model} on {s.hardware}, {doc.budget_dies} dies; {s.workload.input_tokens} in / "
+             f"{s.workload.output_tokens} out; TTFT p{slo.ttft_percentile:g} <= {slo.ttft_s:g} s, "
+             f"TPOT <= {slo.tpot_s * 1e3:g} ms; ranked by goodput per die")
+    top_table = _plan_table(title, doc.layouts)
+    top_table.caption = doc.note
     tables = [top_table,
-              _plan_table("best layout per mode", list(doc["best_per_mode"].values()))]
+              _plan_table("best layout per mode", list(doc.best_per_mode.values()))]
     tables.append(pareto_table(doc))
     summary = Table(title="search", title_justify="left")
     summary.add_column("item")
     summary.add_column("count", justify="right")
-    summary.add_row("candidates evaluated", f"{search['candidates_evaluated']:,}")
-    summary.add_row("feasible (pool candidates meeting memory and TPOT)", f"{search['feasible']:,}")
-    for reason, count in search["rejected_by_reason"].items():
+    summary.add_row("candidates evaluated", f"{search.candidates_evaluated:,}")
+    summary.add_row("feasible (pool candidates meeting memory and TPOT)", f"{search.feasible:,}")
+    for reason, count in search.rejected_by_reason.items():
         summary.add_row(f"rejected: {reason}", f"{count:,}")
     tables.append(summary)
     return tables
 
 
-def near_miss_table(doc: dict[str, Any]) -> Table:
+def near_miss_table(doc: PlanReport) -> Table:
     table = Table(title="no layout meets the SLOs; nearest misses", title_justify="left")
     for col in ("mode", "pool", "best achievable", "meets that SLO", "layout"):
         table.add_column(col)
-    for m in doc["near_misses"]:
-        best = (f"TPOT {fmt_seconds(m['best_tpot_s'])}" if "best_tpot_s" in m
-                else f"TTFT {fmt_seconds(m['best_ttft_s'])} (zero load)")
-        meets = m.get("meets_tpot_slo", m.get("meets_ttft_slo"))
-        table.add_row(m["mode"], m["pool"], best, "yes" if meets else "no", _cell(json.dumps(m["layout"])))
+    for m in doc.near_misses:
+        decode = m.best_tpot_s is not None
+        best = f"TPOT {fmt_seconds(m.best_tpot_s)}" if decode else f"TTFT {fmt_seconds(m.best_ttft_s)} (zero load)"
+        meets = m.meets_tpot_slo if decode else m.meets_ttft_slo
+        table.add_row(m.mode, m.pool, best, "yes" if meets else "no", _cell(json.dumps(m.layout)))
     return table
 
 
@@ -98,29 +107,29 @@ def _bar(value: float, top: float, width: int = _BAR_WIDTH) -> str:
     return "█" * full + (_EIGHTHS[rest] if rest else "")
 
 
-def _pareto_rows(front: list[dict[str, Any]], limit: int = _PARETO_ROWS) -> list[dict[str, Any]]:
+def _pareto_rows(front: list[PlanEntry], limit: int = _PARETO_ROWS) -> list[PlanEntry]:
     """At most ``limit`` front points, evenly spread by TPOT, always keeping both ends and rank 1."""
     n = len(front)
     if n <= limit:
         return front
     keep = {round(i * (n - 1) / (limit - 1)) for i in range(limit)}
-    for best in (i for i, e in enumerate(front) if e["rank"] == 1 and i not in keep):
+    for best in (i for i, e in enumerate(front) if e.rank == 1 and i not in keep):
         keep.remove(min(keep - {0, n - 1}, key=lambda i: abs(i - best)))
         keep.add(best)
     return [front[i] for i in sorted(keep)]
 
 
-def pareto_table(doc: dict[str, Any]) -> Table:
+def pareto_table(doc: PlanReport) -> Table:
     """Terminal view of the Pareto front: one line per point, TPOT up, goodput per die as a bar."""
-    front = sorted(doc["pareto"], key=lambda e: e["tpot_s"])
+    front = sorted(doc.pareto, key=lambda e: e.tpot_s)
     rows = _pareto_rows(front)
     shown = f"{len(rows)} of {len(front)} points" if len(rows) < len(front) else f"{len(front)} points"
     table = Table(title=f"Pareto front ({shown}): goodput per die vs TPOT", title_justify="left", box=None,
                   padding=(0, 1))
     for col in ("TPOT", "out tok/s/die", "", "mode", "dies", "#"):
         table.add_column(col, justify="left" if col in ("", "mode") else "right", no_wrap=True)
-    top = max((e["output_tokens_per_s_per_die"] for e in front), default=0.0)
+    top = max((e.output_tokens_per_s_per_die for e in front), default=0.0)
     for e in rows:
-        table.add_row(fmt_seconds(e["tpot_s"]), f"{e['output_tokens_per_s_per_die']:.1f}",
-                      _bar(e["output_tokens_per_s_per_die"], top), e["mode"], str(e["dies"]), str(e["rank"]))
+        table.add_row(fmt_seconds(e.tpot_s), f"{e.output_tokens_per_s_per_die:.1f}",
+                      _bar(e.output_tokens_per_s_per_die, top), e.mode.value, str(e.dies), str(e.rank))
     return table

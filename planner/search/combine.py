@@ -26,8 +26,9 @@ class Envelope:
     instances: np.ndarray  # instance count of that candidate
 
     def dies_for(self, rate: float) -> int:
-        """Fewest dies whose best rate reaches ``rate``."""
-        return int(np.argmax(self.rate >= rate * (1 - 1e-12)))
+        """Fewest dies whose best rate reaches ``rate``; -1 when no die count in the budget does."""
+        reach = self.rate >= rate * (1 - 1e-12)
+        return int(np.argmax(reach)) if reach.any() else -1
 
 
 def _prefix_max(rate: np.ndarray, index: np.ndarray, inst: np.ndarray) -> Envelope:
@@ -124,10 +125,21 @@ def combine(budget: int, pre: Envelope, dec: Envelope, pre_dies: np.ndarray, dec
     out: dict[tuple[int, int, int, int], Split] = {}
     for value in np.unique(g[g > 0]):
         sp, sd = pre.dies_for(value), dec.dies_for(value)
-        if sp + sd > budget:
+        if sp < 0 or sd < 0 or sp + sd > budget:
             continue
         pi, pn, di, dn = int(pre.index[sp]), int(pre.instances[sp]), int(dec.index[sd]), int(dec.instances[sd])
         dies = pn * int(pre_dies[pi]) + dn * int(dec_dies[di])
         rate = float(min(pre.rate[sp], dec.rate[sd]))
         out.setdefault((pi, pn, di, dn), Split(rate, pi, pn, di, dn, dies))
     return list(out.values())
+
+
+def sized(budget: int, rate: float, pre: Envelope, dec: Envelope, pre_dies: np.ndarray, dec_dies: np.ndarray
+          ) -> Split | None:
+    """The fewest dies whose envelopes reach ``rate`` on both pools (None when the budget cannot)."""
+    sp, sd = pre.dies_for(rate), dec.dies_for(rate)
+    if sp < 0 or sd < 0 or sp + sd > budget:
+        return None
+    pi, pn, di, dn = int(pre.index[sp]), int(pre.instances[sp]), int(dec.index[sd]), int(dec.instances[sd])
+    dies = pn * int(pre_dies[pi]) + dn * int(dec_dies[di])
+    return Split(float(min(pre.rate[sp], dec.rate[sd])), pi, pn, di, dn, dies)

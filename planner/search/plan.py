@@ -52,6 +52,7 @@ class Plan:
     pareto: list[Planned] = field(default_factory=list)
     near_misses: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    target_rate_per_s: float | None = None
 
 
 def _prefill_layout(p: PrefillScore, i: int, n: int) -> dict[str, int]:
@@ -63,9 +64,9 @@ def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int]
 
 
 def _layout(mode: Mode, scenario: Scenario, prefill: dict | None, decode: dict, mtp: int) -> Layout:
-    sc = scenario.file.model_copy(update={"mtp": scenario.file.mtp.model_copy(
-        update={"acceptance": scenario.file.mtp.acceptance if mtp else 0.0})})
-    data = {"mode": mode.value, "decode": decode, "scenario": sc.model_dump(mode="json")}
+    sc = scenario.document()
+    sc["mtp"]["acceptance"] = scenario.mtp.acceptance if mtp else 0.0
+    data = {"mode": mode.value, "decode": decode, "scenario": sc}
     if prefill is not None:
         data["prefill"] = prefill
     return parse_layout(data, "search")
@@ -99,15 +100,28 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
                          layout_dies=pn * pre.dies[pi] + dn * dec.dies[di], p2p_s=env.calls.p2p_s)
     g = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
                    service_s=pre.service_s[pi], servers=pre.slots[pi] * pn, fixed_s=kv + dec.tpot_s[di],
-                   sequences=dec.sequences[di] * dn, tpot_s=dec.tpot_s[di], fits=pre.ok[pi] & dec.ok[di])
+                   sequences=dec.sequences[di] * dn, tpot_s=dec.tpot_s[di], fits=pre.ok[pi] & dec.ok[di],
+                   tpot_slo_s=dec.tpot_slo_s[di])
     return g.goodput_per_s
 
 
+# Target-rate sizing: the envelopes choose pairs without the first decode step in TTFT, so a pair
+# sized for exactly R can fall just short once priced exactly; these margins on the prefill side
+# find the smallest pair that does reach R.
+SIZING_MARGINS = (1.0, 1.01, 1.03, 1.1, 1.3)
+
+
 def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre_env: cb.Envelope,
-             dec: DecodeScore, mask: np.ndarray | None = None) -> list[tuple[float, int, Callable[[], Layout]]]:
-    """(goodput, dies, layout builder) per budget split; layouts are built only when listed."""
+             dec: DecodeScore, mask: np.ndarray | None = None, target: float | None = None
+             ) -> list[tuple[float, int, Callable[[], Layout]]]:
+    """(goodput, dies, layout builder) per budget split (or per sizing margin for a target rate)."""
     env_d = cb.decode_envelope(budget, dec, mask)
-    splits = cb.combine(budget, pre_env, env_d, pre.dies, dec.dies)
+    if target is None:
+        splits = cb.combine(budget, pre_env, env_d, pre.dies, dec.dies)
+    else:
+        sized = (cb.sized(budget, target * f, pre_env, env_d, pre.dies, dec.dies) for f in SIZING_MARGINS)
+        splits = list({(s.prefill_index, s.prefill_instances, s.decode_index, s.decode_instances): s
+                       for s in sized if s is not None}.values())
     if not splits:
         return []
     rates = pair_goodput(scenario, pre, dec, splits)
@@ -120,35 +134,89 @@ def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre
     return out
 
 
-def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndarray | None = None,
-                per_dies: int = 4) -> list[tuple[float, int, Callable[[], Layout]]]:
-    """Collocated: per die count keep the best few by decode rate, then queue prefill chunks."""
+def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Goodput of ``n`` instances of decode rows that prefill in chunks inside their steps (planner.goodput)."""
+    w = scenario.workload
+    tp = dec.knob("tp", rows)
+    new_tokens = w.input_tokens * (1 - w.cache_hit_rate)
+    slots, forwards = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", rows), new_tokens, dec.dies[rows] / tp)
+    return gp.goodput(scenario.slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
+                      service_s=dec.step_s[rows] * forwards, servers=slots * n, fixed_s=np.zeros(len(rows)),
+                      sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
+                      tpot_slo_s=dec.tpot_slo_s[rows]).goodput_per_s
+
+
+# Inverse sizing of chunked-prefill instances: die totals tried past the first one that serves the
+# target, so the listing has alternatives (all with at most this many times the fewest dies).
+SIZING_SLACK = 1.25
+
+
+def _sized_counts(scenario: Scenario, budget: int, dec: DecodeScore, cand: np.ndarray, target: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, instance counts, goodput) of every candidate x count that could serve ``target`` with the
+    fewest dies, tried in order of total dies (exhaustive up to the first total that serves it).
+
+    A count must reach the decode side's linear rate, ``n >= target / rate``, and keep the prefill
+    side below saturation, ``n >= target * service / slots``; totals are walked upward from there.
+    """
+    w = scenario.workload
+    tp = dec.knob("tp", cand)
+    new_tokens = w.input_tokens * (1 - w.cache_hit_rate)
+    slots, forwards = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", cand), new_tokens, dec.dies[cand] / tp)
+    lower = np.maximum(np.ceil(target / dec.rate_per_s[cand] * (1 - 1e-12)),
+                       np.ceil(target * dec.step_s[cand] * forwards / slots * (1 - 1e-12)))
+    dies = dec.dies[cand]
+    keep = lower * dies <= budget
+    cand, dies, lower = cand[keep], dies[keep], lower[keep]
+    rows, counts, rates, stop = [], [], [], budget
+    for total in range(int((lower * dies).min(initial=budget + 1)), budget + 1):
+        if total > stop:
+            break
+        hit = (total % dies == 0) & (total // dies >= lower)
+        if not hit.any():
+            continue
+        r, n = cand[hit], (total // dies[hit]).astype(float)
+        g = _chunked_goodput(scenario, dec, r, n)
+        rows.append(r), counts.append(n), rates.append(g)
+        if stop == budget and (g >= target * (1 - 1e-12)).any():
+            stop = min(budget, int(total * SIZING_SLACK))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    return np.concatenate(rows), np.concatenate(counts), np.concatenate(rates)
+
+
+def _collocated(scenario: Scenario, budget: int, mode: Mode, dec: DecodeScore, mask: np.ndarray | None = None,
+                target: float | None = None, per_dies: int = 4) -> list[tuple[float, int, Callable[[], Layout]]]:
+    """Chunked-prefill modes: per die count keep the best few by decode rate, then queue prefill chunks.
+
+    With a target rate every candidate is sized (:func:`_sized_counts`), not only the best few.
+    """
     ok = dec.ok if mask is None else dec.ok & mask
     cand = np.flatnonzero(ok)
     if len(cand) == 0:
         return []
-    order = np.lexsort((cand, -dec.rate_per_s[cand], dec.dies[cand]))
-    c = cand[order]
-    rank = np.arange(len(c)) - np.searchsorted(dec.dies[c], dec.dies[c], side="left")
-    c = c[rank < per_dies]
-    reps = budget // dec.dies[c]
-    rows = np.repeat(c, reps)
-    n = cb._counts(reps)
-    new = scenario.workload.input_tokens * (1 - scenario.workload.cache_hit_rate)
-    tp = dec.knob("tp", rows)
-    slots, forwards = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", rows), new, dec.dies[rows] / tp)
-    rate = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
-                      service_s=dec.step_s[rows] * forwards, servers=slots * n, fixed_s=np.zeros(len(rows)),
-                      sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows]).goodput_per_s
-    env = cb.scatter_best(budget, dec.dies[rows] * n, rate, rows, n)
+    if target is None:
+        order = np.lexsort((cand, -dec.rate_per_s[cand], dec.dies[cand]))
+        c = cand[order]
+        rank = np.arange(len(c)) - np.searchsorted(dec.dies[c], dec.dies[c], side="left")
+        c = c[rank < per_dies]
+        reps = budget // dec.dies[c]
+        rows, n = np.repeat(c, reps), cb._counts(reps)
+        rate = _chunked_goodput(scenario, dec, rows, n)
+    else:
+        rows, n, rate = _sized_counts(scenario, budget, dec, cand, target)
+    env = cb.scatter_best(budget, (dec.dies[rows] * n).astype(np.int64), rate, rows, n.astype(np.int64))
     out, seen = [], set()
-    for value in np.unique(env.rate[env.rate > 0]):
+    values = np.unique(env.rate[env.rate > 0]) if target is None else [target]
+    for value in values:
         s = env.dies_for(value)
+        if s < 0:
+            continue
         i, m = int(env.index[s]), int(env.instances[s])
         if (i, m) not in seen:
             seen.add((i, m))
-            build = partial(lambda i, m: _layout(Mode.COLLOCATED, scenario, None,
-                                                 _decode_layout(dec, i, m, Mode.COLLOCATED), int(dec.mtp[i])), i, m)
+            build = partial(lambda i, m: _layout(mode, scenario, None, _decode_layout(dec, i, m, mode),
+                                                 int(dec.mtp[i])), i, m)
             out.append((float(env.rate[s]), m * int(dec.dies[i]), build))
     return out
 
@@ -156,6 +224,11 @@ def _collocated(scenario: Scenario, budget: int, dec: DecodeScore, mask: np.ndar
 def _rank_key(p: Planned) -> tuple:
     return (-round(p.per_die, 12), p.dies, round(p.metrics.tpot_s, 12), p.mode.value,
             str(sorted(p.layout.to_dict().items())))
+
+
+def _sizing_key(p: Planned) -> tuple:
+    """Inverse sizing: fewest dies first, then the most goodput (headroom), then the usual order."""
+    return (p.dies, -round(p.metrics.goodput_requests_per_s, 12), *_rank_key(p)[2:])
 
 
 def _pareto(planned: list[Planned]) -> list[Planned]:
@@ -177,7 +250,7 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
         if len(fits):
             i = int(fits[np.argmin(dec.tpot_s[fits])])
             out.append({"mode": mode.value, "pool": "decode", "best_tpot_s": float(dec.tpot_s[i]),
-                        "meets_tpot_slo": bool(dec.tpot_s[i] <= scenario.slo.tpot_s),
+                        "meets_tpot_slo": bool(dec.tpot_slo_s[i] <= scenario.slo.tpot_s),
                         "layout": _decode_layout(dec, i, 1, mode)})
     if pre is not None and pre.ok.any():
         i = int(np.flatnonzero(pre.ok)[np.argmin(pre.service_s[pre.ok])])
@@ -227,11 +300,16 @@ def _selector_handoff_s(scenario: Scenario, budget: int) -> float:
                                  decode_tp=1.0, layout_dies=float(budget), p2p_s=env.calls.p2p_s)[0])
 
 
-def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 10) -> Plan:
-    """Search ``modes`` for the scenario's die budget; rank by goodput per die."""
+def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 10,
+         target_rate_per_s: float | None = None) -> Plan:
+    """Search ``modes`` for the scenario's die budget; rank by goodput per die.
+
+    With ``target_rate_per_s``: inverse sizing.  Layouts whose goodput reaches the target, ranked
+    by fewest dies (then highest goodput); the die budget is only a cap.
+    """
     start = time.perf_counter()
-    budget = min(scenario.file.dies, scenario.hardware.num_dies)
-    result = Plan(scenario=scenario, budget=budget, modes=tuple(modes))
+    budget = min(scenario.dies, scenario.hardware.num_dies)
+    result = Plan(scenario=scenario, budget=budget, modes=tuple(modes), target_rate_per_s=target_rate_per_s)
     pre, scores = _pools(scenario, budget, modes, result)
     # The search charges TTFT the KV hand-off but not the first decode step (it depends on the decode
     # pool, unknown while prefill is scored): optimistic by one TPOT, independent of the SLO, so the
@@ -240,16 +318,22 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     pre_env = cb.prefill_envelope(scenario, budget, pre, fixed) if pre is not None else None
     found: dict[str, Planned] = {}
 
+    target = target_rate_per_s
+
     def collect(mode: Mode, mask: np.ndarray | None, limit: int) -> None:
         dec = scores[mode]
         if not MODES[mode].prefill_pool:
-            items = _collocated(scenario, budget, dec, mask)
+            items = _collocated(scenario, budget, mode, dec, mask, target)
         elif pre_env is not None:
-            items = _pd_like(scenario, budget, mode, pre, pre_env, dec, mask)
+            items = _pd_like(scenario, budget, mode, pre, pre_env, dec, mask, target)
         else:
             items = []
-        by_total = sorted(items, key=lambda it: (-it[0], it[1]))[:3] if mask is None else []
-        items.sort(key=lambda it: (-it[0] / it[1], it[1]))
+        if target is not None:
+            items = sorted((it for it in items if it[0] >= target * (1 - 1e-12)), key=lambda it: (it[1], -it[0]))
+            by_total = []
+        else:
+            by_total = sorted(items, key=lambda it: (-it[0], it[1]))[:3] if mask is None else []
+            items.sort(key=lambda it: (-it[0] / it[1], it[1]))
         for rate, _dies, build in items[:limit] + by_total:
             layout = build()
             key = str(sorted(layout.to_dict().items()))
@@ -260,7 +344,7 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
         collect(mode, None, max(top, 8))
         for tau in _thresholds(scenario, scores[mode]):
             collect(mode, scores[mode].tpot_s <= tau, 1)
-    ranked = sorted(found.values(), key=_rank_key)
+    ranked = sorted(found.values(), key=_rank_key if target is None else _sizing_key)
     result.layouts = ranked
     result.pareto = _pareto(ranked)
     if not ranked:

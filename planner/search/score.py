@@ -54,6 +54,7 @@ class DecodeScore:
     sequences: np.ndarray
     dies: np.ndarray
     tpot_s: np.ndarray
+    tpot_slo_s: np.ndarray
     step_s: np.ndarray
     max_batch: np.ndarray
     ok: np.ndarray
@@ -88,6 +89,9 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
         out = _chunked(_decode_eval(env, entry), cands)
         out["mtp"] = np.full(len(cands), drafts, dtype=np.int64)
         out["tps"] = np.full(len(cands), env.tokens_per_step)
+        out["slo_factor"] = np.full(len(cands), gp.tpot_slo_factor(
+            scenario.slo, output_tokens=scenario.workload.output_tokens, draft_tokens=drafts,
+            acceptance=scenario.mtp.acceptance))
         parts.append(out)
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     a, reps = cands.arrays, len(variants)
@@ -96,14 +100,16 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     dies = np.tile(entry.instance_dies(a), reps)
     batch = np.tile(a["batch"], reps)
     sequences = (att * batch).astype(float)
-    rate = gp.decode_rate_per_s(scenario.slo, sequences, scenario.workload.output_tokens, tpot, out["fits"])
+    tpot_slo = tpot * out["slo_factor"]
+    rate = gp.decode_rate_per_s(scenario.slo, sequences, scenario.workload.output_tokens, tpot, out["fits"], tpot_slo)
     rejected = Counter()
     rejected["memory"] = int((~out["fits"]).sum())
-    slo_miss = out["fits"] & (tpot > scenario.slo.tpot_s)
+    slo_miss = out["fits"] & (tpot_slo > scenario.slo.tpot_s)
     rejected["tpot_slo"] = int(slo_miss.sum())
     ok = out["fits"] & ~slo_miss
     return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=rate, sequences=sequences,
-                       dies=dies.astype(np.int64), tpot_s=tpot, step_s=out["step_s"], max_batch=out["max_batch"],
+                       dies=dies.astype(np.int64), tpot_s=tpot, tpot_slo_s=tpot_slo, step_s=out["step_s"],
+                       max_batch=out["max_batch"],
                        ok=ok, rejected=rejected)
 
 

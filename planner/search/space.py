@@ -55,7 +55,7 @@ def _divisors(n: int, lo: int, hi: int) -> list[int]:
 
 def expert_die_counts(model: ModelSpec, budget: int, redundant: tuple[int, ...]) -> list[tuple[int, int]]:
     """(EP degree, redundant experts) pairs that place every expert replica evenly."""
-    E = model.file.ffn.num_routed_experts
+    E = model.ffn.num_routed_experts
     pairs = []
     for r in redundant:
         for ep in _divisors(E + r, 1, budget):
@@ -64,7 +64,7 @@ def expert_die_counts(model: ModelSpec, budget: int, redundant: tuple[int, ...])
 
 
 def tp_choices(model: ModelSpec, limit: int) -> list[int]:
-    heads = model.file.attention.num_heads
+    heads = model.attention.num_heads
     return [t for t in TP_GRID if t <= limit and heads % t == 0]
 
 

@@ -47,14 +47,14 @@ def _attention_fn(env: Env, tokens: Array, seqs: Array, tp: Array, chunk_group: 
         ctx = env.decode_context_tokens
         if cls.sliding:
             ctx = min(ctx, env.window)
-        kind = env.model.attention
-        ops = kind.decode_ops(env.dev, env.by, tokens=tokens, seqs=seqs, context=np.full(np.shape(tokens), ctx),
-                              tp=tp)
+        att = env.model.attention
+        ops = att.decode_ops(env.dev, env.by, tokens=tokens, seqs=seqs, context=np.full(np.shape(tokens), ctx),
+                             tp=tp)
         if np.any(chunk_group > 0):
-            pre = kind.prefill_ops(env.dev, env.by, tokens=chunk_group, seqs=chunk_group / env.new_input_tokens,
-                                   new_tokens=env.new_input_tokens, prefix_tokens=env.prefix_tokens, tp=tp,
-                                   window=env.window if cls.sliding else 0.0)
-            for name in kind.prefill_context_ops:
+            pre = att.prefill_ops(env.dev, env.by, tokens=chunk_group, seqs=chunk_group / env.new_input_tokens,
+                                  new_tokens=env.new_input_tokens, prefix_tokens=env.prefix_tokens, tp=tp,
+                                  window=env.window if cls.sliding else 0.0)
+            for name in att.prefill_context_ops:
                 ops[f"prefill_{name}"] = pre[name]
         return ops
     return attention

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from planner.documents.plan import PlanReport
 from planner.ops.check import GATED_METRIC, compare
 
 PROFILE_FILE = "hardware_profiles/cloudmatrix384.toml"
@@ -111,12 +112,12 @@ def test_missing_baseline_exits_2(tmp_path, run_planner):
 # --------------------------------------------------------------------------- verdict rules (in-process)
 
 
-def _scaled(doc: dict, factor: float, **layout) -> dict:
+def _scaled(doc: dict, factor: float, **layout) -> PlanReport:
     out = json.loads(json.dumps(doc))
     top = out["layouts"][0]
     top["goodput_requests_per_s"] *= factor
     top["layout"]["decode"].update(layout)
-    return out
+    return PlanReport.model_validate(out)
 
 
 @pytest.fixture(scope="module")
@@ -133,35 +134,43 @@ def base_doc(baseline) -> dict:
     (1.10, {"batch": 8}, "ok"),        # changed layout explained by a 10% gain
 ])
 def test_verdict_rules(base_doc, factor, layout, verdict):
-    report = compare(base_doc, _scaled(base_doc, factor, **layout), 0.05, "base.json")
-    assert report["verdict"] == verdict, report["changes"]
+    report = compare(PlanReport.model_validate(base_doc), _scaled(base_doc, factor, **layout), 0.05, "base.json")
+    assert report.verdict == verdict, report.changes
 
 
 def test_infeasible_now_is_a_regression_and_feasible_again_an_improvement(base_doc):
-    infeasible = {**base_doc, "layouts": []}
-    report = compare(base_doc, infeasible, 0.05, "base.json")
-    assert report["verdict"] == "regression" and report["current_metrics"] is None
-    assert report["changes"] == [{"item": "feasible", "baseline": True, "current": False, "relative_change": None,
-                                  "effect": "regression"}]
-    assert compare(infeasible, base_doc, 0.05, "base.json")["verdict"] == "ok"
+    base, infeasible = PlanReport.model_validate(base_doc), PlanReport.model_validate({**base_doc, "layouts": []})
+    report = compare(base, infeasible, 0.05, "base.json")
+    assert report.verdict == "regression" and report.current_metrics is None
+    assert report.model_dump(mode="json")["changes"] == [
+        {"item": "feasible", "baseline": True, "current": False, "relative_change": None, "effect": "regression"}]
+    assert compare(infeasible, base, 0.05, "base.json").verdict == "ok"
 
 
 def test_baseline_without_modes_and_top_uses_the_plan_defaults(baseline):
-    from planner.ops.check import baseline_modes, baseline_top
     from planner.search.plan import ALL_MODES
 
     doc = json.loads(baseline.read_text())
     del doc["modes"], doc["top"]
-    assert baseline_modes(doc, "x") == ALL_MODES and baseline_top(doc, "x") == 10
+    report = PlanReport.model_validate(doc)
+    assert tuple(report.modes) == ALL_MODES and report.top == 10
 
 
-def test_default_scenario_lower_hbm_bandwidth_regresses_and_restoring_passes(tmp_path, run_planner,
+def test_baseline_is_read_back_unchanged(baseline):
+    """A saved plan report read as a PlanReport writes the same bytes: the model is the whole contract."""
+    assert PlanReport.model_validate_json(baseline.read_text()).to_json() == baseline.read_text()
+
+
+def test_default_scenario_lower_hbm_bandwidth_regresses_and_restoring_passes(tmp_path, run_planner, default_plan,
                                                                             copy_shipped_data, scale_hbm):
     """The acceptance case exactly: a baseline of the default scenario (no flags), the shipped
-    cloudmatrix384 profile edited on a copy to lower its HBM bandwidth by 20%, then restored."""
+    cloudmatrix384 profile edited on a copy to lower its HBM bandwidth by 20%, then restored.
+
+    The baseline is ``planner plan --json -`` on the shipped files (``default_plan``, shared with
+    the golden test); the copy is identical until edited, so ``check`` sees no change before.
+    """
     data = copy_shipped_data(tmp_path / "data")
-    base = tmp_path / "default.json"
-    assert run_planner("plan", "--json", str(base), data=data).returncode == 0
+    base = default_plan
     original = (data / PROFILE_FILE).read_text()
     scale_hbm(data, "cloudmatrix384", 0.8)
     run = run_planner("check", str(base), data=data)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -86,13 +87,13 @@ def test_plot_writes_a_non_empty_image(mpl: Any, out_dir: Path, plot_run, comman
 def test_svg_is_byte_identical_across_runs(mpl: Any, tmp_path: Path) -> None:
     """Fixed size, DPI, hash salt and no date: the same document draws the same bytes."""
     from planner import plots
-    from planner.documents import report_dict
+    from planner.documents.evaluate import evaluate_report
     from planner.evaluate import evaluate
     from planner.inputs.layout import load_layout
     from planner.inputs.scenario import build_scenario
 
     spec = load_layout(ROOT / EXAMPLE)
-    doc = report_dict(evaluate(spec, build_scenario(spec.scenario, {}, where="test"), "test"))
+    doc = evaluate_report(evaluate(spec, build_scenario(spec.scenario, {}, where="test"), "test"))
     first, second = tmp_path / "a.svg", tmp_path / "b.svg"
     plots.draw_breakdown(doc, first)
     plots.draw_breakdown(doc, second)
@@ -153,9 +154,10 @@ def test_plan_output_shows_the_pareto_front(run_planner) -> None:
     assert tpot_ms == sorted(tpot_ms)
 
 
-def _front(n: int) -> list[dict[str, Any]]:
-    return [{"tpot_s": 0.01 + i * 1e-3, "output_tokens_per_s_per_die": 10.0 * (i + 1), "mode": "pd",
-             "dies": 8, "rank": n - i} for i in range(n)]
+def _front(n: int) -> list[SimpleNamespace]:
+    """Stand-ins for plan entries: the view reads ``rank`` and ``tpot_s`` only."""
+    return [SimpleNamespace(tpot_s=0.01 + i * 1e-3, output_tokens_per_s_per_die=10.0 * (i + 1), mode="pd",
+                            dies=8, rank=n - i) for i in range(n)]
 
 
 @pytest.mark.parametrize("n", [1, 7, 10, 11, 40])
@@ -166,8 +168,8 @@ def test_pareto_view_is_compact_and_keeps_the_ends_and_rank_1(n: int) -> None:
     rows = _pareto_rows(front)
     assert len(rows) == min(n, 10)
     assert rows[0] is front[0] and rows[-1] is front[-1]
-    assert any(r["rank"] == 1 for r in rows)
-    assert [r["tpot_s"] for r in rows] == sorted(r["tpot_s"] for r in rows)
+    assert any(r.rank == 1 for r in rows)
+    assert [r.tpot_s for r in rows] == sorted(r.tpot_s for r in rows)
 
 
 def test_pareto_view_keeps_an_interior_rank_1() -> None:
@@ -175,6 +177,6 @@ def test_pareto_view_keeps_an_interior_rank_1() -> None:
 
     front = _front(40)
     for i, e in enumerate(front):
-        e["rank"] = 1 if i == 17 else i + 2
+        e.rank = 1 if i == 17 else i + 2
     rows = _pareto_rows(front)
     assert len(rows) == 10 and front[17] in rows

@@ -1,19 +1,19 @@
-"""JSON Schemas of the reports: real reports validate, a report missing a required key does not.
+"""JSON Schemas of the reports: generated from the report models, real reports validate, drift fails.
 
 ``jsonschema`` (dev extra) is the validator: the schemas themselves are checked against the
 draft 2020-12 metaschema, then each real report (evaluate on the example layouts, plan on a
-small scenario and an infeasible one, check, validate) is validated.
+small scenario and an infeasible one, check, validate) is validated, and read back by its model.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
-from planner.ops import schemas
+from planner.documents import ReportName, report_model, schema
+from planner.documents.base import SCHEMA_VERSION
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -21,10 +21,11 @@ SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies"
               "--activations-dtype", "fp8", "--top", "5")
 EXAMPLES = ("examples/llama-3.1-70b-h100-collocated.toml", "examples/deepseek-v3-h800-pd.toml",
             "examples/deepseek-v3-cloudmatrix384-transformerless.toml")
+NAMES = [name.value for name in ReportName]
 
 
 def _validator(name: str):
-    return jsonschema.Draft202012Validator(schemas.schema(name))
+    return jsonschema.Draft202012Validator(schema(name))
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +44,23 @@ def reports(tmp_path_factory: pytest.TempPathFactory, run_planner, validate_run)
             "evaluate": [run.json() for run in evaluate], "validate": [validate_run.json()]}
 
 
-@pytest.mark.parametrize("name", sorted(schemas.SCHEMAS))
-def test_schema_is_valid_draft_2020_12(name):
-    schema = schemas.schema(name)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert "schema_version" in schema["required"]
+@pytest.mark.parametrize("name", NAMES)
+def test_schema_is_valid_draft_2020_12_and_pins_the_one_version(name):
+    doc = schema(name)
+    jsonschema.Draft202012Validator.check_schema(doc)
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert "schema_version" in doc["required"]
+    assert doc["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+    assert doc["$id"].endswith(f":{name}:v{SCHEMA_VERSION}")
 
 
-@pytest.mark.parametrize("name", sorted(schemas.SCHEMAS))
-def test_real_reports_validate(reports, name):
+@pytest.mark.parametrize("name", NAMES)
+def test_real_reports_validate_and_read_back_to_the_same_json(reports, name):
+    model = report_model(name)
     for doc in reports[name]:
         _validator(name).validate(doc)
+        text = json.dumps(doc, sort_keys=True, indent=2) + "\n"
+        assert model.model_validate_json(text).to_json() == text
 
 
 def test_reports_cover_the_optional_parts(reports):
@@ -66,6 +72,7 @@ def test_reports_cover_the_optional_parts(reports):
 
 def test_check_report_with_changes_validates(reports):
     """A check report with a changed layout, metric changes and a changed data file."""
+    from planner.documents.plan import PlanReport
     from planner.ops.check import compare
 
     base = reports["plan"][0]
@@ -73,23 +80,23 @@ def test_check_report_with_changes_validates(reports):
     now["layouts"][0]["goodput_requests_per_s"] *= 0.5
     now["layouts"][0]["layout"]["decode"]["batch"] += 1
     now["data_files"] = {k: "0" * 64 for k in base["data_files"]}
-    report = compare(base, now, 0.05, "base.json")
-    assert report["verdict"] == "regression" and report["data_files_changed"]
-    _validator("check").validate(json.loads(json.dumps(report)))
-    _validator("check").validate(compare(base, {**now, "layouts": []}, 0.05, "base.json"))
+    b, n = PlanReport.model_validate(base), PlanReport.model_validate(now)
+    report = compare(b, n, 0.05, "base.json")
+    assert report.verdict == "regression" and report.data_files_changed
+    _validator("check").validate(json.loads(report.to_json()))
+    _validator("check").validate(json.loads(compare(b, n.model_copy(update={"layouts": []}), 0.05, "x").to_json()))
 
 
-@pytest.mark.parametrize("name", sorted(schemas.SCHEMAS))
+@pytest.mark.parametrize("name", NAMES)
 def test_report_missing_a_required_key_fails(reports, name):
-    schema = schemas.schema(name)
-    for key in schema["required"]:
+    for key in schema(name)["required"]:
         doc = copy.deepcopy(reports[name][0])
         del doc[key]
         with pytest.raises(jsonschema.ValidationError, match=key):
             _validator(name).validate(doc)
 
 
-@pytest.mark.parametrize("name", sorted(schemas.SCHEMAS))
+@pytest.mark.parametrize("name", NAMES)
 def test_nested_drift_and_wrong_version_fail(reports, name):
     doc = copy.deepcopy(reports[name][0])
     doc["schema_version"] += 1
@@ -99,20 +106,21 @@ def test_nested_drift_and_wrong_version_fail(reports, name):
     assert not _validator(name).is_valid(doc)
 
 
-@pytest.mark.parametrize("name", sorted(schemas.SCHEMAS))
+@pytest.mark.parametrize("name", NAMES)
 def test_planner_schema_prints_the_schema(run_planner, name):
     run = run_planner("schema", name)
     assert run.returncode == 0 and run.stderr == ""
-    assert json.loads(run.stdout) == schemas.schema(name)
+    assert json.loads(run.stdout) == schema(name)
 
 
 def test_unknown_schema_name_exits_2_listing_the_names(run_planner):
     run = run_planner("schema", "nope")
     assert run.returncode == 2
     line = run.stderr_line()
-    assert all(name in line for name in ("plan", "evaluate", "check", "validate"))
+    assert all(name in line for name in NAMES)
 
 
-def test_schemas_module_documents_the_version_rule():
-    assert "bumped on any breaking change" in " ".join((schemas.__doc__ or "").split())
-    assert Path(schemas.__file__).name == "schemas.py"
+def test_the_version_rule_is_documented_with_the_version():
+    from planner.documents import base
+
+    assert "bumped on any breaking change" in " ".join((base.__doc__ or "").split())

@@ -15,7 +15,7 @@ none), so importing this module does not change other modules' hypothesis settin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from planner import catalog
 from planner.cost import memory as mem
 from planner.cost.precision import BytesPerElement
-from planner.inputs.hardware import HardwareSpec
 from planner.inputs.scenario import Scenario, build_scenario, scenario_overrides
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, shared_decode_step
@@ -56,22 +55,20 @@ def scenarios(draw: st.DrawFn, models: list[str] = MODELS) -> Scenario:
         model=model, hardware=hw, weights_dtype=quant, activations_dtype=quant,
         kv_dtype=draw(st.sampled_from(["bf16", quant])),
         input_tokens=draw(st.integers(64, 32_768)), output_tokens=draw(st.integers(2, 4096)),
-        mtp_acceptance=draw(st.sampled_from([0.0, 0.7, 0.95])),
+        # MTP acceptance only where the model has MTP layers (elsewhere it is an error, exit 2)
+        mtp_acceptance=draw(st.sampled_from([0.0, 0.7, 0.95])) if catalog.model(model).num_mtp_layers else None,
         expert_balance=draw(st.sampled_from(["perfect", "skewed"])),
         hot_expert_ratio=draw(st.floats(1.0, 60.0)), cache_hit_rate=draw(st.sampled_from([0.0, 0.3, 0.9])))
     return build_scenario(None, overrides, where="hypothesis")
 
 
 def with_hardware(sc: Scenario, **sections: Any) -> Scenario:
-    """The same scenario on a profile whose top-level sections are replaced."""
-    hw = sc.hardware
-    file = hw.file.model_copy(update=sections)
-    return Scenario(file=sc.file, model=sc.model, hardware=HardwareSpec(file=file, path=hw.path))
+    """The same scenario on a profile whose sections (``memory``, ``peaks``, ``fabrics``...) are replaced."""
+    return replace(sc, hardware=replace(sc.hardware, **sections))
 
 
 def with_workload(sc: Scenario, **changes: Any) -> Scenario:
-    workload = sc.file.workload.model_copy(update=changes)
-    return Scenario(file=sc.file.model_copy(update={"workload": workload}), model=sc.model, hardware=sc.hardware)
+    return replace(sc, workload=replace(sc.workload, **changes))
 
 
 # --------------------------------------------------------------------------- candidates
@@ -85,11 +82,11 @@ def _divisors(n: int, cap: int) -> list[int]:
 def parallelism(draw: st.DrawFn, sc: Scenario) -> dict[str, int]:
     """tp dividing the heads; for an MoE, redundant experts and an ep that places them evenly."""
     model = sc.model
-    tp = draw(st.sampled_from(_divisors(model.file.attention.num_heads, 16)))
+    tp = draw(st.sampled_from(_divisors(model.attention.num_heads, 16)))
     if not model.is_moe:
         return {"tp": tp, "ep": 1, "redundant": 0}
     redundant = draw(st.sampled_from([0, 16, 32, 64]))
-    ep = draw(st.sampled_from(_divisors(model.file.ffn.num_routed_experts + redundant, 320)))
+    ep = draw(st.sampled_from(_divisors(model.ffn.num_routed_experts + redundant, 320)))
     return {"tp": tp, "ep": ep, "redundant": redundant}
 
 
@@ -171,30 +168,30 @@ def assert_not_faster(new: np.ndarray, old: np.ndarray, what: str) -> None:
 @CI
 @given(case=cases(), factor=st.floats(1.0, 8.0))
 def test_more_hbm_bandwidth_never_slows_a_step(case: Case, factor: float) -> None:
-    memory = case.sc.hardware.file.memory
-    faster = with_hardware(case.sc, memory=memory.model_copy(
-        update={"hbm_bandwidth_bytes_per_s": memory.hbm_bandwidth_bytes_per_s * factor}))
+    memory = case.sc.hardware.memory
+    faster = with_hardware(case.sc, memory=replace(
+        memory, hbm_bandwidth_bytes_per_s=memory.hbm_bandwidth_bytes_per_s * factor))
     assert_not_slower(case.steps(faster), case.steps(), f"x{factor} HBM bandwidth")
 
 
 @CI
 @given(case=cases(), factor=st.floats(1.0, 8.0))
 def test_more_peak_flops_never_slows_a_step(case: Case, factor: float) -> None:
-    peak = case.sc.hardware.file.peak
-    scaled = {f"{d.value}_flops_per_s": getattr(peak, f"{d.value}_flops_per_s") * factor
-              for d in Dtype if getattr(peak, f"{d.value}_flops_per_s")}
-    faster = with_hardware(case.sc, peak=peak.model_copy(update=scaled))
+    peaks = case.sc.hardware.peaks
+    scaled = {f"{d.value}_flops_per_s": getattr(peaks, f"{d.value}_flops_per_s") * factor
+              for d in Dtype if getattr(peaks, f"{d.value}_flops_per_s")}
+    faster = with_hardware(case.sc, peaks=replace(peaks, **scaled))
     assert_not_slower(case.steps(faster), case.steps(), f"x{factor} peak FLOP/s")
 
 
 @CI
 @given(case=cases(), factor=st.floats(1.0, 8.0), which=st.integers(0, 3), every=st.booleans())
 def test_more_fabric_bandwidth_never_slows_a_step(case: Case, factor: float, which: int, every: bool) -> None:
-    fabrics = list(case.sc.hardware.file.fabrics)
+    fabrics = list(case.sc.hardware.fabrics)
     pick = range(len(fabrics)) if every else [which % len(fabrics)]
     for i in pick:
-        fabrics[i] = fabrics[i].model_copy(update={"bandwidth_bytes_per_s": fabrics[i].bandwidth_bytes_per_s * factor})
-    faster = with_hardware(case.sc, fabrics=fabrics)
+        fabrics[i] = replace(fabrics[i], bandwidth_bytes_per_s=fabrics[i].bandwidth_bytes_per_s * factor)
+    faster = with_hardware(case.sc, fabrics=tuple(fabrics))
     assert_not_slower(case.steps(faster), case.steps(), f"x{factor} fabric bandwidth ({list(pick)})")
 
 
@@ -278,10 +275,10 @@ def _bytes(weights: str) -> BytesPerElement:
     return BytesPerElement.of(catalog.hardware("h800"), Dtype(weights), Dtype(acts), Dtype.BF16)
 
 
-def _gqa_attention_and_ffn_elements(card: Any, tp_per_kv: int = 0) -> int:
+def _gqa_attention_and_ffn_elements(model: Any, tp_per_kv: int = 0) -> int:
     """q, k, v, o and gate, up, down of every layer, from the card's shapes (no biases)."""
-    a, h, L = card.attention, card.hidden_size, card.num_layers
-    H, KV, d, inter = a.num_heads, a.num_kv_heads, a.head_dim, card.ffn.dense_intermediate_size
+    a, h, L = model.attention, model.hidden, model.num_layers
+    H, KV, d, inter = a.num_heads, a.num_kv_heads, a.head_dim, model.ffn.dense_intermediate_size
     kv_heads = KV * tp_per_kv if tp_per_kv else KV
     q, k, v, o = h * H * d, h * kv_heads * d, h * kv_heads * d, H * d * h
     gate, up, down = h * inter, h * inter, inter * h
@@ -294,11 +291,11 @@ def test_dense_weights_over_tp_dies_equal_the_model(t: int, weights: str) -> Non
     """llama-3.1-70b: 64 heads, 8 KV heads; t divides both, so nothing is replicated."""
     model = catalog.model("llama-3.1-70b")
     by = _bytes(weights)
-    assert not model.file.attention.qkv_bias and model.file.num_mtp_layers == 0
+    assert not model.attention.qkv_bias and model.num_mtp_layers == 0
     w = mem.weight_bytes(model, by, mem.WeightShare(np.array([float(t)]), np.array([1.0])))
     over_dies = t * (w["attention"][0] + w["dense_ffn"][0]) / by.weight
     # 80 * (8192*64*128*2 + 8192*8*128*2 + 3*8192*28672) = 68,451,041,280 elements.
-    expected = _gqa_attention_and_ffn_elements(model.file)
+    expected = _gqa_attention_and_ffn_elements(model)
     assert expected == 68_451_041_280
     assert over_dies == pytest.approx(expected, rel=1e-12)
 
@@ -311,23 +308,23 @@ def test_kv_heads_are_replicated_beyond_tp_equal_kv_heads(t: int) -> None:
     by = _bytes("bf16")
     w = mem.weight_bytes(model, by, mem.WeightShare(np.array([float(t)]), np.array([1.0])))
     over_dies = t * (w["attention"][0] + w["dense_ffn"][0]) / by.weight
-    kv = model.file.attention.num_kv_heads
-    assert over_dies == pytest.approx(_gqa_attention_and_ffn_elements(model.file, tp_per_kv=t // kv), rel=1e-12)
+    kv = model.attention.num_kv_heads
+    assert over_dies == pytest.approx(_gqa_attention_and_ffn_elements(model, tp_per_kv=t // kv), rel=1e-12)
 
 
 @CI
 @given(model_name=st.sampled_from(MOE_MODELS), weights=st.sampled_from(["bf16", "fp8", "fp4"]), data=st.data())
 def test_routed_expert_bytes_over_ep_dies_equal_the_model(model_name: str, weights: str, data: st.DataObject) -> None:
     model = catalog.model(model_name)
-    f = model.file.ffn
+    f = model.ffn
     ep = data.draw(st.sampled_from(_divisors(f.num_routed_experts, 320)), label="ep")
     by = _bytes(weights)
     slots = np.array([f.num_routed_experts / ep])
     w = mem.weight_bytes(model, by, mem.WeightShare(np.array([1.0]), slots))
-    h, inter = model.file.hidden_size, f.moe_intermediate_size
+    h, inter = model.hidden, f.moe_intermediate_size
     # gate and up (h -> I), down (I -> h); biases 2I + h when the card has them (gpt-oss).
     expert = 3 * h * inter + ((2 * inter + h) if f.expert_bias else 0)
-    moe_layers = model.file.num_layers - len(f.dense_layers) + model.file.num_mtp_layers
+    moe_layers = model.num_layers - len(f.dense_layers) + model.num_mtp_layers
     expected = moe_layers * f.num_routed_experts * expert * Dtype(weights).bytes_per_element
     assert ep * w["routed_experts"][0] == pytest.approx(expected, rel=1e-12)
 

@@ -123,15 +123,14 @@ def test_bad_flags_exit_2_with_one_line(run_planner, args):
     assert len(lines) == 1 and "Traceback" not in out.stderr
 
 
-def test_default_plan_matches_golden(run_planner, update_golden):
-    out = run_planner("plan", "--json", "-")
-    assert out.returncode == 0, out.stderr
+def test_default_plan_matches_golden(default_plan, update_golden):
+    text = default_plan.read_text()  # `planner plan --json -`, shared with tests/ops/test_check.py
     if update_golden or not GOLDEN.exists():
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(out.stdout)
+        GOLDEN.write_text(text)
         if not update_golden:
             pytest.fail(f"wrote missing golden {GOLDEN}; review it and commit")
-    assert json.loads(out.stdout) == json.loads(GOLDEN.read_text()), \
+    assert json.loads(text) == json.loads(GOLDEN.read_text()), \
         "default plan changed: review `git diff` after `pytest --update-golden`"
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from planner import catalog
+from planner.attention.base import causal_pairs
 from planner.cost import elementwise
-from planner.cost.attention import attention_decode, causal_pairs, kv_bytes_per_token_per_die
 from planner.cost.memory import kv_bytes_per_sequence
 from planner.cost.moe import eplb_static_imbalance, expert_imbalance, popularity
 from planner.cost.precision import BytesPerElement
@@ -111,7 +111,7 @@ def test_mla_decode_core_flops_per_query_token(S: int) -> None:
     by = _bytes("cloudmatrix384", "int8", "int8", "bf16")
     dev = Device.of(catalog.hardware("cloudmatrix384"), by.compute_dtype)
     for tokens in (1, 2):  # 2 = one MTP draft token per sequence
-        ops = attention_decode(dev, model, by, tokens=_one(tokens), seqs=_one(1), context=_one(S), tp=_one(1))
+        ops = model.attention.decode_ops(dev, by, tokens=_one(tokens), seqs=_one(1), context=_one(S), tp=_one(1))
         assert ops["core"].flops[0] == 278_528 * S * tokens
 
 
@@ -124,12 +124,12 @@ def test_mla_decode_kv_bytes_per_sequence() -> None:
     bf16 = _bytes("cloudmatrix384", "int8", "int8", "bf16")
     fp8 = _bytes("h800", "fp8", "fp8", "fp8")
     for tp in (1, 8, 128):
-        assert kv_bytes_per_token_per_die(model, bf16, _one(tp))[0] == 1152
-        assert kv_bytes_per_token_per_die(model, fp8, _one(tp))[0] == 576
+        assert model.attention.kv_bytes_per_token_per_die(bf16, _one(tp))[0] == 1152
+        assert model.attention.kv_bytes_per_token_per_die(fp8, _one(tp))[0] == 576
     dev = Device.of(catalog.hardware("cloudmatrix384"), bf16.compute_dtype)
 
     def core_bytes(S: float, seqs: float) -> float:
-        ops = attention_decode(dev, model, bf16, tokens=_one(seqs), seqs=_one(seqs), context=_one(S), tp=_one(1))
+        ops = model.attention.decode_ops(dev, bf16, tokens=_one(seqs), seqs=_one(seqs), context=_one(S), tp=_one(1))
         return float(ops["core"].bytes[0])
 
     # The KV read grows by 576 * 2 B per extra cached token and per sequence.
@@ -148,12 +148,12 @@ def test_gqa_kv_bytes_llama_70b() -> None:
     """
     model = catalog.model("llama-3.1-70b")
     by = _bytes("h100", "fp8", "fp8", "bf16")
-    assert kv_bytes_per_token_per_die(model, by, _one(1))[0] == 2 * 8 * 128 * 2 == 4096
-    assert kv_bytes_per_token_per_die(model, by, _one(8))[0] == 512
-    assert kv_bytes_per_token_per_die(model, by, _one(16))[0] == 512
+    assert model.attention.kv_bytes_per_token_per_die(by, _one(1))[0] == 2 * 8 * 128 * 2 == 4096
+    assert model.attention.kv_bytes_per_token_per_die(by, _one(8))[0] == 512
+    assert model.attention.kv_bytes_per_token_per_die(by, _one(16))[0] == 512
     assert kv_bytes_per_sequence(model, by, context=_one(1000), tp=_one(1))[0] == 327_680_000
     fp8 = _bytes("h100", "fp8", "fp8", "fp8")
-    assert kv_bytes_per_token_per_die(model, fp8, _one(1))[0] == 2048
+    assert model.attention.kv_bytes_per_token_per_die(fp8, _one(1))[0] == 2048
 
 
 # --------------------------------------------------------------------------- (d) causal pairs

@@ -13,7 +13,7 @@ import pytest
 
 from planner import catalog
 from planner.errors import UnsupportedDtypeError
-from planner.inputs.files import Scope
+from planner.inputs.files import HardwareFile, Scope, load_file
 from planner.inputs.hardware import HardwareSpec
 
 SHIPPED = sorted(
@@ -42,8 +42,8 @@ def rel_close(actual: float, expected: float, tol: float) -> bool:
 
 
 def sections(hw: HardwareSpec) -> dict[str, object]:
-    """Every sourced section of a profile, keyed by its dotted path."""
-    f = hw.file
+    """Every sourced section of a profile file, keyed by its dotted path."""
+    f = load_file(HardwareFile, hw.path)
     out: dict[str, object] = {
         "(top)": f, "peak": f.peak, "memory": f.memory, "memory_reserve": f.memory_reserve,
         "efficiency.gemm": f.efficiency.gemm, "efficiency.attention": f.efficiency.attention,
@@ -77,7 +77,7 @@ def test_profile_loads_and_name_matches_file(name):
 @pytest.mark.parametrize("name", ASCEND)
 def test_ascend_has_no_fp8_and_refuses_it(name):
     hw = catalog.hardware(name)
-    assert hw.file.peak.fp8_flops_per_s is None
+    assert hw.peaks.fp8_flops_per_s is None
     with pytest.raises(UnsupportedDtypeError):
         hw.peak_flops_per_s("fp8")
     # int8 is the 910B/910C quantised path and must be there
@@ -225,14 +225,14 @@ def test_fabrics_are_ordered_narrow_to_wide_and_cover_the_system(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_efficiencies_and_latencies_are_plausible(name):
     hw = catalog.hardware(name)
-    eff = hw.file.efficiency
-    for frac in (eff.gemm.max_frac, eff.attention.compute_frac, eff.attention.memory_frac,
-                 eff.memory.frac, *(f.efficiency.max_frac for f in hw.fabrics)):
+    for frac in (hw.gemm_efficiency.max_frac, hw.attention_efficiency.compute_frac,
+                 hw.attention_efficiency.memory_frac, hw.memory_efficiency.frac,
+                 *(f.efficiency.max_frac for f in hw.fabrics)):
         assert 0.3 <= frac <= 0.95
     for fabric in hw.fabrics:
         assert 0 < fabric.latency_s < 20e-6                   # microseconds, not ms or ns
-    assert 0 < hw.file.overheads.kernel_s < 50e-6
-    assert 0 < hw.file.memory_reserve.usable_frac < 1
+    assert 0 < hw.overheads.kernel_s < 50e-6
+    assert 0 < hw.memory_reserve.usable_frac < 1
 
 
 # --------------------------------------------------------------------------- provenance

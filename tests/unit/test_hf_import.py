@@ -12,7 +12,7 @@ import pytest
 
 from planner import catalog
 from planner.errors import DataFileError
-from planner.inputs.files import ModelFile, validate_data
+from planner.inputs.files import ModelFile, load_file, validate_data
 from planner.inputs.hf_import import (
     DERIVED_PARAMS_SOURCE,
     SUPPORTED_ARCHITECTURES,
@@ -76,7 +76,7 @@ def test_every_vendored_config_is_mapped():
 def test_import_reproduces_shipped_card(filename, name):
     card = card_from_hf_config(_load(filename), name=name, where=filename)
     imported = validate_data(ModelFile, card, filename)
-    shipped = catalog.model(name).file
+    shipped = load_file(ModelFile, catalog.model(name).path)
     assert _arch(imported) == _arch(shipped)
     assert imported.max_position_embeddings == shipped.max_position_embeddings
     assert imported.native_dtype == shipped.native_dtype
@@ -85,7 +85,7 @@ def test_import_reproduces_shipped_card(filename, name):
 @pytest.mark.parametrize("name", sorted(INLINE_CONFIGS))
 def test_inline_config_reproduces_shipped_card(name):
     imported = validate_data(ModelFile, _import(INLINE_CONFIGS[name], name), name)
-    assert _arch(imported) == _arch(catalog.model(name).file)
+    assert _arch(imported) == _arch(load_file(ModelFile, catalog.model(name).path))
 
 
 def test_llama2_float16_config_gives_fp16():
@@ -96,7 +96,7 @@ def test_llama2_float16_config_gives_fp16():
 @pytest.mark.parametrize("filename", sorted(CONFIG_TO_CARD))
 def test_imported_params_are_marked_derived(filename):
     card = _import(_load(filename))
-    counts = ModelSpec(file=ModelFile.model_validate(card), path=Path(filename)).param_counts()
+    counts = ModelSpec.from_file(ModelFile.model_validate(card), Path(filename)).param_counts()
     assert card["params"]["source"] == DERIVED_PARAMS_SOURCE
     assert card["params"]["source"].startswith("derived, not reported")
     assert card["params"]["reported_total"] == counts.total

@@ -82,7 +82,8 @@ def test_shipped_names_are_the_eleven_cards():
 def test_card_validates_and_names_its_sources(name):
     spec = catalog.model(name)
     assert spec.name == name == spec.path.stem
-    assert spec.file.source.strip() and spec.file.params.source.strip()
+    doc = spec.document()
+    assert doc["source"].strip() and doc["params"]["source"].strip()
 
 
 def _check_count(name: str, which: str, derived: float, reported: float) -> None:
@@ -103,13 +104,13 @@ def _check_count(name: str, which: str, derived: float, reported: float) -> None
 @pytest.mark.parametrize("name", SHIPPED)
 def test_derived_total_matches_reported(name):
     spec = catalog.model(name)
-    _check_count(name, "total", spec.param_counts().total, spec.file.params.reported_total)
+    _check_count(name, "total", spec.param_counts().total, spec.reported.reported_total)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_derived_active_matches_reported(name):
     spec = catalog.model(name)
-    _check_count(name, "active", spec.param_counts().active, spec.file.params.reported_active)
+    _check_count(name, "active", spec.param_counts().active, spec.reported.reported_active)
 
 
 def test_known_discrepancies_name_shipped_cards():
@@ -126,7 +127,7 @@ def test_glm45_active_matches_only_without_embedding_and_head():
     spec = catalog.model("glm-4.5")
     c = spec.param_counts()
     assert c.embedding == c.lm_head == 151552 * 5120
-    tol, reported = rounding_tolerance(32e9), spec.file.params.reported_active
+    tol, reported = rounding_tolerance(32e9), spec.reported.reported_active
     assert abs(c.active / reported - 1) <= tol
     assert abs((c.active + c.lm_head) / reported - 1) > tol
     assert abs((c.active + c.lm_head + c.embedding) / reported - 1) > tol
@@ -136,21 +137,21 @@ def test_deepseek_v3_kv_cache_per_token():
     # MLA caches the 512-dim latent c_KV and the 64-dim shared RoPE key: 576 elements per
     # token per layer; BF16 over 61 layers: 576 * 2 B * 61 = 70,272 B ([^dsv3isca]: 70.272 KB).
     spec = catalog.model("deepseek-v3")
-    assert spec.kv_elements_per_token_per_layer() == 512 + 64 == 576
-    assert spec.kv_elements_per_token_per_layer() * 2 * spec.num_layers == 70_272
+    assert spec.attention.kv_elements_per_token() == 512 + 64 == 576
+    assert spec.attention.kv_elements_per_token() * 2 * spec.num_layers == 70_272
 
 
 def test_llama_31_70b_kv_elements_per_token():
     # K and V, 8 KV heads of 128: 2 * 8 * 128 = 2048 elements per token per layer.
-    assert catalog.model("llama-3.1-70b").kv_elements_per_token_per_layer() == 2 * 8 * 128
+    assert catalog.model("llama-3.1-70b").attention.kv_elements_per_token() == 2 * 8 * 128
 
 
 def test_gpt_oss_sliding_layers():
     # layer_types alternate sliding/full starting with sliding: the 18 even layers of 36.
     spec = catalog.model("gpt-oss-120b")
     assert spec.num_sliding_layers == 18
-    assert spec.file.attention.sliding_layers == list(range(0, 36, 2))
-    assert spec.file.attention.sliding_window_tokens == 128
+    assert spec.sliding_layers == tuple(range(0, 36, 2))
+    assert spec.sliding_window_tokens == 128
 
 
 def test_deepseek_v3_mtp_params_by_hand():

@@ -19,9 +19,8 @@ import pytest
 
 from planner.queueing import (
     STABILITY_MARGIN,
-    decode_fixed_point_batch,
     erlang_c,
-    little_batch,
+    fixed_point_on_curve,
     log_erlang_c,
     max_arrival_rate_per_s,
     mgc_wait_mean_s,
@@ -187,45 +186,61 @@ def test_max_arrival_rate_edges(no_warnings) -> None:
     assert lam[3] == (1 - STABILITY_MARGIN) * c / s
 
 
-# --- Little and the decode fixed point ------------------------------------------------------
+# --- the decode fixed point -----------------------------------------------------------------
 
-def test_little_batch() -> None:
-    # 10 requests/s, each resident 0.5 s: L = 5.
-    np.testing.assert_array_equal(little_batch(np.array([10.0, 0.0]), 0.5), [5.0, 0.0])
+def _fixed_point_by_brent(rate: float, output_tokens: float, dies: float, tpot_of_batch, batch_cap: float,
+                          cells: int = 64) -> tuple[float, float]:
+    """Reference: smallest root of ``b - rate L TPOT(b) / dies`` on [0, cap], bracketed on a grid of
+    ``cells`` cells and refined with Brent's method (independent of the module's closed form)."""
+    from scipy.optimize import brentq
+
+    demand = rate * output_tokens / dies
+
+    def gap(b: float) -> float:
+        return b - demand * tpot_of_batch(b)
+
+    grid = np.linspace(0.0, batch_cap, cells + 1)
+    crossed = np.flatnonzero(np.array([gap(float(b)) for b in grid]) >= 0.0)
+    if crossed.size == 0:
+        return np.inf, np.inf
+    i = int(crossed[0])
+    b = 0.0 if i == 0 else float(brentq(gap, grid[i - 1], grid[i], xtol=1e-12, rtol=4 * np.finfo(float).eps))
+    return b, float(tpot_of_batch(b))
 
 
-def _linear_tpot(b: float) -> float:
+def _linear_tpot(b):
     return 0.01 + 1e-4 * b  # 10 ms base step, +0.1 ms per sequence
 
 
 def test_decode_fixed_point_linear() -> None:
     # lambda = 100/s, 200 output tokens, 10 dies: b = 100 * 200 * TPOT(b) / 10 = 2000 TPOT(b)
     # = 20 + 0.2 b, so b = 25 and TPOT = 12.5 ms.  Little: 100 * 200 * 0.0125 / 10 = 25.
-    b, tpot = decode_fixed_point_batch(100.0, 200.0, 10.0, _linear_tpot, 100.0)
+    batches = np.linspace(0.0, 100.0, 11)
+    b, tpot = fixed_point_on_curve(batches, _linear_tpot(batches), 100.0, 200.0, 10.0)
     assert b == pytest.approx(25.0, rel=1e-10) and tpot == pytest.approx(0.0125, rel=1e-10)
 
 
 def test_decode_fixed_point_overloaded_and_idle() -> None:
-    assert decode_fixed_point_batch(100.0, 200.0, 10.0, _linear_tpot, 20.0) == (np.inf, np.inf)
+    upto_20 = np.linspace(0.0, 20.0, 5)
+    assert fixed_point_on_curve(upto_20, _linear_tpot(upto_20), 100.0, 200.0, 10.0) == (np.inf, np.inf)
     # 2000 * 1e-4 = 0.2; with 5x the load the slope is 1: TPOT grows as fast as b, no fixed point.
-    assert decode_fixed_point_batch(500.0, 200.0, 10.0, _linear_tpot, 1e6) == (np.inf, np.inf)
-    assert decode_fixed_point_batch(0.0, 200.0, 10.0, _linear_tpot, 100.0) == (0.0, 0.01)
-    with pytest.raises(ValueError):
-        decode_fixed_point_batch(1.0, 1.0, 0.0, _linear_tpot, 10.0)
+    wide = np.linspace(0.0, 1e6, 5)
+    assert fixed_point_on_curve(wide, _linear_tpot(wide), 500.0, 200.0, 10.0) == (np.inf, np.inf)
+    assert fixed_point_on_curve(upto_20, _linear_tpot(upto_20), 0.0, 200.0, 10.0) == (0.0, 0.01)
 
 
 def test_decode_fixed_point_takes_the_smallest_of_two() -> None:
     # TPOT = 0.01 + 1e-6 b^2, b = 2000 TPOT: 0.002 b^2 - b + 20 = 0,
     # b = (1 -/+ sqrt(1 - 0.16)) / 0.004 = 20.87 or 479.1; the pool settles at the smaller one.
-    def convex_tpot(b: float) -> float:
-        return 0.01 + 1e-6 * b * b
+    # Knots every 0.5 sequences: the chord is within 2e-6 * 0.5^2 / 8 = 6.25e-8 s of the parabola,
+    # which moves the root by at most 2000 * 6.25e-8 / (1 - 2000 * 2e-6 * 20.87) = 1.4e-4 (7e-6 relative).
+    batches = np.linspace(0.0, 1000.0, 2001)
+    b, tpot = fixed_point_on_curve(batches, 0.01 + 1e-6 * batches**2, 100.0, 200.0, 10.0)
+    assert b == pytest.approx((1 - math.sqrt(0.84)) / 0.004, rel=1e-5)
+    assert _fixed_point_by_brent(100.0, 200.0, 10.0, lambda x: 0.01 + 1e-6 * x * x, 1000.0)[0] == \
+        pytest.approx((1 - math.sqrt(0.84)) / 0.004, rel=1e-10)
 
-    b, tpot = decode_fixed_point_batch(100.0, 200.0, 10.0, convex_tpot, 1000.0)
-    assert b == pytest.approx((1 - math.sqrt(0.84)) / 0.004, rel=1e-10)
-    assert tpot == pytest.approx(convex_tpot(b), rel=1e-14)
 
-
-@pytest.mark.subprocess
 def test_import_is_light() -> None:
     """scipy.stats and scipy.optimize stay out of the import path (CLI start-up time).
 
@@ -240,8 +255,6 @@ def test_import_is_light() -> None:
 def test_fixed_point_on_a_linear_tpot_curve():
     # TPOT(b) = 0.02 + 0.001 b; demand c = lambda L / dies = 10 * 100 / 50 = 20 per second of TPOT.
     # b = 20 (0.02 + 0.001 b)  ->  b (1 - 0.02) = 0.4  ->  b = 0.4 / 0.98.
-    from planner.queueing import fixed_point_on_curve
-
     batches = np.linspace(0.0, 64.0, 9)
     tpots = 0.02 + 0.001 * batches
     b, tpot = fixed_point_on_curve(batches, tpots, 10.0, 100.0, 50.0)
@@ -250,18 +263,14 @@ def test_fixed_point_on_a_linear_tpot_curve():
 
 
 def test_fixed_point_on_curve_agrees_with_the_general_solver():
-    from planner.queueing import decode_fixed_point_batch, fixed_point_on_curve
-
     batches = np.array([0.0, 8.0, 16.0, 32.0, 64.0])
     tpots = np.array([0.010, 0.012, 0.016, 0.030, 0.070])
     for rate in (100.0, 400.0, 900.0):
         a = fixed_point_on_curve(batches, tpots, rate, 50.0, 10.0)
-        b = decode_fixed_point_batch(rate, 50.0, 10.0, lambda x: float(np.interp(x, batches, tpots)), 64.0)
+        b = _fixed_point_by_brent(rate, 50.0, 10.0, lambda x: float(np.interp(x, batches, tpots)), 64.0)
         assert a[0] == pytest.approx(b[0], rel=1e-9) and a[1] == pytest.approx(b[1], rel=1e-9)
 
 
 def test_fixed_point_on_curve_overloaded_is_inf():
-    from planner.queueing import fixed_point_on_curve
-
     b, tpot = fixed_point_on_curve(np.array([0.0, 10.0]), np.array([0.05, 0.06]), 1e6, 100.0, 1.0)
     assert b == np.inf and tpot == np.inf

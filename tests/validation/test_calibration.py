@@ -10,6 +10,11 @@ Every row of ``measurements/calibration.json`` is predicted with the planner's o
 - gap rows (``gap``): the cost model cannot express the mechanism; reported, not gated (the
   reason is in the row and in the calibration report).
 
+Every fit and check row is gated at its own band (``tolerance`` and ``band_reason`` in the row,
+measurements/README.md "Bands"); a row the cost model is known to miss carries ``known_miss`` and
+is a strict xfail, so the mark fails the suite the day the row comes back inside its band.  The
+median over fit + check rows is gated too.
+
 Run ``pytest tests/validation/test_calibration.py -s`` to see the table.
 """
 
@@ -22,18 +27,17 @@ import numpy as np
 import pytest
 
 from planner import catalog
+from planner.inputs.files import HardwareFile, load_file
 from planner.ops import calibration
 
-# Gates over the fit + check rows (DESIGN asks for median <= 15%, no row beyond 40%; tightened to
-# what the calibration achieves with some margin: median ~2%, worst row 30%, a DeepGEMM N = 2112
-# shape whose wave quantisation eff(M, K) does not model).
+# Median over the fit + check rows (DESIGN asks for <= 15%; the calibration achieves ~3%).  Each
+# row's own band is in measurements/calibration.json.
 MEDIAN_GATE = 0.05
-MAX_GATE = 0.35
-HELD_OUT_GATE = 0.20        # check rows (never fitted): worst ~16%
 REPRODUCE_TOL = 0.03        # stored profile values vs a fresh fit (3 significant digits stored)
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_ROWS = REPO.parent / "shared" / "reference" / "calibration.json"
+# The research notes' rows, pinned from ../shared/reference (tests/data/pinned/README.md).
+REFERENCE_ROWS = REPO / "tests" / "data" / "pinned" / "calibration.json"
 PROFILES = catalog.shipped_names("hardware_profiles")
 FITTED = [p for p in PROFILES if calibration.fit_rows(p)]
 
@@ -70,6 +74,23 @@ def gated(table: list[dict]) -> list[dict]:
     return [r for r in table if role(r) in ("fit", "check")]
 
 
+BANDS = {calibration.row_key(r): r for r in calibration.load_rows()}  # each row's band, by key
+
+
+def outside_band(rows: list[dict]) -> list[dict]:
+    """Gated rows outside their band that are not marked as known misses."""
+    return [r for r in gated(rows) if abs(r["error"]) > BANDS[r["key"]]["tolerance"]
+            and not BANDS[r["key"]].get("known_miss")]
+
+
+def _band_params() -> list:
+    """One test per fit / check row; a known miss is a strict xfail with its reason."""
+    rows = [r for r in BANDS.values() if "tolerance" in r]
+    return [pytest.param(calibration.row_key(r), id=calibration.row_key(r),
+                         marks=[pytest.mark.xfail(strict=True, reason=r["known_miss"])] if r.get("known_miss") else [])
+            for r in rows]
+
+
 @pytest.fixture(scope="module")
 def table() -> list[dict]:
     """Every row on the hardware it was measured on, with the shipped profile values."""
@@ -93,29 +114,45 @@ def test_print_calibration_table(table):
     assert len(rows) >= 60
 
 
-def test_median_and_worst_row_within_gates(table):
+def test_median_within_gate(table):
     rows = gated(table)
+    assert any(role(r) == "check" for r in rows)
     summary = calibration.error_summary(rows)
-    worst = [r for r in rows if abs(r["error"]) > MAX_GATE]
     assert summary["median_abs_error"] <= MEDIAN_GATE, render(rows, "median gate failed")
-    assert not worst, render(worst, f"rows beyond {MAX_GATE:.0%}")
+
+
+@pytest.mark.parametrize("key", _band_params())
+def test_row_within_its_band(table, key):
+    """Each fit or check row on the hardware it was measured on, against the band it claims."""
+    r = next(r for r in table if r["key"] == key)
+    band = BANDS[key]
+    assert abs(r["error"]) <= band["tolerance"], \
+        f"{key}: error {r['error']:+.1%} outside +-{band['tolerance']:.0%} ({band['band_reason']})"
 
 
 @pytest.mark.parametrize("profile", FITTED)
 def test_each_profile_within_gates(profile):
-    """The rows that calibrate a profile, predicted with that profile's efficiencies."""
-    rows = gated(calibration.calibration_table(profile))
-    summary = calibration.error_summary(rows)
-    worst = [r for r in rows if abs(r["error"]) > MAX_GATE]
-    assert summary["median_abs_error"] <= MEDIAN_GATE, render(rows, profile)
-    assert not worst, render(worst, f"{profile}: rows beyond {MAX_GATE:.0%}")
+    """The rows that calibrate a profile, predicted with that profile's efficiencies: median, and
+    every row inside its band unless it is a known miss (those are strict xfails above)."""
+    rows = calibration.calibration_table(profile)
+    summary = calibration.error_summary(gated(rows))
+    assert summary["median_abs_error"] <= MEDIAN_GATE, render(gated(rows), profile)
+    outside = outside_band(rows)
+    assert not outside, render(outside, f"{profile}: rows outside their band")
 
 
-def test_held_out_checks_within_gate(table):
-    checks = [r for r in table if role(r) == "check"]
-    assert checks
-    worst = [r for r in checks if abs(r["error"]) > HELD_OUT_GATE]
-    assert not worst, render(worst, f"check rows beyond {HELD_OUT_GATE:.0%}")
+def test_every_gated_row_states_its_band():
+    """Fit and check rows: a tolerance and its reason; the upper bound: a reason; gap rows: neither."""
+    for key, row in BANDS.items():
+        if row.get("gap"):
+            assert "tolerance" not in row and "band_reason" not in row and "known_miss" not in row, key
+            continue
+        assert len(row.get("band_reason", "")) > 60, key
+        if row.get("bound"):
+            assert "tolerance" not in row, key
+        else:
+            assert 0 < row["tolerance"] < 1, key
+        assert "known_miss" not in row or len(row["known_miss"]) > 40, key
 
 
 def test_upper_bounds_hold(table):
@@ -145,11 +182,12 @@ def test_fit_reproduces_the_stored_profile_values(profile):
             f"{profile} {path}: stored {stored:.6g}, fit gives {value:.6g}"
 
 
-def _section(hw, path: str):
+def _section(file: HardwareFile, path: str):
+    """The provenance-carrying section of the profile file that holds the parameter ``path``."""
     keys = path.split(".")[:-1]
     if keys[0] == "fabrics":
-        return next(f for f in hw.file.fabrics if f.name == keys[1]).efficiency
-    obj = hw.file
+        return next(f for f in file.fabrics if f.name == keys[1]).efficiency
+    obj = file
     for key in keys:
         obj = getattr(obj, key)
     return obj
@@ -157,12 +195,12 @@ def _section(hw, path: str):
 
 @pytest.mark.parametrize("profile", FITTED)
 def test_calibrated_from_names_exactly_the_rows_fitted(profile):
-    hw = catalog.hardware(profile)
+    file = load_file(HardwareFile, catalog.hardware(profile).path)
     expected: dict[int, set[str]] = {}
     sections = {}
     for row in calibration.fit_rows(profile):
         for path in row["fits"][profile]:
-            section = _section(hw, path)
+            section = _section(file, path)
             sections[id(section)] = section
             expected.setdefault(id(section), set()).add(row["id"])
     for key, section in sections.items():
@@ -173,7 +211,7 @@ def test_calibrated_from_names_exactly_the_rows_fitted(profile):
 def test_every_calibrated_from_id_is_a_shipped_row(profile):
     ids = {r["id"] for r in calibration.load_rows()}
     hw = catalog.hardware(profile)
-    f = hw.file
+    f = load_file(HardwareFile, hw.path)
     factors = [f.memory_reserve, f.efficiency.gemm, f.efficiency.attention, f.efficiency.memory,
                f.overheads, f.collectives, *(fabric.efficiency for fabric in f.fabrics)]
     for factor in factors:
@@ -200,9 +238,8 @@ def test_every_row_has_one_role_and_an_si_value():
             assert row.get("check_reason"), row["id"]
 
 
-@pytest.mark.skipif(not SHARED_ROWS.is_file(), reason="research notes (../shared/reference) not present")
 def test_rows_are_verbatim_copies_and_every_reference_row_is_accounted_for():
-    reference = {r["id"]: r for r in json.loads(SHARED_ROWS.read_text())}
+    reference = {r["id"]: r for r in json.loads(REFERENCE_ROWS.read_text(encoding="utf-8"))}
     document = calibration.load_document()
     for row in document["rows"]:
         original = reference[row["id"]]

@@ -1,0 +1,192 @@
+"""``planner evaluate --json``: one layout priced under one scenario (:class:`EvaluateReport`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from planner.documents.base import (
+    ROOFLINE_NOTE,
+    SCHEMA_VERSION,
+    Efficiencies,
+    LayoutField,
+    Part,
+    Report,
+    efficiencies_used,
+)
+from planner.evaluate import Evaluation, GoodputPoint, layout_goodput
+from planner.inputs.scenario import ScenarioFile
+from planner.serving.result import PoolStep
+
+
+class OpCost(Part):
+    """One unit of a layer, per micro-batch on one die: time, the roofline side that binds, work."""
+
+    time_s: float | None
+    bound: Literal["compute", "memory"]
+    flops: float
+    bytes: float
+
+
+class LayerCost(Part):
+    """One layer class: its count, the layer time (overlap applied), per-micro-batch units and collectives."""
+
+    count: int
+    layer_s: float | None
+    compute_s_per_micro_batch: float | None
+    communication_s_per_micro_batch: float | None
+    ops: dict[str, OpCost]
+    communication: dict[str, float | None]
+
+
+class Breakdown(Part):
+    """Per layer class, the once-per-step costs, and memory per die by kind (bytes)."""
+
+    layers: dict[str, LayerCost]
+    per_step: dict[str, float | None]
+    memory_bytes: dict[str, float | None]
+    usable_memory_bytes: float
+    memory_shortfall_bytes: float
+
+
+class PrefillMetrics(Part):
+    """Prefill pool throughput: prompt tokens (cache hits included) per second, per die, per chip."""
+
+    step_s: float | None
+    input_tokens_per_s: float | None
+    input_tokens_per_s_per_die: float | None
+    input_tokens_per_s_per_chip: float | None
+    fits_memory: bool
+    breakdown: Breakdown
+
+
+class DecodeMetrics(Part):
+    """Decode pool at the layout's batch: output tokens/s, per die (every decode die), per chip."""
+
+    step_s: float | None
+    tokens_per_step: float
+    tpot_s: float | None
+    context_tokens: float
+    batch: int
+    max_batch_by_memory: int
+    fits_memory: bool
+    output_tokens_per_s: float | None
+    output_tokens_per_s_per_die: float | None
+    output_tokens_per_s_per_chip: float | None
+    breakdown: Breakdown
+
+
+class TtftParts(Part):
+    """TTFT at one percentile, by part (s): waiting for a prefill slot, prefill, KV hand-off, first decode step."""
+
+    percentile: float
+    queueing_s: float | None
+    prefill_s: float | None
+    kv_transfer_s: float | None
+    first_decode_step_s: float | None
+    total_s: float | None
+
+
+class Goodput(Part):
+    """The layout at its goodput (``planner.evaluate.GoodputPoint``): rate, TTFT, TPOT, capacities, binding."""
+
+    goodput_requests_per_s: float | None
+    output_tokens_per_s: float | None
+    output_tokens_per_s_per_die: float | None
+    output_tokens_per_s_per_chip: float | None
+    ttft_s: float | None
+    tpot_s: float | None
+    tpot_at_layout_batch_s: float | None
+    decode_batch_at_goodput: float | None
+    prefill_capacity_requests_per_s: float | None
+    decode_capacity_requests_per_s: float | None
+    binding_constraint: str
+    meets_slo: bool
+    ttft_breakdown: TtftParts | None
+
+    @classmethod
+    def of(cls, point: GoodputPoint) -> Goodput:
+        """The document's fields of ``point`` (a field the library adds appears once it is declared here)."""
+        values = {name: getattr(point, name) for name in cls.model_fields}
+        return cls(**{k: asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for k, v in values.items()})
+
+
+class EvaluateReport(Report):
+    """planner evaluate --json: one layout priced under one scenario."""
+
+    float_digits: ClassVar[int | None] = None  # every digit: the report's identities hold exactly
+
+    schema_version: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]
+    scenario: ScenarioFile
+    layout: LayoutField
+    dies: int
+    chips: float
+    prefill: PrefillMetrics | None
+    decode: DecodeMetrics
+    goodput: Goodput
+    efficiencies: Efficiencies
+    note: str
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _f(x: np.ndarray | float) -> float:
+    return float(np.asarray(x).reshape(-1)[0])
+
+
+def breakdown(step: PoolStep) -> Breakdown:
+    """Per layer class: per-op time and binding side, per-collective time; once-per-step costs."""
+    layers = {}
+    for name, cost in step.layers.items():
+        ops = {op: OpCost(time_s=_f(c.time_s), bound="compute" if bool(c.compute_bound[0]) else "memory",
+                          flops=_f(c.flops), bytes=_f(c.bytes)) for op, c in cost.ops.items()}
+        comm = {op: _f(t) for op, t in cost.comm.items() if _f(t) > 0}
+        layers[name] = LayerCost(count=step.layer_counts[name], layer_s=_f(step.layer_s[name]),
+                                 compute_s_per_micro_batch=_f(cost.compute_s),
+                                 communication_s_per_micro_batch=_f(cost.comm_s), ops=ops, communication=comm)
+    memory = {k: _f(v) for k, v in step.memory.items()}
+    per_die = sum(v for k, v in memory.items() if not k.startswith("expert_die_"))
+    return Breakdown(layers=layers, per_step={k: _f(v) for k, v in step.extra.items()}, memory_bytes=memory,
+                     usable_memory_bytes=step.capacity_bytes,
+                     memory_shortfall_bytes=max(0.0, per_die - step.capacity_bytes))
+
+
+def prefill_metrics(ev: Evaluation) -> PrefillMetrics | None:
+    """Prefill pool throughput: prompt tokens (cache hits included) per second, per die, per chip."""
+    p, step = ev.layout.prefill, ev.prefill
+    if p is None or step is None:
+        return None
+    dies = p.instances * p.dies
+    hit = ev.scenario.workload.cache_hit_rate
+    step_s = _f(step.step_s)
+    tokens_per_s = dies * p.batch_tokens / step_s / (1 - hit)
+    return PrefillMetrics(step_s=step_s, input_tokens_per_s=tokens_per_s,
+                          input_tokens_per_s_per_die=tokens_per_s / dies,
+                          input_tokens_per_s_per_chip=tokens_per_s / dies * ev.scenario.hardware.dies_per_chip,
+                          fits_memory=bool(step.fits[0]), breakdown=breakdown(step))
+
+
+def decode_metrics(ev: Evaluation) -> DecodeMetrics:
+    """Decode pool throughput at the layout's batch: output tokens/s, per die (all decode dies), per chip."""
+    d, step, env = ev.layout.decode, ev.decode, ev.env
+    dies = d.instances * ev.layout.decode_instance_dies
+    step_s = _f(step.step_s)
+    seqs = d.instances * ev.layout.decode_attention_dies * d.batch
+    out_per_s = seqs * env.tokens_per_step / step_s
+    return DecodeMetrics(step_s=step_s, tokens_per_step=env.tokens_per_step, tpot_s=step_s / env.tokens_per_step,
+                         context_tokens=env.decode_context_tokens, batch=d.batch,
+                         max_batch_by_memory=int(_f(step.max_batch)), fits_memory=bool(step.fits[0]),
+                         output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / dies,
+                         output_tokens_per_s_per_chip=out_per_s / dies * ev.scenario.hardware.dies_per_chip,
+                         breakdown=breakdown(step))
+
+
+def evaluate_report(ev: Evaluation) -> EvaluateReport:
+    """The ``planner evaluate --json`` document of an evaluation."""
+    return EvaluateReport(schema_version=SCHEMA_VERSION, scenario=ev.scenario.document(), layout=ev.layout,
+                          dies=ev.dies, chips=ev.chips, prefill=prefill_metrics(ev), decode=decode_metrics(ev),
+                          goodput=Goodput.of(layout_goodput(ev)), efficiencies=efficiencies_used(ev.scenario.hardware),
+                          note=ROOFLINE_NOTE)

@@ -1,0 +1,130 @@
+"""``planner plan --json``: layouts ranked by goodput per die (:class:`PlanReport`)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_serializer
+
+from planner.documents.base import (
+    ROOFLINE_NOTE,
+    SCHEMA_VERSION,
+    Efficiencies,
+    LayoutField,
+    Part,
+    Report,
+    efficiencies_used,
+)
+from planner.inputs.layout import Mode
+from planner.inputs.scenario import Scenario, ScenarioFile
+from planner.search.plan import ALL_MODES, Plan, Planned
+
+TPOT_DEFINITION = "TPOT = (e2e - TTFT) / (output_tokens - 1): mean time per output token after the first"
+DEFAULT_TOP = 10  # ``planner plan --top`` default, for baselines that do not record it
+
+Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+DataFileName = Annotated[str, Field(pattern="^[a-z_]+/[^/]+$")]
+
+
+class PlanEntry(Part):
+    """One ranked layout with its exact metrics (the numbers ``planner evaluate`` gives)."""
+
+    rank: int
+    mode: Mode
+    layout: LayoutField
+    dies: int
+    chips: float
+    mtp: bool
+    goodput_requests_per_s: float
+    output_tokens_per_s: float | None
+    output_tokens_per_s_per_die: float | None
+    output_tokens_per_s_per_chip: float | None
+    ttft_s: float | None
+    tpot_s: float
+    binding_constraint: str
+
+
+class SearchSummary(Part):
+    """Candidates priced, pool candidates meeting memory and TPOT, rejections by reason, layouts ranked."""
+
+    candidates_evaluated: Annotated[int, Field(ge=0)]
+    feasible: Annotated[int, Field(ge=0)]
+    rejected_by_reason: dict[str, Annotated[int, Field(ge=0)]]
+    layouts_ranked: Annotated[int, Field(ge=0)]
+
+
+class NearMiss(Part):
+    """When nothing is feasible: the best TPOT a decode mode reaches, or prefill's zero-load TTFT."""
+
+    mode: str
+    pool: Literal["prefill", "decode"]
+    best_tpot_s: float | None = None
+    meets_tpot_slo: bool | None = None
+    best_ttft_s: float | None = None
+    meets_ttft_slo: bool | None = None
+    layout: dict[str, int]
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any) -> Any:
+        """A decode miss has the TPOT pair, a prefill miss the TTFT pair: the other pair is not written."""
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class PlanReport(Report):
+    """planner plan --json: layouts ranked by goodput per die."""
+
+    schema_version: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]
+    scenario: ScenarioFile
+    efficiencies: Efficiencies
+    note: str
+    data_files: dict[DataFileName, Sha256]
+    tpot_definition: str
+    budget_dies: int
+    modes: Annotated[list[Mode], Field(min_length=1)] = list(ALL_MODES)
+    top: Annotated[int, Field(ge=1)] = DEFAULT_TOP
+    search: SearchSummary
+    layouts: list[PlanEntry]
+    best_per_mode: dict[Mode, PlanEntry]
+    pareto: list[PlanEntry]
+    near_misses: list[NearMiss]
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def plan_entry(p: Planned, rank: int, dies_per_chip: int) -> PlanEntry:
+    m = p.metrics
+    return PlanEntry(rank=rank, mode=p.mode, layout=p.layout, dies=p.dies, chips=p.dies / dies_per_chip,
+                     mtp=bool(p.layout.scenario and p.layout.scenario.mtp.acceptance > 0),
+                     goodput_requests_per_s=m.goodput_requests_per_s, output_tokens_per_s=m.output_tokens_per_s,
+                     output_tokens_per_s_per_die=m.output_tokens_per_s_per_die,
+                     output_tokens_per_s_per_chip=m.output_tokens_per_s_per_chip, ttft_s=m.ttft_s, tpot_s=m.tpot_s,
+                     binding_constraint=m.binding_constraint)
+
+
+def file_hashes(scenario: Scenario) -> dict[str, str]:
+    """SHA-256 of every data file the plan read, by base name (for regression checks)."""
+    out = {}
+    for kind, spec in (("hardware_profiles", scenario.hardware), ("models", scenario.model)):
+        out[f"{kind}/{spec.path.name}"] = hashlib.sha256(spec.path.read_bytes()).hexdigest()
+    return out
+
+
+def plan_report(result: Plan, top: int) -> PlanReport:
+    """The ``planner plan --json`` document (deterministic; no timings, no absolute paths)."""
+    sc = result.scenario
+    dpc = sc.hardware.dies_per_chip
+    rank = {id(p): i + 1 for i, p in enumerate(result.layouts)}
+    best: dict[Mode, PlanEntry] = {}
+    for p in result.layouts:
+        best.setdefault(p.mode, plan_entry(p, rank[id(p)], dpc))
+    search = SearchSummary(candidates_evaluated=result.candidates_evaluated, feasible=result.feasible,
+                           rejected_by_reason=dict(sorted(result.rejected.items())),
+                           layouts_ranked=len(result.layouts))
+    return PlanReport(
+        schema_version=SCHEMA_VERSION, scenario=sc.document(), efficiencies=efficiencies_used(sc.hardware),
+        note=ROOFLINE_NOTE, data_files=file_hashes(sc), tpot_definition=TPOT_DEFINITION, budget_dies=result.budget,
+        modes=list(result.modes), top=top, search=search,
+        layouts=[plan_entry(p, rank[id(p)], dpc) for p in result.layouts[:top]], best_per_mode=best,
+        pareto=[plan_entry(p, rank[id(p)], dpc) for p in result.pareto], near_misses=result.near_misses)

@@ -1,0 +1,47 @@
+"""The pinned copies in tests/data/pinned/ still match the research notes in ../shared/reference.
+
+The calibration and validation tests read the pinned copies, so they run on a fresh clone.  This
+is the one test that needs ``../shared`` (beside the repository) and skips without it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PINNED = ROOT / "tests" / "data" / "pinned"
+SHARED = ROOT.parent / "shared" / "reference"
+# file -> True if pinned whole, False if pinned as a subset of the source's rows (by id)
+PINNED_FILES = {"calibration.json": True, "validation_public.json": False}
+
+
+def _rows(path: Path) -> dict[str, dict]:
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    by_id = {r["id"]: r for r in rows}
+    assert len(by_id) == len(rows), f"{path}: duplicate ids"
+    return by_id
+
+
+def test_every_pinned_file_is_listed_with_its_source() -> None:
+    readme = (PINNED / "README.md").read_text(encoding="utf-8")
+    assert {p.name for p in PINNED.glob("*.json")} == set(PINNED_FILES)
+    for name in PINNED_FILES:
+        assert f"`../shared/reference/{name}`" in readme, name
+    assert "2026-11-29" in readme
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", sorted(PINNED_FILES))
+def test_pinned_copy_matches_shared(name: str) -> None:
+    source = SHARED / name
+    if not source.is_file():
+        pytest.skip(f"{source} not present (research notes beside the repository)")
+    pinned, reference = _rows(PINNED / name), _rows(source)
+    if PINNED_FILES[name]:
+        assert pinned == reference, "re-copy the file (tests/data/pinned/README.md)"
+    else:
+        stale = sorted(rid for rid, row in pinned.items() if reference.get(rid) != row)
+        assert not stale, f"pinned rows differ from {source}: {stale}"
