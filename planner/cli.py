@@ -50,7 +50,9 @@ SCENARIO_FLAGS: dict[str, Any] = {
     "cache_hit_rate": Annotated[float | None, typer.Option(help="Prefix-cache hit rate of prompt tokens.")],
     "ttft_s": Annotated[float | None, typer.Option("--ttft-s", help="TTFT SLO (s) at --ttft-percentile.")],
     "ttft_percentile": Annotated[float | None, typer.Option(help="TTFT percentile, e.g. 90.")],
-    "tpot_s": Annotated[float | None, typer.Option("--tpot-s", help="Mean TPOT SLO (s).")],
+    "tpot_s": Annotated[float | None, typer.Option("--tpot-s", help="TPOT SLO (s): mean, or at --tpot-percentile.")],
+    "tpot_percentile": Annotated[float | None, typer.Option(help=(
+        "Put the TPOT SLO on this percentile over requests (e.g. 99, as MLPerf); default: the mean."))],
 }
 
 
@@ -205,26 +207,34 @@ Opt = typer.Option
 def evaluate_cmd(
     layout: Annotated[Path, typer.Argument(metavar="LAYOUT.toml", show_default=False, help="A layout file.")],
     overrides: dict[str, Any],
+    rate: Annotated[float | None, Opt("--rate", min=0.0, metavar="REQ/S", help=(
+        "Also give TTFT and TPOT percentiles, the decode batch and the SLO verdicts at this arrival rate."))] = None,
     json_out: JsonOut = None,
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the per-layer time breakdown to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
+    plot_load: Annotated[Path | None, Opt("--plot-load", metavar="FILE.png|svg", help=(
+        "Also draw TTFT and TPOT percentiles against the arrival rate up to saturation to FILE."))] = None,
 ) -> None:
-    """Price one layout: step times, goodput under the SLOs, per-layer breakdown, memory."""
+    """Price one layout: step times, goodput under the SLOs, latency at a load, per-layer breakdown, memory."""
     from planner import plots
     from planner.documents.evaluate import evaluate_report
     from planner.evaluate import evaluate
     from planner.inputs.layout import load_layout
     from planner.inputs.scenario import build_scenario
 
-    if plot is not None:
-        plots.check_target(plot)
+    for target in (plot, plot_load):
+        if target is not None:
+            plots.check_target(target)
     spec = load_layout(layout)
     scenario = build_scenario(spec.scenario, overrides, where=f"{layout} + flags")
-    doc = evaluate_report(evaluate(spec, scenario, str(layout)))
+    doc = evaluate_report(evaluate(spec, scenario, str(layout)), rate_per_s=rate, curve=plot_load is not None)
     _show(report.evaluate_tables(doc), doc, json_out)
     if plot is not None:
         plots.draw_breakdown(doc, plot)
         print(f"{PROG}: wrote {plot}", file=sys.stderr)
+    if plot_load is not None:
+        plots.draw_load(doc, plot_load)
+        print(f"{PROG}: wrote {plot_load}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- plan
@@ -253,6 +263,12 @@ def plan_cmd(
     modes: Annotated[ModeList | None, Opt(parser=parse_modes, metavar="MODE[,MODE...]", help=(
         f"Comma list of: {', '.join(m.value for m in Mode)} (default: all)."))] = None,
     top: Annotated[int, Opt(min=1, help="Layouts to list.")] = 10,
+    target_rate: Annotated[float | None, Opt("--target-rate", min=0.0, metavar="REQ/S", help=(
+        "Inverse sizing: the fewest dies (and the layout) that serve this request rate within the SLOs; "
+        "--dies becomes a cap."))] = None,
+    target_output_tokens_per_s: Annotated[float | None, Opt(
+        "--target-output-tokens-per-s", min=0.0, metavar="TOK/S",
+        help="Inverse sizing by output tokens/s (= --target-rate x output tokens).")] = None,
     json_out: JsonOut = None,
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the Pareto front to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
@@ -271,10 +287,11 @@ def plan_cmd(
     start = time.perf_counter()
     base = load_scenario_file(scenario_file) if scenario_file else None
     scenario = build_scenario(base, overrides or {}, where=f"{scenario_file or 'default scenario'} + flags")
-    result = plan(scenario, modes=tuple(modes or ALL_MODES), top=top)
+    target = _target_rate(target_rate, target_output_tokens_per_s, scenario.workload.output_tokens)
+    result = plan(scenario, modes=tuple(modes or ALL_MODES), top=top, target_rate_per_s=target)
     doc = plan_report(result, top)
     if not doc.layouts:
-        _emit_infeasible(doc, json_out)
+        _emit_infeasible(doc, json_out, target)
     _show(report.plan_tables(doc), doc, json_out)
     if plot is not None:
         plots.draw_plan(plan_report(result, len(result.layouts)), plot)
@@ -285,15 +302,26 @@ def plan_cmd(
           file=sys.stderr)
 
 
-def _emit_infeasible(doc: Any, json_out: str | None) -> None:
+def _target_rate(rate: float | None, output_tokens_per_s: float | None, output_tokens: int) -> float | None:
+    """The request rate asked for by --target-rate or --target-output-tokens-per-s (not both)."""
+    if rate is not None and output_tokens_per_s is not None:
+        raise PlannerError("give --target-rate or --target-output-tokens-per-s, not both", where="plan",
+                           fix="keep one of the two flags")
+    return output_tokens_per_s / output_tokens if output_tokens_per_s is not None else rate
+
+
+def _emit_infeasible(doc: Any, json_out: str | None, target: float | None) -> None:
     from planner.errors import InfeasibleError
 
     if json_out == "-":
         typer.echo(report.dumps(doc), nl=False)
-    else:
+    elif doc.near_misses:
         report.console().print(report.near_miss_table(doc))
-        if json_out:
-            _write_text(Path(json_out), report.dumps(doc), overwrite=True)
+    if json_out and json_out != "-":
+        _write_text(Path(json_out), report.dumps(doc), overwrite=True)
+    if target is not None and not doc.near_misses:
+        raise InfeasibleError(f"no layout within the die budget serves {target:g} req/s within the SLOs",
+                              fix="raise --dies (the cap) or lower the target")
     raise InfeasibleError("no layout meets the SLOs for this budget (nearest misses shown)",
                           fix="relax --ttft-s/--tpot-s, add dies, or change precision")
 

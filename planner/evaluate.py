@@ -244,7 +244,7 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
         ttft=tuple(ttft_at(p) for p in _percentiles(slo.ttft_percentile)), ttft_slo_s=slo.ttft_s,
         tpot_slo_s=slo.tpot_s, ttft_at_slo_percentile_s=ttft_slo, tpot_at_slo_statistic_s=tpot_stat,
         meets_ttft_slo=bool(ttft_slo <= slo.ttft_s * (1 + 1e-9)),
-        meets_tpot_slo=bool(tpot_stat <= slo.tpot_s * (1 + 1e-9)) and saturated is None,
+        meets_tpot_slo=bool(tpot_stat <= slo.tpot_s * (1 + 1e-9)) and saturated != "decode",
         saturated_pool=saturated, prefill_saturation_requests_per_s=prefill_sat,
         decode_saturation_requests_per_s=decode_sat)
 
@@ -289,3 +289,15 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
 
 def _f(x: np.ndarray | float) -> float:
     return float(np.asarray(x).reshape(-1)[0])
+
+
+# Arrival rates a load curve is drawn at, spread from 0 to the first pool's saturation.
+LOAD_CURVE_POINTS = 40
+
+
+def load_curve(ev: Evaluation, points: int = LOAD_CURVE_POINTS) -> tuple[LoadPoint, ...]:
+    """The layout at ``points`` arrival rates from 0 up to just below the rate where a pool saturates."""
+    edge = load_point(ev, 0.0)
+    saturation = min(edge.prefill_saturation_requests_per_s, edge.decode_saturation_requests_per_s)
+    rates = saturation * np.linspace(0.0, 1.0, points + 1)[1:] * (1 - 1e-3)
+    return tuple(load_point(ev, float(r)) for r in rates)

@@ -20,7 +20,7 @@ from planner.errors import MissingExtraError, PlannerError
 from planner.units import MILLI
 
 if TYPE_CHECKING:
-    from planner.documents.evaluate import DecodeMetrics, EvaluateReport, LayerCost, PrefillMetrics
+    from planner.documents.evaluate import DecodeMetrics, EvaluateReport, LayerCost, LoadPointDoc, PrefillMetrics
     from planner.documents.plan import PlanEntry, PlanReport
 
 FORMATS = (".png", ".svg")
@@ -219,3 +219,59 @@ def _evaluate_figure(fig: Any, doc: EvaluateReport) -> None:
 def draw_breakdown(doc: EvaluateReport, path: Path) -> None:
     """Stacked per-layer bars of an evaluate report, one panel per pool."""
     _draw(path, _evaluate_figure, doc, (10.0, 6.0))
+
+
+# --------------------------------------------------------------------------- load curve
+
+_PCT_STYLE = {50.0: "-", 90.0: "--", 99.0: ":"}
+
+
+def _curve(points: list[LoadPointDoc], pick: Any) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for p in points:
+        value = pick(p)
+        if value is not None:
+            xs.append(p.rate_requests_per_s)
+            ys.append(value / MILLI)
+    return xs, ys
+
+
+def _load_axes(ax: Any, points: list[LoadPointDoc], doc: EvaluateReport, ttft: bool) -> None:
+    slo = doc.scenario.slo
+    rows = points[0].ttft if ttft else points[0].tpot
+    for i, row in enumerate(rows):
+        pct = row.percentile
+        if ttft:
+            xs, ys = _curve(points, lambda p, i=i: p.ttft[i].total_s)
+        else:
+            xs, ys = _curve(points, lambda p, i=i: p.tpot[i].value_s)
+        ax.plot(xs, ys, _PCT_STYLE.get(pct, "-."), color="tab:blue" if ttft else "tab:orange", label=f"p{pct:g}")
+    limit = slo.ttft_s if ttft else slo.tpot_s
+    which = f"p{slo.ttft_percentile:g}" if ttft else (f"p{slo.tpot_percentile:g}" if slo.tpot_percentile else "mean")
+    ax.axhline(limit / MILLI, color="tab:red", linewidth=0.8, label=f"SLO ({which})")
+    g = doc.goodput.goodput_requests_per_s
+    if g:
+        ax.axvline(g, color="0.3", linewidth=0.8, linestyle="-.", label=f"goodput {g:.1f} req/s")
+    if ttft:  # waiting explodes near saturation: keep the SLO region readable
+        ax.set_ylim(0.0, 3.0 * limit / MILLI)
+    ax.set_ylabel("TTFT (ms)" if ttft else "TPOT (ms)")
+    ax.grid(True, linewidth=0.4, alpha=0.5)
+    ax.legend(loc="upper left")
+
+
+def _load_figure(fig: Any, doc: EvaluateReport) -> None:
+    points = doc.load_curve or []
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    _load_axes(top, points, doc, ttft=True)
+    _load_axes(bottom, points, doc, ttft=False)
+    bottom.set_xlabel("arrival rate (requests/s)")
+    s = doc.scenario
+    fig.suptitle(f"{doc.layout.mode} layout: {s.model} on {s.hardware}, {doc.dies} dies: latency against load, "
+                 f"up to saturation", fontsize=10)
+
+
+def draw_load(doc: EvaluateReport, path: Path) -> None:
+    """TTFT and TPOT percentiles against the arrival rate (an evaluate report with its ``load_curve``)."""
+    if not doc.load_curve:
+        raise PlannerError("the report has no load curve", where="--plot-load", fix="run evaluate with --plot-load")
+    _draw(path, _load_figure, doc, (8.0, 6.5))

@@ -5,10 +5,11 @@ The model (DESIGN.md section 3; parameters in ``measurements/expert_load.toml``,
 layer ``l`` of ``L``, for an EP group of ``n`` dies holding ``E`` routed experts and ``R``
 redundant replicas:
 
-1. **Skew.** Expert popularity is log-normal with a per-layer sigma
-   ``sigma_l = sigma_med * exp(spread * z_l)``, ``z_l = Phi^-1((l + 1/2) / L)``: most layers mild, a
-   few hot.  The shares ``p_l`` of the ``E`` experts are the distribution's quantiles (a measured
-   per-layer count matrix replaces them: :func:`layer_shares`).
+1. **Skew.** Expert popularity is log-normal within a layer, its hottest experts capped at the
+   ``1 / top_k`` of the copies a token's distinct picks allow.  Layers differ: a fraction ``h`` of
+   them are hot (``sigma_hot``), the rest mild (``sigma_mild``).  The shares ``p`` of the ``E``
+   experts are the distribution's quantiles; a measured per-layer count matrix replaces them
+   (:func:`layer_shares`).
 2. **Placement** (:func:`placement`).  ``eplb`` / ``measured``: replicas go to the hottest experts
    until no replica carries more than ``theta``, with ``sum_i max(1, p_i / theta) = E + R`` (the
    continuous relaxation of greedy replication, so the result is smooth and non-increasing in R);
@@ -42,12 +43,12 @@ Validity: EP groups of 1 to a few thousand dies, any ``R >= 0``; the skew is Dee
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import lru_cache
 
 import numpy as np
 from scipy.special import ndtri, pdtr
+
+from planner.inputs.expert_load import ExpertLoad, LoadParams, Policy
 
 Array = np.ndarray
 
@@ -56,41 +57,6 @@ _LOG10_C_MIN, _LOG10_C_MAX, _PER_DECADE = -2.0, 9.0, 16
 C_GRID = 10.0 ** np.linspace(_LOG10_C_MIN, _LOG10_C_MAX, int((_LOG10_C_MAX - _LOG10_C_MIN) * _PER_DECADE) + 1)
 # Above this mean the Poisson maximum uses its Cornish-Fisher normal limit.
 _EXACT_POISSON_MAX_C = 400.0
-
-
-class Policy(StrEnum):
-    """Expert balance policies (scenario ``[experts] balance``)."""
-
-    NONE = "none"          # static contiguous placement, no replicas
-    EPLB = "eplb"          # replicas of hot experts, placed on statistics from the last rebalance
-    PERFECT = "perfect"    # every die carries the mean
-    MEASURED = "measured"  # EPLB on a measured count matrix, which is also the live distribution
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoadParams:
-    """Parameters of the expert-load model (``measurements/expert_load.toml``)."""
-
-    skew_median_sigma: float      # median over MoE layers of the popularity log-normal sigma
-    skew_spread: float            # log-std of sigma across layers
-    mismatch_cv: float            # per-expert CV of a live step vs the placement's statistics (in distribution)
-    drift_time_constant_s: float  # time over which the placement decorrelates from the live popularity
-    dp_count_dispersion: float    # variance / mean of the sequences a decode DP rank holds
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExpertLoad:
-    """What one pool's expert load model needs: the policy, its parameters, and the skew.
-
-    ``counts`` is a measured ``(MoE layers, routed experts)`` matrix or None (the fitted skew).
-    Tables are cached per instance (``_tables``).
-    """
-
-    policy: Policy
-    params: LoadParams
-    rebalance_period_s: float
-    counts: Array | None = field(default=None, compare=False)
-    _tables: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def expected_max_normal(n: Array) -> Array:
@@ -103,10 +69,10 @@ def expected_max_normal(n: Array) -> Array:
 # --------------------------------------------------------------------------- skew
 
 
-def layer_sigmas(params: LoadParams, num_layers: int) -> Array:
-    """Popularity log-normal sigma of each of ``num_layers`` MoE layers, ascending, (L,)."""
-    z = ndtri((np.arange(num_layers) + 0.5) / num_layers)
-    return params.skew_median_sigma * np.exp(params.skew_spread * z)
+def layer_skew(params: LoadParams) -> tuple[Array, Array]:
+    """(popularity sigma, weight) of the fitted layer kinds: mild and hot MoE layers, (2,) each."""
+    h = params.skew_hot_layer_frac
+    return np.array([params.skew_mild_sigma, params.skew_hot_sigma]), np.array([1.0 - h, h])
 
 
 def lognormal_shares(sigmas: Array, num_experts: int, top_k: int = 1) -> Array:
@@ -132,12 +98,17 @@ def lognormal_shares(sigmas: Array, num_experts: int, top_k: int = 1) -> Array:
     return np.minimum(lam[np.arange(L), idx][:, None] * w, cap)
 
 
-def layer_shares(load: ExpertLoad, num_layers: int, num_experts: int, top_k: int = 1) -> Array:
-    """Shares of each expert per MoE layer, (L, E): the measured matrix normalised, or the fitted skew."""
+def layer_shares(load: ExpertLoad, *, experts: int, top_k: int,
+                 rows: tuple[int, ...] | None = None) -> tuple[Array, Array]:
+    """(shares of each expert, weight) per layer: the measured matrix's rows (``rows`` of them, or
+    all), each weighing the same, or the fitted mild and hot layer kinds; (P, E) and (P,)."""
     if load.counts is not None:
         c = np.asarray(load.counts, dtype=float)
-        return c / c.sum(axis=1, keepdims=True)
-    return lognormal_shares(layer_sigmas(load.params, num_layers), num_experts, top_k)
+        if rows is not None:
+            c = c[list(rows)]
+        return c / c.sum(axis=1, keepdims=True), np.full(len(c), 1.0 / len(c))
+    sigmas, weights = layer_skew(load.params)
+    return lognormal_shares(sigmas, experts, top_k), weights
 
 
 def popularity_cv2(shares: Array) -> Array:
@@ -243,39 +214,31 @@ def noise_excess(n: int) -> Array:
     return poisson_max_excess(n, C_GRID)
 
 
-def layer_ratios(load: ExpertLoad, *, num_layers: int, num_experts: int, ep: int, redundant: float,
-                 copies_per_die: float, rows: tuple[int, ...] | None = None) -> Array:
-    """Busiest die / mean of every MoE layer at one operating point, exact in ``c`` (no grid), (L,)."""
+def layer_ratios(load: ExpertLoad, *, experts: int, top_k: int, ep: int, redundant: float,
+                 copies_per_die: float, rows: tuple[int, ...] | None = None) -> tuple[Array, Array]:
+    """(busiest die / mean, weight) of every layer at one operating point, exact in ``c``, (P,) each."""
+    shares, weights = layer_shares(load, experts=experts, top_k=top_k, rows=rows)
     if load.policy == Policy.PERFECT:
-        return np.ones(num_layers if rows is None else len(rows))
-    shares = layer_shares(load, num_layers, num_experts)
-    if rows is not None:
-        shares = shares[list(rows)]
+        return np.ones(len(weights)), weights
     excess = placement_residual(load, shares, ep, redundant) - 1.0
-    return 1.0 + np.hypot(excess, poisson_max_excess(ep, np.array([copies_per_die]))[0])
+    return 1.0 + np.hypot(excess, poisson_max_excess(ep, np.array([copies_per_die]))[0]), weights
 
 
 # --------------------------------------------------------------------------- tables and the vector entry
 
 
-def _layer_ratios(load: ExpertLoad, shares: Array, ep: int, redundant: float) -> Array:
-    """Busiest die / mean of every layer at every grid point, (L, G)."""
-    excess = placement_residual(load, shares, ep, redundant) - 1.0
-    return 1.0 + np.hypot(excess[:, None], noise_excess(ep)[None, :])
-
-
-def _table(load: ExpertLoad, rows: tuple[int, ...] | None, num_layers: int, num_experts: int,
-           ep: int, redundant: float) -> tuple[Array, Array]:
-    """(mean over the layers, hottest layer) of the busiest-die ratio on the grid, cached on ``load``."""
+def _table(load: ExpertLoad, rows: tuple[int, ...] | None, experts: int, top_k: int, ep: int,
+           redundant: float) -> tuple[Array, Array]:
+    """(weighted mean over the layers, hottest layer) of the busiest-die ratio on :data:`C_GRID`, (G,) each,
+    cached on ``load``."""
     rows = rows if load.counts is not None else None
-    key = (rows, num_layers, num_experts, ep, redundant)
+    key = (rows, experts, top_k, ep, redundant)
     hit = load._tables.get(key)
     if hit is None:
-        shares = layer_shares(load, num_layers, num_experts)
-        if rows is not None:
-            shares = shares[list(rows)]
-        ratios = _layer_ratios(load, shares, ep, redundant)
-        hit = load._tables[key] = (ratios.mean(axis=0), ratios.max(axis=0))
+        shares, weights = layer_shares(load, experts=experts, top_k=top_k, rows=rows)
+        excess = placement_residual(load, shares, ep, redundant) - 1.0
+        ratios = 1.0 + np.hypot(excess[:, None], noise_excess(ep)[None, :])
+        hit = load._tables[key] = (weights @ ratios, ratios[weights > 0].max(axis=0))
     return hit
 
 
@@ -292,7 +255,7 @@ def _distinct_pairs(ep: Array, redundant: Array, shape: tuple[int, ...]) -> tupl
     return np.stack([uniq // width, uniq % width], axis=1), position[key]
 
 
-def busiest_die_ratio(load: ExpertLoad, *, num_layers: int, num_experts: int, ep: Array, redundant: Array,
+def busiest_die_ratio(load: ExpertLoad, *, experts: int, top_k: int, ep: Array, redundant: Array,
                       copies_per_die: Array, rows: tuple[int, ...] | None = None,
                       hottest: bool = False) -> Array:
     """Busiest expert die's token copies / the mean, averaged over MoE layers (or the hottest), (N,).
@@ -300,32 +263,31 @@ def busiest_die_ratio(load: ExpertLoad, *, num_layers: int, num_experts: int, ep
     Parameters
     ----------
     load : the pool's policy, parameters and skew
-    num_layers, num_experts : MoE layers and routed experts of the model
+    experts, top_k : routed experts of the model and experts per token
     ep : dies of the EP group (expert dies in transformerless mode), (N,)
     redundant : redundant expert replicas over the group, (N,)
     copies_per_die : mean token copies one die receives per micro-batch, (N,)
     rows : the MoE layers (0-based among MoE layers) of one layer class; None = every MoE layer
-        (with the fitted skew every class sees the same layer distribution)
+        (with the fitted skew every class sees the same mix of mild and hot layers)
     hottest : the hottest layer instead of the mean over layers
 
     Notes
     -----
     Exactly 1 under ``perfect``; non-increasing and continuous in ``R``; tends to the placement
-    residual (:func:`placement_residual`) as ``copies_per_die`` grows.
+    residual (:func:`placement_residual`) as ``copies_per_die`` grows.  Linear interpolation in
+    ``log c`` between the :data:`C_GRID` points (16 per decade).
     """
     ep = np.asarray(ep, dtype=float)
     shape = np.broadcast_shapes(ep.shape, np.shape(redundant), np.shape(copies_per_die))
     if load.policy == Policy.PERFECT:
         return np.ones(shape)
     pairs, g = _distinct_pairs(ep, redundant, shape)
-    tables = np.stack([_table(load, rows, num_layers, num_experts, int(e), float(r))[1 if hottest else 0]
-                       for e, r in pairs])
-    u = (np.log10(np.maximum(np.broadcast_to(copies_per_die, shape).reshape(-1), 1e-300)) - _LOG10_C_MIN)
-    u = np.clip(u * _PER_DECADE, 0.0, len(C_GRID) - 1.0)
+    tables = np.stack([_table(load, rows, experts, top_k, int(e), float(r))[1 if hottest else 0] for e, r in pairs])
+    c = np.broadcast_to(np.asarray(copies_per_die, dtype=float), shape).reshape(-1)
+    u = np.clip((np.log10(np.maximum(c, 1e-300)) - _LOG10_C_MIN) * _PER_DECADE, 0.0, len(C_GRID) - 1.0)
     i = np.minimum(np.floor(u).astype(np.int64), len(C_GRID) - 2)
     f = u - i
-    out = tables[g, i] * (1.0 - f) + tables[g, i + 1] * f
-    return out.reshape(shape)
+    return (tables[g, i] * (1.0 - f) + tables[g, i + 1] * f).reshape(shape)
 
 
 # --------------------------------------------------------------------------- DP (attention) imbalance

@@ -16,7 +16,7 @@ from planner.documents.base import (
     Report,
     efficiencies_used,
 )
-from planner.evaluate import Evaluation, GoodputPoint, layout_goodput
+from planner.evaluate import Evaluation, GoodputPoint, LoadPoint, layout_goodput, load_curve, load_point
 from planner.inputs.scenario import ScenarioFile
 from planner.serving.result import PoolStep
 
@@ -89,6 +89,34 @@ class TtftParts(Part):
     total_s: float | None
 
 
+class QuantileValue(Part):
+    percentile: float
+    value_s: float | None
+
+
+class LoadPointDoc(Part):
+    """The layout at one arrival rate (``planner.evaluate.LoadPoint``): batch, TTFT by part, TPOT percentiles."""
+
+    rate_requests_per_s: float
+    decode_batch_per_die: float
+    tpot_mean_s: float | None
+    tpot: list[QuantileValue]
+    ttft: list[TtftParts]
+    ttft_slo_s: float
+    tpot_slo_s: float
+    ttft_at_slo_percentile_s: float | None
+    tpot_at_slo_statistic_s: float | None
+    meets_ttft_slo: bool
+    meets_tpot_slo: bool
+    saturated_pool: Literal["prefill", "decode"] | None
+    prefill_saturation_requests_per_s: float | None
+    decode_saturation_requests_per_s: float | None
+
+    @classmethod
+    def of(cls, point: LoadPoint) -> LoadPointDoc:
+        return cls(**asdict(point))
+
+
 class Goodput(Part):
     """The layout at its goodput (``planner.evaluate.GoodputPoint``): rate, TTFT, TPOT, capacities, binding."""
 
@@ -126,6 +154,9 @@ class EvaluateReport(Report):
     prefill: PrefillMetrics | None
     decode: DecodeMetrics
     goodput: Goodput
+    at_goodput: LoadPointDoc | None
+    at_rate: LoadPointDoc | None
+    load_curve: list[LoadPointDoc] | None
     efficiencies: Efficiencies
     note: str
 
@@ -184,9 +215,18 @@ def decode_metrics(ev: Evaluation) -> DecodeMetrics:
                          breakdown=breakdown(step))
 
 
-def evaluate_report(ev: Evaluation) -> EvaluateReport:
-    """The ``planner evaluate --json`` document of an evaluation."""
+def evaluate_report(ev: Evaluation, *, rate_per_s: float | None = None, curve: bool = False) -> EvaluateReport:
+    """The ``planner evaluate --json`` document of an evaluation.
+
+    ``at_goodput``: TTFT by part and TPOT percentiles at the goodput rate; ``at_rate``: the same at
+    ``rate_per_s`` (``--rate``); ``load_curve``: at rates up to saturation (``--plot-load``).
+    """
+    point = layout_goodput(ev)
+    g = point.goodput_requests_per_s
+    at_goodput = LoadPointDoc.of(load_point(ev, g)) if g > 0 else None
+    at_rate = LoadPointDoc.of(load_point(ev, rate_per_s)) if rate_per_s is not None else None
+    points = [LoadPointDoc.of(p) for p in load_curve(ev)] if curve else None
     return EvaluateReport(schema_version=SCHEMA_VERSION, scenario=ev.scenario.document(), layout=ev.layout,
                           dies=ev.dies, chips=ev.chips, prefill=prefill_metrics(ev), decode=decode_metrics(ev),
-                          goodput=Goodput.of(layout_goodput(ev)), efficiencies=efficiencies_used(ev.scenario.hardware),
-                          note=ROOFLINE_NOTE)
+                          goodput=Goodput.of(point), at_goodput=at_goodput, at_rate=at_rate, load_curve=points,
+                          efficiencies=efficiencies_used(ev.scenario.hardware), note=ROOFLINE_NOTE)

@@ -43,6 +43,15 @@ class PlanEntry(Part):
     ttft_s: float | None
     tpot_s: float
     binding_constraint: str
+    headroom_frac: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_headroom(self, handler: Any) -> Any:
+        """``headroom_frac`` (goodput / target - 1) is written only when a target rate was asked for."""
+        out = handler(self)
+        if out.get("headroom_frac") is None:
+            out.pop("headroom_frac", None)
+        return out
 
 
 class SearchSummary(Part):
@@ -88,19 +97,21 @@ class PlanReport(Report):
     best_per_mode: dict[Mode, PlanEntry]
     pareto: list[PlanEntry]
     near_misses: list[NearMiss]
+    target_rate_requests_per_s: float | None = None
 
 
 # ----------------------------------------------------------------------------- building
 
 
-def plan_entry(p: Planned, rank: int, dies_per_chip: int) -> PlanEntry:
+def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None = None) -> PlanEntry:
     m = p.metrics
+    headroom = m.goodput_requests_per_s / target - 1.0 if target else None
     return PlanEntry(rank=rank, mode=p.mode, layout=p.layout, dies=p.dies, chips=p.dies / dies_per_chip,
                      mtp=bool(p.layout.scenario and p.layout.scenario.mtp.acceptance > 0),
                      goodput_requests_per_s=m.goodput_requests_per_s, output_tokens_per_s=m.output_tokens_per_s,
                      output_tokens_per_s_per_die=m.output_tokens_per_s_per_die,
                      output_tokens_per_s_per_chip=m.output_tokens_per_s_per_chip, ttft_s=m.ttft_s, tpot_s=m.tpot_s,
-                     binding_constraint=m.binding_constraint)
+                     binding_constraint=m.binding_constraint, headroom_frac=headroom)
 
 
 def file_hashes(scenario: Scenario) -> dict[str, str]:
@@ -117,8 +128,9 @@ def plan_report(result: Plan, top: int) -> PlanReport:
     dpc = sc.hardware.dies_per_chip
     rank = {id(p): i + 1 for i, p in enumerate(result.layouts)}
     best: dict[Mode, PlanEntry] = {}
+    target = result.target_rate_per_s
     for p in result.layouts:
-        best.setdefault(p.mode, plan_entry(p, rank[id(p)], dpc))
+        best.setdefault(p.mode, plan_entry(p, rank[id(p)], dpc, target))
     search = SearchSummary(candidates_evaluated=result.candidates_evaluated, feasible=result.feasible,
                            rejected_by_reason=dict(sorted(result.rejected.items())),
                            layouts_ranked=len(result.layouts))
@@ -126,5 +138,6 @@ def plan_report(result: Plan, top: int) -> PlanReport:
         schema_version=SCHEMA_VERSION, scenario=sc.document(), efficiencies=efficiencies_used(sc.hardware),
         note=ROOFLINE_NOTE, data_files=file_hashes(sc), tpot_definition=TPOT_DEFINITION, budget_dies=result.budget,
         modes=list(result.modes), top=top, search=search,
-        layouts=[plan_entry(p, rank[id(p)], dpc) for p in result.layouts[:top]], best_per_mode=best,
-        pareto=[plan_entry(p, rank[id(p)], dpc) for p in result.pareto], near_misses=result.near_misses)
+        layouts=[plan_entry(p, rank[id(p)], dpc, target) for p in result.layouts[:top]], best_per_mode=best,
+        pareto=[plan_entry(p, rank[id(p)], dpc, target) for p in result.pareto], near_misses=result.near_misses,
+        target_rate_requests_per_s=target)

@@ -36,6 +36,8 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 # num_hidden_layers is checked before the card is built (the layer lists are built from it); the
 # card's schema checks every other number.
 MAX_LAYERS = 1000
+# A Hugging Face cache snapshot folder: the commit hash.
+_SNAPSHOT_RE = re.compile(r"^[0-9a-f]{40}$")
 _TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float8_e4m3fn": "fp8"}
 _QUANT_METHODS = {"fp8": "fp8", "fbgemm_fp8": "fp8", "mxfp4": "fp4"}
 
@@ -372,13 +374,17 @@ def _read_json(path: Path) -> Any:
 
 
 def default_name(path: Path, config: Any) -> str:
-    """Card name when ``--name`` is not given: the file stem, or for ``config.json`` the folder it is in
-    (a Hugging Face snapshot, ``Qwen3-30B-A3B/config.json``), else the config's ``_name_or_path``."""
+    """Card name when ``--name`` is not given: the file stem, or for ``config.json`` the model it
+    belongs to -- its folder (``Qwen3-30B-A3B/config.json``; in a Hugging Face cache snapshot
+    ``models--Qwen--Qwen3-30B-A3B/snapshots/<sha>/config.json``, the repository), else the config's
+    ``_name_or_path``.  Lower-cased; an error asking for ``--name`` if none is a valid name."""
     candidates = [path.stem]
     if path.stem.lower() == "config":
+        folders = [part for part in reversed(path.resolve().parent.parts)
+                   if not _SNAPSHOT_RE.match(part) and part != "snapshots"]
         origin = config.get("_name_or_path") if isinstance(config, dict) else None
-        candidates = [path.resolve().parent.name, *([origin.rstrip("/").rsplit("/", 1)[-1]]
-                                                   if isinstance(origin, str) else [])]
+        candidates = [*folders[:1], *([origin.rstrip("/").rsplit("/", 1)[-1]] if isinstance(origin, str) else [])]
+        candidates = [c.rsplit("--", 1)[-1] if c.startswith("models--") else c for c in candidates]
     for name in candidates:
         name = name.lower()
         if _NAME_RE.match(name) and len(name) <= MAX_NAME_CHARS and name != "config":

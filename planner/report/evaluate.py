@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from planner.documents.evaluate import Breakdown, EvaluateReport, LayerCost
+from planner.documents.evaluate import Breakdown, EvaluateReport, LayerCost, LoadPointDoc
 from planner.report.base import _NONE, _cell
+from planner.report.plan import slo_text
 from planner.units import GIGA, fmt_bytes, fmt_rate, fmt_seconds
 
 # --------------------------------------------------------------------------- evaluate
@@ -74,8 +75,7 @@ def _summary_table(doc: EvaluateReport) -> Table:
 
 def _goodput_table(doc: EvaluateReport) -> Table:
     g, slo = doc.goodput, doc.scenario.slo
-    table = Table(title=(f"goodput under the SLOs (TTFT p{slo.ttft_percentile:g} <= {slo.ttft_s:g} s, "
-                         f"TPOT <= {slo.tpot_s * 1e3:g} ms)"), title_justify="left")
+    table = Table(title=f"goodput under the SLOs ({slo_text(slo)})", title_justify="left")
     for col in ("goodput req/s", "out tok/s", "per die", "per chip", "TTFT", "TPOT", "prefill cap req/s",
                 "decode cap req/s", "binding"):
         table.add_column(col, justify="left" if col == "binding" else "right")
@@ -87,11 +87,42 @@ def _goodput_table(doc: EvaluateReport) -> Table:
     return table
 
 
+def _seconds(value: float | None) -> str:
+    return "inf" if value is None else fmt_seconds(value)
+
+
+def load_table(title: str, point: LoadPointDoc) -> Table:
+    """TTFT by part at each percentile, then TPOT percentiles, the decode batch and the SLO verdicts."""
+    verdict = (f"TTFT SLO {'met' if point.meets_ttft_slo else 'MISSED'}, "
+               f"TPOT SLO {'met' if point.meets_tpot_slo else 'MISSED'}")
+    if point.saturated_pool:
+        cap = (point.prefill_saturation_requests_per_s if point.saturated_pool == "prefill"
+               else point.decode_saturation_requests_per_s)
+        verdict += f"; the {point.saturated_pool} pool saturates at {cap:.2f} req/s"
+    table = Table(title=(f"{title}: {point.rate_requests_per_s:.2f} req/s, decode batch "
+                         f"{point.decode_batch_per_die:.1f} per die; {verdict}"), title_justify="left")
+    for col in ("", "queueing", "prefill", "KV transfer", "first decode step", "TTFT", "TPOT"):
+        table.add_column(col, justify="left" if not col else "right")
+    tpot = {q.percentile: q.value_s for q in point.tpot}
+    for t in point.ttft:
+        table.add_row(f"p{t.percentile:g}", _seconds(t.queueing_s), _seconds(t.prefill_s), _seconds(t.kv_transfer_s),
+                      _seconds(t.first_decode_step_s), _seconds(t.total_s),
+                      _seconds(tpot[t.percentile]) if t.percentile in tpot else _NONE)
+    for p in sorted(set(tpot) - {t.percentile for t in point.ttft}):
+        table.add_row(f"p{p:g}", *([_NONE] * 5), _seconds(tpot[p]))
+    table.add_row("mean", *([_NONE] * 5), _seconds(point.tpot_mean_s))
+    return table
+
+
 def evaluate_tables(doc: EvaluateReport) -> list[Table]:
-    """Rich tables for ``planner evaluate``: summary, goodput, then per pool the per-layer breakdown."""
+    """Rich tables for ``planner evaluate``: summary, goodput, latency at goodput (and at --rate), breakdown."""
     summary = _summary_table(doc)
     summary.caption = doc.note
     tables: list[Table] = [summary, _goodput_table(doc)]
+    if doc.at_goodput is not None:
+        tables.append(load_table("at the goodput", doc.at_goodput))
+    if doc.at_rate is not None:
+        tables.append(load_table("at --rate", doc.at_rate))
     for pool, metrics in (("prefill", doc.prefill), ("decode", doc.decode)):
         if metrics is None:
             continue

@@ -9,7 +9,8 @@ from typing import Protocol
 from rich.table import Table
 
 from planner.documents.plan import PlanEntry, PlanReport
-from planner.inputs.layout import Layout, Mode
+from planner.inputs.layout import Layout
+from planner.modes import MODES
 from planner.report.base import _cell
 from planner.units import fmt_seconds
 
@@ -30,47 +31,55 @@ def layout_summary(entry: Ranked) -> str:
     lay = entry.layout
     d = lay.decode
     mtp = "MTP" if entry.mtp else "no MTP"
-    if lay.mode == Mode.TRANSFORMERLESS:
-        dec = (f"D {d.instances}x[{d.attention_dies} attn ({d.domains} dom) + {d.expert_dies} exp] "
-               f"b{d.batch} m{d.micro_batches} R{d.redundant_experts}")
-    else:
-        dec = f"D {d.instances}x{d.dies} tp{d.tp} ep{d.ep} b{d.batch} m{d.micro_batches} R{d.redundant_experts}"
-        if lay.mode == Mode.COLLOCATED:
-            dec += f" chunk{d.prefill_chunk_tokens}"
+    dec = MODES[lay.mode].summary(d.model_dump())
     p = lay.prefill
     pre = f"P {p.instances}x{p.dies} tp{p.tp} ep{p.ep} {p.batch_tokens // 1024}K m{p.micro_batches} | " if p else ""
     return f"{pre}{dec} | {mtp}"
 
 
-def _plan_rows(table: Table, entries: list[PlanEntry]) -> None:
+def _plan_rows(table: Table, entries: list[PlanEntry], sized: bool) -> None:
     for e in entries:
+        head = [f"{e.headroom_frac:+.1%}"] if sized and e.headroom_frac is not None else []
         table.add_row(str(e.rank), e.mode.value, _cell(layout_summary(e)), str(e.dies),
-                      f"{e.goodput_requests_per_s:.2f}", f"{e.output_tokens_per_s_per_die:.1f}",
+                      f"{e.goodput_requests_per_s:.2f}", *head, f"{e.output_tokens_per_s_per_die:.1f}",
                       f"{e.output_tokens_per_s_per_chip:.1f}", fmt_seconds(e.ttft_s), fmt_seconds(e.tpot_s),
                       _cell(e.binding_constraint))
 
 
-def _plan_table(title: str, entries: list[PlanEntry]) -> Table:
+def _plan_table(title: str, entries: list[PlanEntry], sized: bool = False) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("#", "mode", "layout", "dies", "req/s", "tok/s/die", "tok/s/chip", "TTFT", "TPOT", "binding"):
+    cols = ("#", "mode", "layout", "dies", "req/s", *(("headroom",) if sized else ()), "tok/s/die", "tok/s/chip",
+            "TTFT", "TPOT", "binding")
+    for col in cols:
         text = col in ("layout", "binding")
         table.add_column(col, justify="left" if text or col == "mode" else "right", no_wrap=not text,
                          ratio=3 if col == "layout" else None)
-    _plan_rows(table, entries)
+    _plan_rows(table, entries, sized)
     return table
+
+
+def slo_text(slo: object) -> str:
+    """``TTFT p90 <= 2 s, TPOT <= 50 ms`` (``TPOT p99 <= ...`` when the TPOT SLO is on a percentile)."""
+    tpot_p = getattr(slo, "tpot_percentile", None)
+    tpot = f"TPOT p{tpot_p:g}" if tpot_p is not None else "TPOT"
+    return (f"TTFT p{slo.ttft_percentile:g} <= {slo.ttft_s:g} s, "  # type: ignore[attr-defined]
+            f"{tpot} <= {slo.tpot_s * 1e3:g} ms")  # type: ignore[attr-defined]
 
 
 def plan_tables(doc: PlanReport) -> list[Table]:
     """Rich tables for ``planner plan``: top layouts, best per mode, search summary."""
     s, search = doc.scenario, doc.search
     slo = s.slo
-    title = (f"{s.model} on {s.hardware}, {doc.budget_dies} dies; {s.workload.input_tokens} in / "
-             f"{s.workload.output_tokens} out; TTFT p{slo.ttft_percentile:g} <= {slo.ttft_s:g} s, "
-             f"TPOT <= {slo.tpot_s * 1e3:g} ms; ranked by goodput per die")
-    top_table = _plan_table(title, doc.layouts)
+    target = doc.target_rate_requests_per_s
+    ranking = (f"sized for {target:g} req/s ({target * s.workload.output_tokens:,.0f} output tok/s): fewest dies "
+               f"first, headroom = goodput / target - 1" if target is not None else "ranked by goodput per die")
+    budget = f"at most {doc.budget_dies} dies" if target is not None else f"{doc.budget_dies} dies"
+    title = (f"{s.model} on {s.hardware}, {budget}; {s.workload.input_tokens} in / "
+             f"{s.workload.output_tokens} out; {slo_text(slo)}; {ranking}")
+    top_table = _plan_table(title, doc.layouts, sized=target is not None)
     top_table.caption = doc.note
     tables = [top_table,
-              _plan_table("best layout per mode", list(doc.best_per_mode.values()))]
+              _plan_table("best layout per mode", list(doc.best_per_mode.values()), sized=target is not None)]
     tables.append(pareto_table(doc))
     summary = Table(title="search", title_justify="left")
     summary.add_column("item")

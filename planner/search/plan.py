@@ -347,7 +347,7 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     ranked = sorted(found.values(), key=_rank_key if target is None else _sizing_key)
     result.layouts = ranked
     result.pareto = _pareto(ranked)
-    if not ranked:
+    if not ranked and target is None:
         result.near_misses = _near_misses(scenario, scores, pre, fixed + scenario.slo.tpot_s)
     result.elapsed_s = time.perf_counter() - start
     return result
