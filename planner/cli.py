@@ -38,7 +38,9 @@ JsonOut = Annotated[str | None, typer.Option(
 SCENARIO_FLAGS: dict[str, Any] = {
     "model": Annotated[str | None, typer.Option(help="Model card name or path.")],
     "hardware": Annotated[str | None, typer.Option(help="Hardware profile name or path.")],
-    "dies": Annotated[int | None, typer.Option(help="Die budget.")],
+    "dies": Annotated[int | None, typer.Option(help="Die budget (default: every die of the pods).")],
+    "pods": Annotated[int | None, typer.Option(help=(
+        "Scale-up domains (pods) to plan on: CloudMatrix384s, NVL72 racks, 8-GPU servers (default 1)."))],
     "input_tokens": Annotated[int | None, typer.Option(help="Prompt tokens per request.")],
     "output_tokens": Annotated[int | None, typer.Option(help="Generated tokens per request.")],
     "weights_dtype": Annotated[Dtype | None, typer.Option(help="Weights dtype.")],

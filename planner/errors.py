@@ -11,6 +11,8 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_BAD_INPUT = 2
 EXIT_INFEASIBLE = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader closed stdout (e.g. `| head -1`); never 1
 
 
 class PlannerError(Exception):
@@ -58,3 +60,7 @@ class InfeasibleError(PlannerError):
 
 class MissingExtraError(PlannerError):
     """An optional dependency (e.g. matplotlib for plots) is not installed."""
+
+
+class NumericOverflowError(PlannerError):
+    """Arithmetic overflowed on inputs inside their plausible ranges (reported, not a traceback)."""

@@ -12,11 +12,11 @@ import numpy as np
 
 from planner import goodput as gp
 from planner import queueing
-from planner.errors import LayoutError
 from planner.inputs.layout import Layout, check_layout
 from planner.inputs.scenario import Scenario
 from planner.modes import MODES
 from planner.modes.base import prefill_arrays
+from planner.placement import Placement, check_pods, place
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
 from planner.serving.result import PoolStep
@@ -36,6 +36,7 @@ class Evaluation:
     prefill: PoolStep | None
     decode: PoolStep
     env: Env
+    placement: Placement
 
     @property
     def dies(self) -> int:
@@ -49,13 +50,19 @@ class Evaluation:
 def evaluate(layout: Layout, scenario: Scenario, where: str = "layout") -> Evaluation:
     """Price ``layout`` under ``scenario``; impossible layouts raise LayoutError (exit 2)."""
     check_layout(layout, scenario.model, where)
-    if layout.dies > scenario.hardware.num_dies:
-        raise LayoutError(f"uses {layout.dies} dies but {scenario.hardware.name} has {scenario.hardware.num_dies}",
-                          where=where, fix="use fewer instances or dies")
+    placement = place_layout(layout, scenario.hardware.pod_dies)
+    check_pods(placement, scenario.pods, scenario.hardware.name, where)
     env = Env.of(scenario)
     prefill = prefill_step(env, prefill_arrays(layout.prefill.model_dump())) if layout.prefill is not None else None
     decode = MODES[layout.mode].price(env, decode_knobs(layout))
-    return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env)
+    return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env, placement=placement)
+
+
+def place_layout(layout: Layout, pod_dies: int) -> Placement:
+    """The layout's instances in pods (planner.placement): prefill first, then decode."""
+    pools = [] if layout.prefill is None else [("prefill", layout.prefill.instances, layout.prefill.dies)]
+    pools.append(("decode", layout.decode.instances, layout.decode_instance_dies))
+    return place(pools, pod_dies)
 
 
 # ----------------------------------------------------------------------------- goodput of one layout
@@ -149,7 +156,7 @@ def prefill_side(ev: Evaluation) -> PrefillSide:
     assert p is not None and ev.prefill is not None
     slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
     kv = gp.kv_handoff_s(ev.scenario.hardware, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
-                         decode_tp=lay.decode.tp, layout_dies=lay.dies, p2p_s=env.calls.p2p_s)
+                         decode_tp=lay.decode.tp, same_pod=ev.placement.same_pod, p2p_s=env.calls.p2p_s)
     return PrefillSide(service_s=float(forwards[()] * _f(ev.prefill.step_s)), servers=float(slots[()] * p.instances),
                        kv_transfer_s=_f(kv), first_step=True)
 
@@ -271,6 +278,14 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
                    sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
                    tpot_slo_s=np.array([tpot * factor]))
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
+    prefill_rate, binding = _f(g.prefill_rate_per_s), gp.BINDING[int(g.binding[0])]
+    if not fits:  # name the pool that does not fit; each capacity is its own pool's (0 if it does not fit)
+        pre_fits, dec_fits = ev.prefill is None or bool(ev.prefill.fits[0]), bool(ev.decode.fits[0])
+        decode_rate = _f(gp.decode_rate_per_s(slo, np.array([float(seqs)]), sc.workload.output_tokens,
+                                              np.array([tpot]), np.array([dec_fits]), np.array([tpot * factor])))
+        prefill_rate = prefill_rate if pre_fits else 0.0
+        pools = [name for name, ok in (("prefill", pre_fits), ("decode", dec_fits)) if not ok]
+        binding = f"memory: the {' and '.join(pools)} pool{'s do' if len(pools) > 1 else ' does'} not fit"
     batch_at, tpot_at, ttft, breakdown = float(d.batch), tpot, np.inf, None
     if rate > 0:
         point = load_point(ev, min(rate, decode_rate * (1 - 1e-9)))
@@ -283,8 +298,8 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
         goodput_requests_per_s=rate, output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / ev.dies,
         output_tokens_per_s_per_chip=out_per_s / ev.dies * sc.hardware.dies_per_chip, ttft_s=ttft, tpot_s=tpot_at,
         tpot_at_layout_batch_s=tpot, decode_batch_at_goodput=batch_at,
-        prefill_capacity_requests_per_s=_f(g.prefill_rate_per_s), decode_capacity_requests_per_s=decode_rate,
-        binding_constraint=gp.BINDING[int(g.binding[0])], meets_slo=rate > 0, ttft_breakdown=breakdown)
+        prefill_capacity_requests_per_s=prefill_rate, decode_capacity_requests_per_s=decode_rate,
+        binding_constraint=binding, meets_slo=rate > 0, ttft_breakdown=breakdown)
 
 
 def _f(x: np.ndarray | float) -> float:

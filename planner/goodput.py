@@ -138,17 +138,17 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
 
 
 def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, input_tokens: float, prefill_tp: Array,
-                 decode_tp: Array, layout_dies: Array, p2p_s: float) -> Array:
+                 decode_tp: Array, same_pod: Array, p2p_s: float) -> Array:
     """Prefill -> decode KV transfer of one request, seconds, (N,).
 
     The request's whole KV (``input_tokens`` cached tokens) moves over ``min(prefill_tp,
-    decode_tp)`` links in parallel (each TP rank sends its share), on the fabric that spans the
-    layout's dies (planner.xccl.kv_transfer_s).  Not overlapped with prefill: it adds to TTFT.
+    decode_tp)`` links in parallel (each TP rank sends its share), over the pod's fabric when
+    both pools sit in one pod, else over the fabric joining pods
+    (planner.xccl.kv_transfer_s).  Not overlapped with prefill: it adds to TTFT.
     """
     kv = kv_bytes_per_sequence(model, by, context=np.array([input_tokens]), tp=np.array([1.0]))
     links = np.minimum(np.asarray(prefill_tp, dtype=float), np.asarray(decode_tp, dtype=float))
-    return kv_transfer_s(hw, kv_bytes=kv, layout_dies=np.asarray(layout_dies, dtype=float), links=links,
-                         call_s=p2p_s)
+    return kv_transfer_s(hw, kv_bytes=kv, same_pod=same_pod, links=links, call_s=p2p_s)
 
 
 # ----------------------------------------------------------------------------- TPOT distribution

@@ -39,8 +39,10 @@ _BYTES_PER_ELEMENT = {
 
 def fmt_seconds(value_s: float) -> str:
     """Human-readable duration (us / ms / s)."""
-    if value_s != value_s or value_s == float("inf"):
+    if value_s != value_s or abs(value_s) == float("inf"):
         return "inf"
+    if abs(value_s) >= 1e4:
+        return f"{value_s:.3g} s"  # a pathological input (see the plausible ranges): keep it short
     if abs(value_s) < 1e-3:
         return f"{value_s / MICRO:.1f} us"
     if abs(value_s) < 1.0:

@@ -170,17 +170,15 @@ class CallCosts:
                    copy_s=c.low_latency_copy_s)
 
 
-def kv_transfer_s(hw: HardwareSpec, *, kv_bytes: Array, layout_dies: Array, links: Array, call_s: float) -> Array:
+def kv_transfer_s(hw: HardwareSpec, *, kv_bytes: Array, same_pod: Array, links: Array, call_s: float) -> Array:
     """Move one request's KV cache from its prefill dies to its decode dies, seconds, (N,).
 
-    The fabric is the pod fabric when the whole layout fits in one pod domain (CloudMatrix UB,
-    NVL72), otherwise the cluster fabric (RDMA).  Not overlapped with prefill (conservative):
-    it adds to TTFT.
+    Over the pod's fabric (CloudMatrix UB, NVLink) where prefill and decode sit in one pod,
+    otherwise over the fabric that joins pods (RoCE, InfiniBand).  Not overlapped with prefill
+    (conservative): it adds to TTFT.
     """
-    fabrics = [f for f in hw.fabrics if f.scope.value in ("pod", "cluster")] or list(hw.fabrics)
-    dies = np.asarray(layout_dies, dtype=float)
-    t = None
-    for fabric in reversed(fabrics):
-        ti = p2p_s(fabric, kv_bytes, links, call_s)
-        t = ti if t is None else np.where(dies <= fabric.dies, ti, t)
-    return t
+    inside = p2p_s(hw.pod_fabric, kv_bytes, links, call_s)
+    cluster = hw.cluster_fabric
+    if cluster is None:
+        return inside
+    return np.where(np.asarray(same_pod, dtype=bool), inside, p2p_s(cluster, kv_bytes, links, call_s))

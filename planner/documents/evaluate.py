@@ -141,6 +141,33 @@ class Goodput(Part):
         return cls(**{k: asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for k, v in values.items()})
 
 
+class PoolPods(Part):
+    """The pods (0-based) one pool's instances use and the dies it takes in each."""
+
+    pool: Literal["prefill", "decode"]
+    pods: list[int]
+    dies_per_pod: list[int]
+
+
+class PlacementDoc(Part):
+    """Where the layout's instances sit (planner.placement) and the fabric KV crosses between its pools."""
+
+    pod_dies: int
+    pods_used: int
+    pools: list[PoolPods]
+    kv_fabric: str | None
+
+    @classmethod
+    def of(cls, ev: Evaluation) -> PlacementDoc:
+        pl, hw = ev.placement, ev.scenario.hardware
+        kv = None
+        if ev.layout.prefill is not None:
+            kv = hw.pod_fabric.name if pl.same_pod or hw.cluster_fabric is None else hw.cluster_fabric.name
+        return cls(pod_dies=pl.pod_dies, pods_used=pl.pods_used, kv_fabric=kv,
+                   pools=[PoolPods(pool=p.pool, pods=list(p.pods), dies_per_pod=list(p.dies_per_pod))
+                          for p in pl.pools])
+
+
 class EvaluateReport(Report):
     """planner evaluate --json: one layout priced under one scenario."""
 
@@ -151,6 +178,7 @@ class EvaluateReport(Report):
     layout: LayoutField
     dies: int
     chips: float
+    placement: PlacementDoc
     prefill: PrefillMetrics | None
     decode: DecodeMetrics
     goodput: Goodput
@@ -227,6 +255,7 @@ def evaluate_report(ev: Evaluation, *, rate_per_s: float | None = None, curve: b
     at_rate = LoadPointDoc.of(load_point(ev, rate_per_s)) if rate_per_s is not None else None
     points = [LoadPointDoc.of(p) for p in load_curve(ev)] if curve else None
     return EvaluateReport(schema_version=SCHEMA_VERSION, scenario=ev.scenario.document(), layout=ev.layout,
-                          dies=ev.dies, chips=ev.chips, prefill=prefill_metrics(ev), decode=decode_metrics(ev),
+                          dies=ev.dies, chips=ev.chips, placement=PlacementDoc.of(ev),
+                          prefill=prefill_metrics(ev), decode=decode_metrics(ev),
                           goodput=Goodput.of(point), at_goodput=at_goodput, at_rate=at_rate, load_curve=points,
                           efficiencies=efficiencies_used(ev.scenario.hardware), note=ROOFLINE_NOTE)

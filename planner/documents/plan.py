@@ -16,6 +16,8 @@ from planner.documents.base import (
     Report,
     efficiencies_used,
 )
+from planner.evaluate import place_layout
+from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Mode
 from planner.inputs.scenario import Scenario, ScenarioFile
 from planner.search.plan import ALL_MODES, Plan, Planned
@@ -44,13 +46,17 @@ class PlanEntry(Part):
     tpot_s: float
     binding_constraint: str
     headroom_frac: float | None = None
+    pods: int = 1
+    pods_by_pool: dict[str, list[int]] = {}
+    kv_fabric: str | None = None
 
     @model_serializer(mode="wrap")
     def _drop_headroom(self, handler: Any) -> Any:
         """``headroom_frac`` (goodput / target - 1) is written only when a target rate was asked for."""
         out = handler(self)
-        if out.get("headroom_frac") is None:
-            out.pop("headroom_frac", None)
+        for key in ("headroom_frac", "kv_fabric"):
+            if out.get(key) is None:
+                out.pop(key, None)
         return out
 
 
@@ -90,6 +96,8 @@ class PlanReport(Report):
     data_files: dict[DataFileName, Sha256]
     tpot_definition: str
     budget_dies: int
+    pods: int = 1
+    pod_dies: int | None = None
     modes: Annotated[list[Mode], Field(min_length=1)] = list(ALL_MODES)
     top: Annotated[int, Field(ge=1)] = DEFAULT_TOP
     search: SearchSummary
@@ -103,15 +111,23 @@ class PlanReport(Report):
 # ----------------------------------------------------------------------------- building
 
 
-def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None = None) -> PlanEntry:
+def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None = None,
+               hw: HardwareSpec | None = None) -> PlanEntry:
     m = p.metrics
+    placement = place_layout(p.layout, hw.pod_dies) if hw is not None else None
+    kv = None
+    if placement is not None and hw is not None and p.layout.prefill is not None:
+        kv = hw.pod_fabric.name if placement.same_pod or hw.cluster_fabric is None else hw.cluster_fabric.name
     headroom = m.goodput_requests_per_s / target - 1.0 if target else None
     return PlanEntry(rank=rank, mode=p.mode, layout=p.layout, dies=p.dies, chips=p.dies / dies_per_chip,
                      mtp=bool(p.layout.scenario and p.layout.scenario.mtp.acceptance > 0),
                      goodput_requests_per_s=m.goodput_requests_per_s, output_tokens_per_s=m.output_tokens_per_s,
                      output_tokens_per_s_per_die=m.output_tokens_per_s_per_die,
                      output_tokens_per_s_per_chip=m.output_tokens_per_s_per_chip, ttft_s=m.ttft_s, tpot_s=m.tpot_s,
-                     binding_constraint=m.binding_constraint, headroom_frac=headroom)
+                     binding_constraint=m.binding_constraint, headroom_frac=headroom,
+                     pods=placement.pods_used if placement else 1,
+                     pods_by_pool={q.pool: list(q.pods) for q in placement.pools} if placement else {},
+                     kv_fabric=kv)
 
 
 def file_hashes(scenario: Scenario) -> dict[str, str]:
@@ -129,15 +145,21 @@ def plan_report(result: Plan, top: int) -> PlanReport:
     rank = {id(p): i + 1 for i, p in enumerate(result.layouts)}
     best: dict[Mode, PlanEntry] = {}
     target = result.target_rate_per_s
+    pod = sc.hardware.pod_dies
+
+    def entry(p: Planned) -> PlanEntry:
+        return plan_entry(p, rank[id(p)], dpc, target, sc.hardware)
+
     for p in result.layouts:
-        best.setdefault(p.mode, plan_entry(p, rank[id(p)], dpc, target))
+        best.setdefault(p.mode, entry(p))
     search = SearchSummary(candidates_evaluated=result.candidates_evaluated, feasible=result.feasible,
                            rejected_by_reason=dict(sorted(result.rejected.items())),
                            layouts_ranked=len(result.layouts))
     return PlanReport(
         schema_version=SCHEMA_VERSION, scenario=sc.document(), efficiencies=efficiencies_used(sc.hardware),
         note=ROOFLINE_NOTE, data_files=file_hashes(sc), tpot_definition=TPOT_DEFINITION, budget_dies=result.budget,
+        pods=sc.pods, pod_dies=pod,
         modes=list(result.modes), top=top, search=search,
-        layouts=[plan_entry(p, rank[id(p)], dpc, target) for p in result.layouts[:top]], best_per_mode=best,
-        pareto=[plan_entry(p, rank[id(p)], dpc, target) for p in result.pareto], near_misses=result.near_misses,
+        layouts=[entry(p) for p in result.layouts[:top]], best_per_mode=best,
+        pareto=[entry(p) for p in result.pareto], near_misses=result.near_misses,
         target_rate_requests_per_s=target)

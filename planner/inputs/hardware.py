@@ -186,6 +186,28 @@ class HardwareSpec:
         self.peak_flops_per_s(chosen)
         return chosen
 
+    @property
+    def pod_dies(self) -> int:
+        """Dies of one scale-up domain (a pod: one CloudMatrix384, one NVL72 rack, one 8-GPU server)."""
+        return self.num_dies
+
+    @property
+    def pod_fabric(self) -> Fabric:
+        """The widest fabric inside one pod (UB, NVLink, HCCS)."""
+        return self.fabric_for(self.num_dies)
+
+    @property
+    def cluster_fabric(self) -> Fabric | None:
+        """The fabric that joins pods (RoCE, InfiniBand), or None when the profile describes none."""
+        wider = [f for f in self.fabrics if f.dies > self.num_dies]
+        return wider[-1] if wider else None
+
+    @property
+    def max_pods(self) -> int:
+        """Pods the cluster fabric joins at most (its ``dies`` over the pod's); 1 without one."""
+        cluster = self.cluster_fabric
+        return cluster.dies // self.num_dies if cluster is not None else 1
+
     def fabric_for(self, group_dies: int) -> Fabric:
         """Narrowest fabric whose one domain joins ``group_dies`` contiguous dies."""
         for fabric in self.fabrics:

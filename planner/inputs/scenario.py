@@ -8,9 +8,9 @@ activations, bf16 KV cache, one MTP draft token accepted with probability 0.7).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
 from planner import catalog
 from planner.errors import DataFileError, UnsupportedDtypeError
+from planner.inputs.expert_load import ExpertLoad, LoadParams, Policy, load_params, read_counts
 from planner.inputs.files import Dies, Strict, Text, lax, load_file, plain, ranged
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.model import ModelSpec
@@ -36,14 +37,15 @@ Histogram = Annotated[list[lax(tuple[InputTokens, Weight])], Field(min_length=1,
 # second token; 0.7 is conservative).  Models without MTP layers run without it.
 DEFAULT_MTP_ACCEPTANCE = 0.7
 
-# "The hottest expert sees up to 30x the mean on one layer" (DESIGN.md section 3, published
-# figure quoted there; xDeepServe arXiv:2508.02520 discusses the same skew).  Overridable.
-DEFAULT_HOT_EXPERT_RATIO = 30.0
+# xDeepServe collects EPLB statistics about every minute (arXiv:2508.02520v6 sec. 4.5, reference
+# row A15); DeepSeek refreshes its prefill placement every ~10 min (A16).
+DEFAULT_REBALANCE_PERIOD_S = 60.0
+# The one value of the removed key ``experts.hot_expert_ratio`` old files may carry: its default,
+# which every layout the planner wrote embeds.  It is dropped; any other value is an error.
+_OLD_HOT_EXPERT_RATIO = 30.0
 
-
-class ExpertBalance(StrEnum):
-    PERFECT = "perfect"
-    SKEWED = "skewed"
+ExpertBalance = Policy
+MatrixPath = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class WorkloadSection(Strict):
@@ -110,14 +112,50 @@ class SloSection(Strict):
 
 
 class ExpertsSection(Strict):
-    balance: lax(ExpertBalance) = ExpertBalance.SKEWED
-    hot_expert_ratio: Annotated[float, Field(ge=1, le=1000)] = DEFAULT_HOT_EXPERT_RATIO
+    """Expert load (planner/cost/expert_load.py): the balance policy, the rebalance period, and
+    measured per-layer expert-count matrices (both pools, or prefill / decode apart)."""
+
+    balance: lax(ExpertBalance) = ExpertBalance.EPLB
+    rebalance_period_s: ranged(float, 0.0, 1e7, "0 (in-distribution statistics) to ~4 months", "s") = \
+        DEFAULT_REBALANCE_PERIOD_S
+    load_file: MatrixPath | None = None
+    prefill_load_file: MatrixPath | None = None
+    decode_load_file: MatrixPath | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        """Files written before the per-layer model: ``balance = "skewed"`` reads as ``"eplb"``; the
+        default ``hot_expert_ratio = 30`` is dropped, any other value is refused with the fix."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("balance") == "skewed":
+            data["balance"] = ExpertBalance.EPLB.value
+        if "hot_expert_ratio" in data:
+            ratio = data.pop("hot_expert_ratio")
+            if ratio != _OLD_HOT_EXPERT_RATIO:
+                raise ValueError("hot_expert_ratio was removed: the expert skew is now per layer, fitted on "
+                                 "measured rows (measurements/expert_load.toml); delete the key, or give a "
+                                 "measured per-layer expert-count matrix with load_file (--expert-load FILE)")
+        return data
+
+    @model_validator(mode="after")
+    def _measured_needs_a_matrix(self) -> ExpertsSection:
+        pools = (self.prefill_load_file or self.load_file, self.decode_load_file or self.load_file)
+        if self.balance == ExpertBalance.MEASURED and not all(pools):
+            raise ValueError("balance = 'measured' needs a measured expert-count matrix for each pool: set "
+                             "load_file (--expert-load FILE), or prefill_load_file and decode_load_file")
+        return self
 
 
 class ScenarioFile(Strict):
     model: Annotated[Text, Field(min_length=1)] = "deepseek-v3"
     hardware: Annotated[Text, Field(min_length=1)] = "cloudmatrix384"
     dies: Dies = 768
+    # Scale-up domains (pods) the dies may use: one CloudMatrix384, one NVL72 rack, one 8-GPU server
+    # each (the profile's num_dies); more than one are joined by the profile's cluster fabric.
+    pods: Annotated[int, Field(ge=1, le=4096)] = 1
     workload: WorkloadSection = WorkloadSection()
     precision: PrecisionSection = PrecisionSection()
     mtp: MtpSection = MtpSection()
@@ -165,10 +203,27 @@ class Slo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Experts:
-    """Expert load: perfectly balanced, or skewed with the hottest expert at ``hot_expert_ratio`` x the mean."""
+    """Expert load of each pool: the policy, its parameters and the skew (fitted, or a measured
+    matrix read and checked against the model)."""
 
     balance: ExpertBalance
-    hot_expert_ratio: float
+    rebalance_period_s: float
+    prefill: ExpertLoad
+    decode: ExpertLoad
+
+
+def experts_of(section: ExpertsSection, model: ModelSpec, params: LoadParams | None = None) -> Experts:
+    """Each pool's :class:`ExpertLoad`; its matrix file (pool-specific, else ``load_file``) is read here."""
+    params = params or load_params()
+
+    def pool(path: str | None) -> ExpertLoad:
+        counts = read_counts(path, model) if path else None
+        return ExpertLoad(policy=section.balance, params=params, rebalance_period_s=section.rebalance_period_s,
+                          counts=counts)
+
+    return Experts(balance=section.balance, rebalance_period_s=section.rebalance_period_s,
+                   prefill=pool(section.prefill_load_file or section.load_file),
+                   decode=pool(section.decode_load_file or section.load_file))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,19 +233,23 @@ class Scenario:
     model: ModelSpec
     hardware: HardwareSpec
     dies: int
+    pods: int
     workload: Workload
     precision: Precision
     mtp: Mtp
     slo: Slo
     experts: Experts
     _file: ScenarioFile = field(repr=False, compare=False)
+    # Dotted fields nobody gave (neither the scenario file nor a flag): the header states them as assumed.
+    assumed: tuple[str, ...] = ()
 
     @classmethod
     def from_file(cls, file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec) -> Scenario:
         """Plain values of a validated scenario whose model and hardware are already loaded."""
-        return cls(model=model, hardware=hardware, dies=file.dies, workload=plain(Workload, file.workload),
-                   precision=plain(Precision, file.precision), mtp=plain(Mtp, file.mtp), slo=plain(Slo, file.slo),
-                   experts=plain(Experts, file.experts), _file=file)
+        return cls(model=model, hardware=hardware, dies=file.dies, pods=file.pods,
+                   workload=plain(Workload, file.workload), precision=plain(Precision, file.precision),
+                   mtp=plain(Mtp, file.mtp), slo=plain(Slo, file.slo), experts=experts_of(file.experts, model),
+                   _file=file)
 
     def document(self) -> dict[str, Any]:
         """The validated scenario as a JSON-ready dict (reports, a layout's ``[scenario]`` table)."""
@@ -236,11 +295,17 @@ def _check_dtypes(hardware: HardwareSpec, precision: PrecisionSection) -> None:
 
 def _check_fits(file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec) -> None:
     """The question must be one the model and hardware can answer: dies it has, contexts the model takes."""
-    if file.dies > hardware.num_dies:
+    pod = hardware.pod_dies
+    if file.pods > hardware.max_pods:
+        joined = (f"its cluster fabric ({hardware.cluster_fabric.name}) joins at most {hardware.max_pods} pods"
+                  if hardware.cluster_fabric is not None else "its profile describes no fabric joining pods")
+        raise DataFileError(f"pods = {file.pods} but {hardware.name} cannot have that many: {joined}",
+                            fix=f"ask for at most {hardware.max_pods} pods")
+    if file.dies > file.pods * pod:
+        need = -(-file.dies // pod)
         raise DataFileError(
-            f"dies = {file.dies} is more than {hardware.name} has ({hardware.num_dies} dies in one scale-up domain)",
-            fix=f"ask for at most {hardware.num_dies} dies, or use a profile with more dies "
-                "(planning over several pods is not supported yet)")
+            f"dies = {file.dies} is more than {file.pods} pod{'s' if file.pods > 1 else ''} of {hardware.name} hold "
+            f"({pod} dies each)", fix=f"ask for --pods {need} (pods = {need} in the scenario) or fewer dies")
     w = file.workload
     longest_in = max(t for t, _ in w.input_histogram) if w.input_histogram else w.input_tokens
     longest_out = max(t for t, _ in w.output_histogram) if w.output_histogram else w.output_tokens
@@ -287,14 +352,38 @@ def build_scenario(base: ScenarioFile | None, overrides: dict[str, Any], where: 
     from planner.inputs.files import validate_data
 
     data = merge_overrides((base or ScenarioFile()).model_dump(mode="json"), overrides)
-    return resolve_scenario(_with_model_defaults(validate_data(ScenarioFile, data, where), base, overrides, where))
+    scenario = resolve_scenario(_with_model_defaults(validate_data(ScenarioFile, data, where), base, overrides, where))
+    return dataclasses.replace(scenario, assumed=assumed_fields(base, overrides))
+
+
+def assumed_fields(base: ScenarioFile | None, overrides: dict[str, Any]) -> tuple[str, ...]:
+    """Dotted names of the scenario fields neither ``base`` (as written) nor a flag gave, in schema order.
+
+    A histogram gives the mean and CV of its lengths; optional fields (default None: no histogram,
+    a mean TPOT SLO, no measured expert load) are not listed.
+    """
+    out = []
+    for name, info in ScenarioFile.model_fields.items():
+        given = base is not None and name in base.model_fields_set
+        if not isinstance(info.default, Strict):
+            if not given and overrides.get(name) is None:
+                out.append(name)
+            continue
+        written = getattr(base, name).model_fields_set if given else set()
+        flags = overrides.get(name) or {}
+        for key, sub in type(info.default).model_fields.items():
+            histogram = key.replace("_tokens", "_histogram").replace("_cv", "_histogram")
+            if sub.default is None or written & {key, histogram} or flags.get(key) is not None:
+                continue
+            out.append(f"{name}.{key}")
+    return tuple(out)
 
 
 def _with_model_defaults(file: ScenarioFile, base: ScenarioFile | None, overrides: dict[str, Any],
                          where: str) -> ScenarioFile:
     """Defaults that depend on the model and hardware, applied only where the user gave no value.
 
-    The die budget defaults to 768 or every die of a smaller system; MTP acceptance defaults to 0.7
+    The die budget defaults to every die of the pods asked for (one pod by default); MTP acceptance defaults to 0.7
     on a model with MTP layers and to 0 on one without (asking for MTP there is an error).
     """
     def asked(section: str | None, key: str) -> bool:
@@ -304,8 +393,8 @@ def _with_model_defaults(file: ScenarioFile, base: ScenarioFile | None, override
 
     update: dict[str, Any] = {}
     hardware = catalog.hardware(file.hardware)
-    if file.dies > hardware.num_dies and not asked(None, "dies"):
-        update["dies"] = hardware.num_dies
+    if not asked(None, "dies"):
+        update["dies"] = file.pods * hardware.pod_dies  # every die of the pods asked for
     model = catalog.model(file.model)
     if model.num_mtp_layers == 0 and file.mtp.acceptance > 0:
         if asked("mtp", "acceptance"):
@@ -317,20 +406,25 @@ def _with_model_defaults(file: ScenarioFile, base: ScenarioFile | None, override
 
 
 def scenario_overrides(*, model: str | None = None, hardware: str | None = None, dies: int | None = None,
+                       pods: int | None = None,
                        input_tokens: int | None = None, output_tokens: int | None = None,
                        weights_dtype: str | None = None, activations_dtype: str | None = None,
                        kv_dtype: str | None = None, mtp_acceptance: float | None = None,
                        expert_balance: str | None = None, hot_expert_ratio: float | None = None,
+                       rebalance_period_s: float | None = None, expert_load: str | None = None,
+                       prefill_expert_load: str | None = None, decode_expert_load: str | None = None,
                        cache_hit_rate: float | None = None, ttft_s: float | None = None,
                        ttft_percentile: float | None = None, tpot_s: float | None = None,
                        tpot_percentile: float | None = None) -> dict[str, Any]:
     """CLI flags -> the nested override dict :func:`build_scenario` merges (None = not given)."""
     return {
-        "model": model, "hardware": hardware, "dies": dies,
+        "model": model, "hardware": hardware, "dies": dies, "pods": pods,
         "workload": {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_hit_rate": cache_hit_rate},
         "precision": {"weights": weights_dtype, "activations": activations_dtype, "kv_cache": kv_dtype},
         "mtp": {"acceptance": mtp_acceptance},
-        "experts": {"balance": expert_balance, "hot_expert_ratio": hot_expert_ratio},
+        "experts": {"balance": expert_balance, "hot_expert_ratio": hot_expert_ratio,
+                    "rebalance_period_s": rebalance_period_s, "load_file": expert_load,
+                    "prefill_load_file": prefill_expert_load, "decode_load_file": decode_expert_load},
         "slo": {"ttft_s": ttft_s, "ttft_percentile": ttft_percentile, "tpot_s": tpot_s,
                 "tpot_percentile": tpot_percentile},
     }

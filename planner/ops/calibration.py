@@ -25,6 +25,7 @@ from planner import catalog
 from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Device, attention_core, gemm, sum_costs
 from planner.inputs.hardware import HardwareSpec, hardware_from_document
+from planner.ops import expert_load_fit
 from planner.units import Dtype
 from planner.xccl import CallCosts, a2e_s, all_to_all_s, allreduce_s, distinct, p2p_s, transfer_s
 
@@ -219,6 +220,8 @@ PREDICTORS: dict[str, Callable[[HardwareSpec, Row], float]] = {
     "a2a_bandwidth": _a2a_bandwidth, "a2a_latency": _a2a_latency, "a2e_latency": _a2e_latency,
     "allreduce_busbw": _allreduce_busbw, "fabric_bandwidth": _fabric_bandwidth,
     "p2p_latency": _p2p_latency, "attention_layer": _attention_layer,
+    # the A* rows: the expert-load model (planner/ops/expert_load_fit.py fits them, never fit() here)
+    **{kind: expert_load_fit.hardware_predictor(kind) for kind in expert_load_fit.PREDICTORS},
 }
 
 

@@ -34,7 +34,9 @@ def layout_summary(entry: Ranked) -> str:
     dec = MODES[lay.mode].summary(d.model_dump())
     p = lay.prefill
     pre = f"P {p.instances}x{p.dies} tp{p.tp} ep{p.ep} {p.batch_tokens // 1024}K m{p.micro_batches} | " if p else ""
-    return f"{pre}{dec} | {mtp}"
+    pods = getattr(entry, "pods", 1)
+    where = f" | {pods} pods, KV over {entry.kv_fabric}" if pods > 1 and getattr(entry, "kv_fabric", None) else ""
+    return f"{pre}{dec} | {mtp}{where}"
 
 
 def _plan_rows(table: Table, entries: list[PlanEntry], sized: bool) -> None:
@@ -74,6 +76,8 @@ def plan_tables(doc: PlanReport) -> list[Table]:
     ranking = (f"sized for {target:g} req/s ({target * s.workload.output_tokens:,.0f} output tok/s): fewest dies "
                f"first, headroom = goodput / target - 1" if target is not None else "ranked by goodput per die")
     budget = f"at most {doc.budget_dies} dies" if target is not None else f"{doc.budget_dies} dies"
+    if doc.pod_dies:
+        budget += f" in {doc.pods} pod{'s' if doc.pods > 1 else ''} of {doc.pod_dies}"
     title = (f"{s.model} on {s.hardware}, {budget}; {s.workload.input_tokens} in / "
              f"{s.workload.output_tokens} out; {slo_text(slo)}; {ranking}")
     top_table = _plan_table(title, doc.layouts, sized=target is not None)

@@ -60,8 +60,22 @@ def scatter_best(budget: int, dies: np.ndarray, rate: np.ndarray, cand: np.ndarr
     return _prefix_max(best, idx, ins)
 
 
-def decode_envelope(budget: int, score: DecodeScore, mask: np.ndarray | None = None) -> Envelope:
-    """Best ``n * rate`` over decode candidates and instance counts with ``n * dies <= s``."""
+def admissible(dies: np.ndarray, n: np.ndarray, pod_dies: int) -> np.ndarray:
+    """Pools the search may list, (R,): one that fits in a pod, or instances that divide a pod or take whole pods.
+
+    Sizes that divide the pod and multiples of it pack first-fit without waste (1, 2, 4, 8 in an
+    8-GPU server form a divisibility chain), so a pool spread over pods always packs; a pool of
+    other sizes is only listed where it fits in one pod.  Layouts are still checked whole when
+    listed (planner.search.plan._take).
+    """
+    d = np.asarray(dies, dtype=np.int64)
+    aligned = np.where(d <= pod_dies, pod_dies % np.maximum(d, 1) == 0, d % pod_dies == 0)
+    return (d * np.asarray(n) <= pod_dies) | aligned
+
+
+def decode_envelope(budget: int, score: DecodeScore, mask: np.ndarray | None = None, pod_dies: int | None = None
+                    ) -> Envelope:
+    """Best ``n * rate`` over decode candidates and instance counts with ``n * dies <= s`` (admissible pools)."""
     ok = score.ok if mask is None else score.ok & mask
     cand = np.flatnonzero(ok)
     if len(cand) == 0:
@@ -76,6 +90,9 @@ def decode_envelope(budget: int, score: DecodeScore, mask: np.ndarray | None = N
     reps = budget // d
     rows = np.repeat(np.arange(len(d)), reps)
     n = _counts(reps)
+    if pod_dies is not None:
+        keep = admissible(d[rows], n, pod_dies)
+        rows, n = rows[keep], n[keep]
     return scatter_best(budget, d[rows] * n, r[rows] * n, cand[rows], n)
 
 
@@ -95,13 +112,15 @@ def pareto_prefill(score: PrefillScore) -> np.ndarray:
 
 
 def prefill_envelope(scenario: Scenario, budget: int, score: PrefillScore, fixed_s: float) -> Envelope:
-    """Best prefill goodput over candidates and instance counts with ``n * dies <= s``."""
+    """Best prefill goodput over candidates and instance counts with ``n * dies <= s`` (admissible pools)."""
     cand = pareto_prefill(score)
     if len(cand) == 0:
         return scatter_best(budget, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
     reps = budget // score.dies[cand]
     rows = np.repeat(cand, reps)
     n = _counts(reps)
+    keep = admissible(score.dies[rows], n, scenario.hardware.pod_dies)
+    rows, n = rows[keep], n[keep]
     rate = prefill_rates(scenario, score.service_s[rows], score.slots[rows] * n, fixed_s)
     return scatter_best(budget, score.dies[rows] * n, rate, rows, n)
 

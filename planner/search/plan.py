@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from planner import goodput as gp
-from planner.evaluate import GoodputPoint, evaluate, layout_goodput
+from planner.evaluate import GoodputPoint, evaluate, layout_goodput, place_layout
 from planner.inputs.layout import Layout, Mode, parse_layout
 from planner.inputs.scenario import Scenario
 from planner.modes import ALL_MODES, MODES
@@ -51,6 +51,7 @@ class Plan:
     layouts: list[Planned] = field(default_factory=list)
     pareto: list[Planned] = field(default_factory=list)
     near_misses: list[dict[str, Any]] = field(default_factory=list)
+    pareto_dropped: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     target_rate_per_s: float | None = None
 
@@ -97,7 +98,8 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
     env = Env.of(scenario, draft_tokens=0)
     kv = gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens,
                          prefill_tp=pre.cands.arrays["tp"][pi], decode_tp=dec.knob("tp", di),
-                         layout_dies=pn * pre.dies[pi] + dn * dec.dies[di], p2p_s=env.calls.p2p_s)
+                         same_pod=pn * pre.dies[pi] + dn * dec.dies[di] <= scenario.hardware.pod_dies,
+                         p2p_s=env.calls.p2p_s)
     g = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
                    service_s=pre.service_s[pi], servers=pre.slots[pi] * pn, fixed_s=kv + dec.tpot_s[di],
                    sequences=dec.sequences[di] * dn, tpot_s=dec.tpot_s[di], fits=pre.ok[pi] & dec.ok[di],
@@ -115,7 +117,7 @@ def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre
              dec: DecodeScore, mask: np.ndarray | None = None, target: float | None = None
              ) -> list[tuple[float, int, Callable[[], Layout]]]:
     """(goodput, dies, layout builder) per budget split (or per sizing margin for a target rate)."""
-    env_d = cb.decode_envelope(budget, dec, mask)
+    env_d = cb.decode_envelope(budget, dec, mask, scenario.hardware.pod_dies)
     if target is None:
         splits = cb.combine(budget, pre_env, env_d, pre.dies, dec.dies)
     else:
@@ -173,6 +175,7 @@ def _sized_counts(scenario: Scenario, budget: int, dec: DecodeScore, cand: np.nd
         if total > stop:
             break
         hit = (total % dies == 0) & (total // dies >= lower)
+        hit &= cb.admissible(dies, total // dies, scenario.hardware.pod_dies)
         if not hit.any():
             continue
         r, n = cand[hit], (total // dies[hit]).astype(float)
@@ -202,6 +205,8 @@ def _collocated(scenario: Scenario, budget: int, mode: Mode, dec: DecodeScore, m
         c = c[rank < per_dies]
         reps = budget // dec.dies[c]
         rows, n = np.repeat(c, reps), cb._counts(reps)
+        keep = cb.admissible(dec.dies[rows], n, scenario.hardware.pod_dies)
+        rows, n = rows[keep], n[keep]
         rate = _chunked_goodput(scenario, dec, rows, n)
     else:
         rows, n, rate = _sized_counts(scenario, budget, dec, cand, target)
@@ -231,15 +236,31 @@ def _sizing_key(p: Planned) -> tuple:
     return (p.dies, -round(p.metrics.goodput_requests_per_s, 12), *_rank_key(p)[2:])
 
 
-def _pareto(planned: list[Planned]) -> list[Planned]:
-    """Layouts not beaten on both goodput per die (higher) and TPOT (lower)."""
+# The Pareto front shown (goodput per die vs TPOT) leaves out two kinds of point that answer no
+# capacity question: a layout serving less than PARETO_FLOOR_FRAC of the best goodput per die (the
+# unfiltered front started with a 536-die layout at 0.7 tok/s per die), and one dominated by a wide
+# margin -- another front point within PARETO_TPOT_MARGIN of its TPOT serves PARETO_GOODPUT_MARGIN
+# times as much per die.  ``Plan.pareto_dropped`` counts the points each rule removed.
+PARETO_FLOOR_FRAC = 0.25
+PARETO_TPOT_MARGIN = 0.05
+PARETO_GOODPUT_MARGIN = 2.0
+
+
+def _pareto(planned: list[Planned]) -> tuple[list[Planned], dict[str, int]]:
+    """Layouts not beaten on both goodput per die (higher) and TPOT (lower), without the points
+    below the floor or dominated by a wide margin; and how many each rule dropped."""
     pts = sorted(planned, key=lambda p: (p.metrics.tpot_s, -p.per_die))
     front, best = [], -1.0
     for p in pts:
         if p.per_die > best * (1 + 1e-9):
             front.append(p)
             best = p.per_die
-    return front
+    floor = PARETO_FLOOR_FRAC * max((p.per_die for p in front), default=0.0)
+    kept = [p for p in front if p.per_die >= floor]
+    wide = [p for p in kept if any(q.metrics.tpot_s <= p.metrics.tpot_s * (1 + PARETO_TPOT_MARGIN)
+                                   and q.per_die >= p.per_die * PARETO_GOODPUT_MARGIN for q in kept)]
+    return ([p for p in kept if p not in wide],
+            {"below_floor": len(front) - len(kept), "dominated_by_wide_margin": len(wide)})
 
 
 def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: PrefillScore | None,
@@ -261,13 +282,52 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
     return out
 
 
+# Instances larger than one pod span pods (their all-to-all then runs on the fabric joining pods).
+# The search considers instances up to this many dies, or one pod if pods are larger, so the
+# candidate space depends on the pod, not on how many pods the budget has: more pods add instance
+# counts and budget splits, not candidates.  1024 dies exceed every published MoE instance
+# (DeepSeek EP144 decode on H800, CloudMatrix-Infer EP320, xDeepServe 480 + 288 dies).
+SPAN_LIMIT_DIES = 1024
+
+
+# Besides the best per die, the layouts with the most total goodput are priced exactly (so the
+# best total is never lost to the per-die ranking).
+BEST_TOTAL_LISTED = 3
+
+# The search counts dies as one budget; instances must also pack whole into pods (planner.placement).
+# A layout that does not is skipped and the next best is tried, up to this many per list.
+PACKING_TRIES = 200
+
+
+def _take(scenario: Scenario, mode: Mode, items: list[tuple[float, int, Callable[[], Layout]]], quota: int,
+          found: dict[str, Planned], result: Plan) -> None:
+    """Price exactly the first ``quota`` items whose instances pack into the pods (others are counted)."""
+    for rate, _dies, build in items[:PACKING_TRIES]:
+        if quota <= 0:
+            return
+        layout = build()
+        if place_layout(layout, scenario.hardware.pod_dies).pods_used > scenario.pods:
+            result.rejected["layout_does_not_pack_into_the_pods"] += 1
+            continue
+        quota -= 1
+        key = str(sorted(layout.to_dict().items()))
+        if key not in found and (p := _exact(mode, layout, scenario, rate)) is not None:
+            found[key] = p
+
+
+def instance_cap(scenario: Scenario, budget: int) -> int:
+    """The largest instance (dies) the search enumerates: one pod, or up to SPAN_LIMIT_DIES across pods."""
+    return min(budget, max(scenario.hardware.pod_dies, SPAN_LIMIT_DIES))
+
+
 def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan) -> tuple:
     """Score every mode's decode candidates, and the prefill pools when a mode with candidates needs them."""
     model = scenario.model
+    cap = instance_cap(scenario, budget)
     scores: dict[Mode, DecodeScore] = {}
     for mode in modes:
         entry = MODES[mode]
-        cands = entry.candidates(model, budget)
+        cands = entry.candidates(model, cap)
         plan.rejected.update(cands.rejected)
         if len(cands) == 0:
             continue
@@ -277,7 +337,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
         plan.feasible += int(scores[mode].ok.sum())
     pre = None
     if any(MODES[mode].prefill_pool for mode in scores):
-        cands = space.prefill_pools(model, budget)
+        cands = space.prefill_pools(model, cap)
         plan.rejected.update(cands.rejected)
         pre = score_prefill(scenario, cands)
         plan.candidates_evaluated += len(cands)
@@ -285,7 +345,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     return pre, scores
 
 
-def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = 6) -> list[float]:
+def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = 12) -> list[float]:
     t = np.sort(dec.tpot_s[dec.ok])
     if len(t) == 0:
         return []
@@ -294,21 +354,31 @@ def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = 6) -> list[fl
 
 
 def _selector_handoff_s(scenario: Scenario, budget: int) -> float:
-    """The KV hand-off the envelopes charge while choosing pairs: one link, over the budget's fabric."""
+    """The KV hand-off the envelopes charge while choosing pairs: one link, across pods if the budget spans pods."""
     env = Env.of(scenario, draft_tokens=0)
     return float(gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=1.0,
-                                 decode_tp=1.0, layout_dies=float(budget), p2p_s=env.calls.p2p_s)[0])
+                                 decode_tp=1.0, same_pod=budget <= scenario.hardware.pod_dies,
+                                 p2p_s=env.calls.p2p_s)[0])
+
+
+# Search candidates per mode re-priced exactly (as planner evaluate prices them) and ranked.  A
+# constant, so ranks never depend on --top; 10 is the default --top (about 32 layouts ranked).
+CANDIDATES_PER_MODE = 10
 
 
 def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 10,
          target_rate_per_s: float | None = None) -> Plan:
     """Search ``modes`` for the scenario's die budget; rank by goodput per die.
 
+    The ranking does not depend on ``top`` (a report lists its first ``top`` layouts, and a rank is
+    a position in the whole ranking): each mode re-prices its CANDIDATES_PER_MODE best search
+    candidates, plus the best per TPOT threshold and the best by total goodput.
+
     With ``target_rate_per_s``: inverse sizing.  Layouts whose goodput reaches the target, ranked
     by fewest dies (then highest goodput); the die budget is only a cap.
     """
     start = time.perf_counter()
-    budget = min(scenario.dies, scenario.hardware.num_dies)
+    budget = min(scenario.dies, scenario.pods * scenario.hardware.pod_dies)
     result = Plan(scenario=scenario, budget=budget, modes=tuple(modes), target_rate_per_s=target_rate_per_s)
     pre, scores = _pools(scenario, budget, modes, result)
     # The search charges TTFT the KV hand-off but not the first decode step (it depends on the decode
@@ -332,21 +402,19 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
             items = sorted((it for it in items if it[0] >= target * (1 - 1e-12)), key=lambda it: (it[1], -it[0]))
             by_total = []
         else:
-            by_total = sorted(items, key=lambda it: (-it[0], it[1]))[:3] if mask is None else []
+            by_total = sorted(items, key=lambda it: (-it[0], it[1]))
             items.sort(key=lambda it: (-it[0] / it[1], it[1]))
-        for rate, _dies, build in items[:limit] + by_total:
-            layout = build()
-            key = str(sorted(layout.to_dict().items()))
-            if key not in found and (p := _exact(mode, layout, scenario, rate)) is not None:
-                found[key] = p
+        totals = BEST_TOTAL_LISTED if mask is None else 1
+        for chosen, quota in ((items, limit), (by_total, totals if by_total else 0)):
+            _take(scenario, mode, chosen, quota, found, result)
 
     for mode in scores:
-        collect(mode, None, max(top, 8))
+        collect(mode, None, CANDIDATES_PER_MODE)
         for tau in _thresholds(scenario, scores[mode]):
             collect(mode, scores[mode].tpot_s <= tau, 1)
     ranked = sorted(found.values(), key=_rank_key if target is None else _sizing_key)
     result.layouts = ranked
-    result.pareto = _pareto(ranked)
+    result.pareto, result.pareto_dropped = _pareto(ranked)
     if not ranked and target is None:
         result.near_misses = _near_misses(scenario, scores, pre, fixed + scenario.slo.tpot_s)
     result.elapsed_s = time.perf_counter() - start

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner.cost.expert_load import decode_context_cv, prefill_work_cv
 from planner.cost.precision import ATTENTION_MATH_DTYPE, BytesPerElement
 from planner.cost.roofline import Device
+from planner.inputs.expert_load import ExpertLoad
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.model import ModelSpec
-from planner.inputs.scenario import ExpertBalance, Scenario
+from planner.inputs.scenario import Scenario
 from planner.xccl import CallCosts
 
 
@@ -21,8 +23,11 @@ class Env:
     dev: Device
     by: BytesPerElement
     calls: CallCosts
-    skewed: bool
-    hot_expert_ratio: float
+    prefill_load: ExpertLoad          # expert load model of the prefill pool
+    decode_load: ExpertLoad           # ... of the decode pool
+    decode_context_cv: float          # CV of a decoding sequence's context (DP-rank imbalance)
+    prefill_work_cv: float            # CV of a prompt's causal attention work (DP-rank imbalance)
+    dp_count_dispersion: float        # variance / mean of the sequences a decode DP rank holds
     input_tokens: float
     new_input_tokens: float
     prefix_tokens: float
@@ -41,8 +46,10 @@ class Env:
         hit = w.cache_hit_rate
         return cls(
             model=model, hw=hw, dev=Device.of(hw, by.compute_dtype, ATTENTION_MATH_DTYPE), by=by,
-            calls=CallCosts.of(hw), skewed=scenario.experts.balance == ExpertBalance.SKEWED,
-            hot_expert_ratio=scenario.experts.hot_expert_ratio,
+            calls=CallCosts.of(hw), prefill_load=scenario.experts.prefill, decode_load=scenario.experts.decode,
+            decode_context_cv=decode_context_cv(w.input_tokens, w.input_cv, w.output_tokens, w.output_cv),
+            prefill_work_cv=prefill_work_cv(w.input_cv),
+            dp_count_dispersion=scenario.experts.decode.params.dp_count_dispersion,
             input_tokens=float(w.input_tokens), new_input_tokens=w.input_tokens * (1 - hit),
             prefix_tokens=w.input_tokens * hit, output_tokens=float(w.output_tokens),
             decode_context_tokens=scenario.decode_context_tokens,

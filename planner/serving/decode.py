@@ -7,7 +7,7 @@ a prefill chunk of ``prefill_chunk_tokens`` per die, so TPOT grows with the chun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -103,8 +103,8 @@ def decode_fits(env: Env, d: DecodeArrays) -> tuple[Array, Array]:
     ep, m = _as_float(d.ep), _as_float(d.micro_batches)
     die_tokens = _as_float(d.batch) / m * (1 + env.draft_tokens) + _as_float(d.chunk_tokens) / m
     k = model.ffn.top_k if model.is_moe else 1
-    imb = moe.expert_imbalance(model, ep=ep, redundant=_as_float(d.redundant), copies_per_die=die_tokens * k,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
+    imb = moe.expert_imbalance(model, env.decode_load, ep=ep, redundant=_as_float(d.redundant),
+                               copies_per_die=die_tokens * k)
     _, max_b = decode_memory(env, d, imb)
     return max_b >= _as_float(d.batch), max_b
 
@@ -119,22 +119,22 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
     die_tokens = b_mb * q + chunk_mb
     slots = (model.ffn.num_routed_experts + _as_float(d.redundant)) / ep if model.is_moe else ep * 0 + 1
     red = _as_float(d.redundant)
-    static = moe.static_imbalance(model, ep=ep, redundant=red, skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio)
     shape = SharedDieShape(group_tokens=tp * die_tokens, die_tokens=die_tokens, tp=tp, ep=ep, slots=slots,
-                           redundant=red, static=static, dedup=False)
+                           redundant=red, load=env.decode_load, dedup=False, dp_seqs=tp * b_mb,
+                           dp_work_cv=env.decode_context_cv, dp_dispersion=env.dp_count_dispersion,
+                           context_ops=("core",))
     attention = _attention_fn(env, tp * b_mb * q, tp * b_mb, tp, tp * chunk_mb)
     layers, layer_s, counts, tail = shared_die_layers(env, shape, attention, m)
     extra = {"pipeline_tail": tail, "lm_head": lm_head(env, tp * _as_float(d.batch) * q, tp).time_s}
     if env.draft_tokens:
-        draft_shape = SharedDieShape(group_tokens=tp * b_mb, die_tokens=b_mb, tp=tp, ep=ep, slots=slots,
-                                     redundant=shape.redundant, static=static, dedup=False)
+        draft_shape = replace(shape, group_tokens=tp * b_mb, die_tokens=b_mb)
         draft_attn = _attention_fn(env, tp * b_mb, tp * b_mb, tp, np.zeros_like(tp))
         extra["mtp"] = env.draft_tokens * mtp_draft_s(env, draft_shape, tp, _as_float(d.batch), m, draft_attn)
     extra["scheduler_gap"] = np.full(np.shape(tp), env.dev.scheduler_gap_s)
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
     k = model.ffn.top_k if model.is_moe else 1
-    imb = moe.expert_imbalance(model, ep=ep, redundant=shape.redundant, copies_per_die=die_tokens * k,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=static)
+    imb = moe.expert_imbalance(model, env.decode_load, ep=ep, redundant=shape.redundant,
+                               copies_per_die=die_tokens * k)
     memory, max_b = decode_memory(env, d, imb)
     fits = max_b >= _as_float(d.batch)
     return PoolStep(step_s=step, layers=layers, layer_s=layer_s, layer_counts=counts, extra=extra,

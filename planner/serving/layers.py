@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.cost import elementwise, moe
+from planner.cost.expert_load import dp_excess
 from planner.cost.ffn import dense_ffn
-from planner.cost.roofline import Array, Cost
+from planner.cost.roofline import Array, Cost, sum_costs
+from planner.inputs.expert_load import ExpertLoad
 from planner.inputs.model import ModelSpec
 from planner.serving.context import Env
 from planner.xccl import all_to_all_s, allreduce_s
@@ -24,6 +26,9 @@ class LayerClass:
     sliding: bool
     moe: bool
     count: int
+    # MoE layers of the class, numbered among the model's MoE layers (rows of an expert-count
+    # matrix); None for dense classes and the MTP layer (which takes the mean of every MoE layer)
+    moe_rows: tuple[int, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -35,10 +40,13 @@ def layer_classes(model: ModelSpec) -> list[LayerClass]:
     sliding = set(model.sliding_layers)
     dense = set(model.ffn.dense_layers) if model.is_moe else set(range(model.num_layers))
     counts: dict[tuple[bool, bool], int] = {}
+    rows: dict[bool, list[int]] = {False: [], True: []}
     for i in range(model.num_layers):
         key = (i in sliding, i not in dense)
         counts[key] = counts.get(key, 0) + 1
-    return [LayerClass(s, m, n) for (s, m), n in sorted(counts.items())]
+        if key[1]:
+            rows[key[0]].append(sum(len(r) for r in rows.values()))
+    return [LayerClass(s, m, n, tuple(rows[s]) if m else None) for (s, m), n in sorted(counts.items())]
 
 
 @dataclass(slots=True)
@@ -47,6 +55,8 @@ class LayerCost:
 
     ops: dict[str, Cost]
     comm: dict[str, Array]
+    load_ratio: Array | None = None  # busiest expert die / mean, over the class's MoE layers (None: no experts here)
+    load_ratio_hottest: Array | None = None  # ... on the class's hottest MoE layer
     compute_s: Array = field(init=False)
     comm_s: Array = field(init=False)
 
@@ -82,8 +92,12 @@ class SharedDieShape:
     ep: Array
     slots: Array             # expert replicas hosted per die
     redundant: Array
-    static: Array            # EPLB static imbalance of (ep, redundant), moe.static_imbalance
+    load: ExpertLoad         # the pool's expert load model
     dedup: bool              # deduplicated (normal) vs per-expert (low-latency) all-to-all
+    dp_seqs: Array           # sequences per DP rank (TP group) per micro-batch
+    dp_work_cv: float        # CV of one sequence's context-dependent attention work
+    dp_dispersion: float     # variance / mean of the sequences a DP rank holds (0: a packed token budget)
+    context_ops: tuple[str, ...]  # attention ops whose work grows with the context
     launch_s: float | Array = 0.0
 
 
@@ -103,19 +117,27 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
         return LayerCost(ops, comm)
     k = model.ffn.top_k
     mean_copies = shape.die_tokens * k
-    imb = moe.expert_imbalance(model, ep=shape.ep, redundant=shape.redundant, copies_per_die=mean_copies,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=shape.static)
+    imb, hottest = moe.expert_imbalances(model, shape.load, ep=shape.ep, redundant=shape.redundant,
+                                         copies_per_die=mean_copies, rows=cls.moe_rows)
+    ops["dispatch_wait"] = dispatch_wait(ops, shape.context_ops, ranks=shape.ep / shape.tp, seqs=shape.dp_seqs,
+                                         work_cv=shape.dp_work_cv, dispersion=shape.dp_dispersion)
     ops["router"] = moe.router(dev, model, by, tokens=shape.group_tokens, launch_s=shape.launch_s)
     ops.update(moe.shared_experts(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
-    ops.update(moe.routed_experts(dev, model, by, copies=mean_copies * imb, slots=shape.slots,
-                                  launch_s=shape.launch_s))
-    ops["expert_elementwise"] = elementwise.expert_side(dev, model, by, copies=mean_copies * imb,
-                                                        launch_s=shape.launch_s)
+    ops.update(moe.expert_side(dev, model, by, copies=mean_copies, slots=shape.slots, imbalance=imb,
+                               launch_s=shape.launch_s))
     a2a = dict(tokens=shape.die_tokens, top_k=k, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb,
                copy_s=env.calls.copy_s)
     comm["dispatch"] = all_to_all_s(env.hw, bytes_per_copy=h * by.dispatch, call_s=env.calls.dispatch_s, **a2a)
     comm["combine"] = all_to_all_s(env.hw, bytes_per_copy=h * by.combine, call_s=env.calls.combine_s, **a2a)
-    return LayerCost(ops, comm)
+    return LayerCost(ops, comm, load_ratio=imb, load_ratio_hottest=hottest)
+
+
+def dispatch_wait(ops: dict[str, Cost], context_ops: tuple[str, ...], *, ranks: Array, seqs: Array,
+                  work_cv: float, dispersion: float) -> Cost:
+    """What a mean DP rank waits at the dispatch for the slowest: the slowest rank's extra
+    context-dependent attention work (planner.cost.expert_load.dp_excess), charged as its own op."""
+    excess = dp_excess(ranks=ranks, seqs_per_die=seqs, work_cv=work_cv, count_dispersion=dispersion)
+    return sum_costs({n: ops[n] for n in context_ops if n in ops}).scaled(excess)
 
 
 def shared_die_layers(env: Env, shape: SharedDieShape, attention: Callable[[LayerClass], dict[str, Cost]],

@@ -45,10 +45,10 @@ def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
     N, P = env.new_input_tokens, env.prefix_tokens
     eager = env.dev.eager_launch_s
     slots = (model.ffn.num_routed_experts + _f(p.redundant)) / ep if model.is_moe else ep * 0 + 1
-    static = moe.static_imbalance(model, ep=ep, redundant=_f(p.redundant), skewed=env.skewed,
-                                  hot_expert_ratio=env.hot_expert_ratio)
     shape = SharedDieShape(group_tokens=tp * T, die_tokens=T, tp=tp, ep=ep, slots=slots,
-                           redundant=_f(p.redundant), static=static, dedup=True, launch_s=eager)
+                           redundant=_f(p.redundant), load=env.prefill_load, dedup=True, dp_seqs=tp * T / N,
+                           dp_work_cv=env.prefill_work_cv, dp_dispersion=0.0,
+                           context_ops=model.attention.prefill_context_ops, launch_s=eager)
 
     def attention(cls: LayerClass) -> dict[str, Cost]:
         return model.attention.prefill_ops(env.dev, env.by, tokens=tp * T, seqs=tp * T / N, new_tokens=N,
@@ -72,8 +72,8 @@ def _memory(env: Env, p: PrefillArrays, shape: SharedDieShape) -> tuple[dict[str
     seqs = tp * B / env.new_input_tokens
     kv = seqs * mem.kv_bytes_per_sequence(model, by, context=env.input_tokens, tp=tp) / tp
     k = model.ffn.top_k if model.is_moe else 0
-    imb = moe.expert_imbalance(model, ep=shape.ep, redundant=shape.redundant, copies_per_die=shape.die_tokens * k,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=shape.static)
+    imb = moe.expert_imbalance(model, shape.load, ep=shape.ep, redundant=shape.redundant,
+                               copies_per_die=shape.die_tokens * k)
     ws = mem.workspace_bytes(model, tokens=tp * shape.die_tokens, expert_copies=shape.die_tokens * k * imb,
                              logits_tokens=seqs, tp=tp)
     out = {f"weights_{n}": v for n, v in weights.items()}

@@ -25,7 +25,7 @@ from planner.cost.ffn import dense_ffn
 from planner.cost.roofline import Array, Cost, gemm, sum_costs
 from planner.serving.context import Env
 from planner.serving.decode import lm_head
-from planner.serving.layers import LayerClass, LayerCost, layer_classes
+from planner.serving.layers import LayerClass, LayerCost, dispatch_wait, layer_classes
 from planner.serving.result import PoolStep
 from planner.xccl import a2e_s, allreduce_s
 
@@ -52,7 +52,6 @@ class _Shape:
     ep: Array
     slots: Array
     redundant: Array
-    static: Array
 
 
 def _f(x: Array) -> Array:
@@ -77,14 +76,16 @@ def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cos
     return ops, comm
 
 
-def _expert_side(env: Env, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array], Array]:
-    """Expert compute of one domain's micro-batch, A2E + E2A, and the expert-side link time."""
+def _expert_side(env: Env, s: _Shape, rows: tuple[int, ...] | None
+                 ) -> tuple[dict[str, Cost], dict[str, Array], Array, tuple[Array, Array]]:
+    """Expert compute of one domain's micro-batch (the mean expert die's, and the busiest one's extra as
+    ``combine_wait``), A2E + E2A, the expert-side link time, and the busiest die / mean (over the
+    layers, hottest layer)."""
     model, h, k = env.model, env.model.hidden, env.model.ffn.top_k
     copies = s.A_d * s.tokens * k / s.E
-    imb = moe.expert_imbalance(model, ep=s.ep, redundant=s.redundant, copies_per_die=copies,
-                               skewed=env.skewed, hot_expert_ratio=env.hot_expert_ratio, static=s.static)
-    ops = moe.routed_experts(env.dev, model, env.by, copies=copies * imb, slots=s.slots)
-    ops["expert_elementwise"] = elementwise.expert_side(env.dev, model, env.by, copies=copies * imb)
+    imb, hottest = moe.expert_imbalances(model, env.decode_load, ep=s.ep, redundant=s.redundant,
+                                         copies_per_die=copies, rows=rows)
+    ops = moe.expert_side(env.dev, model, env.by, copies=copies, slots=s.slots, imbalance=imb)
     kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E, top_k=k, recv_factor=imb,
               copy_s=env.calls.copy_s)
     comm = {"a2e": a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s, **kw),
@@ -93,10 +94,11 @@ def _expert_side(env: Env, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]
                   expert_side_only=True, **kw)
             + a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s,
                     expert_side_only=True, **kw))
-    return ops, comm, busy
+    return ops, comm, busy, (imb, hottest)
 
 
-def _attention_side_shared(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]]:
+def _attention_side_shared(env: Env, cls: LayerClass, s: _Shape
+                           ) -> tuple[dict[str, Cost], dict[str, Array], Cost]:
     """The attention side depends only on (tp, tokens, sequences): price each distinct row once.
 
     A search has ~10^5 candidates but ~10^2 distinct attention shapes; the result is gathered back
@@ -105,22 +107,29 @@ def _attention_side_shared(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[s
     """
     n = np.size(s.tokens)
     if n < 4096:
-        return _attention_side(env, cls, s)
+        ops, comm = _attention_side(env, cls, s)
+        return ops, comm, ops["core"]
     rows = np.stack([s.tp, s.tokens, s.seqs], axis=1)
     _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     small = _Shape(tokens=s.tokens[first], seqs=s.seqs[first], A_d=s.A_d[first], E=s.E[first], tp=s.tp[first],
-                   ep=s.ep[first], slots=s.slots[first], redundant=s.redundant[first], static=s.static[first])
+                   ep=s.ep[first], slots=s.slots[first], redundant=s.redundant[first])
     ops, comm = _attention_side(env, cls, small)
-    c = sum_costs(ops)
-    total = Cost(c.time_s[inverse], c.flops[inverse], c.bytes[inverse], c.compute_s[inverse], c.memory_s[inverse])
     comm_total = sum(comm.values())
-    return {"attention_side": total}, {"attention_side_communication": comm_total[inverse]}
+    return ({"attention_side": _gather(sum_costs(ops), inverse)},
+            {"attention_side_communication": comm_total[inverse]}, _gather(ops["core"], inverse))
+
+
+def _gather(c: Cost, index: Array) -> Cost:
+    return Cost(c.time_s[index], c.flops[index], c.bytes[index], c.compute_s[index], c.memory_s[index])
 
 
 def _moe_layer(env: Env, cls: LayerClass, s: _Shape, m: Array, D: Array) -> tuple[LayerCost, Array, Array]:
-    a_ops, a_comm = _attention_side_shared(env, cls, s)
-    e_ops, e_comm, busy = _expert_side(env, s)
+    a_ops, a_comm, core = _attention_side_shared(env, cls, s)
+    # the A2E of a domain waits for its slowest attention die (DP ranks of A_d / tp dies)
+    a_ops["dispatch_wait"] = dispatch_wait({"core": core}, ("core",), ranks=s.A_d / s.tp, seqs=s.tp * s.seqs,
+                                           work_cv=env.decode_context_cv, dispersion=env.dp_count_dispersion)
+    e_ops, e_comm, busy, (imb, hottest) = _expert_side(env, s, cls.moe_rows)
     att = LayerCost(a_ops, a_comm)
     t_a = att.compute_s + att.comm_s
     t_e = LayerCost(e_ops, {}).compute_s
@@ -129,7 +138,7 @@ def _moe_layer(env: Env, cls: LayerClass, s: _Shape, m: Array, D: Array) -> tupl
     period = np.maximum.reduce([chain, m * t_a, m * t_c, D * m * t_e, D * m * busy])
     tail = np.where(m > 1, chain - np.maximum.reduce([t_a, t_c, t_e]), 0.0)
     ops = {**a_ops, **{f"expert_die.{n}": c for n, c in e_ops.items()}}
-    return LayerCost(ops, {**a_comm, **e_comm}), period, tail
+    return LayerCost(ops, {**a_comm, **e_comm}, load_ratio=imb, load_ratio_hottest=hottest), period, tail
 
 
 def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
@@ -140,15 +149,13 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     b_mb = _f(d.batch) / m
     slots = (model.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
     s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
-               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant),
-               static=moe.static_imbalance(model, ep=_f(d.ep), redundant=_f(d.redundant), skewed=env.skewed,
-                                           hot_expert_ratio=env.hot_expert_ratio))
+               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant))
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
         if cls.moe:
             cost, period, tail = _moe_layer(env, cls, s, m, D)
         else:
-            ops, comm = _attention_side_shared(env, cls, s)
+            ops, comm, _ = _attention_side_shared(env, cls, s)
             cost = LayerCost(ops, comm)
             period, tail = m * (cost.compute_s + cost.comm_s), np.zeros_like(m)
         layers[cls.name], layer_s[cls.name], counts[cls.name] = cost, period, cls.count
@@ -156,8 +163,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     extra = {"pipeline_tail": np.maximum.reduce(tails),
              "lm_head": lm_head(env, s.tp * _f(d.batch) * q, s.tp).time_s}
     if env.draft_tokens:
-        ds = _Shape(tokens=b_mb, seqs=b_mb, A_d=s.A_d, E=s.E, tp=s.tp, ep=s.ep, slots=slots, redundant=s.redundant,
-                    static=s.static)
+        ds = _Shape(tokens=b_mb, seqs=b_mb, A_d=s.A_d, E=s.E, tp=s.tp, ep=s.ep, slots=slots, redundant=s.redundant)
         _, period, tail = _moe_layer(env, LayerClass(False, True, 1), ds, m, D)
         proj = gemm(env.dev, s.tp * _f(d.batch), model.hidden, 2 * model.hidden, weight_bytes=env.by.weight,
                     act_bytes=env.by.out)
@@ -174,7 +180,7 @@ def transformerless_fits(env: Env, d: TransformerlessArrays) -> tuple[Array, Arr
     """Memory check alone (cheap): (fits, largest batch), so a search can skip pricing misfits."""
     slots = (env.model.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
     s = _Shape(tokens=_f(d.batch), seqs=_f(d.batch), A_d=_f(d.attention_dies) / _f(d.domains), E=_f(d.expert_dies),
-               tp=_f(d.tp), ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), static=np.ones_like(slots))
+               tp=_f(d.tp), ep=_f(d.ep), slots=slots, redundant=_f(d.redundant))
     _, max_b, fits_experts = _memory(env, d, s)
     return (max_b >= _f(d.batch)) & fits_experts, np.where(fits_experts, max_b, 0.0)
 

@@ -150,8 +150,7 @@ def test_a_300_character_path_cannot_be_read(tmp_path, run_planner):
 
 
 def test_more_dies_than_the_hardware_has_is_refused_not_clamped(run_planner):
-    bad(run_planner("plan", "--dies", "2000"), "dies = 2000", "cloudmatrix384 has (768 dies",
-        "use a profile with more dies", "several pods is not supported yet")
+    bad(run_planner("plan", "--dies", "2000"), "dies = 2000", "cloudmatrix384", "768 dies")
 
 
 def test_the_default_budget_is_every_die_of_a_smaller_system(run_planner):
@@ -177,15 +176,16 @@ def test_a_request_longer_than_the_context_is_refused(run_planner):
 def test_a_histogram_prompt_longer_than_the_context_is_refused(tmp_path, run_planner):
     path = tmp_path / "long.toml"
     path.write_text(CHAT.read_text().replace("[8192, 1]", "[50000, 1]"))
-    bad(run_planner("plan", str(path)), "the longest prompt (50000)", "max_position_embeddings = 40960")
+    bad(run_planner("plan", str(path), "--dies", "8"), "the longest prompt (50000)",
+        "max_position_embeddings = 40960")
 
 
 def test_a_histogram_with_input_tokens_is_refused(tmp_path, run_planner):
-    bad(run_planner("plan", str(CHAT), "--input-tokens", "100"), "input_tokens = 100",
+    bad(run_planner("plan", str(CHAT), "--dies", "8", "--input-tokens", "100"), "input_tokens = 100",
         "input_histogram (mean 2816 tokens)", "give one of them")
     path = tmp_path / "both.toml"
     path.write_text(CHAT.read_text().replace("output_tokens = 512", "output_tokens = 512\ninput_tokens = 100"))
-    bad(run_planner("plan", str(path)), "both.toml", "input_tokens = 100", "both given")
+    bad(run_planner("plan", str(path), "--dies", "8"), "both.toml", "input_tokens = 100", "both given")
 
 
 @pytest.mark.parametrize(("histogram", "needle"), [("[[1024, 0]]", "plausible range (0, 1e12]"),
@@ -194,7 +194,7 @@ def test_a_histogram_with_input_tokens_is_refused(tmp_path, run_planner):
 def test_a_bad_histogram_is_refused(histogram, needle, tmp_path, run_planner):
     path = tmp_path / "hist.toml"
     path.write_text(CHAT.read_text().replace("[[1024, 3], [8192, 1]]", histogram))
-    bad(run_planner("plan", str(path)), "workload.input_histogram", needle)
+    bad(run_planner("plan", str(path), "--dies", "8"), "workload.input_histogram", needle)
 
 
 def test_mtp_acceptance_on_a_model_without_mtp_is_refused(tmp_path, run_planner):
@@ -202,7 +202,7 @@ def test_mtp_acceptance_on_a_model_without_mtp_is_refused(tmp_path, run_planner)
     bad(run_planner(*args, "--mtp-acceptance", "0.9"), "mtp.acceptance = 0.9", "no MTP layers")
     path = tmp_path / "mtp.toml"
     path.write_text(CHAT.read_text() + "[mtp]\nacceptance = 0.8\n")
-    bad(run_planner("plan", str(path)), "mtp.acceptance = 0.8", "qwen3-235b-a22b has no MTP layers")
+    bad(run_planner("plan", str(path), "--dies", "8"), "mtp.acceptance = 0.8", "qwen3-235b-a22b has no MTP layers")
 
 
 def test_without_mtp_layers_the_default_acceptance_is_zero(run_planner):
@@ -269,3 +269,27 @@ def test_numbers_at_the_ends_of_their_ranges_give_answers(tmp_path, profile_dict
         run = run_planner(*args)
         assert run.returncode in (EXIT_OK, EXIT_INFEASIBLE), run.stderr
         assert "nan" not in run.stdout.lower().replace("infiniband", "")
+
+
+def test_an_imported_config_json_is_named_after_its_model(tmp_path, run_planner):
+    config = (ROOT / "tests" / "data" / "hf_configs" / "Qwen3-30B-A3B.json").read_text()
+    snapshot = tmp_path / "models--Qwen--Qwen3-30B-A3B" / "snapshots" / ("0123456789abcdef" * 2 + "01234567")
+    for folder in (tmp_path / "Qwen3-30B-A3B", snapshot):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(config)
+        run = run_planner("models", "import", str(folder / "config.json"))
+        assert run.returncode == EXIT_OK, run.stderr
+        assert 'name = "qwen3-30b-a3b"' in run.stdout
+
+
+def test_evaluate_names_the_pool_that_does_not_fit(tmp_path, run_planner):
+    """The decode pool's capacity is its own, not 0 because the prefill pool does not fit."""
+    text = (ROOT / "examples" / "deepseek-v3-cloudmatrix384-pd.toml").read_text()
+    path = tmp_path / "small-prefill.toml"
+    path.write_text(re.sub(r"(\[prefill\][^\[]*?)dies = 72(.*?)ep = 72", r"\1dies = 8\2ep = 8", text, flags=re.S))
+    run = run_planner("evaluate", str(path), "--tpot-s", "0.06", "--json", "-")
+    assert run.returncode == EXIT_OK, run.stderr
+    g = run.json()["goodput"]
+    assert g["binding_constraint"] == "memory: the prefill pool does not fit"
+    assert g["prefill_capacity_requests_per_s"] == 0
+    assert g["decode_capacity_requests_per_s"] > 0

@@ -9,7 +9,7 @@ import pytest
 PD = "examples/deepseek-v3-cloudmatrix384-pd.toml"          # prefill (TTFT) bound at its goodput
 H800 = "examples/deepseek-v3-h800-pd.toml"                  # decode (batch x TPOT) bound
 SMALL = ("--model", "qwen3-30b-a3b", "--hardware", "h100", "--weights-dtype", "fp8", "--activations-dtype", "fp8",
-         "--input-tokens", "2048", "--output-tokens", "256", "--dies", "32")
+         "--input-tokens", "2048", "--output-tokens", "256", "--dies", "32", "--pods", "4")
 
 
 def _json(run) -> dict:

@@ -20,7 +20,7 @@ import pytest
 from planner.errors import EXIT_BAD_INPUT
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16",
+SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--pods", "2",
               "--weights-dtype", "fp8", "--activations-dtype", "fp8")
 EXAMPLE = "examples/deepseek-v3-cloudmatrix384-pd.toml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -17,7 +17,7 @@ from planner.documents.base import SCHEMA_VERSION
 
 jsonschema = pytest.importorskip("jsonschema")
 
-SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--weights-dtype", "fp8",
+SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--pods", "2", "--weights-dtype", "fp8",
               "--activations-dtype", "fp8", "--top", "5")
 EXAMPLES = ("examples/llama-3.1-70b-h100-collocated.toml", "examples/deepseek-v3-h800-pd.toml",
             "examples/deepseek-v3-cloudmatrix384-transformerless.toml")

@@ -57,8 +57,9 @@ def scenarios(draw: st.DrawFn, models: list[str] = MODELS) -> Scenario:
         input_tokens=draw(st.integers(64, 32_768)), output_tokens=draw(st.integers(2, 4096)),
         # MTP acceptance only where the model has MTP layers (elsewhere it is an error, exit 2)
         mtp_acceptance=draw(st.sampled_from([0.0, 0.7, 0.95])) if catalog.model(model).num_mtp_layers else None,
-        expert_balance=draw(st.sampled_from(["perfect", "skewed"])),
-        hot_expert_ratio=draw(st.floats(1.0, 60.0)), cache_hit_rate=draw(st.sampled_from([0.0, 0.3, 0.9])))
+        expert_balance=draw(st.sampled_from(["perfect", "eplb", "none"])),
+        rebalance_period_s=draw(st.sampled_from([0.0, 60.0, 600.0])),
+        cache_hit_rate=draw(st.sampled_from([0.0, 0.3, 0.9])))
     return build_scenario(None, overrides, where="hypothesis")
 
 

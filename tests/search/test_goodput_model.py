@@ -72,10 +72,10 @@ def test_vector_equals_scalar(rows):
 
 SCENARIOS = {
     "qwen3-30b-h100-32": dict(model="qwen3-30b-a3b", hardware="h100", weights_dtype="fp8", activations_dtype="fp8",
-                              input_tokens=2048, output_tokens=256, dies=32),
-    "deepseek-v3-h800-64": dict(hardware="h800", weights_dtype="fp8", activations_dtype="fp8", dies=64),
+                              input_tokens=2048, output_tokens=256, dies=32, pods=4),
+    "deepseek-v3-h800-64": dict(hardware="h800", weights_dtype="fp8", activations_dtype="fp8", dies=64, pods=8),
     "llama-70b-h100-16": dict(model="llama-3.1-70b", hardware="h100", weights_dtype="fp8", activations_dtype="fp8",
-                              dies=16),
+                              dies=16, pods=2),
     "deepseek-v3-cm384-128": dict(dies=128, input_tokens=2048),
 }
 

@@ -23,7 +23,8 @@ SMALL = dict(model="qwen3-30b-a3b", hardware="h100", weights_dtype="fp8", activa
 
 @lru_cache(maxsize=32)
 def _plan(dies: int, tpot_s: float = 0.05, ttft_s: float = 2.0, modes: tuple = tuple(Mode)):
-    scenario = build_scenario(None, scenario_overrides(**SMALL, dies=dies, tpot_s=tpot_s, ttft_s=ttft_s))
+    scenario = build_scenario(None, scenario_overrides(**SMALL, dies=dies, pods=-(-dies // 8), tpot_s=tpot_s,
+                                                       ttft_s=ttft_s))
     return plan(scenario, modes=modes, top=10)
 
 
@@ -86,8 +87,8 @@ def test_evaluate_reproduces_the_top_layouts(tmp_path):
 
 
 # The same plan in a fresh interpreter (another hash seed): tests/cli/test_smoke.py.
-SMALL_PLAN_JSON = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--weights-dtype", "fp8",
-                   "--activations-dtype", "fp8", "--json", "-")
+SMALL_PLAN_JSON = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--pods", "2",
+                   "--weights-dtype", "fp8", "--activations-dtype", "fp8", "--json", "-")
 
 
 def test_plan_json_is_identical_across_runs_and_has_the_fields(run_planner):
@@ -139,7 +140,7 @@ def test_looser_tpot_never_lowers_the_best_goodput_with_length_histogram():
     # goodput must not fall as the TPOT SLO loosens (the feasible sets are nested).
     best = []
     for tpot in (0.03, 0.04, 0.05, 0.06):
-        sc = build_scenario(None, scenario_overrides(model="qwen3-235b-a22b", hardware="h200", dies=64,
+        sc = build_scenario(None, scenario_overrides(model="qwen3-235b-a22b", hardware="h200", dies=64, pods=8,
                                                       weights_dtype="fp8", activations_dtype="fp8", kv_dtype="fp8",
                                                       output_tokens=512, cache_hit_rate=0.3, tpot_s=tpot))
         best.append(_best(plan(sc, top=10)))

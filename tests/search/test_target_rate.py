@@ -11,12 +11,13 @@ from planner import goodput as gp
 from planner.inputs.scenario import build_scenario, scenario_overrides
 from planner.modes import MODES
 from planner.search import space
+from planner.search.combine import admissible
 from planner.search.plan import plan
 from planner.search.score import score_decode, score_prefill
 from planner.serving.context import Env
 
 SMALL = dict(model="qwen3-30b-a3b", hardware="h100", weights_dtype="fp8", activations_dtype="fp8",
-             input_tokens=2048, output_tokens=256, dies=32)
+             input_tokens=2048, output_tokens=256, dies=32, pods=4)
 
 
 @lru_cache(maxsize=1)
@@ -25,8 +26,13 @@ def _scenario():
 
 
 def _smallest_serving(scenario, rate: float, below: int) -> list[tuple[str, int, float]]:
-    """Every layout of the search space with fewer than ``below`` dies whose exact goodput reaches ``rate``."""
+    """Every layout of the search space with fewer than ``below`` dies whose exact goodput reaches ``rate``.
+
+    The search space: each pool fits in one pod, or its instances divide a pod or take whole pods
+    (planner.search.combine.admissible), and the layout packs into the scenario's pods.
+    """
     budget, found = below - 1, []
+    pod = scenario.hardware.pod_dies
     env = Env.of(scenario, draft_tokens=0)
     w, slo = scenario.workload, scenario.slo
     pre = score_prefill(scenario, space.prefill_pools(scenario.model, budget))
@@ -37,7 +43,7 @@ def _smallest_serving(scenario, rate: float, below: int) -> list[tuple[str, int,
         dec = score_decode(scenario, cands, entry)
         d_rows = np.flatnonzero(dec.ok)
         for n_d in range(1, budget + 1):
-            rows = d_rows[dec.dies[d_rows] * n_d <= budget]
+            rows = d_rows[(dec.dies[d_rows] * n_d <= budget) & admissible(dec.dies[d_rows], n_d, pod)]
             if not len(rows):
                 continue
             if not entry.prefill_pool:
@@ -52,7 +58,7 @@ def _smallest_serving(scenario, rate: float, below: int) -> list[tuple[str, int,
                 continue
             p_rows = np.flatnonzero(pre.ok)
             for n_p in range(1, budget + 1):
-                pr = p_rows[pre.dies[p_rows] * n_p <= budget]
+                pr = p_rows[(pre.dies[p_rows] * n_p <= budget) & admissible(pre.dies[p_rows], n_p, pod)]
                 if not len(pr):
                     break
                 P, D = np.meshgrid(pr, rows, indexing="ij")
@@ -62,7 +68,7 @@ def _smallest_serving(scenario, rate: float, below: int) -> list[tuple[str, int,
                 P, D, dies = P[keep], D[keep], dies[keep]
                 kv = gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens,
                                      prefill_tp=pre.cands.arrays["tp"][P], decode_tp=dec.knob("tp", D),
-                                     layout_dies=dies, p2p_s=env.calls.p2p_s)
+                                     same_pod=dies <= scenario.hardware.pod_dies, p2p_s=env.calls.p2p_s)
                 g = gp.goodput(slo, input_cv=w.input_cv, output_tokens=w.output_tokens, service_s=pre.service_s[P],
                                servers=pre.slots[P] * n_p, fixed_s=kv + dec.tpot_s[D],
                                sequences=dec.sequences[D] * n_d, tpot_s=dec.tpot_s[D], fits=np.ones(len(P), bool))

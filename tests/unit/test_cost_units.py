@@ -17,9 +17,10 @@ from planner import catalog
 from planner.attention.base import causal_pairs
 from planner.cost import elementwise
 from planner.cost.memory import kv_bytes_per_sequence
-from planner.cost.moe import eplb_static_imbalance, expert_imbalance, popularity
+from planner.cost.moe import expert_imbalance
 from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Device, gemm
+from planner.inputs.expert_load import ExpertLoad, Policy, load_params
 from planner.inputs.scenario import build_scenario, scenario_overrides
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, shared_decode_step
@@ -227,67 +228,17 @@ def test_distinct_by_hand() -> None:
     assert distinct(_one(1), 8)[0] == pytest.approx(1.0, rel=1e-15)
 
 
-# --------------------------------------------------------------------------- (g) EPLB
+# --------------------------------------------------------------------------- (g) expert load
 
-
-@pytest.mark.parametrize(("E", "ep"), [(256, 32), (256, 256), (128, 8), (256, 1)])
-def test_eplb_uniform_popularity_is_balanced(E: int, ep: int) -> None:
-    """ratio 1: every expert has share 1/E; E/ep experts per die -> every die carries 1/ep: imbalance 1."""
-    assert eplb_static_imbalance(E, 1.0, ep, 0) == pytest.approx(1.0, rel=1e-12)
-
-
-REDUNDANT = (0, 16, 32, 64)  # 256 + r experts on 16 dies: 16, 17, 18, 20 slots per die
-
-
-def test_eplb_redundant_experts_cut_the_imbalance() -> None:
-    """Hottest expert 30x the mean: without replicas one die carries it (imbalance well above 1);
-    redundant experts bring every die close to the mean, and never worse than 0.1% above the best."""
-    values = [eplb_static_imbalance(256, 30.0, 16, r) for r in REDUNDANT]
-    assert values[0] > 1.5, values
-    assert all(v < 1.01 for v in values[1:]), values
-    for i, v in enumerate(values):
-        assert v >= 1.0 - 1e-12, values
-        assert v <= min(values[: i + 1]) * (1 + 1e-3), values
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: planner/cost/moe.py eplb_static_imbalance is not monotone in redundant experts: 256 experts, "
-    "hot ratio 30, ep 16 gives 1.000213 at redundant = 32 but 1.000549 at redundant = 64 (the greedy "
-    "replica split + slot-capped LPT packing is not monotone; more replicas can only help an optimal "
-    "placement, so the model should not charge more for them)"))
-def test_eplb_redundant_experts_never_increase_imbalance() -> None:
-    values = [eplb_static_imbalance(256, 30.0, 16, r) for r in REDUNDANT]
-    for before, after in zip(values, values[1:], strict=False):
-        assert after <= before * (1 + 1e-12), values
-
-
-@pytest.mark.parametrize(("E", "ratio"), [(256, 30.0), (128, 10.0), (8, 2.0)])
-def test_popularity_hottest_expert(E: int, ratio: float) -> None:
-    """The hottest share is ratio / E (so ratio x the mean 1/E); shares sum to 1, hottest first."""
-    p = np.asarray(popularity(E, ratio))
-    assert p[0] * E == pytest.approx(ratio, rel=1e-9)
-    assert p.sum() == pytest.approx(1.0, rel=1e-12)
-    assert np.all(np.diff(p) <= 0)
-
-
-# --------------------------------------------------------------------------- (h) perfect balance
-
-
-def test_perfect_balance_is_exactly_one() -> None:
-    model = catalog.model("deepseek-v3")
-    ep, red = np.array([1.0, 8.0, 32.0, 320.0]), np.array([0.0, 0.0, 32.0, 64.0])
-    copies = np.array([1.0, 100.0, 3.0, 0.5])
-    imb = expert_imbalance(model, ep=ep, redundant=red, copies_per_die=copies, skewed=False, hot_expert_ratio=30.0)
-    assert imb.shape == (4,)
-    assert np.all(imb == 1.0)
-    skewed = expert_imbalance(model, ep=ep, redundant=red, copies_per_die=copies, skewed=True, hot_expert_ratio=30.0)
-    assert np.all(skewed[1:] > 1.0), skewed
+# The expert-load model (EPLB placement, per-layer skew, sampling noise) has its own closed-form
+# tests (tests/unit/test_expert_load.py) and invariants (tests/property/test_expert_load_props.py,
+# where the old strict xfail on monotonicity in the redundant experts now passes).
 
 
 def test_dense_model_has_no_expert_imbalance() -> None:
     model = catalog.model("llama-3.1-70b")
-    imb = expert_imbalance(model, ep=_one(8), redundant=_one(0), copies_per_die=_one(5), skewed=True,
-                           hot_expert_ratio=30.0)
+    lo = ExpertLoad(policy=Policy.EPLB, params=load_params(), rebalance_period_s=60.0)
+    imb = expert_imbalance(model, lo, ep=_one(8), redundant=_one(0), copies_per_die=_one(5))
     assert np.all(imb == 1.0)
 
 

@@ -207,7 +207,7 @@ def test_hbm_per_die(name, hbm, bw):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_fabrics_are_ordered_narrow_to_wide_and_cover_the_system(name):
+def test_fabrics_are_ordered_narrow_to_wide_and_cover_the_pod_and_join_pods(name):
     hw = catalog.hardware(name)
     order = list(Scope)
     ranks = [order.index(f.scope) for f in hw.fabrics]
@@ -215,8 +215,12 @@ def test_fabrics_are_ordered_narrow_to_wide_and_cover_the_system(name):
     sizes = [f.dies for f in hw.fabrics]
     assert sizes == sorted(sizes)
     assert all(f.bandwidth_bytes_per_s > 0 for f in hw.fabrics)
-    assert hw.fabrics[-1].dies == hw.num_dies                 # widest fabric spans the system
-    assert all(hw.num_dies % f.dies == 0 for f in hw.fabrics)
+    inside = [f for f in hw.fabrics if f.dies <= hw.num_dies]
+    assert inside[-1].dies == hw.num_dies                     # one fabric spans the pod (UB, NVLink, HCCS)
+    assert all(hw.num_dies % f.dies == 0 for f in inside)
+    cluster = hw.cluster_fabric                               # and one joins whole pods (RoCE, InfiniBand)
+    assert cluster is not None and cluster.scope == Scope.CLUSTER and cluster.dies % hw.num_dies == 0
+    assert hw.max_pods == cluster.dies // hw.num_dies > 1
     chip = hw.fabric(Scope.CHIP)
     if chip is not None:
         assert chip.dies == hw.dies_per_chip

@@ -1,0 +1,96 @@
+"""Expert-load calibration gate: the A* rows and the parameters fitted on them.
+
+- every A* row of the reference notes is used (a fit, check, bound or gap row of
+  measurements/calibration.json) or excluded with a reason;
+- re-running the fit (planner/ops/expert_load_fit.py) gives the values stored in
+  measurements/expert_load.toml, and each calibrated section names exactly the rows it was fitted on;
+- each row within its band is gated with the other calibration rows (tests/validation/test_calibration.py);
+- the H100 default-vs-perfect prefill ratio (public system rows sgl-h100-prefill-4k and -perfeplb) is
+  a check, never a fit: a strict xfail while the model misses it, with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from planner.inputs.expert_load import load_params_file
+from planner.ops import calibration, expert_load_fit
+from planner.ops import validation as system
+
+# Ids of the expert-load rows in ../shared/reference/kernels/ascend_expert_load_overlap.json (there is no A14).
+REFERENCE_IDS = {f"A{i:02d}" for i in range(1, 23)} - {"A14"}
+REPRODUCE_TOL = 2e-3  # stored with 4 significant digits
+PUBLISHED_RATIO = 59337 / 50302  # SGLang H100 prefill, perfect / default EPLB (lmsys blog 2025-05-05)
+RATIO_BAND = 0.05                # the issue's acceptance: within 5 points
+
+
+def a_rows() -> list[dict]:
+    return [r for r in calibration.load_rows() if r["id"].startswith("A")]
+
+
+def test_every_reference_row_is_used_or_excluded() -> None:
+    used = {r["id"] for r in a_rows()}
+    excluded = {e["id"] for e in calibration.load_document()["excluded"] if e["id"].startswith("A")}
+    assert used | excluded == REFERENCE_IDS and not used & excluded
+    for e in calibration.load_document()["excluded"]:
+        assert len(e["reason"]) > 40, e["id"]
+
+
+def test_rows_keep_their_source_and_state_what_they_predict() -> None:
+    for r in a_rows():
+        assert r["source"] and r["verification"] in ("primary", "secondary"), r["id"]
+        assert r["predict"]["kind"] in expert_load_fit.PREDICTORS, r["id"]
+        assert len(r["predict_note"]) > 40 and r["measured_si"] > 0, r["id"]
+        assert sum(bool(r.get(k)) for k in ("fits", "check_only", "gap", "bound")) == 1, r["id"]
+
+
+def test_fit_reproduces_the_stored_values() -> None:
+    file = load_params_file()
+    for path, value in expert_load_fit.fit().items():
+        section, key = path.split(".")
+        stored = getattr(getattr(file, section), key)
+        assert stored == pytest.approx(value, rel=REPRODUCE_TOL), f"{path}: stored {stored:.6g}, fit gives {value:.6g}"
+
+
+def test_calibrated_from_names_exactly_the_rows_fitted() -> None:
+    file = load_params_file()
+    fitted: dict[str, set[str]] = {}
+    for r in expert_load_fit.fit_rows(calibration.load_rows()):
+        for path in r["fits"][expert_load_fit.TARGET]:
+            fitted.setdefault(path.split(".")[0], set()).add(calibration.row_key(r))
+    for section in ("skew", "mismatch", "drift", "dp_imbalance"):
+        sec = getattr(file, section)
+        assert sec.kind == "calibrated", section
+        assert set(sec.calibrated_from) == fitted[section], section
+
+
+def test_every_gated_row_is_inside_its_band() -> None:
+    table = {r["key"]: r for r in calibration.calibration_table()}
+    for r in a_rows():
+        t = table[calibration.row_key(r)]
+        if r.get("gap"):
+            continue
+        if r.get("bound") == "upper":
+            assert t["predicted"] <= t["measured"], r["id"]
+        else:
+            assert abs(t["error"]) <= r["tolerance"], (calibration.row_key(r), t["error"], r["band_reason"])
+
+
+def h100_default_over_perfect() -> float:
+    """Predicted perfect / default prefill throughput of the SGLang H100 rows (their own scenarios)."""
+    rows = {r["id"]: r for r in system.load_rows()}
+    default, perfect = rows["sgl-h100-prefill-4k"], rows["sgl-h100-prefill-4k-perfeplb"]
+    return system.predict(copy.deepcopy(perfect)) / system.predict(copy.deepcopy(default))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "The expert-load model, fitted on the A* rows, gives a prefill residual of ~1.09x at EP32 with 32 "
+    "redundant experts and in-distribution statistics (TRT-LLM measured 1.11x in decode, A03), and the planner's "
+    "MoE share of the H100 prefill step is ~50%, so perfect / default comes out ~1.04 against the published "
+    "1.18. Closing the gap needs a prefill-specific term no A* row measures (tokens of one prompt route "
+    "together, so a step of 128 prompts fluctuates far more than its 500K tokens suggest) or the larger MoE "
+    "share of SGLang's slower kernels (its authors: MoE ~25% and combine ~2x slower than DeepSeek's)."))
+def test_h100_default_vs_perfect_prefill_ratio() -> None:
+    assert h100_default_over_perfect() == pytest.approx(PUBLISHED_RATIO, abs=RATIO_BAND)
