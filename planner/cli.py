@@ -41,6 +41,11 @@ SCENARIO_FLAGS: dict[str, Any] = {
     "dies": Annotated[int | None, typer.Option(help="Die budget (default: every die of the pods).")],
     "pods": Annotated[int | None, typer.Option(help=(
         "Scale-up domains (pods) to plan on: CloudMatrix384s, NVL72 racks, 8-GPU servers (default 1)."))],
+    "prefill_hardware": Annotated[str | None, typer.Option(help=(
+        "Run the prefill pool on this hardware profile (its own pods); decode stays on --hardware."))],
+    "prefill_pods": Annotated[int | None, typer.Option(help="Pods of --prefill-hardware (default 1).")],
+    "prefill_dies": Annotated[int | None, typer.Option(help=(
+        "Die budget on --prefill-hardware (default: every die of its pods)."))],
     "input_tokens": Annotated[int | None, typer.Option(help="Prompt tokens per request.")],
     "output_tokens": Annotated[int | None, typer.Option(help="Generated tokens per request.")],
     "weights_dtype": Annotated[Dtype | None, typer.Option(help="Weights dtype.")],
@@ -205,7 +210,7 @@ Opt = typer.Option
 
 
 @app.command("evaluate")
-@scenario_flags(skip=("dies",))
+@scenario_flags(skip=("dies", "prefill_dies"))
 def evaluate_cmd(
     layout: Annotated[Path, typer.Argument(metavar="LAYOUT.toml", show_default=False, help="A layout file.")],
     overrides: dict[str, Any],

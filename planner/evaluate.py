@@ -6,14 +6,14 @@ the search runs on millions — and turns the result into plain numbers for repo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from planner import catalog, queueing
 from planner import goodput as gp
-from planner import queueing
 from planner.inputs.layout import Layout, check_layout
-from planner.inputs.scenario import Scenario
+from planner.inputs.scenario import Scenario, check_dtypes
 from planner.modes import MODES
 from planner.modes.base import prefill_arrays
 from planner.placement import Placement, check_pods, place
@@ -34,9 +34,10 @@ class Evaluation:
     scenario: Scenario
     layout: Layout
     prefill: PoolStep | None
-    decode: PoolStep
+    decode: PoolStep | None
     env: Env
-    placement: Placement
+    prefill_env: Env
+    placement: LayoutPlacement
 
     @property
     def dies(self) -> int:
@@ -44,25 +45,94 @@ class Evaluation:
 
     @property
     def chips(self) -> float:
-        return self.layout.dies / self.scenario.hardware.dies_per_chip
+        """Chips of every pool, each on its own hardware (dies / dies per chip)."""
+        lay = self.layout
+        pre = lay.prefill.instances * lay.prefill.dies if lay.prefill is not None else 0
+        dec = lay.decode.instances * lay.decode_instance_dies if lay.decode is not None else 0
+        return pre / self.prefill_env.hw.dies_per_chip + dec / self.env.hw.dies_per_chip
+
+
+def pool_scenario(scenario: Scenario, hardware: str | None, where: str) -> Scenario:
+    """The scenario as one pool sees it: on the pool's own hardware profile when it names one."""
+    if hardware is None:
+        return scenario
+    hw = catalog.hardware(hardware)
+    if hw.name == scenario.hardware.name:
+        return scenario
+    check_dtypes(hw, scenario.precision, where)
+    return replace(scenario, hardware=hw)
 
 
 def evaluate(layout: Layout, scenario: Scenario, where: str = "layout") -> Evaluation:
-    """Price ``layout`` under ``scenario``; impossible layouts raise LayoutError (exit 2)."""
+    """Price ``layout`` under ``scenario``; impossible layouts raise LayoutError (exit 2).
+
+    Each pool runs on the scenario's hardware or on the profile it names (``hardware`` in its
+    table); pools on different hardware sit in different pods and hand KV over the fabric joining
+    pods.  A layout may leave out one pool of a pd or transformerless layout: the other is priced
+    alone (its capacity at the SLO it can see).
+    """
     check_layout(layout, scenario.model, where)
-    placement = place_layout(layout, scenario.hardware.pod_dies)
-    check_pods(placement, scenario.pods, scenario.hardware.name, where)
-    env = Env.of(scenario)
-    prefill = prefill_step(env, prefill_arrays(layout.prefill.model_dump())) if layout.prefill is not None else None
-    decode = MODES[layout.mode].price(env, decode_knobs(layout))
-    return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env, placement=placement)
+    pre_sc = pool_scenario(scenario, getattr(layout.prefill, "hardware", None), where)
+    dec_sc = pool_scenario(scenario, getattr(layout.decode, "hardware", None), where)
+    placement = place_layout(layout, pre_sc, dec_sc)
+    other = scenario.prefill_hardware
+    for sc, pl in ((pre_sc, placement.prefill), (dec_sc, placement.decode)):
+        if pl is not None and sc.hardware.name == scenario.hardware.name:
+            check_pods(pl, scenario.pods, sc.hardware.name, where)
+        elif pl is not None and other is not None and sc.hardware.name == other.name:
+            check_pods(pl, scenario.prefill_pods, sc.hardware.name, where, "prefill_pods")
+    env = Env.of(dec_sc)
+    pre_env = Env.of(pre_sc) if pre_sc is not dec_sc else env
+    prefill = prefill_step(pre_env, prefill_arrays(layout.prefill.model_dump())) if layout.prefill is not None else None
+    decode = MODES[layout.mode].price(env, decode_knobs(layout)) if layout.decode is not None else None
+    return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env, prefill_env=pre_env,
+                      placement=placement)
 
 
-def place_layout(layout: Layout, pod_dies: int) -> Placement:
-    """The layout's instances in pods (planner.placement): prefill first, then decode."""
-    pools = [] if layout.prefill is None else [("prefill", layout.prefill.instances, layout.prefill.dies)]
-    pools.append(("decode", layout.decode.instances, layout.decode_instance_dies))
-    return place(pools, pod_dies)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayoutPlacement:
+    """Pods per hardware kind: one placement when both pools share the hardware, else one each."""
+
+    prefill: Placement | None
+    decode: Placement | None
+    shared: bool  # both pools on one hardware kind, placed together
+
+    @property
+    def same_pod(self) -> bool:
+        """Prefill and decode in one and the same pod (KV over the pod's fabric)."""
+        pl = self.decode if self.shared else None
+        return pl is not None and pl.same_pod
+
+    def kinds(self) -> tuple[tuple[str, Placement], ...]:
+        """(pools, placement) per hardware kind: one entry when the pools share it."""
+        if self.shared:
+            only = self.decode or self.prefill
+            return (("prefill+decode" if self.prefill and self.decode else ("decode" if self.decode else "prefill"),
+                     only),) if only else ()
+        return tuple((name, pl) for name, pl in (("prefill", self.prefill), ("decode", self.decode)) if pl)
+
+
+def kv_fabric_name(ev: Evaluation) -> str | None:
+    """The fabric KV crosses from prefill to decode: the pod's when both share one, else the one joining pods."""
+    if ev.layout.prefill is None or ev.layout.decode is None:
+        return None
+    hw = ev.env.hw
+    if ev.placement.same_pod or hw.cluster_fabric is None:
+        return hw.pod_fabric.name
+    return hw.cluster_fabric.name
+
+
+def place_layout(layout: Layout, prefill_scenario: Scenario, decode_scenario: Scenario | None = None
+                 ) -> LayoutPlacement:
+    """The layout's instances in pods (planner.placement): prefill first, then decode, per hardware kind."""
+    decode_scenario = decode_scenario or prefill_scenario
+    pre = [] if layout.prefill is None else [("prefill", layout.prefill.instances, layout.prefill.dies)]
+    dec = [] if layout.decode is None else [("decode", layout.decode.instances, layout.decode_instance_dies)]
+    if prefill_scenario.hardware.name == decode_scenario.hardware.name:
+        both = place(pre + dec, decode_scenario.hardware.pod_dies)
+        return LayoutPlacement(prefill=both if pre else None, decode=both if dec else None, shared=True)
+    return LayoutPlacement(prefill=place(pre, prefill_scenario.hardware.pod_dies) if pre else None,
+                           decode=place(dec, decode_scenario.hardware.pod_dies) if dec else None, shared=False)
 
 
 # ----------------------------------------------------------------------------- goodput of one layout
@@ -123,12 +193,12 @@ class GoodputPoint:
     output_tokens_per_s: float
     output_tokens_per_s_per_die: float
     output_tokens_per_s_per_chip: float
-    ttft_s: float
-    tpot_s: float
-    tpot_at_layout_batch_s: float
-    decode_batch_at_goodput: float
-    prefill_capacity_requests_per_s: float
-    decode_capacity_requests_per_s: float
+    ttft_s: float | None
+    tpot_s: float | None
+    tpot_at_layout_batch_s: float | None
+    decode_batch_at_goodput: float | None
+    prefill_capacity_requests_per_s: float | None
+    decode_capacity_requests_per_s: float | None
     binding_constraint: str
     meets_slo: bool
     ttft_breakdown: TtftBreakdown | None
@@ -155,7 +225,7 @@ def prefill_side(ev: Evaluation) -> PrefillSide:
     p = lay.prefill
     assert p is not None and ev.prefill is not None
     slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
-    kv = gp.kv_handoff_s(ev.scenario.hardware, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
+    kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
                          decode_tp=lay.decode.tp, same_pod=ev.placement.same_pod, p2p_s=env.calls.p2p_s)
     return PrefillSide(service_s=float(forwards[()] * _f(ev.prefill.step_s)), servers=float(slots[()] * p.instances),
                        kv_transfer_s=_f(kv), first_step=True)
@@ -195,6 +265,11 @@ def _operating_point(ev: Evaluation, batches: np.ndarray, tpots: np.ndarray, rat
 def _percentiles(slo_percentile: float | None) -> tuple[float, ...]:
     extra = () if slo_percentile is None else (slo_percentile,)
     return tuple(sorted(set(REPORTED_PERCENTILES + extra)))
+
+
+def priced_whole(ev: Evaluation) -> bool:
+    """Both pools written down (or a chunked-prefill mode): the layout serves requests end to end."""
+    return ev.layout.decode is not None and (ev.layout.prefill is not None or not MODES[ev.layout.mode].prefill_pool)
 
 
 def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | None = None) -> LoadPoint:
@@ -264,6 +339,8 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
     the layout runs at that rate (:func:`load_point`), so ``evaluate --rate <goodput>`` gives the
     same numbers.
     """
+    if not priced_whole(ev):
+        return pool_alone_goodput(ev)
     sc, env, d = ev.scenario, ev.env, ev.layout.decode
     slo = sc.slo
     tpot = _f(ev.decode.step_s) / env.tokens_per_step
@@ -300,6 +377,55 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
         tpot_at_layout_batch_s=tpot, decode_batch_at_goodput=batch_at,
         prefill_capacity_requests_per_s=prefill_rate, decode_capacity_requests_per_s=decode_rate,
         binding_constraint=binding, meets_slo=rate > 0, ttft_breakdown=breakdown)
+
+
+def _per_die(ev: Evaluation, rate: float) -> dict[str, float]:
+    out_per_s = rate * ev.scenario.workload.output_tokens
+    return {"output_tokens_per_s": out_per_s, "output_tokens_per_s_per_die": out_per_s / ev.dies,
+            "output_tokens_per_s_per_chip": out_per_s / ev.dies * ev.env.hw.dies_per_chip}
+
+
+def pool_alone_goodput(ev: Evaluation) -> GoodputPoint:
+    """A pool priced alone (the other runs elsewhere): its capacity at the SLO it can see.
+
+    A decode pool alone: Little's-law rate at its batch when TPOT meets the SLO (planner.goodput).
+    A prefill pool alone: the largest rate whose TTFT percentile *of the prefill part* (waiting +
+    prefill, no KV hand-off or first decode step, which belong to the other pool) meets the SLO.
+    """
+    sc, slo, w = ev.scenario, ev.scenario.slo, ev.scenario.workload
+    if ev.layout.decode is not None:
+        d, env = ev.layout.decode, ev.env
+        tpot = _f(ev.decode.step_s) / env.tokens_per_step
+        fits = bool(ev.decode.fits[0])
+        seqs = float(d.instances * ev.layout.decode_attention_dies * d.batch)
+        factor = gp.tpot_slo_factor(slo, output_tokens=w.output_tokens, draft_tokens=env.draft_tokens,
+                                    acceptance=sc.mtp.acceptance)
+        rate = _f(gp.decode_rate_per_s(slo, np.array([seqs]), w.output_tokens, np.array([tpot]), np.array([fits]),
+                                       np.array([tpot * factor])))
+        binding = ("memory: the decode pool does not fit" if not fits else
+                   "tpot" if tpot * factor > slo.tpot_s else "decode alone (batch x tpot)")
+        return GoodputPoint(goodput_requests_per_s=rate, **_per_die(ev, rate), ttft_s=None, tpot_s=tpot,
+                            tpot_at_layout_batch_s=tpot, decode_batch_at_goodput=float(d.batch),
+                            prefill_capacity_requests_per_s=None, decode_capacity_requests_per_s=rate,
+                            binding_constraint=binding, meets_slo=rate > 0, ttft_breakdown=None)
+    p, env = ev.layout.prefill, ev.prefill_env
+    slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
+    service, servers = float(forwards[()] * _f(ev.prefill.step_s)), float(slots[()] * p.instances)
+    fits = bool(ev.prefill.fits[0])
+    rate = _f(gp.ttft_limited_rate_per_s(slo, w.input_cv, np.array([service]), np.array([servers]), np.zeros(1)))
+    rate = rate if fits else 0.0
+    binding = ("memory: the prefill pool does not fit" if not fits else
+               "ttft" if rate <= 0 else "prefill alone (ttft: waiting + prefill)")
+    breakdown = None
+    if rate > 0:
+        wait = _f(queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate, service, w.input_cv**2, servers))
+        breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=wait, prefill_s=service,
+                                  kv_transfer_s=0.0, first_decode_step_s=0.0, total_s=wait + service)
+    return GoodputPoint(goodput_requests_per_s=rate, **_per_die(ev, rate),
+                        ttft_s=breakdown.total_s if breakdown else None, tpot_s=None, tpot_at_layout_batch_s=None,
+                        decode_batch_at_goodput=None, prefill_capacity_requests_per_s=rate,
+                        decode_capacity_requests_per_s=None, binding_constraint=binding, meets_slo=rate > 0,
+                        ttft_breakdown=breakdown)
 
 
 def _f(x: np.ndarray | float) -> float:

@@ -65,9 +65,9 @@ def place(pools: list[tuple[str, int, int]], pod_dies: int) -> Placement:
     return Placement(pod_dies=pod_dies, pods_used=len(free), pools=placed)
 
 
-def check_pods(placement: Placement, pods: int, hardware: str, where: str) -> None:
+def check_pods(placement: Placement, pods: int, hardware: str, where: str, key: str = "pods") -> None:
     """A layout needing more pods than the scenario has is refused, saying how many to ask for."""
     if placement.pods_used > pods:
-        raise LayoutError(f"needs {placement.pods_used} pods of {hardware} ({placement.pod_dies} dies each) but the "
-                          f"scenario has {pods}", where=where,
-                          fix=f"set pods = {placement.pods_used} in [scenario] or pass --pods {placement.pods_used}")
+        need, flag = placement.pods_used, "--" + key.replace("_", "-")
+        raise LayoutError(f"needs {need} pods of {hardware} ({placement.pod_dies} dies each) but the scenario has "
+                          f"{key} = {pods}", where=where, fix=f"set {key} = {need} in [scenario] or pass {flag} {need}")

@@ -41,8 +41,21 @@ the busiest die's copies); reports also show the hottest layer.  ``M_l`` is tabu
 candidates cost a gather; against the exact value the interpolation is off by at most 0.3% of the
 noise excess for ``n >= 8`` and 1.5% for ``n = 2`` (tests/unit/test_expert_load.py).
 
+Where the cost lands (planner/cost/moe.py, planner/serving/layers.py): the busiest expert die
+sets the expert time, and every other die waits for it at the combine (``combine_wait``, its own
+breakdown row); the slowest attention (DP) rank, from sequences of different lengths and counts
+(:func:`dp_excess`), makes every rank wait at the dispatch (``dispatch_wait``).  Both are charged
+on the compute side of the layer: the slowest die's own work is on the critical path.
+
 Validity: EP groups of 1 to a few thousand dies, any ``R >= 0``; the skew is DeepSeek-R1 traffic
-(machine translation and ShareGPT), applied to every MoE model unless a measured matrix is given.
+(machine translation), applied to every MoE model unless a measured matrix is given; the drift
+with the rebalance period is fitted at 60 s (A13) and extrapolated by its form elsewhere.
+
+References
+----------
+TensorRT-LLM tech blog 4, "Scaling Expert Parallelism in TensorRT-LLM" (EP32/36 rank and slot
+imbalance with and without EPLB: rows A01-A06); arXiv:2508.02520v6 (xDeepServe, Fig. 11 and the
+Figure 20 table: A07, A08, A11-A13); DeepSeek-V3 report sec. 3.4 (redundant experts, A16).
 """
 
 from __future__ import annotations
@@ -284,17 +297,20 @@ def busiest_die_ratios(load: ExpertLoad, *, experts: int, top_k: int, ep: Array,
     if load.policy == Policy.PERFECT:
         return np.ones(shape), np.ones(shape)
     pairs, g = _distinct_pairs(ep, redundant, shape)
-    tables = [_table(load, rows, experts, top_k, int(e), float(r)) for e, r in pairs]
+    key = ("stack", rows if load.counts is not None else None, experts, top_k, pairs.tobytes())
+    stacked = load._tables.get(key)
+    if stacked is None:
+        tables = [_table(load, rows, experts, top_k, int(e), float(r)) for e, r in pairs]
+        stacked = load._tables[key] = (np.stack([t[0] for t in tables]), np.stack([t[1] for t in tables]))
     c = np.broadcast_to(np.asarray(copies_per_die, dtype=float), shape).reshape(-1)
     u = np.clip((np.log10(np.maximum(c, 1e-300)) - _LOG10_C_MIN) * _PER_DECADE, 0.0, len(C_GRID) - 1.0)
     i = np.minimum(np.floor(u).astype(np.int64), len(C_GRID) - 2)
     f = u - i
 
-    def lerp(which: int) -> Array:
-        t = np.stack([table[which] for table in tables])
+    def lerp(t: Array) -> Array:
         return (t[g, i] * (1.0 - f) + t[g, i + 1] * f).reshape(shape)
 
-    return lerp(0), lerp(1)
+    return lerp(stacked[0]), lerp(stacked[1])
 
 
 def busiest_die_ratio(load: ExpertLoad, *, experts: int, top_k: int, ep: Array, redundant: Array,

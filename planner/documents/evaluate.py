@@ -16,7 +16,17 @@ from planner.documents.base import (
     Report,
     efficiencies_used,
 )
-from planner.evaluate import Evaluation, GoodputPoint, LoadPoint, layout_goodput, load_curve, load_point
+from planner.errors import LayoutError
+from planner.evaluate import (
+    Evaluation,
+    GoodputPoint,
+    LoadPoint,
+    kv_fabric_name,
+    layout_goodput,
+    load_curve,
+    load_point,
+    priced_whole,
+)
 from planner.inputs.scenario import ScenarioFile
 from planner.serving.result import PoolStep
 
@@ -149,23 +159,30 @@ class PoolPods(Part):
     dies_per_pod: list[int]
 
 
-class PlacementDoc(Part):
-    """Where the layout's instances sit (planner.placement) and the fabric KV crosses between its pools."""
+class HardwarePods(Part):
+    """One hardware kind's pods: their size, how many the layout uses, which pool sits where."""
 
+    hardware: str
     pod_dies: int
     pods_used: int
     pools: list[PoolPods]
+
+
+class PlacementDoc(Part):
+    """Where the layout's instances sit (planner.placement) and the fabric KV crosses between its pools."""
+
+    hardware: list[HardwarePods]
     kv_fabric: str | None
 
     @classmethod
     def of(cls, ev: Evaluation) -> PlacementDoc:
-        pl, hw = ev.placement, ev.scenario.hardware
-        kv = None
-        if ev.layout.prefill is not None:
-            kv = hw.pod_fabric.name if pl.same_pod or hw.cluster_fabric is None else hw.cluster_fabric.name
-        return cls(pod_dies=pl.pod_dies, pods_used=pl.pods_used, kv_fabric=kv,
-                   pools=[PoolPods(pool=p.pool, pods=list(p.pods), dies_per_pod=list(p.dies_per_pod))
-                          for p in pl.pools])
+        kinds = []
+        for pools, pl in ev.placement.kinds():
+            hw = ev.prefill_env.hw if pools == "prefill" else ev.env.hw
+            kinds.append(HardwarePods(hardware=hw.name, pod_dies=pl.pod_dies, pods_used=pl.pods_used,
+                                      pools=[PoolPods(pool=p.pool, pods=list(p.pods), dies_per_pod=list(p.dies_per_pod))
+                                             for p in pl.pools]))
+        return cls(hardware=kinds, kv_fabric=kv_fabric_name(ev))
 
 
 class EvaluateReport(Report):
@@ -180,7 +197,7 @@ class EvaluateReport(Report):
     chips: float
     placement: PlacementDoc
     prefill: PrefillMetrics | None
-    decode: DecodeMetrics
+    decode: DecodeMetrics | None
     goodput: Goodput
     at_goodput: LoadPointDoc | None
     at_rate: LoadPointDoc | None
@@ -224,13 +241,15 @@ def prefill_metrics(ev: Evaluation) -> PrefillMetrics | None:
     tokens_per_s = dies * p.batch_tokens / step_s / (1 - hit)
     return PrefillMetrics(step_s=step_s, input_tokens_per_s=tokens_per_s,
                           input_tokens_per_s_per_die=tokens_per_s / dies,
-                          input_tokens_per_s_per_chip=tokens_per_s / dies * ev.scenario.hardware.dies_per_chip,
+                          input_tokens_per_s_per_chip=tokens_per_s / dies * ev.prefill_env.hw.dies_per_chip,
                           fits_memory=bool(step.fits[0]), breakdown=breakdown(step))
 
 
-def decode_metrics(ev: Evaluation) -> DecodeMetrics:
+def decode_metrics(ev: Evaluation) -> DecodeMetrics | None:
     """Decode pool throughput at the layout's batch: output tokens/s, per die (all decode dies), per chip."""
     d, step, env = ev.layout.decode, ev.decode, ev.env
+    if d is None or step is None:
+        return None
     dies = d.instances * ev.layout.decode_instance_dies
     step_s = _f(step.step_s)
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
@@ -239,7 +258,7 @@ def decode_metrics(ev: Evaluation) -> DecodeMetrics:
                          context_tokens=env.decode_context_tokens, batch=d.batch,
                          max_batch_by_memory=int(_f(step.max_batch)), fits_memory=bool(step.fits[0]),
                          output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / dies,
-                         output_tokens_per_s_per_chip=out_per_s / dies * ev.scenario.hardware.dies_per_chip,
+                         output_tokens_per_s_per_chip=out_per_s / dies * env.hw.dies_per_chip,
                          breakdown=breakdown(step))
 
 
@@ -251,7 +270,11 @@ def evaluate_report(ev: Evaluation, *, rate_per_s: float | None = None, curve: b
     """
     point = layout_goodput(ev)
     g = point.goodput_requests_per_s
-    at_goodput = LoadPointDoc.of(load_point(ev, g)) if g > 0 else None
+    whole = priced_whole(ev)
+    if not whole and (rate_per_s is not None or curve):
+        raise LayoutError(f"prices the {' and '.join(ev.layout.pools)} pool alone: latency at a load needs both pools",
+                          where="--rate/--plot-load", fix="add the other pool's table to the layout")
+    at_goodput = LoadPointDoc.of(load_point(ev, g)) if g > 0 and whole else None
     at_rate = LoadPointDoc.of(load_point(ev, rate_per_s)) if rate_per_s is not None else None
     points = [LoadPointDoc.of(p) for p in load_curve(ev)] if curve else None
     return EvaluateReport(schema_version=SCHEMA_VERSION, scenario=ev.scenario.document(), layout=ev.layout,

@@ -16,11 +16,9 @@ from planner.documents.base import (
     Report,
     efficiencies_used,
 )
-from planner.evaluate import place_layout
-from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Mode
 from planner.inputs.scenario import Scenario, ScenarioFile
-from planner.search.plan import ALL_MODES, Plan, Planned
+from planner.search.plan import ALL_MODES, Plan, Planned, placement_summary
 
 TPOT_DEFINITION = "TPOT = (e2e - TTFT) / (output_tokens - 1): mean time per output token after the first"
 DEFAULT_TOP = 10  # ``planner plan --top`` default, for baselines that do not record it
@@ -112,22 +110,17 @@ class PlanReport(Report):
 
 
 def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None = None,
-               hw: HardwareSpec | None = None) -> PlanEntry:
+               sc: Scenario | None = None) -> PlanEntry:
     m = p.metrics
-    placement = place_layout(p.layout, hw.pod_dies) if hw is not None else None
-    kv = None
-    if placement is not None and hw is not None and p.layout.prefill is not None:
-        kv = hw.pod_fabric.name if placement.same_pod or hw.cluster_fabric is None else hw.cluster_fabric.name
     headroom = m.goodput_requests_per_s / target - 1.0 if target else None
+    pods, by_pool, kv = placement_summary(p.layout, sc) if sc is not None else (1, {}, None)
     return PlanEntry(rank=rank, mode=p.mode, layout=p.layout, dies=p.dies, chips=p.dies / dies_per_chip,
                      mtp=bool(p.layout.scenario and p.layout.scenario.mtp.acceptance > 0),
                      goodput_requests_per_s=m.goodput_requests_per_s, output_tokens_per_s=m.output_tokens_per_s,
                      output_tokens_per_s_per_die=m.output_tokens_per_s_per_die,
                      output_tokens_per_s_per_chip=m.output_tokens_per_s_per_chip, ttft_s=m.ttft_s, tpot_s=m.tpot_s,
                      binding_constraint=m.binding_constraint, headroom_frac=headroom,
-                     pods=placement.pods_used if placement else 1,
-                     pods_by_pool={q.pool: list(q.pods) for q in placement.pools} if placement else {},
-                     kv_fabric=kv)
+                     pods=pods, pods_by_pool=by_pool, kv_fabric=kv)
 
 
 def file_hashes(scenario: Scenario) -> dict[str, str]:
@@ -148,7 +141,7 @@ def plan_report(result: Plan, top: int) -> PlanReport:
     pod = sc.hardware.pod_dies
 
     def entry(p: Planned) -> PlanEntry:
-        return plan_entry(p, rank[id(p)], dpc, target, sc.hardware)
+        return plan_entry(p, rank[id(p)], dpc, target, sc)
 
     for p in result.layouts:
         best.setdefault(p.mode, entry(p))

@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from planner.errors import DataFileError, LayoutError
 from planner.inputs.files import Dies, Strict, ranged, read_toml, validation_message
@@ -44,7 +44,12 @@ class Mode(StrEnum):
     TRANSFORMERLESS = "transformerless"
 
 
+# A pool's own hardware profile (name or path); default: the scenario's hardware.
+PoolHardware = Annotated[str, Field(min_length=1, max_length=255)]
+
+
 class PrefillPool(Strict):
+    hardware: PoolHardware | None = None
     instances: Instances
     dies: Dies
     tp: Tp = 1
@@ -57,6 +62,7 @@ class PrefillPool(Strict):
 class DecodePool(Strict):
     """Keys every decode pool has; each mode adds where its dies go."""
 
+    hardware: PoolHardware | None = None
     instances: Instances
     tp: Tp = 1
     ep: Ep = 1
@@ -115,32 +121,51 @@ class _Layout(Strict):
 
     @property
     def decode_attention_dies(self) -> int:
-        """Dies running attention in one decode instance."""
-        return self.decode.attention_dies_per_instance  # type: ignore[attr-defined]
+        """Dies running attention in one decode instance (0 without a decode pool)."""
+        d = self.decode  # type: ignore[attr-defined]
+        return d.attention_dies_per_instance if d is not None else 0
 
     @property
     def decode_expert_dies(self) -> int:
-        """Dies running routed experts in one decode instance."""
-        return self.decode.expert_dies_per_instance  # type: ignore[attr-defined]
+        """Dies running routed experts in one decode instance (0 without a decode pool)."""
+        d = self.decode  # type: ignore[attr-defined]
+        return d.expert_dies_per_instance if d is not None else 0
 
     @property
     def decode_instance_dies(self) -> int:
-        return self.decode.dies_per_instance  # type: ignore[attr-defined]
+        d = self.decode  # type: ignore[attr-defined]
+        return d.dies_per_instance if d is not None else 0
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """The pools the layout writes down: both, or one priced alone (the other runs elsewhere)."""
+        return tuple(name for name in ("prefill", "decode") if getattr(self, name, None) is not None)
 
     @property
     def dies(self) -> int:
         """Every die of the layout (all pools, all instances)."""
-        total = self.decode.instances * self.decode_instance_dies  # type: ignore[attr-defined]
+        d = self.decode  # type: ignore[attr-defined]
+        total = d.instances * self.decode_instance_dies if d is not None else 0
         prefill = getattr(self, "prefill", None)
         if prefill is not None:
             total += prefill.instances * prefill.dies
         return total
 
 
-class PdLayout(_Layout):
+class _SeparatePools(_Layout):
+    """A prefill pool and a decode pool; either may be left out to price the other alone."""
+
+    @model_validator(mode="after")
+    def _a_pool(self) -> _SeparatePools:
+        if self.prefill is None and self.decode is None:  # type: ignore[attr-defined]
+            raise ValueError("a layout needs a [prefill] table, a [decode] table, or both")
+        return self
+
+
+class PdLayout(_SeparatePools):
     mode: Literal[Mode.PD]
-    prefill: PrefillPool
-    decode: PdDecodePool
+    prefill: PrefillPool | None = None
+    decode: PdDecodePool | None = None
 
 
 class CollocatedLayout(_Layout):
@@ -153,10 +178,10 @@ class CollocatedLayout(_Layout):
         return None
 
 
-class TransformerlessLayout(_Layout):
+class TransformerlessLayout(_SeparatePools):
     mode: Literal[Mode.TRANSFORMERLESS]
-    prefill: PrefillPool
-    decode: TransformerlessDecodePool
+    prefill: PrefillPool | None = None
+    decode: TransformerlessDecodePool | None = None
 
 
 Layout = PdLayout | CollocatedLayout | TransformerlessLayout
@@ -164,6 +189,8 @@ LayoutFile = Annotated[Layout, Field(discriminator="mode")]
 _ADAPTER: TypeAdapter[Layout] = TypeAdapter(LayoutFile)
 LAYOUT_CLASSES: dict[Mode, type[_Layout]] = {Mode.PD: PdLayout, Mode.COLLOCATED: CollocatedLayout,
                                              Mode.TRANSFORMERLESS: TransformerlessLayout}
+DECODE_POOLS: dict[Mode, type[DecodePool]] = {Mode.PD: PdDecodePool, Mode.COLLOCATED: CollocatedDecodePool,
+                                              Mode.TRANSFORMERLESS: TransformerlessDecodePool}
 
 
 def layout_json_schema() -> dict[str, Any]:
@@ -176,7 +203,7 @@ def _fail(key: str, message: str, where: str, fix: str) -> None:
 
 
 def _decode_keys(mode: Mode) -> set[str]:
-    return set(LAYOUT_CLASSES[mode].model_fields["decode"].annotation.model_fields)  # type: ignore[union-attr]
+    return set(DECODE_POOLS[mode].model_fields)
 
 
 def _owner(key: str) -> str:
@@ -202,8 +229,9 @@ def check_mode_keys(data: dict[str, Any], where: str) -> None:
             _fail(f"decode.{key}", f"is required in {mode.value} mode", where, "add it")
     if mode == Mode.COLLOCATED and "prefill" in data:
         _fail("prefill", "is not used in collocated mode", where, "remove [prefill]; set decode.prefill_chunk_tokens")
-    if mode != Mode.COLLOCATED and "prefill" not in data:
-        _fail("prefill", f"is required in {mode.value} mode", where, "add a [prefill] table")
+    if mode != Mode.COLLOCATED and "prefill" not in data and "decode" not in data:
+        _fail("decode", f"and 'prefill' are both missing; a {mode.value} layout needs one of them", where,
+              "add a [decode] table, a [prefill] table, or both (a pool alone is priced alone)")
 
 
 def _check_parallel(pool: str, dies: int, tp: int, ep: int, model: ModelSpec, where: str) -> None:
@@ -237,6 +265,8 @@ def check_layout(layout: Layout, model: ModelSpec, where: str) -> None:
         p = layout.prefill
         _check_parallel("prefill", p.dies, p.tp, p.ep, model, where)
         _check_experts("prefill", p.dies, p.ep, p.redundant_experts, model, where)
+    if d is None:
+        return
     if isinstance(d, TransformerlessDecodePool):
         if not model.is_moe:
             _fail("mode", "transformerless needs an MoE model", where, "use pd or collocated")

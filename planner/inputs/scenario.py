@@ -156,6 +156,11 @@ class ScenarioFile(Strict):
     # Scale-up domains (pods) the dies may use: one CloudMatrix384, one NVL72 rack, one 8-GPU server
     # each (the profile's num_dies); more than one are joined by the profile's cluster fabric.
     pods: Annotated[int, Field(ge=1, le=4096)] = 1
+    # Mixed hardware: the prefill pool on another profile (its own pods and die budget); the decode
+    # pool (and collocated instances) stay on `hardware`.  Unset: every pool on `hardware`.
+    prefill_hardware: Annotated[Text, Field(min_length=1)] | None = None
+    prefill_pods: Annotated[int, Field(ge=1, le=4096)] | None = None
+    prefill_dies: Dies | None = None
     workload: WorkloadSection = WorkloadSection()
     precision: PrecisionSection = PrecisionSection()
     mtp: MtpSection = MtpSection()
@@ -240,16 +245,23 @@ class Scenario:
     slo: Slo
     experts: Experts
     _file: ScenarioFile = field(repr=False, compare=False)
+    # Mixed hardware: the prefill pool's own profile and budget (None: prefill runs on `hardware`).
+    prefill_hardware: HardwareSpec | None = None
+    prefill_pods: int = 1
+    prefill_dies: int = 0
     # Dotted fields nobody gave (neither the scenario file nor a flag): the header states them as assumed.
     assumed: tuple[str, ...] = ()
 
     @classmethod
-    def from_file(cls, file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec) -> Scenario:
+    def from_file(cls, file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec,
+                  prefill_hardware: HardwareSpec | None = None) -> Scenario:
         """Plain values of a validated scenario whose model and hardware are already loaded."""
+        pre_pods = file.prefill_pods or 1
+        pre_dies = file.prefill_dies or (pre_pods * prefill_hardware.pod_dies if prefill_hardware else 0)
         return cls(model=model, hardware=hardware, dies=file.dies, pods=file.pods,
                    workload=plain(Workload, file.workload), precision=plain(Precision, file.precision),
                    mtp=plain(Mtp, file.mtp), slo=plain(Slo, file.slo), experts=experts_of(file.experts, model),
-                   _file=file)
+                   _file=file, prefill_hardware=prefill_hardware, prefill_pods=pre_pods, prefill_dies=pre_dies)
 
     def document(self) -> dict[str, Any]:
         """The validated scenario as a JSON-ready dict (reports, a layout's ``[scenario]`` table)."""
@@ -280,7 +292,7 @@ class Scenario:
         return self.workload.input_tokens + self.workload.output_tokens
 
 
-def _check_dtypes(hardware: HardwareSpec, precision: PrecisionSection) -> None:
+def check_dtypes(hardware: HardwareSpec, precision: PrecisionSection | Precision, where: str | None = None) -> None:
     """Weights, activations and KV cache each in a dtype the profile lists (never derived from another)."""
     have = ", ".join(d.value for d in hardware.supported_dtypes)
     for role, flag in (("weights", "--weights-dtype"), ("activations", "--activations-dtype"),
@@ -289,23 +301,29 @@ def _check_dtypes(hardware: HardwareSpec, precision: PrecisionSection) -> None:
         if dtype not in hardware.supported_dtypes:
             raise UnsupportedDtypeError(
                 f"precision.{role} = {dtype.value}, which {hardware.name} does not support (its profile lists no "
-                f"{dtype.value}_flops_per_s; it has {have})", fix=f"choose {flag} from: {have}")
+                f"{dtype.value}_flops_per_s; it has {have})", where=where, fix=f"choose {flag} from: {have}")
     hardware.compute_dtype(precision.weights, precision.activations)
+
+
+def _check_pods(dies: int, pods: int, hardware: HardwareSpec, keys: tuple[str, str]) -> None:
+    """``dies`` within ``pods`` pods of ``hardware``, and no more pods than its cluster fabric joins."""
+    pod, (dies_key, pods_key) = hardware.pod_dies, keys
+    flag = "--" + pods_key.replace("_", "-")
+    if pods > hardware.max_pods:
+        joined = (f"its cluster fabric ({hardware.cluster_fabric.name}) joins at most {hardware.max_pods} pods"
+                  if hardware.cluster_fabric is not None else "its profile describes no fabric joining pods")
+        raise DataFileError(f"{pods_key} = {pods} but {hardware.name} cannot have that many: {joined}",
+                            fix=f"ask for at most {hardware.max_pods} pods")
+    if dies > pods * pod:
+        need = -(-dies // pod)
+        raise DataFileError(
+            f"{dies_key} = {dies} is more than {pods} pod{'s' if pods > 1 else ''} of {hardware.name} hold "
+            f"({pod} dies each)", fix=f"ask for {flag} {need} ({pods_key} = {need} in the scenario) or fewer dies")
 
 
 def _check_fits(file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec) -> None:
     """The question must be one the model and hardware can answer: dies it has, contexts the model takes."""
-    pod = hardware.pod_dies
-    if file.pods > hardware.max_pods:
-        joined = (f"its cluster fabric ({hardware.cluster_fabric.name}) joins at most {hardware.max_pods} pods"
-                  if hardware.cluster_fabric is not None else "its profile describes no fabric joining pods")
-        raise DataFileError(f"pods = {file.pods} but {hardware.name} cannot have that many: {joined}",
-                            fix=f"ask for at most {hardware.max_pods} pods")
-    if file.dies > file.pods * pod:
-        need = -(-file.dies // pod)
-        raise DataFileError(
-            f"dies = {file.dies} is more than {file.pods} pod{'s' if file.pods > 1 else ''} of {hardware.name} hold "
-            f"({pod} dies each)", fix=f"ask for --pods {need} (pods = {need} in the scenario) or fewer dies")
+    _check_pods(file.dies, file.pods, hardware, ("dies", "pods"))
     w = file.workload
     longest_in = max(t for t, _ in w.input_histogram) if w.input_histogram else w.input_tokens
     longest_out = max(t for t, _ in w.output_histogram) if w.output_histogram else w.output_tokens
@@ -326,8 +344,17 @@ def resolve_scenario(file: ScenarioFile) -> Scenario:
     """
     model, hardware = catalog.model(file.model), catalog.hardware(file.hardware)
     _check_fits(file, model, hardware)
-    _check_dtypes(hardware, file.precision)
-    return Scenario.from_file(file, model, hardware)
+    check_dtypes(hardware, file.precision)
+    prefill_hw = None
+    if file.prefill_hardware is not None:
+        prefill_hw = catalog.hardware(file.prefill_hardware)
+        pods = file.prefill_pods or 1
+        _check_pods(file.prefill_dies or pods * prefill_hw.pod_dies, pods, prefill_hw, ("prefill_dies", "prefill_pods"))
+        check_dtypes(prefill_hw, file.precision, "prefill_hardware")
+    elif file.prefill_pods is not None or file.prefill_dies is not None:
+        raise DataFileError("prefill_pods / prefill_dies are given without prefill_hardware",
+                            fix="add --prefill-hardware NAME, or leave them out (prefill then shares --pods)")
+    return Scenario.from_file(file, model, hardware, prefill_hw)
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -406,7 +433,8 @@ def _with_model_defaults(file: ScenarioFile, base: ScenarioFile | None, override
 
 
 def scenario_overrides(*, model: str | None = None, hardware: str | None = None, dies: int | None = None,
-                       pods: int | None = None,
+                       pods: int | None = None, prefill_hardware: str | None = None,
+                       prefill_pods: int | None = None, prefill_dies: int | None = None,
                        input_tokens: int | None = None, output_tokens: int | None = None,
                        weights_dtype: str | None = None, activations_dtype: str | None = None,
                        kv_dtype: str | None = None, mtp_acceptance: float | None = None,
@@ -416,9 +444,15 @@ def scenario_overrides(*, model: str | None = None, hardware: str | None = None,
                        cache_hit_rate: float | None = None, ttft_s: float | None = None,
                        ttft_percentile: float | None = None, tpot_s: float | None = None,
                        tpot_percentile: float | None = None) -> dict[str, Any]:
-    """CLI flags -> the nested override dict :func:`build_scenario` merges (None = not given)."""
+    """CLI flags -> the nested override dict :func:`build_scenario` merges (None = not given).
+
+    A measured expert-load matrix (``expert_load``, ``prefill_expert_load``, ``decode_expert_load``)
+    without ``expert_balance`` selects the ``measured`` policy (EPLB on the matrix)."""
+    if expert_balance is None and (expert_load or prefill_expert_load or decode_expert_load):
+        expert_balance = ExpertBalance.MEASURED.value
     return {
-        "model": model, "hardware": hardware, "dies": dies, "pods": pods,
+        "model": model, "hardware": hardware, "dies": dies, "pods": pods, "prefill_hardware": prefill_hardware,
+        "prefill_pods": prefill_pods, "prefill_dies": prefill_dies,
         "workload": {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_hit_rate": cache_hit_rate},
         "precision": {"weights": weights_dtype, "activations": activations_dtype, "kv_cache": kv_dtype},
         "mtp": {"acceptance": mtp_acceptance},

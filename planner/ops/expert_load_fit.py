@@ -123,8 +123,9 @@ def fit_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if TARGET in r.get("fits", {}) and not r.get("check_only")]
 
 
-def fit(rows: list[dict[str, Any]] | None = None) -> dict[str, float]:
-    """Fit every parameter some ``A*`` row names, on those rows, deterministically.
+def fit(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Fit every parameter some ``A*`` row of ``rows`` (planner.ops.calibration.load_rows) names, on those
+    rows, deterministically.
 
     Returns
     -------
@@ -136,9 +137,6 @@ def fit(rows: list[dict[str, Any]] | None = None) -> dict[str, float]:
     one residual per row, equal weights; bounds and start values per parameter
     (:data:`PARAMETERS`), never the stored values.  The other parameters keep their stored values.
     """
-    if rows is None:
-        from planner.ops.calibration import load_rows
-        rows = load_rows()
     rows = fit_rows(rows)
     paths = sorted({path for r in rows for path in r["fits"][TARGET]})
     if not paths:

@@ -67,10 +67,27 @@ def _summary_table(doc: EvaluateReport) -> Table:
         table.add_row("prefill", _ms(p.step_s), _NONE, fmt_rate(p.input_tokens_per_s, "tok"),
                       fmt_rate(p.input_tokens_per_s_per_die, "tok"),
                       fmt_rate(p.input_tokens_per_s_per_chip, "tok"), _NONE, "yes" if p.fits_memory else "NO")
-    table.add_row("decode", _ms(d.step_s), _ms(d.tpot_s), fmt_rate(d.output_tokens_per_s, "tok"),
-                  fmt_rate(d.output_tokens_per_s_per_die, "tok"), fmt_rate(d.output_tokens_per_s_per_chip, "tok"),
-                  f"{d.batch} ({d.max_batch_by_memory})", "yes" if d.fits_memory else "NO")
+    if d is not None:
+        table.add_row("decode", _ms(d.step_s), _ms(d.tpot_s), fmt_rate(d.output_tokens_per_s, "tok"),
+                      fmt_rate(d.output_tokens_per_s_per_die, "tok"), fmt_rate(d.output_tokens_per_s_per_chip, "tok"),
+                      f"{d.batch} ({d.max_batch_by_memory})", "yes" if d.fits_memory else "NO")
     return table
+
+
+def _placement_text(doc: EvaluateReport) -> str:
+    """Which pods each pool uses, per hardware kind, and the fabric KV crosses."""
+    parts = []
+    for kind in doc.placement.hardware:
+        pools = "; ".join(f"{p.pool} in pod{'s' if len(p.pods) > 1 else ''} {_pod_list(p.pods)}" for p in kind.pools)
+        parts.append(f"{kind.hardware}: {kind.pods_used} pod{'s' if kind.pods_used > 1 else ''} of "
+                     f"{kind.pod_dies} dies ({pools})")
+    kv = f"; KV over {doc.placement.kv_fabric}" if doc.placement.kv_fabric else ""
+    return "placement: " + " | ".join(parts) + kv
+
+
+def _pod_list(pods: list[int]) -> str:
+    return f"{pods[0]}-{pods[-1]}" if len(pods) > 2 and pods == list(range(pods[0], pods[-1] + 1)) else \
+        ", ".join(map(str, pods))
 
 
 def _goodput_table(doc: EvaluateReport) -> Table:
@@ -79,10 +96,16 @@ def _goodput_table(doc: EvaluateReport) -> Table:
     for col in ("goodput req/s", "out tok/s", "per die", "per chip", "TTFT", "TPOT", "prefill cap req/s",
                 "decode cap req/s", "binding"):
         table.add_column(col, justify="left" if col == "binding" else "right")
+    alone = doc.prefill is None or doc.decode is None
+
+    def cap(value: float | None) -> str:
+        return "elsewhere" if value is None else f"{value:.2f}"
+
+    ttft = ("elsewhere" if doc.prefill is None and alone else _seconds(g.ttft_s))
     table.add_row(f"{g.goodput_requests_per_s:.2f}", fmt_rate(g.output_tokens_per_s, "tok"),
                   f"{g.output_tokens_per_s_per_die:.1f}", f"{g.output_tokens_per_s_per_chip:.1f}",
-                  fmt_seconds(g.ttft_s) if g.ttft_s is not None else "inf", fmt_seconds(g.tpot_s),
-                  f"{g.prefill_capacity_requests_per_s:.2f}", f"{g.decode_capacity_requests_per_s:.2f}",
+                  ttft, "elsewhere" if g.tpot_s is None else fmt_seconds(g.tpot_s),
+                  cap(g.prefill_capacity_requests_per_s), cap(g.decode_capacity_requests_per_s),
                   _cell(g.binding_constraint + ("" if g.meets_slo else " (misses the SLO)")))
     return table
 
@@ -117,7 +140,7 @@ def load_table(title: str, point: LoadPointDoc) -> Table:
 def evaluate_tables(doc: EvaluateReport) -> list[Table]:
     """Rich tables for ``planner evaluate``: summary, goodput, latency at goodput (and at --rate), breakdown."""
     summary = _summary_table(doc)
-    summary.caption = doc.note
+    summary.caption = f"{_placement_text(doc)}\n{doc.note}"
     tables: list[Table] = [summary, _goodput_table(doc)]
     if doc.at_goodput is not None:
         tables.append(load_table("at the goodput", doc.at_goodput))

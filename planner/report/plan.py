@@ -78,6 +78,8 @@ def plan_tables(doc: PlanReport) -> list[Table]:
     budget = f"at most {doc.budget_dies} dies" if target is not None else f"{doc.budget_dies} dies"
     if doc.pod_dies:
         budget += f" in {doc.pods} pod{'s' if doc.pods > 1 else ''} of {doc.pod_dies}"
+    if s.prefill_hardware:
+        budget += f" (decode); prefill on {s.prefill_hardware}, {s.prefill_pods or 1} pod(s)"
     title = (f"{s.model} on {s.hardware}, {budget}; {s.workload.input_tokens} in / "
              f"{s.workload.output_tokens} out; {slo_text(slo)}; {ranking}")
     top_table = _plan_table(title, doc.layouts, sized=target is not None)

@@ -162,3 +162,18 @@ def sized(budget: int, rate: float, pre: Envelope, dec: Envelope, pre_dies: np.n
     pi, pn, di, dn = int(pre.index[sp]), int(pre.instances[sp]), int(dec.index[sd]), int(dec.instances[sd])
     dies = pn * int(pre_dies[pi]) + dn * int(dec_dies[di])
     return Split(float(min(pre.rate[sp], dec.rate[sd])), pi, pn, di, dn, dies)
+
+
+def combine_separate(pre: Envelope, dec: Envelope, pre_dies: np.ndarray, dec_dies: np.ndarray) -> list[Split]:
+    """Pools on different hardware, each with its own budget (the envelopes' lengths): every goodput level
+    either pool reaches, met by the fewest dies of each."""
+    values = np.unique(np.concatenate([pre.rate[pre.rate > 0], dec.rate[dec.rate > 0]]))
+    out: dict[tuple[int, int, int, int], Split] = {}
+    for value in values:
+        sp, sd = pre.dies_for(value), dec.dies_for(value)
+        if sp < 0 or sd < 0:
+            continue
+        pi, pn, di, dn = int(pre.index[sp]), int(pre.instances[sp]), int(dec.index[sd]), int(dec.instances[sd])
+        dies = pn * int(pre_dies[pi]) + dn * int(dec_dies[di])
+        out.setdefault((pi, pn, di, dn), Split(float(min(pre.rate[sp], dec.rate[sd])), pi, pn, di, dn, dies))
+    return list(out.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -56,8 +56,9 @@ class Plan:
     target_rate_per_s: float | None = None
 
 
-def _prefill_layout(p: PrefillScore, i: int, n: int) -> dict[str, int]:
-    return {"instances": n, **{k: int(v[i]) for k, v in p.cands.arrays.items()}}
+def _prefill_layout(p: PrefillScore, i: int, n: int, hardware: str | None = None) -> dict[str, int | str]:
+    out: dict[str, int | str] = {"instances": n, **{k: int(v[i]) for k, v in p.cands.arrays.items()}}
+    return {"hardware": hardware, **out} if hardware else out
 
 
 def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int]:
@@ -98,7 +99,8 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
     env = Env.of(scenario, draft_tokens=0)
     kv = gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens,
                          prefill_tp=pre.cands.arrays["tp"][pi], decode_tp=dec.knob("tp", di),
-                         same_pod=pn * pre.dies[pi] + dn * dec.dies[di] <= scenario.hardware.pod_dies,
+                         same_pod=(pn * pre.dies[pi] + dn * dec.dies[di] <= scenario.hardware.pod_dies)
+                         & (scenario.prefill_hardware is None),
                          p2p_s=env.calls.p2p_s)
     g = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
                    service_s=pre.service_s[pi], servers=pre.slots[pi] * pn, fixed_s=kv + dec.tpot_s[di],
@@ -118,10 +120,13 @@ def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre
              ) -> list[tuple[float, int, Callable[[], Layout]]]:
     """(goodput, dies, layout builder) per budget split (or per sizing margin for a target rate)."""
     env_d = cb.decode_envelope(budget, dec, mask, scenario.hardware.pod_dies)
+    mixed = scenario.prefill_hardware is not None
+    total = budget + (scenario.prefill_dies if mixed else 0)
     if target is None:
-        splits = cb.combine(budget, pre_env, env_d, pre.dies, dec.dies)
+        splits = (cb.combine_separate(pre_env, env_d, pre.dies, dec.dies) if mixed
+                  else cb.combine(budget, pre_env, env_d, pre.dies, dec.dies))
     else:
-        sized = (cb.sized(budget, target * f, pre_env, env_d, pre.dies, dec.dies) for f in SIZING_MARGINS)
+        sized = (cb.sized(total, target * f, pre_env, env_d, pre.dies, dec.dies) for f in SIZING_MARGINS)
         splits = list({(s.prefill_index, s.prefill_instances, s.decode_index, s.decode_instances): s
                        for s in sized if s is not None}.values())
     if not splits:
@@ -129,9 +134,11 @@ def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre
     rates = pair_goodput(scenario, pre, dec, splits)
     out = []
     for s, rate in zip(splits, rates, strict=True):
-        build = partial(lambda s: _layout(mode, scenario, _prefill_layout(pre, s.prefill_index, s.prefill_instances),
+        hw = scenario.prefill_hardware.name if mixed else None
+        build = partial(lambda s, hw: _layout(mode, scenario,
+                                              _prefill_layout(pre, s.prefill_index, s.prefill_instances, hw),
                                           _decode_layout(dec, s.decode_index, s.decode_instances, mode),
-                                          int(dec.mtp[s.decode_index])), s)
+                                              int(dec.mtp[s.decode_index])), s, hw)
         out.append((float(rate), s.dies, build))
     return out
 
@@ -299,6 +306,33 @@ BEST_TOTAL_LISTED = 3
 PACKING_TRIES = 200
 
 
+def prefill_scenario(scenario: Scenario) -> Scenario:
+    """The scenario the prefill pool sees: on its own hardware when the scenario names one."""
+    hw = scenario.prefill_hardware
+    return scenario if hw is None else replace(scenario, hardware=hw, dies=scenario.prefill_dies,
+                                               pods=scenario.prefill_pods)
+
+
+def placement_summary(layout: Layout, scenario: Scenario) -> tuple[int, dict[str, list[int]], str | None]:
+    """(pods used, pods per pool, fabric KV crosses) of a layout planned for ``scenario``."""
+    pl = place_layout(layout, prefill_scenario(scenario), scenario)
+    kinds = pl.kinds()
+    by_pool = {q.pool: list(q.pods) for _, placed in kinds for q in placed.pools}
+    hw, kv = scenario.hardware, None
+    if layout.prefill is not None and layout.decode is not None:
+        kv = hw.pod_fabric.name if pl.same_pod or hw.cluster_fabric is None else hw.cluster_fabric.name
+    return sum(placed.pods_used for _, placed in kinds), by_pool, kv
+
+
+def _packs(layout: Layout, scenario: Scenario) -> bool:
+    """The layout's instances fit in the scenario's pods (per hardware kind)."""
+    pl = place_layout(layout, prefill_scenario(scenario), scenario)
+    if pl.shared:
+        return (pl.decode or pl.prefill).pods_used <= scenario.pods
+    return ((pl.decode is None or pl.decode.pods_used <= scenario.pods)
+            and (pl.prefill is None or pl.prefill.pods_used <= scenario.prefill_pods))
+
+
 def _take(scenario: Scenario, mode: Mode, items: list[tuple[float, int, Callable[[], Layout]]], quota: int,
           found: dict[str, Planned], result: Plan) -> None:
     """Price exactly the first ``quota`` items whose instances pack into the pods (others are counted)."""
@@ -306,7 +340,7 @@ def _take(scenario: Scenario, mode: Mode, items: list[tuple[float, int, Callable
         if quota <= 0:
             return
         layout = build()
-        if place_layout(layout, scenario.hardware.pod_dies).pods_used > scenario.pods:
+        if not _packs(layout, scenario):
             result.rejected["layout_does_not_pack_into_the_pods"] += 1
             continue
         quota -= 1
@@ -337,9 +371,10 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
         plan.feasible += int(scores[mode].ok.sum())
     pre = None
     if any(MODES[mode].prefill_pool for mode in scores):
-        cands = space.prefill_pools(model, cap)
+        pre_sc = prefill_scenario(scenario)
+        cands = space.prefill_pools(model, instance_cap(pre_sc, pre_sc.dies))
         plan.rejected.update(cands.rejected)
-        pre = score_prefill(scenario, cands)
+        pre = score_prefill(pre_sc, cands)
         plan.candidates_evaluated += len(cands)
         plan.rejected.update({f"prefill_{k}": v for k, v in pre.rejected.items() if v})
     return pre, scores
@@ -357,7 +392,8 @@ def _selector_handoff_s(scenario: Scenario, budget: int) -> float:
     """The KV hand-off the envelopes charge while choosing pairs: one link, across pods if the budget spans pods."""
     env = Env.of(scenario, draft_tokens=0)
     return float(gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=1.0,
-                                 decode_tp=1.0, same_pod=budget <= scenario.hardware.pod_dies,
+                                 decode_tp=1.0,
+                                 same_pod=budget <= scenario.hardware.pod_dies and scenario.prefill_hardware is None,
                                  p2p_s=env.calls.p2p_s)[0])
 
 
@@ -385,7 +421,9 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     # pool, unknown while prefill is scored): optimistic by one TPOT, independent of the SLO, so the
     # search is monotone in it.  Every listed layout is then re-priced exactly (layout_goodput).
     fixed = _selector_handoff_s(scenario, budget)
-    pre_env = cb.prefill_envelope(scenario, budget, pre, fixed) if pre is not None else None
+    pre_sc = prefill_scenario(scenario)
+    pre_env = cb.prefill_envelope(pre_sc, pre_sc.dies if pre_sc is not scenario else budget, pre, fixed) \
+        if pre is not None else None
     found: dict[str, Planned] = {}
 
     target = target_rate_per_s

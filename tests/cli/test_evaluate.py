@@ -277,7 +277,7 @@ def test_fp8_on_cloudmatrix_is_refused(run_planner) -> None:
 def test_unknown_expert_balance(run_planner) -> None:
     # An enum option: typer refuses the value and names the flag and the choices.
     _assert_bad(run_planner("evaluate", f"examples/{PD_EXAMPLE}", "--expert-balance", "wrong"),
-                "--expert-balance", "perfect", "skewed")
+                "--expert-balance", "perfect", "eplb")
 
 
 def test_unknown_model(run_planner) -> None:

@@ -38,6 +38,8 @@ REPRODUCE_TOL = 0.03        # stored profile values vs a fresh fit (3 significan
 REPO = Path(__file__).resolve().parents[2]
 # The research notes' rows, pinned from ../shared/reference (tests/data/pinned/README.md).
 REFERENCE_ROWS = REPO / "tests" / "data" / "pinned" / "calibration.json"
+# The expert-load rows A* (reference/kernels/ascend_expert_load_overlap.json), pinned the same way.
+EXPERT_LOAD_ROWS = REPO / "tests" / "data" / "pinned" / "ascend_expert_load_overlap.json"
 PROFILES = catalog.shipped_names("hardware_profiles")
 FITTED = [p for p in PROFILES if calibration.fit_rows(p)]
 
@@ -239,7 +241,8 @@ def test_every_row_has_one_role_and_an_si_value():
 
 
 def test_rows_are_verbatim_copies_and_every_reference_row_is_accounted_for():
-    reference = {r["id"]: r for r in json.loads(REFERENCE_ROWS.read_text(encoding="utf-8"))}
+    reference = {r["id"]: r for path in (REFERENCE_ROWS, EXPERT_LOAD_ROWS)
+                 for r in json.loads(path.read_text(encoding="utf-8"))}
     document = calibration.load_document()
     for row in document["rows"]:
         original = reference[row["id"]]

@@ -14,8 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = ROOT / "tests" / "data" / "pinned"
 SHARED = ROOT.parent / "shared" / "reference"
-# file -> True if pinned whole, False if pinned as a subset of the source's rows (by id)
-PINNED_FILES = {"calibration.json": True, "validation_public.json": False}
+# pinned file -> (its source under ../shared/reference, True if pinned whole / False if a subset of the rows by id)
+PINNED_FILES = {"calibration.json": ("calibration.json", True),
+                "validation_public.json": ("validation_public.json", False),
+                "ascend_expert_load_overlap.json": ("kernels/ascend_expert_load_overlap.json", False)}
 
 
 def _rows(path: Path) -> dict[str, dict]:
@@ -28,19 +30,20 @@ def _rows(path: Path) -> dict[str, dict]:
 def test_every_pinned_file_is_listed_with_its_source() -> None:
     readme = (PINNED / "README.md").read_text(encoding="utf-8")
     assert {p.name for p in PINNED.glob("*.json")} == set(PINNED_FILES)
-    for name in PINNED_FILES:
-        assert f"`../shared/reference/{name}`" in readme, name
+    for name, (source, _) in PINNED_FILES.items():
+        assert f"`../shared/reference/{source}`" in readme, name
     assert "2026-11-29" in readme
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name", sorted(PINNED_FILES))
 def test_pinned_copy_matches_shared(name: str) -> None:
-    source = SHARED / name
+    relative, whole = PINNED_FILES[name]
+    source = SHARED / relative
     if not source.is_file():
         pytest.skip(f"{source} not present (research notes beside the repository)")
     pinned, reference = _rows(PINNED / name), _rows(source)
-    if PINNED_FILES[name]:
+    if whole:
         assert pinned == reference, "re-copy the file (tests/data/pinned/README.md)"
     else:
         stale = sorted(rid for rid, row in pinned.items() if reference.get(rid) != row)

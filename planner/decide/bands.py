@@ -1,0 +1,137 @@
+"""p10-p90 bands of goodput, step times, TTFT and TPOT from the spread of the fitted efficiencies.
+
+``samples`` parameter sets are drawn from the profile's spreads (planner.decide.spreads) with a
+seeded ``numpy.random.Generator`` (the same seed gives the same bands); every layout is priced
+under the same sets (common random numbers, so two layouts can be compared sample by sample),
+all samples of one layout in one vector call per pool (planner.decide.outcomes).
+
+A band is the p10 and p90 of a metric over the samples (``inverted_cdf``: an order statistic, no
+interpolation, so an infinite TTFT stays infinite), widened to include the point estimate when
+the samples fall on one side of it.  TTFT and TPOT are at the point estimate's goodput: how the
+latencies the plan quotes move if the efficiencies are off while the load stays.
+
+A layout is *tied* with rank 1 when their goodput-per-die bands overlap (the issue's rule);
+``beats_rank1_frac`` is the share of samples in which its goodput per die is at least rank 1's,
+which says more when the two move together (the system-level factor is common to both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.cost.roofline import Array
+from planner.decide.outcomes import layout_outcomes
+from planner.decide.spreads import Spreads
+from planner.evaluate import GoodputPoint
+from planner.inputs.layout import Layout
+from planner.inputs.scenario import Scenario
+
+DEFAULT_SAMPLES = 64
+DEFAULT_SEED = 0
+LOW, HIGH = 10.0, 90.0  # percentiles of a band
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Range:
+    """A band: the LOW and HIGH percentiles over the samples (widened to hold the point estimate)."""
+
+    low: float
+    high: float
+
+    @property
+    def width_frac(self) -> float:
+        """(high - low) / the middle of the band; 0 for a zero-width band."""
+        mid = (self.high + self.low) / 2
+        return float((self.high - self.low) / mid) if mid > 0 and np.isfinite(self.high) else 0.0
+
+    def overlaps(self, other: Range) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayoutBands:
+    """Bands of one layout; ``tied_with_rank1``/``beats_rank1_frac`` are None on rank 1 itself."""
+
+    goodput_requests_per_s: Range
+    output_tokens_per_s_per_die: Range
+    ttft_s: Range
+    tpot_s: Range
+    decode_step_s: Range
+    prefill_step_s: Range | None
+    batch_lowered_frac: float   # share of samples that meet TPOT only below the layout's batch
+    tied_with_rank1: bool | None = None
+    beats_rank1_frac: float | None = None
+
+
+def sample_values(spreads: Spreads, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Array]:
+    """``samples`` values of every level parameter, (S,) each (planner.decide.spreads, module notes).
+
+    ``theta_j * exp(d_j * (sigma_j Z_j + sigma_sys Z_0))``, fractions capped at 1; Z drawn from
+    ``numpy.random.default_rng(seed)``: one column per parameter in profile order, then Z_0.
+    """
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((samples, len(spreads.params)))
+    z0 = rng.standard_normal(samples)
+    out = {}
+    for j, p in enumerate(spreads.params):
+        value = p.value * np.exp(p.effect * (p.sigma * z[:, j] + spreads.system_sigma * z0))
+        out[p.path] = np.minimum(value, 1.0) if p.path.endswith("frac") else value
+    return out
+
+
+def band(samples: Array, point: float) -> Range:
+    """LOW-HIGH percentiles of ``samples`` (order statistics), widened to include ``point``."""
+    lo, hi = np.quantile(np.asarray(samples, dtype=float), [LOW / 100, HIGH / 100], method="inverted_cdf")
+    return Range(low=float(min(lo, point)), high=float(max(hi, point)))
+
+
+def _bands(layout: Layout, scenario: Scenario, point: GoodputPoint, dies: int, prefill_point_s: float | None,
+           decode_point_s: float, values: dict[str, Array]) -> tuple[LayoutBands, Array]:
+    out = layout_outcomes(layout, scenario, values, rate_per_s=point.goodput_requests_per_s)
+    per_die = out.goodput_requests_per_s * scenario.workload.output_tokens / dies
+    bands = LayoutBands(
+        goodput_requests_per_s=band(out.goodput_requests_per_s, point.goodput_requests_per_s),
+        output_tokens_per_s_per_die=band(per_die, point.output_tokens_per_s_per_die),
+        ttft_s=band(out.ttft_s, point.ttft_s), tpot_s=band(out.tpot_s, point.tpot_s),
+        decode_step_s=band(out.decode_step_s, decode_point_s),
+        prefill_step_s=None if prefill_point_s is None else band(out.prefill_step_s, prefill_point_s),
+        batch_lowered_frac=float(np.mean(out.decode_batch < layout.decode.batch)))
+    return bands, per_die
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Priced:
+    """A layout to band: its scenario (a planned layout's own [scenario]), point estimate, step times."""
+
+    layout: Layout
+    scenario: Scenario
+    point: GoodputPoint
+    decode_step_s: float
+    prefill_step_s: float | None
+
+
+def layout_bands(items: list[Priced], spreads: Spreads, samples: int = DEFAULT_SAMPLES,
+                 seed: int = DEFAULT_SEED) -> list[LayoutBands]:
+    """Bands of each layout under the same ``samples`` parameter sets; ties against ``items[0]`` (rank 1).
+
+    Deterministic: the parameter sets depend only on ``spreads``, ``samples`` and ``seed``.
+    """
+    values = sample_values(spreads, samples, seed)
+    priced = [_bands(it.layout, it.scenario, it.point, it.layout.dies, it.prefill_step_s, it.decode_step_s, values)
+              for it in items]
+    if not priced:
+        return []
+    first_band, first = priced[0][0].output_tokens_per_s_per_die, priced[0][1]
+    out = [priced[0][0]]
+    for b, per_die in priced[1:]:
+        out.append(_with_ties(b, b.output_tokens_per_s_per_die.overlaps(first_band),
+                              float(np.mean(per_die >= first * (1 - 1e-12)))))
+    return out
+
+
+def _with_ties(b: LayoutBands, tied: bool, beats: float) -> LayoutBands:
+    from dataclasses import replace
+
+    return replace(b, tied_with_rank1=tied, beats_rank1_frac=beats)

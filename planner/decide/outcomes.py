@@ -1,0 +1,242 @@
+"""One layout priced under S variants of its hardware parameters, in one vector call per pool.
+
+The step models take arrays of knobs (N candidates); here the N elements are S samples x G
+batches of one layout, and the sampled hardware parameters are (S x G,) arrays in the places
+the models read scalars (planner.cost.roofline.Device, planner.xccl.CallCosts, each fabric's
+efficiency), so every element is priced with its own sample.  A property test checks that this
+agrees with pricing each sample alone through ``planner evaluate`` (N = 1).
+
+Goodput under a sample
+    The layout as written, except that a sample whose TPOT at the layout's batch misses the SLO
+    runs at the largest batch on the decode pool's TPOT curve that meets it (an operator lowers
+    the batch cap; without it such a sample would read 0 req/s).  Then planner.goodput.goodput,
+    exactly as planner.evaluate.layout_goodput prices the layout at its batch.
+TTFT and TPOT at a rate
+    At an arrival rate (the point estimate's goodput, for bands): the decode pool settles at its
+    Little's-law batch on the sample's TPOT curve (planner.queueing.fixed_point_on_curve), TTFT at
+    the SLO percentile = M/G/c waiting quantile + prefill + KV hand-off + first decode step, as
+    planner.evaluate.load_point; a pool the rate saturates makes TTFT infinite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner import goodput as gp
+from planner import queueing
+from planner.cost.roofline import Array
+from planner.evaluate import TPOT_CURVE_POINTS, decode_knobs, place_layout
+from planner.inputs.hardware import HardwareSpec
+from planner.inputs.layout import Layout
+from planner.inputs.scenario import Scenario
+from planner.modes import MODES
+from planner.modes.base import prefill_arrays
+from planner.serving.context import Env
+from planner.serving.prefill import prefill_step
+
+Values = Mapping[str, Array | float]
+
+# HardwareSpec attributes behind the dotted profile paths a variant may set.
+_SECTIONS = {"efficiency.gemm": "gemm_efficiency", "efficiency.attention": "attention_efficiency",
+             "efficiency.memory": "memory_efficiency", "overheads": "overheads", "collectives": "collectives",
+             "peak": "peaks", "memory": "memory"}
+
+
+def hardware_with(hw: HardwareSpec, values: Values) -> HardwareSpec:
+    """``hw`` with profile parameters (dotted paths) replaced by floats or arrays, not re-validated.
+
+    Paths as planner.ops.calibration.with_params: ``efficiency.gemm.max_frac``,
+    ``fabrics.ub.efficiency.max_frac``, ``fabrics.ub.bandwidth_bytes_per_s``, ``peak.bf16_flops_per_s``.
+    Peaks must stay floats (the dtype checks read them as scalars).
+    """
+    changes: dict[str, dict[str, object]] = {}
+    fabrics = {f.name: (f, {}, {}) for f in hw.fabrics}
+    for path, value in values.items():
+        head, _, name = path.rpartition(".")
+        if head.startswith("fabrics."):
+            fabric = head.split(".")[1]
+            fabrics[fabric][2 if head.endswith(".efficiency") else 1][name] = value
+        else:
+            changes.setdefault(_SECTIONS[head], {})[name] = value
+    update = {attr: dataclasses.replace(getattr(hw, attr), **fields) for attr, fields in changes.items()}
+    if any(own or eff for _, own, eff in fabrics.values()):
+        update["fabrics"] = tuple(dataclasses.replace(f, **own, efficiency=dataclasses.replace(f.efficiency, **eff))
+                                  for f, own, eff in fabrics.values())
+    return dataclasses.replace(hw, **update)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcomes:
+    """One layout under S samples, arrays (S,).
+
+    ``decode_batch`` is the batch per attention die the goodput is priced at (the layout's, or
+    lowered to meet TPOT; 0 when no batch does); ``ttft_s``/``tpot_s`` are at the given rate
+    (TTFT at the SLO percentile, inf when a pool saturates; TPOT the mean), NaN without a rate.
+    """
+
+    goodput_requests_per_s: Array
+    decode_batch: Array
+    decode_step_s: Array
+    prefill_step_s: Array
+    ttft_s: Array
+    tpot_s: Array
+
+
+def batch_grid(batch: float) -> np.ndarray:
+    """The batches of the decode TPOT curve, as planner.evaluate.tpot_curve prices it (0 excluded)."""
+    return np.unique(np.concatenate([np.linspace(0.0, batch, TPOT_CURVE_POINTS)[1:], [batch]]))
+
+
+def _samples(values: Values) -> int:
+    sizes = {np.size(v) for v in values.values() if np.ndim(v)}
+    if len(sizes) > 1:
+        raise ValueError(f"sample arrays of different lengths: {sorted(sizes)}")
+    return sizes.pop() if sizes else 1
+
+
+def _env(scenario: Scenario, values: Values, repeat: int) -> Env:
+    tiled = {k: np.repeat(v, repeat) if np.ndim(v) else v for k, v in values.items()}
+    return Env.of(dataclasses.replace(scenario, hardware=hardware_with(scenario.hardware, tiled)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Curve:
+    """The decode pool's TPOT on the batch grid per sample, (S, G), and whether each point fits."""
+
+    batches: np.ndarray  # (G,)
+    tpot_s: np.ndarray   # (S, G)
+    step_s: np.ndarray   # (S, G)
+    fits: np.ndarray     # (S, G)
+
+
+def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: int) -> tuple[_Curve, Env]:
+    grid = batch_grid(float(layout.decode.batch))
+    g = len(grid)
+    env = _env(scenario, values, g)
+    knobs = {k: np.full(samples * g, v) for k, v in decode_knobs(layout).items()}
+    knobs["batch"] = np.tile(grid, samples)
+    step = MODES[layout.mode].price(env, knobs)
+    shape = (samples, g)
+    step_s = np.broadcast_to(step.step_s, (samples * g,)).reshape(shape)
+    fits = np.broadcast_to(step.fits, (samples * g,)).reshape(shape)
+    return _Curve(batches=grid, tpot_s=step_s / env.tokens_per_step, step_s=step_s, fits=fits), env
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prefill:
+    """The prefill side per sample (S,), or per sample and batch (S, G) in chunked modes."""
+
+    step_s: np.ndarray
+    service_s: np.ndarray
+    servers: float
+    kv_s: np.ndarray
+    fits: np.ndarray
+    first_step: bool
+
+
+def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, curve: _Curve,
+             env_d: Env) -> _Prefill:
+    """As planner.evaluate.prefill_side, per sample (and per decode batch in chunked modes)."""
+    d = layout.decode
+    if not MODES[layout.mode].prefill_pool:
+        slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env_d.new_input_tokens,  # type: ignore
+                                           d.dies_per_instance / d.tp)
+        return _Prefill(step_s=np.full(samples, np.nan), service_s=float(forwards[()]) * curve.step_s,
+                        servers=float(slots[()] * d.instances), kv_s=np.zeros((samples, 1)),
+                        fits=np.ones((samples, 1), dtype=bool), first_step=False)
+    p = layout.prefill
+    assert p is not None
+    env = _env(scenario, values, 1)
+    knobs = {k: np.full(samples, float(v)) for k, v in p.model_dump().items()}
+    step = prefill_step(env, prefill_arrays(knobs))
+    step_s = np.broadcast_to(step.step_s, (samples,))
+    slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
+    same_pod = place_layout(layout, scenario.hardware.pod_dies).same_pod
+    kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
+                         decode_tp=d.tp, same_pod=same_pod, p2p_s=env.calls.p2p_s)
+    return _Prefill(step_s=step_s, service_s=(float(forwards[()]) * step_s)[:, None], servers=float(slots[()] * p.instances),
+                    kv_s=np.broadcast_to(kv, (samples,))[:, None],
+                    fits=np.broadcast_to(step.fits, (samples,))[:, None], first_step=True)
+
+
+def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, env: Env) -> tuple[Array, Array]:
+    """(goodput, index of the batch it is priced at; -1 when none meets TPOT), (S,) each."""
+    sc, d = scenario, layout.decode
+    factor = gp.tpot_slo_factor(sc.slo, output_tokens=sc.workload.output_tokens, draft_tokens=env.draft_tokens,
+                                acceptance=sc.mtp.acceptance)
+    s, g = curve.tpot_s.shape
+    fixed = pre.kv_s + (curve.tpot_s if pre.first_step else 0.0)
+    fits = curve.fits & pre.fits
+    full = (s, g)
+    res = gp.goodput(sc.slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
+                     service_s=np.broadcast_to(pre.service_s, full).ravel(),
+                     servers=np.full(s * g, pre.servers), fixed_s=np.broadcast_to(fixed, full).ravel(),
+                     sequences=np.tile(d.instances * layout.decode_attention_dies * curve.batches, s),
+                     tpot_s=curve.tpot_s.ravel(), fits=np.broadcast_to(fits, full).ravel(),
+                     tpot_slo_s=curve.tpot_s.ravel() * factor)
+    ok = fits & (curve.tpot_s * factor <= sc.slo.tpot_s)
+    last = np.where(ok.any(axis=1), g - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
+    rate = res.goodput_per_s.reshape(full)[np.arange(s), np.maximum(last, 0)]
+    return np.where(last >= 0, rate, 0.0), last
+
+
+def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, last: Array,
+             rate_per_s: float) -> tuple[Array, Array]:
+    """TTFT at the SLO percentile and mean TPOT at ``rate_per_s``, (S,) each (planner.evaluate.load_point)."""
+    sc, d = scenario, layout.decode
+    w, slo = sc.workload, sc.slo
+    s = len(last)
+    ttft, tpot = np.full(s, np.inf), np.full(s, np.inf)
+    dies = float(layout.decode_attention_dies)
+    for i in range(s):
+        k = int(last[i])
+        if k < 0:
+            continue
+        col = k if pre.service_s.shape[1] > 1 else 0
+        service, kv = float(pre.service_s[i, col]), float(pre.kv_s[i, 0])
+        batches = np.concatenate([[0.0], curve.batches[:k + 1]])
+        tpots = np.concatenate([[curve.tpot_s[i, 0]], curve.tpot_s[i, :k + 1]])
+        decode_sat = d.instances * dies * batches[-1] / (w.output_tokens * tpots[-1])
+        prefill_sat = pre.servers / service
+        saturated = rate_per_s >= prefill_sat or rate_per_s > decode_sat * (1 + 1e-6)
+        to_decode = min(rate_per_s, prefill_sat)
+        if to_decode <= 0:
+            tpot[i] = tpots[0]
+        elif to_decode >= decode_sat * (1 - 1e-9):
+            tpot[i] = tpots[-1]
+        else:
+            tpot[i] = queueing.fixed_point_on_curve(batches, tpots, to_decode / d.instances, w.output_tokens, dies)[1]
+        if not saturated:
+            wait = float(queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate_per_s, service,
+                                                      w.input_cv**2, pre.servers))
+            ttft[i] = wait + service + kv + (tpot[i] if pre.first_step else 0.0)
+    return ttft, tpot
+
+
+def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = None,
+                    rate_per_s: float | None = None) -> Outcomes:
+    """Goodput, step times, TTFT and TPOT of ``layout`` under each sample of ``values``, (S,).
+
+    Parameters
+    ----------
+    layout : a valid layout (planner.inputs.layout.check_layout passed)
+    scenario : the scenario it is priced under (for a planned layout: its own [scenario])
+    values : profile parameters by dotted path, each a float or an (S,) array of samples
+    rate_per_s : arrival rate (req/s) for TTFT and TPOT; None leaves them NaN
+    """
+    values = dict(values or {})
+    samples = _samples(values)
+    curve, env = _decode_curve(layout, scenario, values, samples)
+    pre = _prefill(layout, scenario, values, samples, curve, env)
+    rate, last = _goodput(layout, scenario, curve, pre, env)
+    batch = np.where(last >= 0, curve.batches[np.maximum(last, 0)], 0.0)
+    if rate_per_s is None:
+        ttft = tpot = np.full(samples, np.nan)
+    else:
+        ttft, tpot = _at_rate(layout, scenario, curve, pre, last, rate_per_s)
+    return Outcomes(goodput_requests_per_s=rate, decode_batch=batch, decode_step_s=curve.step_s[:, -1].copy(),
+                    prefill_step_s=np.asarray(pre.step_s, dtype=float).copy(), ttft_s=ttft, tpot_s=tpot)
