@@ -24,7 +24,7 @@ from planner.serving.result import PoolStep
 
 def decode_knobs(layout: Layout) -> dict[str, float]:
     """The layout's decode-pool knobs (layout keys), for the mode's step model with N = 1."""
-    return {k: float(getattr(layout.decode, k)) for k in MODES[layout.mode].decode_keys}
+    return {k: float(getattr(layout.decode, k) or 0) for k in MODES[layout.mode].decode_keys}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

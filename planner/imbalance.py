@@ -84,7 +84,8 @@ def pool_load(ev: Evaluation, pool: str) -> PoolLoad:
     """Expert load and imbalance cost of ``pool`` ("prefill" or "decode") of an evaluated layout."""
     step = ev.prefill if pool == "prefill" else ev.decode
     assert step is not None
-    env, load = ev.env, ev.env.prefill_load if pool == "prefill" else ev.env.decode_load
+    env = ev.prefill_env if pool == "prefill" else ev.env
+    load = env.prefill_load if pool == "prefill" else env.decode_load
     balanced = replace(env, prefill_load=_perfect(env.prefill_load), decode_load=_perfect(env.decode_load))
     even = replace(balanced, dp_count_dispersion=0.0, decode_context_cv=0.0, prefill_work_cv=0.0)
     t, t_balanced, t_even = _f(step.step_s), _f(_price(ev, balanced, pool).step_s), _f(_price(ev, even, pool).step_s)
@@ -95,6 +96,6 @@ def pool_load(ev: Evaluation, pool: str) -> PoolLoad:
 
 
 def layout_load(ev: Evaluation) -> dict[str, PoolLoad]:
-    """:func:`pool_load` of every pool of the layout (prefill only when it has its own pool)."""
-    pools = ["prefill"] if ev.prefill is not None else []
-    return {pool: pool_load(ev, pool) for pool in [*pools, "decode"]}
+    """:func:`pool_load` of every pool the layout prices (prefill only when it has its own pool)."""
+    steps = {"prefill": ev.prefill, "decode": ev.decode}
+    return {pool: pool_load(ev, pool) for pool, step in steps.items() if step is not None}

@@ -26,9 +26,10 @@ redundant replicas:
    with the rebalance period ``T`` toward the layer's own popularity CV (the placement then knows
    nothing: as good as random).  A die's load sums its pieces ``w``, so its squared CV is that
    times ``n * sum(w^2)`` (one over the effective number of pieces per die).
-4. **Placement residual** ``D_l = F * exp(z_n s - s^2 / 2)``, ``s^2 = ln(1 + V_l)``: the expected
-   largest of ``n`` log-normal die loads of mean ``F``, squared CV ``V_l`` (``z_n`` is the expected
-   largest of ``n`` standard normals).
+4. **Placement residual** ``D_l = 1 + hypot(F - 1, exp(z_n s - s^2 / 2) - 1)``, ``s^2 = ln(1 + V_l)``:
+   the die holding the largest piece (``F``) and the expected largest of ``n`` log-normal die
+   loads of mean 1 and squared CV ``V_l`` (``z_n`` is the expected largest of ``n`` standard
+   normals), their excesses added as independent terms.
 5. **Per-step sampling noise.**  A die's token copies in one step are Poisson with mean ``c``:
    ``eta(n, c) = E[max of n Poisson(c)] / c - 1`` (exact sum of the CDF up to ``c = 400``, then the
    Cornish-Fisher normal limit ``(z + (z^2 - 1) / (6 sqrt(c))) / sqrt(c)``).
@@ -196,7 +197,8 @@ def placement_residual(load: ExpertLoad, shares: Array, ep: int, redundant: floa
     floor, v = placement(load, shares, ep, redundant)
     s2 = np.log1p(v)
     z = float(expected_max_normal(ep))
-    return np.maximum(floor * np.exp(z * np.sqrt(s2) - s2 / 2.0), 1.0)
+    spread = np.maximum(np.exp(z * np.sqrt(s2) - s2 / 2.0), 1.0)
+    return 1.0 + np.hypot(floor - 1.0, spread - 1.0)
 
 
 # --------------------------------------------------------------------------- sampling noise

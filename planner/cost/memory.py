@@ -17,12 +17,17 @@ from planner.inputs.model import ModelSpec
 
 @dataclass(frozen=True, slots=True)
 class WeightShare:
-    """Which weights a die holds: attention side (TP ``tp``) and/or ``slots`` routed experts."""
+    """Which weights a die holds: attention side (TP ``tp``) and/or ``slots`` routed experts.
+
+    ``shared_slots``: replicas of the shared experts this die hosts among its expert slots
+    (``k / ep``); where it is above 0 the shared experts leave the attention side.
+    """
 
     tp: Array
     slots: Array
     attention_side: bool = True
     expert_side: bool = True
+    shared_slots: Array | float = 0.0
 
 
 def weight_bytes(model: ModelSpec, by: BytesPerElement, share: WeightShare) -> dict[str, Array]:
@@ -43,13 +48,17 @@ def weight_bytes(model: ModelSpec, by: BytesPerElement, share: WeightShare) -> d
         out["attention"] = zero + att_layers * model.attention.params_per_die(t) * by.weight
         dense_layers = model.num_dense_layers + (mtp if not model.is_moe else 0)
         out["dense_ffn"] = zero + dense_layers * model.dense_ffn_params() / t * by.weight
-        out["shared_experts"] = zero + layers_moe * model.shared_expert_params() / t * by.weight
+        on_token_die = np.asarray(share.shared_slots) <= 0
+        out["shared_experts"] = zero + on_token_die * layers_moe * model.shared_expert_params() / t * by.weight
         out["router"] = zero + layers_moe * model.router_params() * by.head
         mtp_proj = mtp * 2 * model.hidden * model.hidden * by.weight
         counts = model.param_counts()
         out["embedding_head"] = zero + (counts.embedding + counts.lm_head) / t * by.head + mtp_proj
     if share.expert_side and model.is_moe:
         out["routed_experts"] = zero + layers_moe * slots * model.expert_params() * by.weight
+        if np.any(np.asarray(share.shared_slots) > 0):
+            out["shared_expert_replicas"] = (zero + layers_moe * np.asarray(share.shared_slots, dtype=float)
+                                             * model.shared_expert_params() * by.weight)
     return out
 
 

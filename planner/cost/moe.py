@@ -44,7 +44,8 @@ def difference(hot: Cost, mean: Cost) -> Cost:
 
 
 def expert_side(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: Array, slots: Array,
-                imbalance: Array, launch_s: float | Array = 0.0) -> dict[str, Cost]:
+                imbalance: Array, launch_s: float | Array = 0.0, shared_replicas: Array | None = None,
+                tokens: Array | None = None, ep: Array | None = None) -> dict[str, Cost]:
     """Expert GEMMs and elementwise kernels of a mean die, and ``combine_wait``: the busiest die's extra.
 
     Notes
@@ -54,6 +55,10 @@ def expert_side(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: A
     the combine absorbs the expert imbalance).  The wait is charged on the compute side (the
     busiest die's own work is on the critical path) and shown as its own row.
     """
+    if shared_replicas is not None and np.any(np.asarray(shared_replicas) > 0):
+        return _with_shared_replicas(dev, model, by, copies=copies, slots=slots, imbalance=imbalance,
+                                     launch_s=launch_s, replicas=shared_replicas, tokens=tokens, ep=ep)
+
     def side(c: Array) -> dict[str, Cost]:
         ops = routed_experts(dev, model, by, copies=c, slots=slots, launch_s=launch_s)
         ops["expert_elementwise"] = elementwise.expert_side(dev, model, by, copies=c, launch_s=launch_s)
@@ -62,6 +67,55 @@ def expert_side(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: A
     mean = side(copies)
     mean["combine_wait"] = difference(sum_costs(side(copies * imbalance)), sum_costs(mean))
     return mean
+
+
+def _with_shared_replicas(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: Array, slots: Array,
+                          imbalance: Array, launch_s: float | Array, replicas: Array, tokens: Array | None,
+                          ep: Array | None) -> dict[str, Cost]:
+    """Expert dies that also host ``k`` replicas of the shared experts (each token is served by one).
+
+    Notes
+    -----
+    ``ep`` dies hold ``s`` expert slots each: ``E + R`` routed and ``k`` shared replicas in all
+    (CloudMatrix-Infer EP320: 256 + 32 + 32, one per die; xDeepServe EP288: 256 + 32).  ``T =
+    tokens * ep`` tokens per step reach the group; a routed slot gets ``q = T * top_k / (E + R)``
+    copies on average, a replica ``T / k``.  With ``k >= ep`` every die hosts ``k / ep`` replicas
+    and ``s - k / ep`` routed slots; with ``k < ep`` replicas sit one per die on ``k`` dies, which
+    keep ``s - 1`` routed slots, and the other dies ``s`` routed slots.  The mean die computes
+    ``tokens * top_k`` routed and ``tokens`` shared copies; the busiest die is the slower of the
+    two kinds with routed copies scaled by the imbalance; the combine waits the difference.
+    """
+    f = model.ffn
+    k, e, t = (np.asarray(x, dtype=float) for x in (replicas, ep, tokens))
+    s = np.asarray(slots, dtype=float)
+    q = t * e * f.top_k / np.maximum(s * e - k, 1.0)     # copies per routed slot (mean)
+    per_replica = t * e / np.maximum(k, 1.0)              # copies per shared replica
+
+    def die(routed_copies: Array, routed_n: Array, replicas_here: Array) -> dict[str, Cost]:
+        ops = routed_experts(dev, model, by, copies=routed_copies, slots=np.maximum(routed_n, 1e-9),
+                             launch_s=launch_s)
+        for name, c in shared_experts(dev, model, by, tokens=per_replica, launch_s=launch_s).items():
+            ops[f"{name}_replica"] = c.scaled(replicas_here)
+        ops["expert_elementwise"] = elementwise.expert_side(
+            dev, model, by, copies=routed_copies + per_replica * replicas_here, launch_s=launch_s)
+        return ops
+
+    here = k / e
+    mean = die(copies, s - here, here)
+    many = here >= 1
+    # k >= ep: every die alike; k < ep: the routed-only dies and the replica dies, the slower one binds
+    alike = sum_costs(die(q * (s - here) * imbalance, s - here, here))
+    routed_only = sum_costs(die(q * s * imbalance, s, np.zeros_like(k)))
+    replica = sum_costs(die(q * np.maximum(s - 1, 0) * imbalance, np.maximum(s - 1, 0), np.ones_like(k)))
+    pick_replica = ~many & (replica.time_s > routed_only.time_s)
+    other = _where(pick_replica, replica, routed_only)
+    mean["combine_wait"] = difference(_where(many, alike, other), sum_costs(mean))
+    return mean
+
+
+def _where(cond: Array, a: Cost, b: Cost) -> Cost:
+    return Cost(*(np.where(cond, getattr(a, n), getattr(b, n)) for n in ("time_s", "flops", "bytes", "compute_s",
+                                                                          "memory_s")))
 
 
 def router(dev: Device, model: ModelSpec, by: BytesPerElement, *, tokens: Array, launch_s: float | Array = 0.0) -> Cost:

@@ -151,15 +151,18 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
     p = layout.prefill
     assert p is not None
     env = _env(scenario, values, 1)
-    knobs = {k: np.full(samples, float(v)) for k, v in p.model_dump().items()}
+    knobs = {k: np.full(samples, float(v)) for k, v in p.model_dump().items() if isinstance(v, int | float)}
     step = prefill_step(env, prefill_arrays(knobs))
     step_s = np.broadcast_to(step.step_s, (samples,))
     slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
-    same_pod = place_layout(layout, scenario.hardware.pod_dies).same_pod
-    kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
-                         decode_tp=d.tp, same_pod=same_pod, p2p_s=env.calls.p2p_s)
-    return _Prefill(step_s=step_s, service_s=(float(forwards[()]) * step_s)[:, None], servers=float(slots[()] * p.instances),
-                    kv_s=np.broadcast_to(kv, (samples,))[:, None],
+    same_pod = place_layout(layout, scenario).same_pod
+    kv = np.empty(samples)
+    for i in range(samples):  # one small call per sample: the p2p cost takes scalar fabric parameters
+        hw = hardware_with(scenario.hardware, {k: v[i] if np.ndim(v) else v for k, v in values.items()})
+        kv[i] = gp.kv_handoff_s(hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
+                                decode_tp=d.tp, same_pod=same_pod, p2p_s=float(hw.collectives.p2p_s))[0]
+    return _Prefill(step_s=step_s, service_s=(float(forwards[()]) * step_s)[:, None],
+                    servers=float(slots[()] * p.instances), kv_s=kv[:, None],
                     fits=np.broadcast_to(step.fits, (samples,))[:, None], first_step=True)
 
 

@@ -266,6 +266,9 @@ class HardwareFile(Strict):
     chip: Text
     dies_per_chip: DiesPerChip
     num_dies: Dies
+    # Dies of one node (server, compute tray): what one node failure takes out.  Default: the
+    # server-scope fabric's domain, else the whole system (a profile without one should say).
+    dies_per_node: Dies | None = None
     source: SourceText
     peak: PeakSection
     memory: MemorySection
@@ -284,6 +287,14 @@ class HardwareFile(Strict):
         sizes = [f.dies for f in self.fabrics]
         if sizes != sorted(sizes):
             raise ValueError("fabrics: a wider scope must join at least as many dies as a narrower one")
+        return self
+
+    @model_validator(mode="after")
+    def _node_divides(self) -> HardwareFile:
+        n = self.dies_per_node
+        if n is not None and (n % self.dies_per_chip or self.num_dies % n):
+            raise ValueError(f"dies_per_node = {n} must be a multiple of dies_per_chip ({self.dies_per_chip}) "
+                             f"and divide num_dies ({self.num_dies})")
         return self
 
     @model_validator(mode="after")

@@ -118,6 +118,7 @@ class HardwareSpec:
     path: Path
     dies_per_chip: int
     num_dies: int
+    dies_per_node: int  # one node (server, compute tray): the unit a node failure takes out
     peaks: Peaks
     memory: Memory
     memory_reserve: MemoryReserve
@@ -136,7 +137,8 @@ class HardwareSpec:
         fabrics = tuple(plain(Fabric, f, efficiency=plain(FabricEfficiency, f.efficiency)) for f in file.fabrics)
         return cls(
             name=file.name, description=file.description, chip=file.chip, path=path,
-            dies_per_chip=file.dies_per_chip, num_dies=file.num_dies, peaks=plain(Peaks, file.peak),
+            dies_per_chip=file.dies_per_chip, num_dies=file.num_dies, dies_per_node=_dies_per_node(file),
+            peaks=plain(Peaks, file.peak),
             memory=plain(Memory, file.memory), memory_reserve=plain(MemoryReserve, file.memory_reserve),
             gemm_efficiency=plain(GemmEfficiency, e.gemm), attention_efficiency=plain(AttentionEfficiency, e.attention),
             memory_efficiency=plain(MemoryEfficiency, e.memory), overheads=plain(Overheads, file.overheads),
@@ -227,6 +229,13 @@ class HardwareSpec:
             if fabric.name == name:
                 return fabric
         raise KeyError(f"{self.name} has no fabric '{name}'")
+
+
+def _dies_per_node(file: HardwareFile) -> int:
+    """The profile's ``dies_per_node``, else its server-scope fabric's domain, else the whole pod."""
+    if file.dies_per_node is not None:
+        return file.dies_per_node
+    return next((f.dies for f in file.fabrics if f.scope == Scope.SERVER), file.num_dies)
 
 
 def load_hardware(path: Path) -> HardwareSpec:

@@ -69,6 +69,25 @@ class DecodePool(Strict):
     batch: Batch
     micro_batches: MicroBatches = 1
     redundant_experts: Redundant = 0
+    # Where the shared experts run: on the token's die (default), or `shared_expert_replicas` copies
+    # on expert slots, each token served by one (CloudMatrix-Infer, xDeepServe: 32 replicas).
+    shared_experts: Literal["on_token_die", "replicated"] | None = None
+    shared_expert_replicas: Redundant | None = None
+
+    @model_validator(mode="after")
+    def _shared_placement(self) -> DecodePool:
+        k = self.shared_expert_replicas or 0
+        if self.shared_experts == "replicated" and k == 0:
+            raise ValueError("shared_experts = 'replicated' needs shared_expert_replicas >= 1")
+        if self.shared_experts == "on_token_die" and k > 0:
+            raise ValueError("shared_expert_replicas > 0 places the shared experts on expert slots: set "
+                             "shared_experts = 'replicated' (or leave it out)")
+        return self
+
+    @property
+    def shared_replicas(self) -> int:
+        """Replicas of the shared experts on expert slots (0: on the token's die)."""
+        return self.shared_expert_replicas or 0
 
     @property
     def attention_dies_per_instance(self) -> int:
@@ -246,16 +265,18 @@ def _check_parallel(pool: str, dies: int, tp: int, ep: int, model: ModelSpec, wh
         _fail(f"{pool}.ep", f"= {ep} but {model.name} has no routed experts", where, "set ep = 1")
 
 
-def _check_experts(pool: str, expert_dies: int, ep: int, redundant: int, model: ModelSpec, where: str) -> None:
+def _check_experts(pool: str, expert_dies: int, ep: int, redundant: int, model: ModelSpec, where: str,
+                   shared: int = 0) -> None:
     if not model.is_moe:
         return
     if expert_dies % ep:
         _fail(f"{pool}.ep", f"= {ep} does not divide the {expert_dies} expert dies", where,
               "choose ep dividing the dies that host experts")
-    slots = model.ffn.num_routed_experts + redundant
+    slots = model.ffn.num_routed_experts + redundant + shared
     if slots % ep:
-        _fail(f"{pool}.ep", f"cannot place {slots} experts (routed + redundant) evenly on {ep} dies",
-              where, "change ep or redundant_experts so that ep divides their sum")
+        what = "routed + redundant" + (" + shared replicas" if shared else "")
+        _fail(f"{pool}.ep", f"cannot place {slots} experts ({what}) evenly on {ep} dies",
+              where, "change ep, redundant_experts or shared_expert_replicas so that ep divides their sum")
 
 
 def check_layout(layout: Layout, model: ModelSpec, where: str) -> None:
@@ -276,7 +297,10 @@ def check_layout(layout: Layout, model: ModelSpec, where: str) -> None:
         _check_parallel("decode", d.attention_dies, d.tp, 1, model, where)
     else:
         _check_parallel("decode", d.dies_per_instance, d.tp, d.ep, model, where)
-    _check_experts("decode", d.expert_dies_per_instance, d.ep, d.redundant_experts, model, where)
+    if d.shared_replicas and not model.ffn.num_shared_experts:
+        _fail("decode.shared_expert_replicas", f"= {d.shared_replicas} but {model.name} has no shared experts", where,
+              "leave out shared_experts / shared_expert_replicas")
+    _check_experts("decode", d.expert_dies_per_instance, d.ep, d.redundant_experts, model, where, d.shared_replicas)
     if d.batch % d.micro_batches:
         _fail("decode.micro_batches", f"= {d.micro_batches} does not divide batch = {d.batch}", where,
               "choose a batch that is a multiple of micro_batches")

@@ -149,6 +149,30 @@ class ExpertsSection(Strict):
         return self
 
 
+UsdPerHour = ranged(float, 0.0, 1e4, "USD per hour; cloud accelerators rent for about 1-10 per die or chip",
+                    open_low=True)
+
+
+class CostSection(Strict):
+    """Hardware price per hour (USD), per die or per chip (one of the two), of ``hardware``; the
+    ``prefill_`` pair prices ``prefill_hardware`` (planner/decide/cost.py)."""
+
+    usd_per_die_hour: UsdPerHour | None = None
+    usd_per_chip_hour: UsdPerHour | None = None
+    prefill_usd_per_die_hour: UsdPerHour | None = None
+    prefill_usd_per_chip_hour: UsdPerHour | None = None
+    source: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_price_each(self) -> CostSection:
+        for pre in ("", "prefill_"):
+            if getattr(self, f"{pre}usd_per_die_hour") is not None and getattr(self, f"{pre}usd_per_chip_hour"):
+                raise ValueError(f"give {pre}usd_per_die_hour or {pre}usd_per_chip_hour, not both")
+        if self.usd_per_die_hour is None and self.usd_per_chip_hour is None:
+            raise ValueError("give usd_per_die_hour or usd_per_chip_hour (the price of `hardware`)")
+        return self
+
+
 class ScenarioFile(Strict):
     model: Annotated[Text, Field(min_length=1)] = "deepseek-v3"
     hardware: Annotated[Text, Field(min_length=1)] = "cloudmatrix384"
@@ -166,6 +190,7 @@ class ScenarioFile(Strict):
     mtp: MtpSection = MtpSection()
     slo: SloSection = SloSection()
     experts: ExpertsSection = ExpertsSection()
+    cost: CostSection | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,6 +257,31 @@ def experts_of(section: ExpertsSection, model: ModelSpec, params: LoadParams | N
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Price:
+    """Hardware price per die-hour (USD; a chip-hour price spread over the chip's dies) and its source."""
+
+    usd_per_die_hour: float
+    source: str
+
+
+def prices_of(section: CostSection | None, hardware: HardwareSpec, prefill_hardware: HardwareSpec | None
+              ) -> tuple[Price | None, Price | None]:
+    """(price of ``hardware``, of ``prefill_hardware``) from the ``[cost]`` section (None: not priced)."""
+    if section is None:
+        return None, None
+    source = section.source or "assumed (no source given)"
+
+    def price(pre: str, hw: HardwareSpec | None) -> Price | None:
+        die, chip = getattr(section, f"{pre}usd_per_die_hour"), getattr(section, f"{pre}usd_per_chip_hour")
+        if hw is None or (die is None and chip is None):
+            return None
+        return Price(usd_per_die_hour=die if die is not None else chip / hw.dies_per_chip, source=source)
+
+    main = price("", hardware)
+    return main, price("prefill_", prefill_hardware) if prefill_hardware is not None else main
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     """A resolved scenario: the model and hardware it names loaded, every section as plain values."""
 
@@ -251,6 +301,9 @@ class Scenario:
     prefill_dies: int = 0
     # Dotted fields nobody gave (neither the scenario file nor a flag): the header states them as assumed.
     assumed: tuple[str, ...] = ()
+    # Hardware prices (``[cost]``): of `hardware`, and of the prefill pool's hardware (None: not priced).
+    price: Price | None = None
+    prefill_price: Price | None = None
 
     @classmethod
     def from_file(cls, file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec,
@@ -258,7 +311,9 @@ class Scenario:
         """Plain values of a validated scenario whose model and hardware are already loaded."""
         pre_pods = file.prefill_pods or 1
         pre_dies = file.prefill_dies or (pre_pods * prefill_hardware.pod_dies if prefill_hardware else 0)
-        return cls(model=model, hardware=hardware, dies=file.dies, pods=file.pods,
+        price, prefill_price = prices_of(file.cost, hardware, prefill_hardware)
+        return cls(model=model, hardware=hardware, dies=file.dies, pods=file.pods, price=price,
+                   prefill_price=prefill_price,
                    workload=plain(Workload, file.workload), precision=plain(Precision, file.precision),
                    mtp=plain(Mtp, file.mtp), slo=plain(Slo, file.slo), experts=experts_of(file.experts, model),
                    _file=file, prefill_hardware=prefill_hardware, prefill_pods=pre_pods, prefill_dies=pre_dies)
@@ -392,6 +447,8 @@ def assumed_fields(base: ScenarioFile | None, overrides: dict[str, Any]) -> tupl
     out = []
     for name, info in ScenarioFile.model_fields.items():
         given = base is not None and name in base.model_fields_set
+        if info.default is None:  # optional: no mixed hardware, no price
+            continue
         if not isinstance(info.default, Strict):
             if not given and overrides.get(name) is None:
                 out.append(name)
@@ -443,7 +500,8 @@ def scenario_overrides(*, model: str | None = None, hardware: str | None = None,
                        prefill_expert_load: str | None = None, decode_expert_load: str | None = None,
                        cache_hit_rate: float | None = None, ttft_s: float | None = None,
                        ttft_percentile: float | None = None, tpot_s: float | None = None,
-                       tpot_percentile: float | None = None) -> dict[str, Any]:
+                       tpot_percentile: float | None = None, usd_per_die_hour: float | None = None,
+                       usd_per_chip_hour: float | None = None) -> dict[str, Any]:
     """CLI flags -> the nested override dict :func:`build_scenario` merges (None = not given).
 
     A measured expert-load matrix (``expert_load``, ``prefill_expert_load``, ``decode_expert_load``)
@@ -461,4 +519,6 @@ def scenario_overrides(*, model: str | None = None, hardware: str | None = None,
                     "prefill_load_file": prefill_expert_load, "decode_load_file": decode_expert_load},
         "slo": {"ttft_s": ttft_s, "ttft_percentile": ttft_percentile, "tpot_s": tpot_s,
                 "tpot_percentile": tpot_percentile},
+        "cost": ({"usd_per_die_hour": usd_per_die_hour, "usd_per_chip_hour": usd_per_chip_hour}
+                 if usd_per_die_hour is not None or usd_per_chip_hour is not None else None),
     }

@@ -6,13 +6,15 @@ import numpy as np
 
 from planner.inputs.layout import Mode
 from planner.inputs.model import ModelSpec
+from planner.modes import pd
 from planner.modes.base import Knobs, ModeEntry, knob
 from planner.search import space
 from planner.search.space import CandidateSet
 from planner.serving.transformerless import TransformerlessArrays, transformerless_fits, transformerless_step
 
 DOMAINS = (1, 2, 4, 8)
-KEYS = ("attention_dies", "expert_dies", "domains", "tp", "ep", "batch", "micro_batches", "redundant_experts")
+KEYS = ("attention_dies", "expert_dies", "domains", "tp", "ep", "batch", "micro_batches", "redundant_experts",
+        "shared_expert_replicas")
 
 
 def candidates(model: ModelSpec, budget: int) -> CandidateSet:
@@ -20,8 +22,8 @@ def candidates(model: ModelSpec, budget: int) -> CandidateSet:
     micro-batches, redundant experts."""
     if not model.is_moe:
         return CandidateSet({k: np.zeros(0, dtype=np.int64) for k in KEYS})
-    pairs = np.array([p for p in space.expert_die_counts(model, budget, space.REDUNDANT) if p[0] >= 2],
-                     dtype=np.int64).reshape(-1, 2)
+    pairs = np.array([p for p in space.expert_placements(model, budget, space.REDUNDANT) if p[0] >= 2],
+                     dtype=np.int64).reshape(-1, 3)
     attention = [a for a in sorted(set(range(8, 129, 8)) | set(range(128, budget + 1, 32))) if a < budget]
     tps = [1] if not model.attention.decode_tp_useful else space.tp_choices(model, 8)
     c = space.product(pair=np.arange(len(pairs)), attention_dies=attention, domains=DOMAINS, tp=tps,
@@ -29,6 +31,7 @@ def candidates(model: ModelSpec, budget: int) -> CandidateSet:
     a = c.arrays
     pair = a.pop("pair")
     a["expert_dies"], a["redundant_experts"] = pairs[pair, 0], pairs[pair, 1]
+    a["shared_expert_replicas"] = pairs[pair, 2]
     a["ep"] = a["expert_dies"].copy()
     c.keep(a["attention_dies"] + a["expert_dies"] <= budget, "over_budget")
     c.keep(a["attention_dies"] % (a["domains"] * a["tp"]) == 0, "domains_or_tp_not_dividing_attention_dies")
@@ -40,12 +43,13 @@ def step_arrays(k: Knobs) -> TransformerlessArrays:
     return TransformerlessArrays(attention_dies=knob(k, "attention_dies"), expert_dies=knob(k, "expert_dies"),
                                  domains=knob(k, "domains"), tp=knob(k, "tp"), ep=knob(k, "ep"),
                                  batch=knob(k, "batch"), micro_batches=knob(k, "micro_batches"),
-                                 redundant=knob(k, "redundant_experts"))
+                                 redundant=knob(k, "redundant_experts"), shared_replicas=pd.replicas(k))
 
 
 def summary(d: Knobs) -> str:
+    shared = f" S{d['shared_expert_replicas']}" if d.get("shared_expert_replicas") else ""
     return (f"D {d['instances']}x[{d['attention_dies']} attn ({d['domains']} dom) + {d['expert_dies']} exp] "
-            f"b{d['batch']} m{d['micro_batches']} R{d['redundant_experts']}")
+            f"b{d['batch']} m{d['micro_batches']} R{d['redundant_experts']}{shared}")
 
 
 TRANSFORMERLESS = ModeEntry(

@@ -61,8 +61,13 @@ def _prefill_layout(p: PrefillScore, i: int, n: int, hardware: str | None = None
     return {"hardware": hardware, **out} if hardware else out
 
 
-def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int]:
-    return {"instances": n, **{k: int(d.knob(k, i)) for k in MODES[mode].decode_keys}}
+def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int | str]:
+    out: dict[str, int | str] = {"instances": n, **{k: int(d.knob(k, i)) for k in MODES[mode].decode_keys}}
+    if not out.get("shared_expert_replicas"):  # the default placement: on the token's die
+        out.pop("shared_expert_replicas", None)
+    else:
+        out["shared_experts"] = "replicated"
+    return out
 
 
 def _layout(mode: Mode, scenario: Scenario, prefill: dict | None, decode: dict, mtp: int) -> Layout:

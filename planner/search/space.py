@@ -53,14 +53,28 @@ def _divisors(n: int, lo: int, hi: int) -> list[int]:
     return [d for d in range(max(lo, 1), min(n, hi) + 1) if n % d == 0]
 
 
+# Replicas of the shared experts placed on expert slots (0: on the token die), searched where the
+# model has shared experts and EP is wide enough that few experts share a die (CloudMatrix-Infer
+# and xDeepServe replicate DeepSeek's shared expert 32 times at EP320 / EP288).
+SHARED_REPLICAS = (32,)
+SHARED_REPLICAS_MIN_EP = 64
+
+
 def expert_die_counts(model: ModelSpec, budget: int, redundant: tuple[int, ...]) -> list[tuple[int, int]]:
     """(EP degree, redundant experts) pairs that place every expert replica evenly."""
+    return [(ep, r) for ep, r, _ in expert_placements(model, budget, redundant, shared=(0,))]
+
+
+def expert_placements(model: ModelSpec, budget: int, redundant: tuple[int, ...],
+                      shared: tuple[int, ...] = (0, *SHARED_REPLICAS)) -> list[tuple[int, int, int]]:
+    """(EP degree, redundant experts, shared-expert replicas) that place every slot evenly on ``ep`` dies."""
     E = model.ffn.num_routed_experts
-    pairs = []
-    for r in redundant:
-        for ep in _divisors(E + r, 1, budget):
-            pairs.append((ep, r))
-    return pairs
+    shared = shared if model.ffn.num_shared_experts else (0,)
+    out = []
+    for k in shared:
+        for r in redundant:
+            out += [(ep, r, k) for ep in _divisors(E + r + k, 1, budget) if k == 0 or ep >= SHARED_REPLICAS_MIN_EP]
+    return out
 
 
 def tp_choices(model: ModelSpec, limit: int) -> list[int]:
@@ -69,7 +83,7 @@ def tp_choices(model: ModelSpec, limit: int) -> list[int]:
 
 
 def shared_die_pools(model: ModelSpec, budget: int, *, knob: str, knob_values: tuple[int, ...],
-                     micro_batches: tuple[int, ...]) -> CandidateSet:
+                     micro_batches: tuple[int, ...], shared: tuple[int, ...] = (0,)) -> CandidateSet:
     """Pools whose dies hold attention and experts (prefill, pd decode, collocated).
 
     ``dies`` per instance = ``ep * replicas`` for MoE models (replicas in 1, 2, 4 of the expert
@@ -81,12 +95,14 @@ def shared_die_pools(model: ModelSpec, budget: int, *, knob: str, knob_values: t
         c.arrays.update(dies=c.arrays["tp"].copy(), ep=np.ones_like(c.arrays["tp"]),
                         redundant_experts=np.zeros_like(c.arrays["tp"]))
         return c
-    pairs = np.array(expert_die_counts(model, budget, REDUNDANT), dtype=np.int64).reshape(-1, 2)
+    pairs = np.array(expert_placements(model, budget, REDUNDANT, shared), dtype=np.int64).reshape(-1, 3)
     c = product(pair=np.arange(len(pairs)), replicas=(1, 2, 4), tp=tps, **{knob: knob_values},
                 micro_batches=micro_batches)
     a = c.arrays
     pair = a.pop("pair")
     a["ep"], a["redundant_experts"] = pairs[pair, 0], pairs[pair, 1]
+    if shared != (0,):
+        a["shared_expert_replicas"] = pairs[pair, 2]
     a["dies"] = a["ep"] * a.pop("replicas")
     c.keep(a["dies"] <= budget, "over_budget")
     c.keep(a["dies"] % a["tp"] == 0, "tp_not_dividing_dies")

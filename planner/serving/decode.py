@@ -36,10 +36,16 @@ class DecodeArrays:
     micro_batches: Array
     redundant: Array
     chunk_tokens: Array
+    shared_replicas: Array | None = None  # replicas of the shared experts on expert slots (None / 0: token die)
 
 
 def _as_float(x: Array) -> Array:
     return np.asarray(x, dtype=float)
+
+
+def _replicas(d: DecodeArrays) -> Array:
+    """Shared-expert replicas per candidate (0: the shared experts run on the token die)."""
+    return np.zeros(np.shape(d.ep)) if d.shared_replicas is None else _as_float(d.shared_replicas)
 
 
 def _attention_fn(env: Env, tokens: Array, seqs: Array, tp: Array, chunk_group: Array):
@@ -81,7 +87,7 @@ def decode_memory(env: Env, d: DecodeArrays, imb: Array) -> tuple[dict[str, Arra
     model, by = env.model, env.by
     tp, batch = _as_float(d.tp), _as_float(d.batch)
     slots = (model.ffn.num_routed_experts + _as_float(d.redundant)) / _as_float(d.ep)
-    weights = mem.weight_bytes(model, by, mem.WeightShare(tp, slots))
+    weights = mem.weight_bytes(model, by, mem.WeightShare(tp, slots, shared_slots=_replicas(d) / _as_float(d.ep)))
     kv_seq = mem.kv_bytes_per_sequence(model, by, context=env.max_context_tokens, tp=tp)
     q = 1 + env.draft_tokens
     k = model.ffn.top_k if model.is_moe else 0
@@ -117,12 +123,13 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
     b_mb = _as_float(d.batch) / m
     chunk_mb = _as_float(d.chunk_tokens) / m
     die_tokens = b_mb * q + chunk_mb
-    slots = (model.ffn.num_routed_experts + _as_float(d.redundant)) / ep if model.is_moe else ep * 0 + 1
+    rep = _replicas(d)
+    slots = (model.ffn.num_routed_experts + _as_float(d.redundant) + rep) / ep if model.is_moe else ep * 0 + 1
     red = _as_float(d.redundant)
     shape = SharedDieShape(group_tokens=tp * die_tokens, die_tokens=die_tokens, tp=tp, ep=ep, slots=slots,
                            redundant=red, load=env.decode_load, dedup=False, dp_seqs=tp * b_mb,
                            dp_work_cv=env.decode_context_cv, dp_dispersion=env.dp_count_dispersion,
-                           context_ops=("core",))
+                           context_ops=("core",), shared_replicas=rep)
     attention = _attention_fn(env, tp * b_mb * q, tp * b_mb, tp, tp * chunk_mb)
     layers, layer_s, counts, tail = shared_die_layers(env, shape, attention, m)
     extra = {"pipeline_tail": tail, "lm_head": lm_head(env, tp * _as_float(d.batch) * q, tp).time_s}

@@ -99,6 +99,7 @@ class SharedDieShape:
     dp_dispersion: float     # variance / mean of the sequences a DP rank holds (0: a packed token budget)
     context_ops: tuple[str, ...]  # attention ops whose work grows with the context
     launch_s: float | Array = 0.0
+    shared_replicas: Array | None = None  # replicas of the shared experts on expert slots (0: on the token die)
 
 
 def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
@@ -122,10 +123,14 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     ops["dispatch_wait"] = dispatch_wait(ops, shape.context_ops, ranks=shape.ep / shape.tp, seqs=shape.dp_seqs,
                                          work_cv=shape.dp_work_cv, dispersion=shape.dp_dispersion)
     ops["router"] = moe.router(dev, model, by, tokens=shape.group_tokens, launch_s=shape.launch_s)
-    ops.update(moe.shared_experts(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s))
+    rep = shape.shared_replicas
+    replicated = np.zeros(np.shape(shape.ep), bool) if rep is None else np.asarray(rep) > 0
+    shared = moe.shared_experts(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s)
+    ops.update({n: c.scaled(~replicated) for n, c in shared.items()})  # on the token die unless replicated
     ops.update(moe.expert_side(dev, model, by, copies=mean_copies, slots=shape.slots, imbalance=imb,
-                               launch_s=shape.launch_s))
-    a2a = dict(tokens=shape.die_tokens, top_k=k, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb,
+                               launch_s=shape.launch_s, shared_replicas=rep, tokens=shape.die_tokens, ep=shape.ep))
+    # a replicated shared expert is one more routed copy per token (to one of its replicas)
+    a2a = dict(tokens=shape.die_tokens, top_k=k + replicated, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb,
                copy_s=env.calls.copy_s)
     comm["dispatch"] = all_to_all_s(env.hw, bytes_per_copy=h * by.dispatch, call_s=env.calls.dispatch_s, **a2a)
     comm["combine"] = all_to_all_s(env.hw, bytes_per_copy=h * by.combine, call_s=env.calls.combine_s, **a2a)

@@ -15,7 +15,7 @@ run on the attention dies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class TransformerlessArrays:
     batch: Array
     micro_batches: Array
     redundant: Array
+    shared_replicas: Array | None = None  # replicas of the shared experts on expert dies (None / 0: attention dies)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,10 +53,16 @@ class _Shape:
     ep: Array
     slots: Array
     redundant: Array
+    replicas: Array      # shared-expert replicas on the expert dies (0: on the attention dies)
 
 
 def _f(x: Array) -> Array:
     return np.asarray(x, dtype=float)
+
+
+def _replicas(d: TransformerlessArrays) -> Array:
+    """Shared-expert replicas per candidate (0: the shared experts run on the attention dies)."""
+    return np.zeros(np.shape(d.ep)) if d.shared_replicas is None else _f(d.shared_replicas)
 
 
 def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cost], dict[str, Array]]:
@@ -69,7 +76,9 @@ def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cos
                                                   env.calls.collective_s)}
     if cls.moe:
         ops["router"] = moe.router(env.dev, env.model, env.by, tokens=g)
-        ops.update(moe.shared_experts(env.dev, env.model, env.by, tokens=g, tp=s.tp))
+        on_attention_dies = np.asarray(s.replicas) <= 0
+        ops.update({n: c.scaled(on_attention_dies)
+                    for n, c in moe.shared_experts(env.dev, env.model, env.by, tokens=g, tp=s.tp).items()})
     else:
         ops.update(dense_ffn(env.dev, env.model, env.by, tokens=g, tp=s.tp))
         comm["tp_allreduce_ffn"] = comm["tp_allreduce_attention"]
@@ -85,9 +94,11 @@ def _expert_side(env: Env, s: _Shape, rows: tuple[int, ...] | None
     copies = s.A_d * s.tokens * k / s.E
     imb, hottest = moe.expert_imbalances(model, env.decode_load, ep=s.ep, redundant=s.redundant,
                                          copies_per_die=copies, rows=rows)
-    ops = moe.expert_side(env.dev, model, env.by, copies=copies, slots=s.slots, imbalance=imb)
-    kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E, top_k=k, recv_factor=imb,
-              copy_s=env.calls.copy_s)
+    ops = moe.expert_side(env.dev, model, env.by, copies=copies, slots=s.slots, imbalance=imb,
+                          shared_replicas=s.replicas, tokens=s.A_d * s.tokens / s.E, ep=s.E)
+    # a replicated shared expert is one more copy per token sent to the expert dies
+    kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E,
+              top_k=k + (np.asarray(s.replicas) > 0), recv_factor=imb, copy_s=env.calls.copy_s)
     comm = {"a2e": a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s, **kw),
             "e2a": a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s, **kw)}
     busy = (a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s,
@@ -109,11 +120,11 @@ def _attention_side_shared(env: Env, cls: LayerClass, s: _Shape
     if n < 4096:
         ops, comm = _attention_side(env, cls, s)
         return ops, comm, ops["core"]
-    rows = np.stack([s.tp, s.tokens, s.seqs], axis=1)
+    rows = np.stack([s.tp, s.tokens, s.seqs, s.replicas > 0], axis=1)
     _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     small = _Shape(tokens=s.tokens[first], seqs=s.seqs[first], A_d=s.A_d[first], E=s.E[first], tp=s.tp[first],
-                   ep=s.ep[first], slots=s.slots[first], redundant=s.redundant[first])
+                   ep=s.ep[first], slots=s.slots[first], redundant=s.redundant[first], replicas=s.replicas[first])
     ops, comm = _attention_side(env, cls, small)
     comm_total = sum(comm.values())
     return ({"attention_side": _gather(sum_costs(ops), inverse)},
@@ -147,9 +158,10 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     m, D = _f(d.micro_batches), _f(d.domains)
     q = 1 + env.draft_tokens
     b_mb = _f(d.batch) / m
-    slots = (model.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
+    rep = _replicas(d)
+    slots = (model.ffn.num_routed_experts + _f(d.redundant) + rep) / _f(d.ep)
     s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
-               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant))
+               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), replicas=rep)
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
         if cls.moe:
@@ -163,7 +175,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     extra = {"pipeline_tail": np.maximum.reduce(tails),
              "lm_head": lm_head(env, s.tp * _f(d.batch) * q, s.tp).time_s}
     if env.draft_tokens:
-        ds = _Shape(tokens=b_mb, seqs=b_mb, A_d=s.A_d, E=s.E, tp=s.tp, ep=s.ep, slots=slots, redundant=s.redundant)
+        ds = replace(s, tokens=b_mb, seqs=b_mb)
         _, period, tail = _moe_layer(env, LayerClass(False, True, 1), ds, m, D)
         proj = gemm(env.dev, s.tp * _f(d.batch), model.hidden, 2 * model.hidden, weight_bytes=env.by.weight,
                     act_bytes=env.by.out)
@@ -178,9 +190,10 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
 
 def transformerless_fits(env: Env, d: TransformerlessArrays) -> tuple[Array, Array]:
     """Memory check alone (cheap): (fits, largest batch), so a search can skip pricing misfits."""
-    slots = (env.model.ffn.num_routed_experts + _f(d.redundant)) / _f(d.ep)
+    rep = _replicas(d)
+    slots = (env.model.ffn.num_routed_experts + _f(d.redundant) + rep) / _f(d.ep)
     s = _Shape(tokens=_f(d.batch), seqs=_f(d.batch), A_d=_f(d.attention_dies) / _f(d.domains), E=_f(d.expert_dies),
-               tp=_f(d.tp), ep=_f(d.ep), slots=slots, redundant=_f(d.redundant))
+               tp=_f(d.tp), ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), replicas=rep)
     _, max_b, fits_experts = _memory(env, d, s)
     return (max_b >= _f(d.batch)) & fits_experts, np.where(fits_experts, max_b, 0.0)
 
@@ -189,8 +202,10 @@ def _memory(env: Env, d: TransformerlessArrays, s: _Shape) -> tuple[dict[str, Ar
     """Attention-die memory (weights without routed experts, KV, workspace) and expert-die fit."""
     model, by = env.model, env.by
     q = 1 + env.draft_tokens
-    att_w = mem.weight_bytes(model, by, mem.WeightShare(s.tp, s.slots, expert_side=False))
-    exp_w = mem.weight_bytes(model, by, mem.WeightShare(s.tp, s.slots, attention_side=False))
+    routed = s.slots - s.replicas / s.ep
+    share = dict(shared_slots=s.replicas / s.ep)
+    att_w = mem.weight_bytes(model, by, mem.WeightShare(s.tp, routed, expert_side=False, **share))
+    exp_w = mem.weight_bytes(model, by, mem.WeightShare(s.tp, routed, attention_side=False, **share))
     kv_seq = mem.kv_bytes_per_sequence(model, by, context=env.max_context_tokens, tp=s.tp)
     ws_seq = mem.workspace_bytes(model, tokens=s.tp * q, expert_copies=np.zeros_like(s.tp), logits_tokens=s.tp * q,
                                  tp=s.tp)
@@ -204,5 +219,7 @@ def _memory(env: Env, d: TransformerlessArrays, s: _Shape) -> tuple[dict[str, Ar
     out["kv_cache"] = _f(d.batch) * kv_seq
     out["workspace"] = _f(d.batch) * ws_seq
     out["expert_die_weights_routed_experts"] = exp_w.get("routed_experts", np.zeros_like(s.tp))
+    if "shared_expert_replicas" in exp_w:
+        out["expert_die_weights_shared_expert_replicas"] = exp_w["shared_expert_replicas"]
     out["expert_die_workspace"] = exp_ws
     return out, max_b, fits_experts

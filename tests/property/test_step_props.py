@@ -116,7 +116,7 @@ def prefill_candidate(draw: st.DrawFn, sc: Scenario) -> dict[str, int]:
 
 
 def _arrays(cls: type, cands: list[dict[str, int]]) -> Any:
-    names = cls.__dataclass_fields__
+    names = [n for n in cls.__dataclass_fields__ if n in cands[0]]  # optional fields keep their defaults
     return cls(**{n: np.array([c[n] for c in cands], dtype=float) for n in names})
 
 

@@ -169,3 +169,19 @@ def test_decode_context_cv_by_hand() -> None:
     2048 / sqrt(12) = 591.2, CV 0.19245; prompts of one length have no causal-work spread."""
     assert el.decode_context_cv(2048, 0.0, 2048, 0.0) == pytest.approx(2048 / np.sqrt(12) / 3072, rel=1e-12)
     assert el.prefill_work_cv(0.0) == 0.0
+
+
+@pytest.mark.parametrize("name", ["deepseek-v3", "gpt-oss-120b", "qwen3-235b-a22b"])
+def test_layer_classes_partition_the_moe_rows(name: str) -> None:
+    """Each MoE layer class names its layers as rows of an expert-count matrix: together they are
+    0..L-1 once each, in layer order within a class (DeepSeek-V3: 3 dense layers, then 58 MoE rows)."""
+    from planner import catalog
+    from planner.serving.layers import layer_classes
+
+    model = catalog.model(name)
+    rows = [r for cls in layer_classes(model) if cls.moe for r in cls.moe_rows]
+    assert sorted(rows) == list(range(model.num_moe_layers))
+    for cls in layer_classes(model):
+        assert (cls.moe_rows is None) == (not cls.moe)
+        if cls.moe:
+            assert len(cls.moe_rows) == cls.count and list(cls.moe_rows) == sorted(cls.moe_rows)
