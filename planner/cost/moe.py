@@ -55,10 +55,6 @@ def expert_side(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: A
     the combine absorbs the expert imbalance).  The wait is charged on the compute side (the
     busiest die's own work is on the critical path) and shown as its own row.
     """
-    if shared_replicas is not None and np.any(np.asarray(shared_replicas) > 0):
-        return _with_shared_replicas(dev, model, by, copies=copies, slots=slots, imbalance=imbalance,
-                                     launch_s=launch_s, replicas=shared_replicas, tokens=tokens, ep=ep)
-
     def side(c: Array) -> dict[str, Cost]:
         ops = routed_experts(dev, model, by, copies=c, slots=slots, launch_s=launch_s)
         ops["expert_elementwise"] = elementwise.expert_side(dev, model, by, copies=c, launch_s=launch_s)
@@ -66,7 +62,14 @@ def expert_side(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: A
 
     mean = side(copies)
     mean["combine_wait"] = difference(sum_costs(side(copies * imbalance)), sum_costs(mean))
-    return mean
+    if shared_replicas is None or not np.any(np.asarray(shared_replicas) > 0):
+        return mean
+    # candidates with replicas take the replicated form, the others keep the one above (row by row)
+    rep = _with_shared_replicas(dev, model, by, copies=copies, slots=slots, imbalance=imbalance,
+                                launch_s=launch_s, replicas=shared_replicas, tokens=tokens, ep=ep)
+    on = np.asarray(shared_replicas) > 0
+    zero = mean["combine_wait"].scaled(0.0)
+    return {n: _where(on, rep.get(n, zero), mean.get(n, zero)) for n in dict.fromkeys([*mean, *rep])}
 
 
 def _with_shared_replicas(dev: Device, model: ModelSpec, by: BytesPerElement, *, copies: Array, slots: Array,

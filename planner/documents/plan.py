@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_serializer
 
+from planner.decide.failures import FailureKind
+from planner.decide.plan import Decisions
 from planner.documents.base import (
     ROOFLINE_NOTE,
     SCHEMA_VERSION,
@@ -16,6 +18,7 @@ from planner.documents.base import (
     Report,
     efficiencies_used,
 )
+from planner.documents.decide import CostDoc, EntryBands, FailureDoc, PriceDoc, UncertaintyDoc
 from planner.inputs.layout import Mode
 from planner.inputs.scenario import Scenario, ScenarioFile
 from planner.search.plan import ALL_MODES, Plan, Planned, placement_summary
@@ -47,12 +50,16 @@ class PlanEntry(Part):
     pods: int = 1
     pods_by_pool: dict[str, list[int]] = {}
     kv_fabric: str | None = None
+    bands: EntryBands | None = None            # p10-p90 (planner/decide/bands.py)
+    failures: list[FailureDoc] | None = None   # worst dies / node / pod failure (--tolerate-failures)
+    cost: CostDoc | None = None                # at the goodput, when the scenario has a price
 
     @model_serializer(mode="wrap")
     def _drop_headroom(self, handler: Any) -> Any:
-        """``headroom_frac`` (goodput / target - 1) is written only when a target rate was asked for."""
+        """``headroom_frac`` (goodput / target - 1) is written only when a target rate was asked for;
+        ``bands``, ``failures`` and ``cost`` only when computed."""
         out = handler(self)
-        for key in ("headroom_frac", "kv_fabric"):
+        for key in ("headroom_frac", "kv_fabric", "bands", "failures", "cost"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out
@@ -104,6 +111,10 @@ class PlanReport(Report):
     pareto: list[PlanEntry]
     near_misses: list[NearMiss]
     target_rate_requests_per_s: float | None = None
+    rank_by: Literal["goodput", "cost"] = "goodput"
+    tolerate_failures: FailureKind | None = None
+    uncertainty: UncertaintyDoc | None = None
+    price: PriceDoc | None = None
 
 
 # ----------------------------------------------------------------------------- building
@@ -131,8 +142,22 @@ def file_hashes(scenario: Scenario) -> dict[str, str]:
     return out
 
 
-def plan_report(result: Plan, top: int) -> PlanReport:
-    """The ``planner plan --json`` document (deterministic; no timings, no absolute paths)."""
+def decided(entry: PlanEntry, p: Planned, decisions: Decisions | None) -> PlanEntry:
+    """``entry`` with the bands, failures and cost ``decisions`` hold for its layout."""
+    if decisions is None:
+        return entry
+    key = id(p)
+    band, fails, cost = decisions.bands.get(key), decisions.failures.get(key), decisions.costs.get(key)
+    return entry.model_copy(update={"bands": EntryBands.of(band) if band else None,
+                                    "failures": [FailureDoc.of(f) for f in fails] if fails else None,
+                                    "cost": CostDoc.of(cost) if cost else None})
+
+
+def plan_report(result: Plan, top: int, decisions: Decisions | None = None) -> PlanReport:
+    """The ``planner plan --json`` document (deterministic; no timings, no absolute paths).
+
+    ``decisions`` (planner.decide.plan.decide, on the same ``result``) adds bands, failures and cost.
+    """
     sc = result.scenario
     dpc = sc.hardware.dies_per_chip
     rank = {id(p): i + 1 for i, p in enumerate(result.layouts)}
@@ -141,7 +166,7 @@ def plan_report(result: Plan, top: int) -> PlanReport:
     pod = sc.hardware.pod_dies
 
     def entry(p: Planned) -> PlanEntry:
-        return plan_entry(p, rank[id(p)], dpc, target, sc)
+        return decided(plan_entry(p, rank[id(p)], dpc, target, sc), p, decisions)
 
     for p in result.layouts:
         best.setdefault(p.mode, entry(p))
@@ -155,4 +180,13 @@ def plan_report(result: Plan, top: int) -> PlanReport:
         modes=list(result.modes), top=top, search=search,
         layouts=[entry(p) for p in result.layouts[:top]], best_per_mode=best,
         pareto=[entry(p) for p in result.pareto], near_misses=result.near_misses,
-        target_rate_requests_per_s=target)
+        target_rate_requests_per_s=target, **_decision_fields(sc, decisions))
+
+
+def _decision_fields(sc: Scenario, decisions: Decisions | None) -> dict[str, Any]:
+    if decisions is None:
+        return {}
+    d = decisions
+    return {"rank_by": d.rank_by.value, "tolerate_failures": d.tolerate,
+            "uncertainty": UncertaintyDoc.of(d.spreads, d.samples, d.seed) if d.spreads is not None else None,
+            "price": PriceDoc.of(sc.price, sc.prefill_price)}

@@ -1,0 +1,172 @@
+"""A plan's decisions: bands, failure what-ifs and cost of the listed layouts, and the ranking they ask for.
+
+``plan --rank-by cost`` ranks by dollars per million output tokens (planner.decide.cost);
+``plan --tolerate-failures KIND`` ranks by what survives the worst failure of that kind
+(planner.decide.failures): goodput per die that survives, or dollars per million output tokens at
+the surviving goodput.  Ties keep the search's order.  Bands (planner.decide.bands) and the
+failure table cover the layouts a report lists: the first ``top``, the best of each mode and the
+Pareto front, with rank 1 first (ties are against it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from planner.decide.bands import DEFAULT_SAMPLES, DEFAULT_SEED, LayoutBands, Priced, layout_bands
+from planner.decide.cost import TokenCost, token_cost
+from planner.decide.failures import DEFAULT_FAILED_DIES, Failure, FailureKind, failure
+from planner.decide.failures import supported as failures_supported
+from planner.decide.spreads import Spreads, profile_spreads
+from planner.evaluate import evaluate
+from planner.inputs.layout import Layout
+from planner.inputs.scenario import Scenario, resolve_scenario
+from planner.search.plan import Plan, Planned
+
+
+class RankBy(StrEnum):
+    GOODPUT = "goodput"  # goodput per die (the search's own ranking)
+    COST = "cost"        # dollars per million output tokens
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decisions:
+    """Per listed layout (by ``id`` of its :class:`~planner.search.plan.Planned`): bands, failures, cost."""
+
+    rank_by: RankBy = RankBy.GOODPUT
+    tolerate: FailureKind | None = None
+    failed_dies: int = DEFAULT_FAILED_DIES
+    samples: int = 0
+    seed: int = DEFAULT_SEED
+    spreads: Spreads | None = None
+    bands: dict[int, LayoutBands] = field(default_factory=dict)
+    failures: dict[int, tuple[Failure, ...]] = field(default_factory=dict)
+    costs: dict[int, TokenCost] = field(default_factory=dict)
+    not_banded: tuple[str, ...] = ()  # why some listed layouts have no band
+
+
+def listed(result: Plan, top: int) -> list[Planned]:
+    """The layouts a plan report shows, each once: the first ``top``, the best per mode, the Pareto front."""
+    out: dict[int, Planned] = {}
+    seen_modes: set = set()
+    for p in result.layouts[:top]:
+        out.setdefault(id(p), p)
+    for p in result.layouts:
+        if p.mode not in seen_modes:
+            seen_modes.add(p.mode)
+            out.setdefault(id(p), p)
+    for p in result.pareto:
+        out.setdefault(id(p), p)
+    return list(out.values())
+
+
+class _Scenarios:
+    """A planned layout's own [scenario], resolved once per distinct table (MTP on / off)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario, self.cache = scenario, {}
+
+    def __call__(self, layout: Layout) -> Scenario:
+        if layout.scenario is None:
+            return self.scenario
+        key = json.dumps(layout.scenario.model_dump(mode="json"), sort_keys=True)
+        if key not in self.cache:
+            self.cache[key] = resolve_scenario(layout.scenario)
+        return self.cache[key]
+
+
+def _cost(p: Planned, sc: Scenario, rate: float) -> TokenCost | None:
+    if sc.price is None:
+        return None
+    w = sc.workload
+    return token_cost(p.layout, sc.price, sc.prefill_price, goodput_requests_per_s=rate, input_tokens=w.input_tokens,
+                      output_tokens=w.output_tokens)
+
+
+def _rank(result: Plan, rank_by: RankBy, survival: dict[int, Failure], scenarios: _Scenarios) -> Plan:
+    """``result`` with its layouts re-ranked (the search's order breaks ties)."""
+    def rate(p: Planned) -> float:
+        f = survival.get(id(p))
+        return f.surviving_goodput_requests_per_s if f is not None else p.metrics.goodput_requests_per_s
+
+    def key(item: tuple[int, Planned]) -> tuple:
+        i, p = item
+        if rank_by is RankBy.COST:
+            c = _cost(p, scenarios(p.layout), rate(p))
+            usd = c.usd_per_million_output_tokens if c is not None else None
+            return (usd is None, round(usd or 0.0, 12), i)
+        return (-round(rate(p) / p.dies, 12), i)
+
+    return dataclasses.replace(result, layouts=[p for _, p in sorted(enumerate(result.layouts), key=key)])
+
+
+def _priced(p: Planned, sc: Scenario) -> Priced:
+    ev = evaluate(p.layout, sc, "bands")
+    return Priced(layout=p.layout, scenario=sc, point=p.metrics, decode_step_s=float(ev.decode.step_s[0]),
+                  prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0]))
+
+
+def bands_supported(layout: Layout, scenario: Scenario) -> bool:
+    """Both pools present and on the scenario's hardware (the spreads are one profile's)."""
+    pools = [getattr(layout, "prefill", None), layout.decode]
+    own = all(getattr(pool, "hardware", None) in (None, scenario.hardware.name) for pool in pools if pool is not None)
+    return own and failures_supported(layout) and scenario.prefill_hardware is None
+
+
+def _bands(result: Plan, shown: list[Planned], scenarios: _Scenarios, samples: int, seed: int
+           ) -> tuple[Spreads | None, dict[int, LayoutBands], tuple[str, ...]]:
+    if samples <= 0 or not shown:
+        return None, {}, ()
+    ok = [p for p in shown if bands_supported(p.layout, scenarios(p.layout))]
+    skipped = tuple(f"rank {result.layouts.index(p) + 1}: a pool on other hardware or priced alone"
+                    for p in shown if p not in ok)
+    if not ok or ok[0] is not result.layouts[0]:
+        return None, {}, skipped + (("rank 1 has no band: no ties are marked",) if ok else ())
+    spreads = profile_spreads(result.scenario.hardware)
+    bands = layout_bands([_priced(p, scenarios(p.layout)) for p in ok], spreads, samples, seed)
+    return spreads, {id(p): b for p, b in zip(ok, bands, strict=True)}, skipped
+
+
+def decide(result: Plan, top: int, *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,
+           rank_by: RankBy = RankBy.GOODPUT, tolerate: FailureKind | None = None,
+           failed_dies: int = DEFAULT_FAILED_DIES) -> tuple[Plan, Decisions]:
+    """Re-rank ``result`` as asked, then band, cost and fail the layouts a report of ``top`` shows.
+
+    Returns the (re-ranked) plan and the decisions keyed by ``id`` of its layouts.
+    """
+    scenarios = _Scenarios(result.scenario)
+    survival: dict[int, Failure] = {}
+    if tolerate is not None:
+        survival = {id(p): failure(p.layout, scenarios(p.layout), tolerate, p.metrics.goodput_requests_per_s,
+                                   failed_dies)
+                    for p in result.layouts if failures_supported(p.layout)}
+    if tolerate is not None or rank_by is not RankBy.GOODPUT:
+        result = _rank(result, rank_by, survival, scenarios)
+    shown = listed(result, top)
+    failures = {}
+    if tolerate is not None:
+        for p in shown:
+            if id(p) in survival:
+                sc = scenarios(p.layout)
+                failures[id(p)] = tuple(survival[id(p)] if kind is tolerate else
+                                        failure(p.layout, sc, kind, p.metrics.goodput_requests_per_s, failed_dies)
+                                        for kind in FailureKind)
+    costs = {id(p): c for p in shown
+             if (c := _cost(p, scenarios(p.layout), p.metrics.goodput_requests_per_s)) is not None}
+    spreads, bands, skipped = _bands(result, shown, scenarios, samples, seed)
+    return result, Decisions(rank_by=rank_by, tolerate=tolerate, failed_dies=failed_dies, samples=samples, seed=seed,
+                             spreads=spreads, bands=bands, failures=failures, costs=costs, not_banded=skipped)
+
+
+def most_graceful(result: Plan, decisions: Decisions, kind: FailureKind) -> Planned | None:
+    """The listed layout keeping the largest fraction of its goodput under ``kind`` (rank breaks ties)."""
+    best, best_frac = None, -np.inf
+    for p in result.layouts:
+        for f in decisions.failures.get(id(p), ()):
+            if f.kind is kind and f.surviving_frac > best_frac + 1e-12:
+                best, best_frac = p, f.surviving_frac
+    return best
