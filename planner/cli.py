@@ -14,6 +14,8 @@ import typer
 from planner import catalog, report
 from planner.documents import ReportName
 from planner.errors import EXIT_BAD_INPUT, PlannerError
+from planner.decide.failures import FailureKind
+from planner.decide.plan import RankBy
 from planner.inputs.layout import Mode
 from planner.inputs.scenario import ExpertBalance, scenario_overrides
 from planner.units import Dtype
@@ -60,7 +62,18 @@ SCENARIO_FLAGS: dict[str, Any] = {
     "tpot_s": Annotated[float | None, typer.Option("--tpot-s", help="TPOT SLO (s): mean, or at --tpot-percentile.")],
     "tpot_percentile": Annotated[float | None, typer.Option(help=(
         "Put the TPOT SLO on this percentile over requests (e.g. 99, as MLPerf); default: the mean."))],
+    "usd_per_die_hour": Annotated[float | None, typer.Option(help=(
+        "Hardware price per die-hour (USD): adds $ per million tokens (scenario [cost])."))],
+    "usd_per_chip_hour": Annotated[float | None, typer.Option(help=(
+        "Hardware price per chip-hour (USD), spread over the chip's dies (scenario [cost])."))],
 }
+
+# Flags of the decisions (planner/decide): bands on plan and evaluate, failures, ranking.
+Samples = Annotated[int, typer.Option("--samples", min=0, max=4096, help=(
+    "Efficiency samples for the p10-p90 bands (0: no bands)."))]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of the band samples (same seed, same bands).")]
+FailedDies = Annotated[int, typer.Option("--failed-dies", min=1, max=1024, help=(
+    "Dies that fail in the 'dies' what-if (each in a different instance)."))]
 
 
 def scenario_flags(*, skip: tuple[str, ...] = ()) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -221,11 +234,22 @@ def evaluate_cmd(
         "Also draw the per-layer time breakdown to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
     plot_load: Annotated[Path | None, Opt("--plot-load", metavar="FILE.png|svg", help=(
         "Also draw TTFT and TPOT percentiles against the arrival rate up to saturation to FILE."))] = None,
+    samples: Samples = 64,
+    seed: Seed = 0,
+    failures: Annotated[bool, Opt("--failures", help=(
+        "Also give the goodput that survives the worst k-die, node and pod failure."))] = False,
+    failed_dies: FailedDies = 1,
 ) -> None:
-    """Price one layout: step times, goodput under the SLOs, latency at a load, per-layer breakdown, memory."""
+    """Price one layout: step times, goodput under the SLOs, latency at a load, per-layer breakdown, memory.
+
+    Also p10-p90 bands from the spread of the fitted efficiencies (--samples 0: none), $ per
+    million tokens when the scenario has a price, and the failure what-if with --failures.
+    """
     from planner import plots
+    from planner.decide.plan import decide_layout
+    from planner.documents.decide import layout_decision_fields
     from planner.documents.evaluate import evaluate_report
-    from planner.evaluate import evaluate
+    from planner.evaluate import evaluate, layout_goodput
     from planner.inputs.layout import load_layout
     from planner.inputs.scenario import build_scenario
 
@@ -234,7 +258,11 @@ def evaluate_cmd(
             plots.check_target(target)
     spec = load_layout(layout)
     scenario = build_scenario(spec.scenario, overrides, where=f"{layout} + flags")
-    doc = evaluate_report(evaluate(spec, scenario, str(layout)), rate_per_s=rate, curve=plot_load is not None)
+    ev = evaluate(spec, scenario, str(layout))
+    doc = evaluate_report(ev, rate_per_s=rate, curve=plot_load is not None)
+    decisions = decide_layout(ev, layout_goodput(ev), spreads=_spreads(scenario, samples), samples=samples,
+                              seed=seed, failures=failures, failed_dies=failed_dies)
+    doc = doc.model_copy(update=layout_decision_fields(decisions, scenario))
     _show(report.evaluate_tables(doc), doc, json_out)
     if plot is not None:
         plots.draw_breakdown(doc, plot)
@@ -280,11 +308,24 @@ def plan_cmd(
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the Pareto front to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
     write_layouts: Annotated[Path | None, Opt(help="Write the listed layouts as TOML files here.")] = None,
+    samples: Samples = 64,
+    seed: Seed = 0,
+    rank_by: Annotated[RankBy, Opt("--rank-by", help=(
+        "goodput: goodput per die; cost: $ per million output tokens (needs a price)."))] = RankBy.GOODPUT,
+    tolerate_failures: Annotated[FailureKind | None, Opt("--tolerate-failures", help=(
+        "Rank by what survives the worst failure of this kind and show the failure what-if."))] = None,
+    failed_dies: FailedDies = 1,
 ) -> None:
-    """Search layouts for the die budget and rank them by goodput per die (exit 3 if none meets the SLOs)."""
+    """Search layouts for the die budget and rank them by goodput per die (exit 3 if none meets the SLOs).
+
+    The listed layouts get p10-p90 bands from the spread of the fitted efficiencies (--samples 0:
+    none), $ per million tokens when the scenario has a price, and a failure what-if with
+    --tolerate-failures.
+    """
     import time
 
     from planner import plots
+    from planner.decide.plan import decide
     from planner.documents.plan import plan_report
     from planner.inputs.scenario import build_scenario, load_scenario_file
     from planner.search.plan import ALL_MODES, plan
@@ -295,8 +336,11 @@ def plan_cmd(
     base = load_scenario_file(scenario_file) if scenario_file else None
     scenario = build_scenario(base, overrides or {}, where=f"{scenario_file or 'default scenario'} + flags")
     target = _target_rate(target_rate, target_output_tokens_per_s, scenario.workload.output_tokens)
-    result = plan(scenario, modes=tuple(modes or ALL_MODES), top=top, target_rate_per_s=target)
-    doc = plan_report(result, top)
+    _check_ranking(rank_by, tolerate_failures, target, scenario)
+    result, decisions = decide(plan(scenario, modes=tuple(modes or ALL_MODES), top=top, target_rate_per_s=target),
+                               top, spreads=_spreads(scenario, samples), samples=samples, seed=seed, rank_by=rank_by,
+                               tolerate=tolerate_failures, failed_dies=failed_dies)
+    doc = plan_report(result, top, decisions)
     if not doc.layouts:
         _emit_infeasible(doc, json_out, target)
     _show(report.plan_tables(doc), doc, json_out)
@@ -307,6 +351,23 @@ def plan_cmd(
         _write_layouts(write_layouts, result, top)
     print(f"{PROG}: planned in {time.perf_counter() - start:.2f} s ({result.candidates_evaluated:,} candidates)",
           file=sys.stderr)
+
+
+def _spreads(scenario: Any, samples: int) -> Any:
+    """The spreads of the scenario's hardware from the shipped measurements (None: no bands asked for)."""
+    from planner.ops.spreads import profile_spreads
+
+    return profile_spreads(scenario.hardware) if samples > 0 else None
+
+
+def _check_ranking(rank_by: RankBy, tolerate: FailureKind | None, target: float | None, scenario: Any) -> None:
+    """--rank-by cost needs a price; neither re-ranking mixes with inverse sizing (ranked by fewest dies)."""
+    if target is not None and (rank_by is not RankBy.GOODPUT or tolerate is not None):
+        raise PlannerError("--rank-by and --tolerate-failures do not combine with --target-rate "
+                           "(inverse sizing ranks by fewest dies)", where="plan", fix="drop one of them")
+    if rank_by is RankBy.COST and scenario.price is None:
+        raise PlannerError("--rank-by cost needs a hardware price", where="plan",
+                           fix="pass --usd-per-chip-hour or --usd-per-die-hour, or set [cost] in the scenario")
 
 
 def _target_rate(rate: float | None, output_tokens_per_s: float | None, output_tokens: int) -> float | None:
@@ -343,6 +404,70 @@ def _write_layouts(folder: Path, result: Any, top: int) -> None:
     for i, p in enumerate(result.layouts[:top], start=1):
         _write_text(folder / f"rank{i:02d}-{p.mode.value}.toml", layout_toml(p.layout), overwrite=True)
     print(f"{PROG}: wrote {min(top, len(result.layouts))} layouts to {folder}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+@app.command("sensitivity")
+@scenario_flags()
+def sensitivity_cmd(
+    scenario_file: Annotated[Path | None, typer.Argument(
+        metavar="[SCENARIO.toml]", show_default=False, help="Scenario file (default: the built-in scenario).")] = None,
+    overrides: dict[str, Any] | None = None,
+    layout: Annotated[Path | None, Opt("--layout", metavar="LAYOUT.toml", help=(
+        "Analyse this layout (under its own [scenario] + flags) instead of the plan's rank 1."))] = None,
+    delta: Annotated[float, Opt("--delta", min=0.001, max=0.9, help="Move each input by this fraction.")] = 0.10,
+    modes: Annotated[ModeList | None, Opt(parser=parse_modes, metavar="MODE[,MODE...]", help=(
+        "Modes the plan searches for its rank 1 (default: all)."))] = None,
+    json_out: JsonOut = None,
+    plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
+        "Also draw the tornado to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
+) -> None:
+    """Which input decides the deployment: goodput per die of the top layout with each input moved by +-delta.
+
+    Peaks, HBM and fabric bandwidths, efficiencies, fixed costs, expert skew, MTP acceptance, input
+    and output lengths, each alone; sorted by the larger change (a tornado).
+    """
+    from planner import plots
+    from planner.decide.sensitivity import sensitivity
+    from planner.documents.decide import sensitivity_report
+
+    if plot is not None:
+        plots.check_target(plot)
+    spec, scenario, source = _top_layout(scenario_file, layout, overrides or {}, tuple(modes or ()))
+    doc = sensitivity_report(sensitivity(spec, scenario, delta), spec, scenario, source)
+    _show(report.sensitivity_tables(doc), doc, json_out)
+    if plot is not None:
+        plots.draw_tornado(doc, plot)
+        print(f"{PROG}: wrote {plot}", file=sys.stderr)
+
+
+def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict[str, Any],
+                modes: tuple[Mode, ...]) -> tuple[Any, Any, str]:
+    """(layout, the scenario it is priced under, where it came from): a layout file, or the plan's rank 1."""
+    from planner.errors import InfeasibleError
+    from planner.evaluate import evaluate
+    from planner.inputs.layout import load_layout
+    from planner.inputs.scenario import build_scenario, load_scenario_file, resolve_scenario
+    from planner.search.plan import ALL_MODES, plan
+
+    if layout is not None:
+        if scenario_file is not None:
+            raise PlannerError("give a SCENARIO or --layout, not both (a layout carries its own [scenario])",
+                               where="sensitivity", fix="drop one of them")
+        spec = load_layout(layout)
+        scenario = build_scenario(spec.scenario, overrides, where=f"{layout} + flags")
+        evaluate(spec, scenario, str(layout))  # refuses an impossible layout (exit 2)
+        return spec, scenario, str(layout)
+    base = load_scenario_file(scenario_file) if scenario_file else None
+    scenario = build_scenario(base, overrides, where=f"{scenario_file or 'default scenario'} + flags")
+    result = plan(scenario, modes=modes or ALL_MODES)
+    if not result.layouts:
+        raise InfeasibleError("no layout meets the SLOs for this budget: nothing to analyse",
+                              fix="run 'planner plan' with the same flags to see the nearest misses")
+    top = result.layouts[0]
+    return top.layout, resolve_scenario(top.layout.scenario) if top.layout.scenario else scenario, "rank 1"
 
 
 # --------------------------------------------------------------------------- ops: check, validate, schema

@@ -21,8 +21,8 @@ from planner.decide.bands import DEFAULT_SAMPLES, DEFAULT_SEED, LayoutBands, Pri
 from planner.decide.cost import TokenCost, token_cost
 from planner.decide.failures import DEFAULT_FAILED_DIES, Failure, FailureKind, failure
 from planner.decide.failures import supported as failures_supported
-from planner.decide.spreads import Spreads, profile_spreads
-from planner.evaluate import evaluate
+from planner.decide.spreads import Spreads
+from planner.evaluate import Evaluation, GoodputPoint, evaluate
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario, resolve_scenario
 from planner.search.plan import Plan, Planned
@@ -117,25 +117,25 @@ def bands_supported(layout: Layout, scenario: Scenario) -> bool:
     return own and failures_supported(layout) and scenario.prefill_hardware is None
 
 
-def _bands(result: Plan, shown: list[Planned], scenarios: _Scenarios, samples: int, seed: int
-           ) -> tuple[Spreads | None, dict[int, LayoutBands], tuple[str, ...]]:
-    if samples <= 0 or not shown:
+def _bands(result: Plan, shown: list[Planned], scenarios: _Scenarios, spreads: Spreads | None, samples: int,
+           seed: int) -> tuple[Spreads | None, dict[int, LayoutBands], tuple[str, ...]]:
+    if spreads is None or samples <= 0 or not shown:
         return None, {}, ()
     ok = [p for p in shown if bands_supported(p.layout, scenarios(p.layout))]
     skipped = tuple(f"rank {result.layouts.index(p) + 1}: a pool on other hardware or priced alone"
                     for p in shown if p not in ok)
     if not ok or ok[0] is not result.layouts[0]:
         return None, {}, skipped + (("rank 1 has no band: no ties are marked",) if ok else ())
-    spreads = profile_spreads(result.scenario.hardware)
     bands = layout_bands([_priced(p, scenarios(p.layout)) for p in ok], spreads, samples, seed)
     return spreads, {id(p): b for p, b in zip(ok, bands, strict=True)}, skipped
 
 
-def decide(result: Plan, top: int, *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,
-           rank_by: RankBy = RankBy.GOODPUT, tolerate: FailureKind | None = None,
+def decide(result: Plan, top: int, *, spreads: Spreads | None = None, samples: int = DEFAULT_SAMPLES,
+           seed: int = DEFAULT_SEED, rank_by: RankBy = RankBy.GOODPUT, tolerate: FailureKind | None = None,
            failed_dies: int = DEFAULT_FAILED_DIES) -> tuple[Plan, Decisions]:
     """Re-rank ``result`` as asked, then band, cost and fail the layouts a report of ``top`` shows.
 
+    ``spreads`` (planner.ops.spreads.profile_spreads of the scenario's hardware) turns the bands on.
     Returns the (re-ranked) plan and the decisions keyed by ``id`` of its layouts.
     """
     scenarios = _Scenarios(result.scenario)
@@ -157,7 +157,7 @@ def decide(result: Plan, top: int, *, samples: int = DEFAULT_SAMPLES, seed: int 
                                         for kind in FailureKind)
     costs = {id(p): c for p in shown
              if (c := _cost(p, scenarios(p.layout), p.metrics.goodput_requests_per_s)) is not None}
-    spreads, bands, skipped = _bands(result, shown, scenarios, samples, seed)
+    spreads, bands, skipped = _bands(result, shown, scenarios, spreads, samples, seed)
     return result, Decisions(rank_by=rank_by, tolerate=tolerate, failed_dies=failed_dies, samples=samples, seed=seed,
                              spreads=spreads, bands=bands, failures=failures, costs=costs, not_banded=skipped)
 
@@ -170,3 +170,44 @@ def most_graceful(result: Plan, decisions: Decisions, kind: FailureKind) -> Plan
             if f.kind is kind and f.surviving_frac > best_frac + 1e-12:
                 best, best_frac = p, f.surviving_frac
     return best
+
+
+# ----------------------------------------------------------------------------- one layout (planner evaluate)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayoutDecisions:
+    """Bands, failures and cost of one evaluated layout (each None when not asked for or not applicable)."""
+
+    spreads: Spreads | None
+    samples: int
+    seed: int
+    bands: LayoutBands | None
+    failures: tuple[Failure, ...] | None
+    cost: TokenCost | None
+
+
+def decide_layout(ev: Evaluation, point: GoodputPoint, *, spreads: Spreads | None = None,
+                  samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, failures: bool = False,
+                  failed_dies: int = DEFAULT_FAILED_DIES) -> LayoutDecisions:
+    """The decisions for one layout ``planner evaluate`` priced (``point`` = its layout_goodput).
+
+    ``spreads`` turns the bands on (as :func:`decide`); ``failures`` the failure what-if.
+    """
+    layout, sc = ev.layout, ev.scenario
+    whole = failures_supported(layout)
+    band = None
+    banded = spreads is not None and samples > 0 and whole and point.goodput_requests_per_s > 0
+    if banded and bands_supported(layout, sc):
+        priced = Priced(layout=layout, scenario=sc, point=point, decode_step_s=float(ev.decode.step_s[0]),
+                        prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0]))
+        band = layout_bands([priced], spreads, samples, seed)[0]
+    fails = (tuple(failure(layout, sc, kind, point.goodput_requests_per_s, failed_dies) for kind in FailureKind)
+             if failures and whole else None)
+    cost = None
+    if sc.price is not None:
+        w = sc.workload
+        cost = token_cost(layout, sc.price, sc.prefill_price, goodput_requests_per_s=point.goodput_requests_per_s,
+                          input_tokens=w.input_tokens, output_tokens=w.output_tokens)
+    return LayoutDecisions(spreads=spreads if band is not None else None, samples=samples, seed=seed, bands=band,
+                           failures=fails, cost=cost)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from planner.decide.outcomes import Values, layout_outcomes
+from planner.decide.spreads import level_values
 from planner.inputs.expert_load import Policy
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Layout
@@ -65,8 +66,6 @@ class Sensitivity:
 
 
 def _scaled(hw: HardwareSpec, paths: list[str], f: float, cap: bool = False) -> dict[str, float]:
-    from planner.decide.spreads import level_values
-
     levels = {p: v for p, v, _ in level_values(hw)}
     out = {}
     for path in paths:

@@ -28,6 +28,9 @@ A sample of parameter ``j`` is ``theta_j * exp(d_j * (sigma_j Z_j + sigma_sys Z_
 independent standard normals ``Z``, ``d_j = +1`` for a fraction of peak (higher is faster) and
 ``-1`` for a time (higher is slower); fractions are capped at 1.  Both spreads are symmetric in
 log space, so the point estimate is the median of each parameter's samples.
+
+This module is the model (pure); planner.ops.spreads reads the measurements and runs the fits'
+residuals through it (``profile_spreads``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -122,7 +124,7 @@ def level_values(hw: HardwareSpec) -> list[tuple[str, float, int]]:
     return out
 
 
-def _components(rows: list[tuple[str, list[str], float | None]]) -> list[Group]:
+def components(rows: list[tuple[str, list[str], float | None]]) -> list[Group]:
     """Group rows that share a fitted parameter (union-find over parameters)."""
     parent: dict[str, str] = {}
 
@@ -144,25 +146,6 @@ def _components(rows: list[tuple[str, list[str], float | None]]) -> list[Group]:
     return [Group(rows=tuple(k), params=frozenset(n), residuals=tuple(r)) for k, n, r in groups.values()]
 
 
-@lru_cache(maxsize=16)
-def fit_groups(profile: str) -> tuple[Group, ...]:
-    """The calibration groups of a shipped profile, with the residuals of today's model.
-
-    Rows that are bounds or gaps (planner.ops.calibration) count as fitted rows but leave no
-    residual.
-    """
-    from planner.ops.calibration import calibration_table, fit_rows, row_key
-
-    table = {r["key"]: r for r in calibration_table(profile)}
-    rows = []
-    for raw in fit_rows(profile):
-        key = row_key(raw)
-        row = table.get(key)
-        usable = row is not None and not row["bound"] and not row["gap"]
-        rows.append((key, list(raw["fits"][profile]), math.log1p(row["error"]) if usable else None))
-    return tuple(_components(rows)) if rows else ()
-
-
 def pooled_sigma(groups: Iterable[Group]) -> float:
     """``sqrt(sum r^2 / sum dof)`` over groups with residual degrees of freedom, each row set once."""
     seen: set[tuple[str, ...]] = set()
@@ -173,22 +156,6 @@ def pooled_sigma(groups: Iterable[Group]) -> float:
         seen.add(g.rows)
         num, den = num + g.sum_sq, den + g.dof
     return math.sqrt(num / den) if den > 0 else 0.0
-
-
-@lru_cache(maxsize=1)
-def _all_groups() -> tuple[Group, ...]:
-    from planner import catalog
-
-    return tuple(g for name in catalog.shipped_names("hardware_profiles") for g in fit_groups(name))
-
-
-@lru_cache(maxsize=1)
-def system_log_errors() -> tuple[tuple[str, float], ...]:
-    """(hardware profile, log(1 + error)) of every system row of measurements/validation.json."""
-    from planner.ops.validation import load_rows, validation_table
-
-    hardware = {r["id"]: r["scenario"].get("hardware", "cloudmatrix384") for r in load_rows()}
-    return tuple((hardware[r["id"]], math.log1p(r["error"])) for r in validation_table())
 
 
 def build_spreads(hw: HardwareSpec, groups: Iterable[Group], all_groups: Iterable[Group],
@@ -212,14 +179,6 @@ def build_spreads(hw: HardwareSpec, groups: Iterable[Group], all_groups: Iterabl
     return Spreads(profile=hw.name, params=tuple(params), pooled_sigma=pooled, system_sigma=sigma,
                    system_bias=float(np.mean(use)) if use else 0.0, system_rows=len(use),
                    system_pooled=len(own_rows) < MIN_SYSTEM_ROWS)
-
-
-def profile_spreads(hw: HardwareSpec) -> Spreads:
-    """The spreads of a profile from today's measurements and model (see the module notes)."""
-    from planner import catalog
-
-    shipped = hw.name in catalog.shipped_names("hardware_profiles")
-    return build_spreads(hw, fit_groups(hw.name) if shipped else (), _all_groups(), system_log_errors())
 
 
 def zero_spreads(hw: HardwareSpec) -> Spreads:

@@ -9,7 +9,7 @@ A band's bound that is infinite (a pool the load saturates) is written as null.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from planner.decide.bands import HIGH, LOW, LayoutBands, Range
 from planner.decide.cost import TokenCost
@@ -19,6 +19,9 @@ from planner.decide.spreads import Spreads
 from planner.documents.base import ROOFLINE_NOTE, SCHEMA_VERSION, LayoutField, Part, Report
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Price, Scenario, ScenarioFile
+
+if TYPE_CHECKING:
+    from planner.decide.plan import LayoutDecisions
 
 UNCERTAINTY_NOTE = (
     "Bands are the p10-p90 of each metric over seeded samples of the profile's level parameters "
@@ -137,6 +140,15 @@ class PriceDoc(Part):
             return None
         other = prefill.usd_per_die_hour if prefill is not None and prefill != price else None
         return cls(usd_per_die_hour=price.usd_per_die_hour, prefill_usd_per_die_hour=other, source=price.source)
+
+
+def layout_decision_fields(d: LayoutDecisions, scenario: Scenario) -> dict[str, Any]:
+    """The evaluate report's decision fields (``doc.model_copy(update=...)``)."""
+    return {"bands": EntryBands.of(d.bands) if d.bands is not None else None,
+            "uncertainty": UncertaintyDoc.of(d.spreads, d.samples, d.seed) if d.spreads is not None else None,
+            "failures": [FailureDoc.of(f) for f in d.failures] if d.failures else None,
+            "cost": CostDoc.of(d.cost) if d.cost is not None else None,
+            "price": PriceDoc.of(scenario.price, scenario.prefill_price)}
 
 
 # ----------------------------------------------------------------------------- sensitivity

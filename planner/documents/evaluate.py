@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import model_serializer
 
 from planner.documents.base import (
     ROOFLINE_NOTE,
@@ -15,7 +16,9 @@ from planner.documents.base import (
     Part,
     Report,
     efficiencies_used,
+    json_value,
 )
+from planner.documents.decide import CostDoc, EntryBands, FailureDoc, PriceDoc, UncertaintyDoc
 from planner.errors import LayoutError
 from planner.evaluate import (
     Evaluation,
@@ -204,6 +207,21 @@ class EvaluateReport(Report):
     load_curve: list[LoadPointDoc] | None
     efficiencies: Efficiencies
     note: str
+    # planner/decide (planner evaluate --samples / --failures / a price): absent when not computed
+    bands: EntryBands | None = None
+    uncertainty: UncertaintyDoc | None = None
+    failures: list[FailureDoc] | None = None
+    cost: CostDoc | None = None
+    price: PriceDoc | None = None
+
+    @model_serializer(mode="wrap")
+    def _json_numbers(self, handler: Any) -> Any:
+        """As every report (planner.documents.base.Rounded), and the decisions only when computed."""
+        out = json_value(handler(self), self.float_digits)
+        for key in ("bands", "uncertainty", "failures", "cost", "price"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 # ----------------------------------------------------------------------------- building

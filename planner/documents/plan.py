@@ -83,7 +83,7 @@ class NearMiss(Part):
     meets_tpot_slo: bool | None = None
     best_ttft_s: float | None = None
     meets_ttft_slo: bool | None = None
-    layout: dict[str, int]
+    layout: dict[str, int | str]
 
     @model_serializer(mode="wrap")
     def _drop_absent(self, handler: Any) -> Any:

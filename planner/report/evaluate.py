@@ -7,6 +7,7 @@ from rich.table import Table
 
 from planner.documents.evaluate import Breakdown, EvaluateReport, LayerCost, LoadPointDoc
 from planner.report.base import _NONE, _cell
+from planner.report.decide import evaluate_decision_tables
 from planner.report.plan import slo_text
 from planner.units import GIGA, fmt_bytes, fmt_rate, fmt_seconds
 
@@ -141,7 +142,7 @@ def evaluate_tables(doc: EvaluateReport) -> list[Table]:
     """Rich tables for ``planner evaluate``: summary, goodput, latency at goodput (and at --rate), breakdown."""
     summary = _summary_table(doc)
     summary.caption = f"{_placement_text(doc)}\n{doc.note}"
-    tables: list[Table] = [summary, _goodput_table(doc)]
+    tables: list[Table] = [summary, _goodput_table(doc), *evaluate_decision_tables(doc)]
     if doc.at_goodput is not None:
         tables.append(load_table("at the goodput", doc.at_goodput))
     if doc.at_rate is not None:

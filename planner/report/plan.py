@@ -12,6 +12,7 @@ from planner.documents.plan import PlanEntry, PlanReport
 from planner.inputs.layout import Layout
 from planner.modes import MODES
 from planner.report.base import _cell
+from planner.report.decide import plan_decision_tables, ranking_text
 from planner.units import fmt_seconds
 
 # --------------------------------------------------------------------------- plan
@@ -74,7 +75,8 @@ def plan_tables(doc: PlanReport) -> list[Table]:
     slo = s.slo
     target = doc.target_rate_requests_per_s
     ranking = (f"sized for {target:g} req/s ({target * s.workload.output_tokens:,.0f} output tok/s): fewest dies "
-               f"first, headroom = goodput / target - 1" if target is not None else "ranked by goodput per die")
+               f"first, headroom = goodput / target - 1" if target is not None else
+               ranking_text(doc.rank_by, doc.tolerate_failures.value if doc.tolerate_failures else None))
     budget = f"at most {doc.budget_dies} dies" if target is not None else f"{doc.budget_dies} dies"
     if doc.pod_dies:
         budget += f" in {doc.pods} pod{'s' if doc.pods > 1 else ''} of {doc.pod_dies}"
@@ -84,7 +86,7 @@ def plan_tables(doc: PlanReport) -> list[Table]:
              f"{s.workload.output_tokens} out; {slo_text(slo)}; {ranking}")
     top_table = _plan_table(title, doc.layouts, sized=target is not None)
     top_table.caption = doc.note
-    tables = [top_table,
+    tables = [top_table, *plan_decision_tables(doc),
               _plan_table("best layout per mode", list(doc.best_per_mode.values()), sized=target is not None)]
     tables.append(pareto_table(doc))
     summary = Table(title="search", title_justify="left")

@@ -1,0 +1,181 @@
+"""Deployments real systems run: pods, pools priced alone, a hardware per pool, replicated shared experts."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from planner.evaluate import evaluate, layout_goodput
+from planner.inputs.layout import Mode, parse_layout
+from planner.inputs.scenario import build_scenario, scenario_overrides
+from planner.modes import MODES
+from planner.placement import place
+from planner.search.plan import plan
+from planner.serving.context import Env
+
+CM_INFER = "examples/cloudmatrix-infer-r1-decode-ep320.toml"
+XDEEPSERVE = "examples/xdeepserve-r1-transformerless-decode.toml"
+PD = "examples/deepseek-v3-cloudmatrix384-pd.toml"
+
+
+def _json(run) -> dict:
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("example", [CM_INFER, XDEEPSERVE])
+def test_published_layouts_evaluate_with_shared_expert_dies_and_pods(example, run_planner):
+    table = run_planner("evaluate", example)
+    assert table.returncode == 0, table.stderr
+    assert "shared_gate_up_replica" in table.stdout            # the shared expert runs on expert slots
+    assert "placement: cloudmatrix384: 1 pod of 768 dies (decode in pod 0)" in table.stdout
+    doc = _json(run_planner("evaluate", example, "--json", "-"))
+    assert doc["prefill"] is None and doc["decode"] is not None  # decode priced alone
+    weights = doc["decode"]["breakdown"]["memory_bytes"]
+    assert any("shared_expert_replicas" in k for k in weights) and weights.get("weights_shared_experts", 0) == 0
+
+
+def test_first_fit_placement_by_hand():
+    # pods of 8: a 4-die prefill instance x3 -> pods 0 (4+4), 1 (4); decode 2 x 16 dies span 2 pods each
+    pl = place([("prefill", 3, 4), ("decode", 2, 16)], 8)
+    assert pl.pods_used == 2 + 4
+    pools = {p.pool: p for p in pl.pools}
+    assert pools["prefill"].pods == (0, 1) and pools["prefill"].dies_per_pod == (8, 4)
+    assert pools["decode"].pods == (2, 3, 4, 5) and pools["decode"].dies_per_pod == (8, 8, 8, 8)
+    assert not pl.same_pod and place([("prefill", 1, 4), ("decode", 1, 4)], 8).same_pod
+
+
+@lru_cache(maxsize=1)
+def _two_pods():
+    return plan(build_scenario(None, scenario_overrides(pods=2)), top=10)
+
+
+def test_plan_with_two_pods_places_pools_and_moves_kv_over_roce_across_pods():
+    from planner.documents.plan import plan_report
+
+    doc = plan_report(_two_pods(), 10)
+    assert doc.budget_dies == 1536 and doc.pods == 2
+    crossing = [e for e in doc.layouts if e.pods > 1]
+    single = [e for e in doc.layouts if e.pods == 1]
+    assert crossing, "some listed layouts use both pods"
+    for e in crossing:
+        assert e.kv_fabric == "roce"
+    for e in single:
+        assert e.kv_fabric == "ub" and e.pods_by_pool == {"prefill": [0], "decode": [0]}
+
+
+def test_search_candidates_do_not_grow_with_pods():
+    counts = [plan(build_scenario(None, scenario_overrides(pods=p)), top=1).candidates_evaluated for p in (2, 8)]
+    assert counts[0] == counts[1]
+
+
+def test_decode_pool_alone_is_littles_law_at_its_batch():
+    lay = parse_layout({"mode": "pd", "decode": {"instances": 2, "dies": 32, "ep": 32, "batch": 16,
+                                                  "redundant_experts": 32}}, "test")
+    sc = build_scenario(None, scenario_overrides(hardware="h800", pods=8, weights_dtype="fp8", activations_dtype="fp8"))
+    ev = evaluate(lay, sc)
+    g = layout_goodput(ev)
+    tpot = float(ev.decode.step_s[0]) / ev.env.tokens_per_step
+    assert g.tpot_s == pytest.approx(tpot) and bool(ev.decode.fits[0])
+    expected = 2 * 32 * 16 / (sc.workload.output_tokens * tpot) if tpot <= sc.slo.tpot_s else 0.0
+    assert g.goodput_requests_per_s == pytest.approx(expected, rel=1e-12)
+    assert g.prefill_capacity_requests_per_s is None and g.ttft_s is None
+
+
+def test_prefill_pool_alone_sees_only_its_part_of_ttft():
+    from planner import goodput as gp
+
+    lay = parse_layout({"mode": "pd", "prefill": {"instances": 2, "dies": 32, "ep": 32, "batch_tokens": 8192,
+                                                   "redundant_experts": 32}}, "test")
+    sc = build_scenario(None, scenario_overrides(hardware="h800", pods=8, weights_dtype="fp8", activations_dtype="fp8"))
+    ev = evaluate(lay, sc)
+    g = layout_goodput(ev)
+    step = float(ev.prefill.step_s[0])
+    # 32 dies x 8192 tokens / 4096-token prompts = 64 requests per forward, 2 instances: 128 servers
+    assert bool(ev.prefill.fits[0])
+    rate = gp.ttft_limited_rate_per_s(sc.slo, 0.0, np.array([step]), np.array([128.0]), np.zeros(1))[0]
+    assert g.goodput_requests_per_s == pytest.approx(rate, rel=1e-12) and rate > 0
+    assert g.ttft_breakdown.kv_transfer_s == 0 and g.ttft_breakdown.first_decode_step_s == 0
+    assert g.ttft_s <= sc.slo.ttft_s * (1 + 1e-9)
+
+
+def test_a_pool_on_its_own_hardware_evaluates_and_crosses_pods_for_kv(run_planner, tmp_path):
+    text = open(PD).read().replace("[prefill]\n", '[prefill]\nhardware = "atlas-800-a2"\n')
+    path = tmp_path / "mixed.toml"
+    path.write_text(text)
+    doc = _json(run_planner("evaluate", str(path), "--json", "-"))
+    kinds = {k["hardware"]: k for k in doc["placement"]["hardware"]}
+    assert set(kinds) == {"atlas-800-a2", "cloudmatrix384"}
+    assert kinds["atlas-800-a2"]["pods_used"] == 4 * 72 // 8 and doc["placement"]["kv_fabric"] == "roce"
+    # the same prefill on the 910B is slower than on the 910C die
+    same = _json(run_planner("evaluate", PD, "--json", "-"))
+    assert doc["prefill"]["step_s"] > same["prefill"]["step_s"]
+
+
+def test_plan_with_two_hardware_kinds_ranks_splits(run_planner):
+    doc = _json(run_planner("plan", "--prefill-hardware", "atlas-800-a2", "--prefill-pods", "16", "--top", "5",
+                            "--modes", "pd", "--json", "-"))
+    assert doc["layouts"]
+    for e in doc["layouts"]:
+        assert e["layout"]["prefill"]["hardware"] == "atlas-800-a2" and e["kv_fabric"] == "roce"
+        assert e["layout"]["prefill"]["instances"] * e["layout"]["prefill"]["dies"] <= 16 * 8
+    per_die = [e["goodput_requests_per_s"] / e["dies"] for e in doc["layouts"]]
+    assert per_die == sorted(per_die, reverse=True)
+
+
+def test_replicated_shared_experts_vector_equals_scalar():
+    sc = build_scenario(None, scenario_overrides(model="deepseek-r1"))
+    entry = MODES[Mode.PD]
+    rows = {"dies": [320, 320, 288], "tp": [1, 1, 1], "ep": [320, 320, 288], "batch": [32, 32, 48],
+            "micro_batches": [1, 1, 2], "redundant_experts": [64, 32, 32], "shared_expert_replicas": [0, 32, 0]}
+    knobs = {k: np.array(v, dtype=float) for k, v in rows.items()}
+    env = Env.of(sc)
+    together = entry.price(env, knobs).step_s
+    for i in range(3):
+        alone = entry.price(env, {k: v[i:i + 1] for k, v in knobs.items()}).step_s[0]
+        assert together[i] == pytest.approx(alone, rel=1e-12)
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (("plan", "--pods", "40"), ("pods = 40", "at most 32 pods")),
+    (("plan", "--dies", "1000"), ("dies = 1000", "--pods 2")),
+    (("plan", "--prefill-pods", "2"), ("without prefill_hardware",)),
+    (("plan", "--hardware", "h100", "--dies", "32"), ("dies = 32", "--pods 4")),
+    (("plan", "--hardware", "h800", "--weights-dtype", "fp8", "--activations-dtype", "fp8",
+      "--prefill-hardware", "cloudmatrix384"), ("prefill_hardware", "fp8")),
+])
+def test_new_scenario_keys_fail_in_one_line(args, needles, run_planner):
+    run = run_planner(*args)
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+@pytest.mark.parametrize(("decode", "needle"), [
+    ({"shared_experts": "replicated"}, "needs shared_expert_replicas"),
+    ({"shared_experts": "on_token_die", "shared_expert_replicas": 32}, "set shared_experts = 'replicated'"),
+    ({"shared_expert_replicas": 7}, "cannot place"),
+])
+def test_new_layout_keys_fail_in_one_line(decode, needle, run_planner, tmp_path):
+    base = {"instances": 1, "dies": 320, "ep": 320, "batch": 32, "redundant_experts": 32, "shared_expert_replicas": 32}
+    d = {**base, **decode}
+    if "shared_experts" in decode and "shared_expert_replicas" not in decode:
+        d.pop("shared_expert_replicas")
+    lines = ['mode = "pd"', "[decode]"] + [f"{k} = {json.dumps(v)}" for k, v in d.items()]
+    path = tmp_path / "bad.toml"
+    path.write_text("\n".join(lines) + "\n")
+    run = run_planner("evaluate", str(path))
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1 and needle in run.stderr, run.stderr
+
+
+def test_a_layout_needing_more_pods_than_asked_names_the_pods(run_planner, tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text('mode = "pd"\n[decode]\ninstances = 3\ndies = 288\nep = 288\nbatch = 8\nredundant_experts = 32\n'
+                    "[scenario]\ndies = 768\n")
+    run = run_planner("evaluate", str(path))
+    assert run.returncode == 2 and "needs 2 pods of cloudmatrix384" in run.stderr and "--pods 2" in run.stderr
