@@ -12,10 +12,10 @@ from typing import Annotated, Any
 import typer
 
 from planner import catalog, report
-from planner.documents import ReportName
-from planner.errors import EXIT_BAD_INPUT, PlannerError
 from planner.decide.failures import FailureKind
 from planner.decide.plan import RankBy
+from planner.documents import ReportName
+from planner.errors import EXIT_BAD_INPUT, PlannerError
 from planner.inputs.layout import Mode
 from planner.inputs.scenario import ExpertBalance, scenario_overrides
 from planner.units import Dtype

@@ -1,4 +1,5 @@
-"""Pictures: the plan's Pareto front and the evaluate per-layer breakdown, as PNG or SVG.
+"""Pictures: the plan's Pareto front, the evaluate per-layer breakdown and load curve, the sensitivity
+tornado, as PNG or SVG.
 
 A renderer like ``report.py`` (it converts seconds to ms for the axes) and the only module that
 imports matplotlib, lazily inside functions: matplotlib is the optional ``plot`` extra, so the
@@ -20,6 +21,7 @@ from planner.errors import MissingExtraError, PlannerError
 from planner.units import MILLI
 
 if TYPE_CHECKING:
+    from planner.documents.decide import SensitivityReport
     from planner.documents.evaluate import DecodeMetrics, EvaluateReport, LayerCost, LoadPointDoc, PrefillMetrics
     from planner.documents.plan import PlanEntry, PlanReport
 
@@ -275,3 +277,30 @@ def draw_load(doc: EvaluateReport, path: Path) -> None:
     if not doc.load_curve:
         raise PlannerError("the report has no load curve", where="--plot-load", fix="run evaluate with --plot-load")
     _draw(path, _load_figure, doc, (8.0, 6.5))
+
+
+# --------------------------------------------------------------------------- sensitivity: tornado
+
+
+def _tornado_figure(fig: Any, doc: SensitivityReport) -> None:
+    rows = [r for r in doc.inputs if r.applies][::-1]  # the input that decides at the top
+    ax = fig.subplots()
+    y = list(range(len(rows)))
+    d = doc.delta_frac
+    ax.barh([v - 0.2 for v in y], [100 * r.low_change_frac for r in rows], height=0.4, color="tab:blue",
+            label=f"input -{d:.0%}")
+    ax.barh([v + 0.2 for v in y], [100 * r.high_change_frac for r in rows], height=0.4, color="tab:orange",
+            label=f"input +{d:.0%}")
+    ax.set_yticks(y, [r.input for r in rows])
+    ax.axvline(0.0, color="0.3", linewidth=0.8)
+    ax.set_xlabel(f"change of goodput per die (%) from {doc.output_tokens_per_s_per_die:.1f} output tok/s/die")
+    ax.grid(True, axis="x", linewidth=0.4, alpha=0.5)
+    ax.legend(loc="lower right")
+    s = doc.scenario
+    fig.suptitle(f"{s.model} on {s.hardware}: {doc.layout_source} ({doc.layout.mode}, {doc.dies} dies), each input "
+                 f"moved alone; decides: {doc.decides or 'none'}", fontsize=10)
+
+
+def draw_tornado(doc: SensitivityReport, path: Path) -> None:
+    """The sensitivity tornado: goodput-per-die change at -delta and +delta per input, largest first."""
+    _draw(path, _tornado_figure, doc, (8.0, 0.35 * len(doc.inputs) + 1.6))

@@ -106,7 +106,8 @@ def surviving_goodput(layout: Layout, scenario: Scenario, lost: Pair) -> float:
     update = {"decode": layout.decode.model_copy(update={"instances": left_d})}
     if np_ > 0:
         update["prefill"] = layout.prefill.model_copy(update={"instances": left_p})  # type: ignore[union-attr]
-    return layout_goodput(evaluate(layout.model_copy(update=update), scenario, "failure what-if")).goodput_requests_per_s
+    reduced = layout.model_copy(update=update)
+    return layout_goodput(evaluate(reduced, scenario, "failure what-if")).goodput_requests_per_s
 
 
 def failure(layout: Layout, scenario: Scenario, kind: FailureKind, goodput_requests_per_s: float,

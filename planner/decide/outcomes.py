@@ -167,24 +167,31 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
 
 
 def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, env: Env) -> tuple[Array, Array]:
-    """(goodput, index of the batch it is priced at; -1 when none meets TPOT), (S,) each."""
+    """(goodput, index of the batch it is priced at; -1 when none meets TPOT), (S,) each.
+
+    The batch: the largest on the curve whose TPOT statistic meets the SLO and that fits; then
+    planner.goodput.goodput at that batch, one vector call over the samples.
+    """
     sc, d = scenario, layout.decode
     factor = gp.tpot_slo_factor(sc.slo, output_tokens=sc.workload.output_tokens, draft_tokens=env.draft_tokens,
                                 acceptance=sc.mtp.acceptance)
     s, g = curve.tpot_s.shape
-    fixed = pre.kv_s + (curve.tpot_s if pre.first_step else 0.0)
+    rows = np.arange(s)
     fits = curve.fits & pre.fits
-    full = (s, g)
-    res = gp.goodput(sc.slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
-                     service_s=np.broadcast_to(pre.service_s, full).ravel(),
-                     servers=np.full(s * g, pre.servers), fixed_s=np.broadcast_to(fixed, full).ravel(),
-                     sequences=np.tile(d.instances * layout.decode_attention_dies * curve.batches, s),
-                     tpot_s=curve.tpot_s.ravel(), fits=np.broadcast_to(fits, full).ravel(),
-                     tpot_slo_s=curve.tpot_s.ravel() * factor)
     ok = fits & (curve.tpot_s * factor <= sc.slo.tpot_s)
     last = np.where(ok.any(axis=1), g - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
-    rate = res.goodput_per_s.reshape(full)[np.arange(s), np.maximum(last, 0)]
-    return np.where(last >= 0, rate, 0.0), last
+    k = np.maximum(last, 0)
+
+    def at(a: np.ndarray) -> np.ndarray:  # (S,) value at each sample's batch
+        return np.broadcast_to(a, (s, g))[rows, k]
+
+    tpot = at(curve.tpot_s)
+    res = gp.goodput(sc.slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
+                     service_s=at(pre.service_s), servers=np.full(s, pre.servers),
+                     fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0),
+                     sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
+                     fits=at(fits), tpot_slo_s=tpot * factor)
+    return np.where(last >= 0, res.goodput_per_s, 0.0), last
 
 
 def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, last: Array,
@@ -193,30 +200,35 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
     sc, d = scenario, layout.decode
     w, slo = sc.workload, sc.slo
     s = len(last)
-    ttft, tpot = np.full(s, np.inf), np.full(s, np.inf)
+    tpot, service, kv, rate = np.full(s, np.inf), np.ones(s), np.zeros(s), np.full(s, rate_per_s)
+    queued = np.zeros(s, dtype=bool)
     dies = float(layout.decode_attention_dies)
-    for i in range(s):
+    for i in range(s):  # the fixed point of each sample's curve: a few numpy operations each
         k = int(last[i])
         if k < 0:
             continue
-        col = k if pre.service_s.shape[1] > 1 else 0
-        service, kv = float(pre.service_s[i, col]), float(pre.kv_s[i, 0])
+        service[i] = pre.service_s[i, k if pre.service_s.shape[1] > 1 else 0]
+        kv[i] = pre.kv_s[i, 0]
         batches = np.concatenate([[0.0], curve.batches[:k + 1]])
         tpots = np.concatenate([[curve.tpot_s[i, 0]], curve.tpot_s[i, :k + 1]])
         decode_sat = d.instances * dies * batches[-1] / (w.output_tokens * tpots[-1])
-        prefill_sat = pre.servers / service
-        saturated = rate_per_s >= prefill_sat or rate_per_s > decode_sat * (1 + 1e-6)
-        to_decode = min(rate_per_s, prefill_sat)
+        prefill_sat = pre.servers / service[i]
+        # within rounding of the decode capacity a pool runs at it (as layout_goodput prices its goodput)
+        rate[i] = min(rate_per_s, decode_sat * (1 - 1e-9)) if rate_per_s <= decode_sat * (1 + 1e-6) else rate_per_s
+        queued[i] = not (rate[i] >= prefill_sat or rate[i] > decode_sat * (1 + 1e-6))
+        to_decode = min(rate[i], prefill_sat)
         if to_decode <= 0:
             tpot[i] = tpots[0]
         elif to_decode >= decode_sat * (1 - 1e-9):
             tpot[i] = tpots[-1]
         else:
             tpot[i] = queueing.fixed_point_on_curve(batches, tpots, to_decode / d.instances, w.output_tokens, dies)[1]
-        if not saturated:
-            wait = float(queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate_per_s, service,
-                                                      w.input_cv**2, pre.servers))
-            ttft[i] = wait + service + kv + (tpot[i] if pre.first_step else 0.0)
+    ttft = np.full(s, np.inf)
+    if queued.any():
+        wait = queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate[queued],
+                                            service[queued], w.input_cv**2, np.full(queued.sum(), pre.servers))
+        first = tpot[queued] if pre.first_step else 0.0
+        ttft[queued] = wait + service[queued] + kv[queued] + first
     return ttft, tpot
 
 

@@ -203,7 +203,7 @@ def decide_layout(ev: Evaluation, point: GoodputPoint, *, spreads: Spreads | Non
                         prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0]))
         band = layout_bands([priced], spreads, samples, seed)[0]
     fails = (tuple(failure(layout, sc, kind, point.goodput_requests_per_s, failed_dies) for kind in FailureKind)
-             if failures and whole else None)
+             if failures and whole and point.goodput_requests_per_s > 0 else None)
     cost = None
     if sc.price is not None:
         w = sc.workload

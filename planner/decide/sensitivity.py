@@ -102,13 +102,15 @@ def _skew(sc: Scenario, f: float) -> tuple[Scenario, Values]:
         return dataclasses.replace(load, params=p, _tables={})
 
     e = sc.experts
-    return dataclasses.replace(sc, experts=dataclasses.replace(e, prefill=scaled(e.prefill), decode=scaled(e.decode))), {}
+    experts = dataclasses.replace(e, prefill=scaled(e.prefill), decode=scaled(e.decode))
+    return dataclasses.replace(sc, experts=experts), {}
 
 
 def _workload(key: str, least: int) -> Variant:
     def variant(sc: Scenario, f: float) -> tuple[Scenario, Values]:
         w = sc.workload
-        return dataclasses.replace(sc, workload=dataclasses.replace(w, **{key: max(least, round(getattr(w, key) * f))})), {}
+        value = max(least, round(getattr(w, key) * f))
+        return dataclasses.replace(sc, workload=dataclasses.replace(w, **{key: value})), {}
     return variant
 
 

@@ -18,7 +18,7 @@ Calibration residuals (``measurements/calibration.json``)
 System-row errors (``measurements/validation.json``)
     The held-out system rows (published serving throughput) are predicted with errors ``e_j``;
     ``log(1 + e_j)`` has a mean (the roofline's optimism: its point estimates sit above the
-    published systems; reported as ``system_bias``, not put in the band) and a standard
+    published systems; reported as ``system_bias_frac = exp(mean) - 1``, not put in the band) and a standard
     deviation (ddof 1), the part of the system-level miss that varies from deployment to
     deployment.  That deviation is a common factor on every efficiency of the platform (one
     draw per sample for all of them).  A platform with fewer than two system rows uses the
@@ -86,7 +86,7 @@ class Spreads:
     params: tuple[Spread, ...]
     pooled_sigma: float
     system_sigma: float    # std of log(1 + error) of the system rows (a common factor)
-    system_bias: float     # mean of the same (the point estimates' optimism; not in the band)
+    system_bias_frac: float  # exp(mean of the same) - 1: the point estimates' optimism (not in the band)
     system_rows: int
     system_pooled: bool    # True: fewer than MIN_SYSTEM_ROWS on this platform; every platform's rows
 
@@ -177,7 +177,7 @@ def build_spreads(hw: HardwareSpec, groups: Iterable[Group], all_groups: Iterabl
     use = own_rows if len(own_rows) >= MIN_SYSTEM_ROWS else [e for _, e in errors]
     sigma = float(np.std(use, ddof=1)) if len(use) >= 2 else 0.0
     return Spreads(profile=hw.name, params=tuple(params), pooled_sigma=pooled, system_sigma=sigma,
-                   system_bias=float(np.mean(use)) if use else 0.0, system_rows=len(use),
+                   system_bias_frac=math.expm1(float(np.mean(use))) if use else 0.0, system_rows=len(use),
                    system_pooled=len(own_rows) < MIN_SYSTEM_ROWS)
 
 

@@ -4,7 +4,9 @@
   null for non-finite values) and the parts every report shares;
 - :mod:`planner.documents.evaluate`: :class:`EvaluateReport`, built from an ``Evaluation``;
 - :mod:`planner.documents.plan`: :class:`PlanReport`, built from a ``Plan``;
-- :mod:`planner.documents.ops`: :class:`CheckReport` and :class:`ValidateReport`.
+- :mod:`planner.documents.ops`: :class:`CheckReport` and :class:`ValidateReport`;
+- :mod:`planner.documents.decide`: the bands, failure and cost parts of plan and evaluate, and
+  :class:`SensitivityReport`.
 
 The JSON Schemas are the models' own (:func:`schema`).  No rendering here: ``planner.report``
 and ``planner.plots`` read the models' attributes.  This package module stays light (the CLI
@@ -27,11 +29,13 @@ class ReportName(StrEnum):
     EVALUATE = "evaluate"
     CHECK = "check"
     VALIDATE = "validate"
+    SENSITIVITY = "sensitivity"
 
 
 # report -> (module, model class)
 _MODELS = {ReportName.PLAN: ("plan", "PlanReport"), ReportName.EVALUATE: ("evaluate", "EvaluateReport"),
-           ReportName.CHECK: ("ops", "CheckReport"), ReportName.VALIDATE: ("ops", "ValidateReport")}
+           ReportName.CHECK: ("ops", "CheckReport"), ReportName.VALIDATE: ("ops", "ValidateReport"),
+           ReportName.SENSITIVITY: ("decide", "SensitivityReport")}
 
 
 def report_model(name: ReportName | str) -> Any:

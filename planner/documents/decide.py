@@ -18,7 +18,7 @@ from planner.decide.sensitivity import Sensitivity
 from planner.decide.spreads import Spreads
 from planner.documents.base import ROOFLINE_NOTE, SCHEMA_VERSION, LayoutField, Part, Report
 from planner.inputs.layout import Layout
-from planner.inputs.scenario import Price, Scenario, ScenarioFile
+from planner.inputs.scenario import Scenario, ScenarioFile
 
 if TYPE_CHECKING:
     from planner.decide.plan import LayoutDecisions
@@ -28,7 +28,7 @@ UNCERTAINTY_NOTE = (
     "(efficiencies, fixed costs, call costs, fabric efficiencies), each log-normal with the spread of "
     "its calibration residuals and a common factor with the spread of the platform's system-row errors; "
     "assumed parameters take the pooled calibration spread, though a guess may be off by more. The point "
-    "estimates sit above published systems by system_bias (the roofline's optimism), which the band "
+    "estimates sit above published systems by system_bias_frac (the roofline's optimism), which the band "
     "does not include. TTFT and TPOT are at the point estimate's goodput.")
 
 
@@ -112,7 +112,7 @@ class UncertaintyDoc(Part):
     spreads: list[SpreadDoc]
     pooled_sigma: float
     system_sigma: float
-    system_bias: float
+    system_bias_frac: float
     system_rows: int
     system_pooled: bool
     note: str
@@ -123,23 +123,27 @@ class UncertaintyDoc(Part):
         return cls(samples=samples, seed=seed, percentiles=[LOW, HIGH], profile=s.profile,
                    spreads=[SpreadDoc(path=p.path, value=p.value, sigma=p.sigma, rows=p.rows, dof=p.dof,
                                       pooled=p.pooled) for p in s.params],
-                   pooled_sigma=s.pooled_sigma, system_sigma=s.system_sigma, system_bias=s.system_bias,
+                   pooled_sigma=s.pooled_sigma, system_sigma=s.system_sigma, system_bias_frac=s.system_bias_frac,
                    system_rows=s.system_rows, system_pooled=s.system_pooled, note=UNCERTAINTY_NOTE)
 
 
 class PriceDoc(Part):
-    """The hardware price a report used (USD per die-hour) and its source."""
+    """The hardware price a report used (USD per die-hour, and per chip-hour of ``hardware``) and its source."""
 
     usd_per_die_hour: float
+    usd_per_chip_hour: float
     prefill_usd_per_die_hour: float | None
     source: str
 
     @classmethod
-    def of(cls, price: Price | None, prefill: Price | None) -> PriceDoc | None:
+    def of(cls, scenario: Scenario) -> PriceDoc | None:
+        price, prefill = scenario.price, scenario.prefill_price
         if price is None:
             return None
         other = prefill.usd_per_die_hour if prefill is not None and prefill != price else None
-        return cls(usd_per_die_hour=price.usd_per_die_hour, prefill_usd_per_die_hour=other, source=price.source)
+        return cls(usd_per_die_hour=price.usd_per_die_hour,
+                   usd_per_chip_hour=price.usd_per_die_hour * scenario.hardware.dies_per_chip,
+                   prefill_usd_per_die_hour=other, source=price.source)
 
 
 def layout_decision_fields(d: LayoutDecisions, scenario: Scenario) -> dict[str, Any]:
@@ -148,7 +152,7 @@ def layout_decision_fields(d: LayoutDecisions, scenario: Scenario) -> dict[str, 
             "uncertainty": UncertaintyDoc.of(d.spreads, d.samples, d.seed) if d.spreads is not None else None,
             "failures": [FailureDoc.of(f) for f in d.failures] if d.failures else None,
             "cost": CostDoc.of(d.cost) if d.cost is not None else None,
-            "price": PriceDoc.of(scenario.price, scenario.prefill_price)}
+            "price": PriceDoc.of(scenario)}
 
 
 # ----------------------------------------------------------------------------- sensitivity
@@ -190,7 +194,8 @@ def sensitivity_report(s: Sensitivity, layout: Layout, scenario: Scenario, layou
     rows = []
     for e in s.inputs:
         low, high = e.change(point)
-        rows.append(InputEffectDoc(input=e.name, applies=e.applies, low_output_tokens_per_s_per_die=e.low_tokens_per_s_per_die,
+        rows.append(InputEffectDoc(input=e.name, applies=e.applies,
+                                   low_output_tokens_per_s_per_die=e.low_tokens_per_s_per_die,
                                    high_output_tokens_per_s_per_die=e.high_tokens_per_s_per_die, low_change_frac=low,
                                    high_change_frac=high))
     return SensitivityReport(schema_version=SCHEMA_VERSION, scenario=scenario.document(), layout=layout,

@@ -189,4 +189,4 @@ def _decision_fields(sc: Scenario, decisions: Decisions | None) -> dict[str, Any
     d = decisions
     return {"rank_by": d.rank_by.value, "tolerate_failures": d.tolerate,
             "uncertainty": UncertaintyDoc.of(d.spreads, d.samples, d.seed) if d.spreads is not None else None,
-            "price": PriceDoc.of(sc.price, sc.prefill_price)}
+            "price": PriceDoc.of(sc)}

@@ -207,3 +207,9 @@ def read_counts(path: Path | str, model: ModelSpec) -> np.ndarray:
     """A measured ``(MoE layers, routed experts)`` expert-count matrix for ``model`` (CSV or JSON)."""
     path = Path(path)
     return check_counts(read_rows(path), model, str(path))
+
+
+def expert_load_files(experts: dict[str, Any]) -> list[Path]:
+    """The distinct measured-matrix files a scenario's ``[experts]`` table names, in key order."""
+    keys = ("load_file", "prefill_load_file", "decode_load_file")
+    return [Path(p) for p in dict.fromkeys(experts.get(k) for k in keys) if p]

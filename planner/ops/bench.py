@@ -1,12 +1,17 @@
 """``make bench``: speed of the search, measured (never asserted in a test).
 
-Prints candidate layouts evaluated per second by the vectorized step models (one core), the
-wall time of the default ``planner plan`` including interpreter start-up, and the same for a
-4x larger space.  Targets: >= 1,000,000 candidates/s; default plan <= 1 s wall.
+Prints the candidates per second of the vectorized step models (one core), then, each as a whole
+``planner plan`` process (interpreter start-up included), the median wall time and the peak
+resident memory over runs of: the default plan (target <= 1.0 s), 8 CloudMatrix384 pods (6,144
+dies; target <= 2 s and <= 400 MB) and 21 pods (16,128 dies; target <= 3 s and <= 500 MB), and
+an H800 cluster of 3,072 GPUs (384 servers).  The search's candidate space depends on the pod,
+not on the number of pods (planner.search.plan.instance_cap): more pods add instance counts and
+budget splits.
 """
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -16,7 +21,13 @@ from planner.inputs.scenario import build_scenario
 from planner.modes import MODES
 from planner.search.score import score_decode
 
-LARGE = ["--hardware", "h800", "--dies", "3072", "--weights-dtype", "fp8", "--activations-dtype", "fp8"]
+CASES = (
+    ("default plan (deepseek-v3, cloudmatrix384, 1 pod = 768 dies)", [], "<= 1.0 s"),
+    ("8 CloudMatrix384 pods (6,144 dies)", ["--pods", "8"], "<= 2 s, <= 400 MB"),
+    ("21 CloudMatrix384 pods (16,128 dies)", ["--pods", "21"], "<= 3 s, <= 500 MB"),
+    ("H800, 384 servers (3,072 GPUs)", ["--hardware", "h800", "--pods", "384", "--weights-dtype", "fp8",
+                                       "--activations-dtype", "fp8"], "-"),
+)
 
 
 def candidates_per_s(repeats: int = 3) -> tuple[float, int]:
@@ -31,27 +42,35 @@ def candidates_per_s(repeats: int = 3) -> tuple[float, int]:
     return len(score) / best, len(score)
 
 
-def wall_s(args: list[str], repeats: int = 3) -> float:
-    """Best-of-``repeats`` wall time of ``planner plan ARGS --json -`` in a fresh interpreter."""
-    best = float("inf")
+# A child that runs ``planner plan`` and reports its own peak resident memory (KB on Linux) last.
+_CHILD = ("import resource, sys\n"
+          "sys.argv = ['planner', 'plan', *sys.argv[1:]]\n"
+          "from planner.cli import main\n"
+          "try:\n    main()\nexcept SystemExit:\n    pass\n"
+          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+
+
+def run(args: list[str], repeats: int = 3) -> tuple[float, float]:
+    """(median wall s, peak RSS MB) of ``planner plan ARGS --json -`` as a fresh process, over ``repeats``."""
+    walls, peaks = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "planner", "plan", *args, "--json", "-"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - start)
-    return best
+        out = subprocess.run([sys.executable, "-c", _CHILD, *args, "--json", "-"], check=False,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        walls.append(time.perf_counter() - start)
+        peaks.append(float(out.stderr.strip().splitlines()[-1]) / 1024)
+    return statistics.median(walls), max(peaks)
 
 
 def main() -> None:
     rate, n = candidates_per_s()
     print(f"vectorized step model: {rate:,.0f} candidates/s ({n:,} transformerless decode candidates, one core)")
-    default = wall_s([])
-    print(f"default plan (deepseek-v3, cloudmatrix384, 768 dies), wall incl. start-up: {default:.2f} s")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import planner.cli"], check=False)
     print(f"interpreter + imports alone: {time.perf_counter() - start:.2f} s")
-    large = wall_s(LARGE, repeats=1)
-    print(f"4x space (deepseek-v3, h800, 3072 dies), wall incl. start-up: {large:.2f} s")
+    for label, args, target in CASES:
+        wall, peak = run(args)
+        print(f"{label}: {wall:.2f} s median wall, {peak:.0f} MB peak RSS (target {target})")
 
 
 if __name__ == "__main__":

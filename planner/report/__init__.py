@@ -30,5 +30,6 @@ from planner.report.plan import _pareto_rows, layout_summary, near_miss_table, p
 __all__ = ["check_tables", "console", "known_misses_table", "validate_failure",
            "dumps", "evaluate_tables", "fields_table", "fmt_field", "layout_summary",
            "model_json", "model_tables", "models_table", "near_miss_table", "params_table", "pareto_table",
-           "plan_tables", "profile_json", "sensitivity_tables", "profile_tables", "profiles_table", "sources_table", "validate_rows_table",
+           "plan_tables", "profile_json", "sensitivity_tables",
+           "profile_tables", "profiles_table", "sources_table", "validate_rows_table",
            "validate_summary_table", "validate_tables", "_pareto_rows"]

@@ -40,9 +40,9 @@ def uncertainty_caption(u: UncertaintyDoc, skipped: int = 0) -> str:
     text = (f"p10-p90 over {u.samples} samples (seed {u.seed}): {len(own)} of {len(u.spreads)} efficiencies carry "
             f"their own calibration residuals, the rest the pooled sigma {u.pooled_sigma:.3f}; a common factor "
             f"sigma {u.system_sigma:.3f} from {system} {u.system_rows} system rows. The point estimates sit "
-            f"{u.system_bias:+.0%} (log) above those published systems; the band leaves that out. TTFT and TPOT at "
-            "the point goodput. tied: the tok/s/die band overlaps rank 1's; >=#1: share of samples with at least "
-            "rank 1's tok/s/die (same samples for every layout).")
+            f"{u.system_bias_frac:+.0%} (geometric mean) above those published systems; the band leaves that "
+            "out. TTFT and TPOT at the point goodput. tied: the tok/s/die band overlaps rank 1's; >=#1: share "
+            "of samples with at least rank 1's tok/s/die (same samples for every layout).")
     return text + (f" {skipped} listed layout(s) not banded." if skipped else "")
 
 
@@ -95,7 +95,8 @@ def failures_table(entries: list, tolerate: str | None) -> Table | None:
         for k, f in by_kind.items():
             if k not in best or f.surviving_frac > best[k][0] + 1e-12:
                 best[k] = (f.surviving_frac, e.rank)
-    graceful = "; ".join(f"{heads[k]}: rank {best[k][1]} ({best[k][0]:.0%})" for k in _KIND_ORDER if k in best)
+    graceful = "; ".join(f"{heads[k]}: " + (f"rank {best[k][1]} ({best[k][0]:.0%})" if best[k][0] > 0 else "none")
+                         for k in _KIND_ORDER if k in best)
     table.caption = (f"worst case of each kind; headroom: run at no more than the kept share of the goodput. "
                      f"Degrades most gracefully: {graceful}." + (f" Ranked by the {tolerate} column." if tolerate
                                                                   else ""))
@@ -112,8 +113,9 @@ def cost_table(entries: list, price: object | None) -> Table | None:
     if not rows or price is None:
         return None
     pre = getattr(price, "prefill_usd_per_die_hour", None)
-    title = (f"cost at ${price.usd_per_die_hour:g} per die-hour" + (f" (prefill ${pre:g})" if pre else "")  # type: ignore[attr-defined]
-             + f"; price source: {price.source}")  # type: ignore[attr-defined]
+    p = price
+    title = (f"cost at ${p.usd_per_die_hour:g} per die-hour (${p.usd_per_chip_hour:g} per chip-hour)"  # type: ignore
+             + (f", prefill ${pre:g} per die-hour" if pre else "") + f"; price: {p.source}")  # type: ignore[attr-defined]
     table = Table(title=title, title_justify="left")
     for col in ("#", "$/hour", "$/M output tok", "$/M input tok (prefill)", "$/M output tok (decode)"):
         table.add_column(col, justify="right")

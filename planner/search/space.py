@@ -54,10 +54,10 @@ def _divisors(n: int, lo: int, hi: int) -> list[int]:
 
 
 # Replicas of the shared experts placed on expert slots (0: on the token die), searched where the
-# model has shared experts and EP is wide enough that few experts share a die (CloudMatrix-Infer
-# and xDeepServe replicate DeepSeek's shared expert 32 times at EP320 / EP288).
+# model has shared experts and EP is wide enough (>= 128) that one or two experts share a die
+# (CloudMatrix-Infer and xDeepServe replicate DeepSeek's shared expert 32 times at EP320 / EP288).
 SHARED_REPLICAS = (32,)
-SHARED_REPLICAS_MIN_EP = 64
+SHARED_REPLICAS_MIN_EP = 128
 
 
 def expert_die_counts(model: ModelSpec, budget: int, redundant: tuple[int, ...]) -> list[tuple[int, int]]:

@@ -54,6 +54,36 @@ class _Shape:
     slots: Array
     redundant: Array
     replicas: Array      # shared-expert replicas on the expert dies (0: on the attention dies)
+    # (first row, inverse) of the distinct attention-side rows, found once per step (None: price every row)
+    distinct: tuple[Array, Array] | None = None
+
+
+# Below this many candidates the attention side is priced row by row (and keeps its per-op breakdown).
+DEDUP_MIN_ROWS = 4096
+
+
+def _with_distinct(s: _Shape) -> _Shape:
+    """The attention side depends only on (tp, tokens, sequences, shared placement): find its distinct rows
+    once per step, for every layer class to reuse (``np.unique`` over rows)."""
+    if np.size(s.tokens) < DEDUP_MIN_ROWS:
+        return replace(s, distinct=None)
+    return replace(s, distinct=distinct_rows(s.tp, s.tokens, s.seqs, s.replicas > 0))
+
+
+def distinct_rows(*columns: Array) -> tuple[Array, Array]:
+    """(index of each distinct row's first occurrence, row -> distinct row) of equal-length columns.
+
+    The grouping of ``np.unique(np.stack(columns, 1), axis=0, return_index=True, return_inverse=True)``,
+    computed as one exact mixed-radix integer key from each column's own codes: ``np.unique`` over
+    rows sorts them as opaque records (0.6 s of a default plan, measured); the key sorts as int64.
+    """
+    key = np.zeros(np.size(columns[0]), dtype=np.int64)
+    for col in columns:
+        values, codes = np.unique(col, return_inverse=True)
+        # re-coded to 0..distinct-1 after each column, so the key never exceeds the row count squared
+        key = np.unique(key * len(values) + codes.reshape(-1), return_inverse=True)[1].reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def _f(x: Array) -> Array:
@@ -116,13 +146,10 @@ def _attention_side_shared(env: Env, cls: LayerClass, s: _Shape
     as one summed op (the per-op breakdown is only shown for single layouts, which take the
     direct path).
     """
-    n = np.size(s.tokens)
-    if n < 4096:
+    if s.distinct is None:
         ops, comm = _attention_side(env, cls, s)
         return ops, comm, ops["core"]
-    rows = np.stack([s.tp, s.tokens, s.seqs, s.replicas > 0], axis=1)
-    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    first, inverse = s.distinct
     small = _Shape(tokens=s.tokens[first], seqs=s.seqs[first], A_d=s.A_d[first], E=s.E[first], tp=s.tp[first],
                    ep=s.ep[first], slots=s.slots[first], redundant=s.redundant[first], replicas=s.replicas[first])
     ops, comm = _attention_side(env, cls, small)
@@ -162,6 +189,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     slots = (model.ffn.num_routed_experts + _f(d.redundant) + rep) / _f(d.ep)
     s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
                ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), replicas=rep)
+    s = _with_distinct(s)
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
         if cls.moe:
@@ -175,7 +203,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     extra = {"pipeline_tail": np.maximum.reduce(tails),
              "lm_head": lm_head(env, s.tp * _f(d.batch) * q, s.tp).time_s}
     if env.draft_tokens:
-        ds = replace(s, tokens=b_mb, seqs=b_mb)
+        ds = _with_distinct(replace(s, tokens=b_mb, seqs=b_mb))
         _, period, tail = _moe_layer(env, LayerClass(False, True, 1), ds, m, D)
         proj = gemm(env.dev, s.tp * _f(d.batch), model.hidden, 2 * model.hidden, weight_bytes=env.by.weight,
                     act_bytes=env.by.out)

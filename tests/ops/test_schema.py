@@ -17,8 +17,8 @@ from planner.documents.base import SCHEMA_VERSION
 
 jsonschema = pytest.importorskip("jsonschema")
 
-SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--pods", "2", "--weights-dtype", "fp8",
-              "--activations-dtype", "fp8", "--top", "5")
+SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--pods", "2",
+              "--weights-dtype", "fp8", "--activations-dtype", "fp8", "--top", "5")
 EXAMPLES = ("examples/llama-3.1-70b-h100-collocated.toml", "examples/deepseek-v3-h800-pd.toml",
             "examples/deepseek-v3-cloudmatrix384-transformerless.toml")
 NAMES = [name.value for name in ReportName]
@@ -40,8 +40,11 @@ def reports(tmp_path_factory: pytest.TempPathFactory, run_planner, validate_run)
     assert check.returncode == 0, check.stderr
     evaluate = [run_planner("evaluate", path, "--json", "-") for path in EXAMPLES]
     assert all(run.returncode == 0 for run in evaluate), [run.stderr for run in evaluate]
+    sensitivity = run_planner("sensitivity", "--layout", EXAMPLES[0], "--json", "-")
+    assert sensitivity.returncode == 0, sensitivity.stderr
     return {"plan": [json.loads(baseline.read_text()), infeasible.json()], "check": [check.json()],
-            "evaluate": [run.json() for run in evaluate], "validate": [validate_run.json()]}
+            "evaluate": [run.json() for run in evaluate], "validate": [validate_run.json()],
+            "sensitivity": [sensitivity.json()]}
 
 
 @pytest.mark.parametrize("name", NAMES)

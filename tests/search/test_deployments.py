@@ -68,8 +68,15 @@ def test_plan_with_two_pods_places_pools_and_moves_kv_over_roce_across_pods():
 
 
 def test_search_candidates_do_not_grow_with_pods():
-    counts = [plan(build_scenario(None, scenario_overrides(pods=p)), top=1).candidates_evaluated for p in (2, 8)]
-    assert counts[0] == counts[1]
+    from planner.search import space
+    from planner.search.plan import instance_cap
+
+    def sizes(pods: int) -> list[int]:
+        sc = build_scenario(None, scenario_overrides(pods=pods))
+        cap = instance_cap(sc, sc.dies)
+        return [len(e.candidates(sc.model, cap)) for e in MODES.values()] + [len(space.prefill_pools(sc.model, cap))]
+
+    assert sizes(2) == sizes(8) == sizes(21)
 
 
 def test_decode_pool_alone_is_littles_law_at_its_batch():
