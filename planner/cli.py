@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from planner import catalog, report
 from planner.decide.failures import FailureKind
 from planner.decide.plan import RankBy
 from planner.documents import ReportName
-from planner.errors import EXIT_BAD_INPUT, PlannerError
+from planner.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, NumericOverflowError, PlannerError
 from planner.inputs.layout import Mode
 from planner.inputs.scenario import ExpertBalance, scenario_overrides
 from planner.units import Dtype
@@ -54,8 +55,18 @@ SCENARIO_FLAGS: dict[str, Any] = {
     "activations_dtype": Annotated[Dtype | None, typer.Option(help="GEMM activations dtype.")],
     "kv_dtype": Annotated[Dtype | None, typer.Option(help="KV-cache dtype.")],
     "mtp_acceptance": Annotated[float | None, typer.Option(help="MTP draft acceptance; 0 disables MTP.")],
-    "expert_balance": Annotated[ExpertBalance | None, typer.Option(help="Expert popularity.")],
-    "hot_expert_ratio": Annotated[float | None, typer.Option(help="Hottest expert's load / mean (skewed).")],
+    "expert_balance": Annotated[ExpertBalance | None, typer.Option(help=(
+        "Expert balance policy: eplb (replicas placed on statistics --rebalance-period-s old), none (static "
+        "placement, no replicas), perfect, measured (EPLB on --expert-load's matrix)."))],
+    "rebalance_period_s": Annotated[float | None, typer.Option("--rebalance-period-s", help=(
+        "Age of the statistics EPLB placed the experts on (s; default 60, 0 = in distribution)."))],
+    "expert_load": Annotated[str | None, typer.Option(metavar="FILE", help=(
+        "Measured per-layer expert-count matrix (CSV or JSON; rows = MoE layers, columns = routed experts) "
+        "for both pools; replaces the fitted skew and selects 'measured' unless --expert-balance is given."))],
+    "prefill_expert_load": Annotated[str | None, typer.Option(metavar="FILE", help=(
+        "As --expert-load, for the prefill pool only."))],
+    "decode_expert_load": Annotated[str | None, typer.Option(metavar="FILE", help=(
+        "As --expert-load, for the decode pool only."))],
     "cache_hit_rate": Annotated[float | None, typer.Option(help="Prefix-cache hit rate of prompt tokens.")],
     "ttft_s": Annotated[float | None, typer.Option("--ttft-s", help="TTFT SLO (s) at --ttft-percentile.")],
     "ttft_percentile": Annotated[float | None, typer.Option(help="TTFT percentile, e.g. 90.")],
@@ -200,7 +211,8 @@ def models_validate(paths: Paths) -> None:
 def models_import(
     config: Annotated[Path, typer.Argument(metavar="CONFIG.json", show_default=False,
                                            help="A Hugging Face config.json.")],
-    name: Annotated[str | None, typer.Option(help="Card name (default: from the config).")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Card name (default: the file stem, or the folder of a config.json).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="Write the card here instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output file.")] = False,
@@ -307,7 +319,10 @@ def plan_cmd(
     json_out: JsonOut = None,
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the Pareto front to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
-    write_layouts: Annotated[Path | None, Opt(help="Write the listed layouts as TOML files here.")] = None,
+    write_layouts: Annotated[Path | None, Opt(help=(
+        "Write the listed layouts as rankNN-MODE.toml files here (an existing file or link is kept unless --force)."))
+    ] = None,
+    force: Annotated[bool, Opt("--force", help="Replace existing files (or links) in --write-layouts DIR.")] = False,
     samples: Samples = 64,
     seed: Seed = 0,
     rank_by: Annotated[RankBy, Opt("--rank-by", help=(
@@ -343,12 +358,12 @@ def plan_cmd(
     doc = plan_report(result, top, decisions)
     if not doc.layouts:
         _emit_infeasible(doc, json_out, target)
+    if write_layouts is not None:  # first: a file in the way is an error before anything is shown
+        _write_layouts(write_layouts, result, top, force=force)
     _show(report.plan_tables(doc), doc, json_out)
     if plot is not None:
         plots.draw_plan(plan_report(result, len(result.layouts)), plot)
         print(f"{PROG}: wrote {plot}", file=sys.stderr)
-    if write_layouts is not None:
-        _write_layouts(write_layouts, result, top)
     print(f"{PROG}: planned in {time.perf_counter() - start:.2f} s ({result.candidates_evaluated:,} candidates)",
           file=sys.stderr)
 
@@ -394,16 +409,39 @@ def _emit_infeasible(doc: Any, json_out: str | None, target: float | None) -> No
                           fix="relax --ttft-s/--tpot-s, add dies, or change precision")
 
 
-def _write_layouts(folder: Path, result: Any, top: int) -> None:
+def _write_layouts(folder: Path, result: Any, top: int, *, force: bool) -> None:
+    """``rankNN-MODE.toml`` per listed layout.  Without ``force`` nothing is written if any of the files
+    exists (a link counts, dangling or not); with it, each is replaced -- a link itself, never its target."""
     from planner.inputs.layout import layout_toml
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PlannerError(f"cannot create directory ({exc.strerror})", where=str(folder)) from None
-    for i, p in enumerate(result.layouts[:top], start=1):
-        _write_text(folder / f"rank{i:02d}-{p.mode.value}.toml", layout_toml(p.layout), overwrite=True)
-    print(f"{PROG}: wrote {min(top, len(result.layouts))} layouts to {folder}", file=sys.stderr)
+    files = [(folder / f"rank{i:02d}-{p.mode.value}.toml", layout_toml(p.layout))
+             for i, p in enumerate(result.layouts[:top], start=1)]
+    taken = [path for path, _ in files if path.is_symlink() or path.exists()]
+    if taken and not force:
+        kind = "a link" if taken[0].is_symlink() else "a file"
+        raise PlannerError(f"{len(taken)} of the {len(files)} layout files exist ({taken[0].name} is {kind}); "
+                           "nothing written", where=str(folder), fix="pass --force to replace them, or choose another "
+                           "--write-layouts directory")
+    for path, text in files:
+        _write_new(path, text, replace=force)
+    print(f"{PROG}: wrote {len(files)} layouts to {folder}", file=sys.stderr)
+
+
+def _write_new(path: Path, text: str, *, replace: bool) -> None:
+    """Create ``path``; never through a symlink (O_NOFOLLOW, O_EXCL).  ``replace`` removes what is there first."""
+    try:
+        if replace and (path.is_symlink() or path.is_file()):
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        raise PlannerError(f"cannot write file ({exc.strerror})", where=str(path),
+                           fix="check that the directory is writable and the name is free") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -551,16 +589,46 @@ def _usage_line(exc: Any) -> str:
     return f"{command}: {message}; fix: see '{command} --help'"
 
 
+def _closed_pipe() -> None:
+    """The reader closed stdout (``| head -1``): stop quietly with the SIGPIPE status, never 1.
+
+    stdout is pointed at /dev/null first, so the interpreter's final flush cannot complain either.
+    """
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
+def _interrupted() -> None:
+    print(f"{PROG}: interrupted", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def main() -> None:
-    """Entry point: expected failures print one line on stderr and exit with their code."""
+    """Entry point: expected failures print one line on stderr and exit with their code.
+
+    Ctrl-C prints one line and exits 130; a closed stdout exits 141 quietly; arithmetic that
+    overflows on inputs inside their plausible ranges is reported (exit 2), not a traceback.
+    """
     try:
         result = app(standalone_mode=False, prog_name=PROG)
     except PlannerError as exc:
         _error_line(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
+    except BrokenPipeError:
+        _closed_pipe()
+    except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):  # rich and typer turn a closed pipe into exit 1
+            _closed_pipe()
+        raise
+    except (OverflowError, FloatingPointError) as exc:
+        _error_line(NumericOverflowError(f"arithmetic overflow while pricing ({exc})",
+                                         fix="check the inputs nearest the ends of their plausible ranges"))
+        sys.exit(EXIT_BAD_INPUT)
     except Exception as exc:
         if _is_usage_error(exc):
             print(f"{PROG}: error: {_usage_line(exc)}", file=sys.stderr)
@@ -569,4 +637,6 @@ def main() -> None:
             print(f"{PROG}: aborted", file=sys.stderr)
             sys.exit(1)
         raise
+    if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into a silent exit code 130
+        _interrupted()
     sys.exit(result if isinstance(result, int) else 0)

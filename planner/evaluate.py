@@ -267,6 +267,11 @@ def _percentiles(slo_percentile: float | None) -> tuple[float, ...]:
     return tuple(sorted(set(REPORTED_PERCENTILES + extra)))
 
 
+def stable_rate(rate_per_s: float, decode_capacity_per_s: float | None) -> float:
+    """The goodput rate as the load point prices it: a hair (1e-9 relative) inside the decode capacity."""
+    return rate_per_s if decode_capacity_per_s is None else min(rate_per_s, decode_capacity_per_s * (1 - 1e-9))
+
+
 def priced_whole(ev: Evaluation) -> bool:
     """Both pools written down (or a chunked-prefill mode): the layout serves requests end to end."""
     return ev.layout.decode is not None and (ev.layout.prefill is not None or not MODES[ev.layout.mode].prefill_pool)
@@ -365,7 +370,7 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
         binding = f"memory: the {' and '.join(pools)} pool{'s do' if len(pools) > 1 else ' does'} not fit"
     batch_at, tpot_at, ttft, breakdown = float(d.batch), tpot, np.inf, None
     if rate > 0:
-        point = load_point(ev, min(rate, decode_rate * (1 - 1e-9)))
+        point = load_point(ev, stable_rate(rate, decode_rate))
         if rate < decode_rate * (1 - 1e-9):
             batch_at, tpot_at = point.decode_batch_per_die, point.tpot_mean_s
         breakdown = next(t for t in point.ttft if t.percentile == slo.ttft_percentile)

@@ -28,7 +28,7 @@ def fabric_efficiency(fabric: Fabric, ranks: Array, decay: bool = True) -> Array
     """
     e = fabric.efficiency
     if e.decay == 0.0 or not decay:
-        return np.full(np.shape(ranks), e.max_frac)
+        return e.max_frac * np.ones(np.shape(ranks))  # broadcasts a sampled (S,) max_frac too (planner/decide)
     n = np.maximum(np.asarray(ranks, dtype=float), e.decay_start_ranks)
     return e.max_frac * np.exp(e.decay * np.log(e.decay_start_ranks / n))
 

@@ -165,10 +165,12 @@ def replica_cap(shares: Array, redundant: float) -> tuple[Array, Array]:
 
 
 def static_die_shares(shares: Array, ep: int) -> Array:
-    """Load share of each die under the static contiguous placement (experts in index order), (L, ep)."""
-    bounds = np.array([len(a) for a in np.array_split(np.arange(shares.shape[1]), ep)])
-    starts = np.concatenate([[0], np.cumsum(bounds)[:-1]])
-    return np.add.reduceat(shares, starts, axis=1)
+    """Load share of each die under the static contiguous placement (experts in index order; with more
+    dies than experts the last dies hold none), (L, ep)."""
+    sizes = np.array([len(a) for a in np.array_split(np.arange(shares.shape[1]), ep)])
+    ends = np.cumsum(sizes)
+    total = np.concatenate([np.zeros((shares.shape[0], 1)), np.cumsum(shares, axis=1)], axis=1)
+    return total[:, ends] - total[:, ends - sizes]
 
 
 def placement(load: ExpertLoad, shares: Array, ep: int, redundant: float) -> tuple[Array, Array]:

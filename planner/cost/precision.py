@@ -12,6 +12,19 @@ from planner.units import Dtype
 HEAD_DTYPE = Dtype.BF16
 # Attention softmax/PV math runs in bf16 (FlashMLA: "FP8 KV dequant to BF16").
 ATTENTION_MATH_DTYPE = Dtype.BF16
+
+
+def attention_math_dtype(hw: HardwareSpec, kv: Dtype | str) -> Dtype:
+    """The dtype the attention core computes in with a ``kv`` cache on ``hw``.
+
+    The profile's ``[attention_math]`` names the pairs its stack runs quantised (CANN W8A8C8:
+    INT8 query x INT8 KV for the non-RoPE part, reference row B_q1); any other pair dequantises
+    to bf16.  The RoPE part (64 of MLA's 576 + 512 dims per head, 6% of the FLOPs) is priced
+    at the same dtype: an approximation of at most ~3% of the core's time.
+    """
+    return hw.attention_math.get(Dtype(kv), ATTENTION_MATH_DTYPE)
+
+
 # MoE combine returns bf16 partial sums (DeepEP, DeepEP-Ascend, XCCL: "BF16 combine").
 COMBINE_DTYPE = Dtype.BF16
 

@@ -17,7 +17,7 @@ which says more when the two move together (the system-level factor is common to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -81,24 +81,11 @@ def sample_values(spreads: Spreads, samples: int = DEFAULT_SAMPLES, seed: int = 
     return out
 
 
-def band(samples: Array, point: float) -> Range:
-    """LOW-HIGH percentiles of ``samples`` (order statistics), widened to include ``point``."""
+def band(samples: Array, point: float | None) -> Range:
+    """LOW-HIGH percentiles of ``samples`` (order statistics), widened to include ``point`` (None: infinite)."""
     lo, hi = np.quantile(np.asarray(samples, dtype=float), [LOW / 100, HIGH / 100], method="inverted_cdf")
-    return Range(low=float(min(lo, point)), high=float(max(hi, point)))
-
-
-def _bands(layout: Layout, scenario: Scenario, point: GoodputPoint, dies: int, prefill_point_s: float | None,
-           decode_point_s: float, values: dict[str, Array]) -> tuple[LayoutBands, Array]:
-    out = layout_outcomes(layout, scenario, values, rate_per_s=point.goodput_requests_per_s)
-    per_die = out.goodput_requests_per_s * scenario.workload.output_tokens / dies
-    bands = LayoutBands(
-        goodput_requests_per_s=band(out.goodput_requests_per_s, point.goodput_requests_per_s),
-        output_tokens_per_s_per_die=band(per_die, point.output_tokens_per_s_per_die),
-        ttft_s=band(out.ttft_s, point.ttft_s), tpot_s=band(out.tpot_s, point.tpot_s),
-        decode_step_s=band(out.decode_step_s, decode_point_s),
-        prefill_step_s=None if prefill_point_s is None else band(out.prefill_step_s, prefill_point_s),
-        batch_lowered_frac=float(np.mean(out.decode_batch < layout.decode.batch)))
-    return bands, per_die
+    at = np.inf if point is None else point
+    return Range(low=float(min(lo, at)), high=float(max(hi, at)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +99,21 @@ class Priced:
     prefill_step_s: float | None
 
 
+def _bands(it: Priced, values: dict[str, Array]) -> tuple[LayoutBands, Array]:
+    """The bands of one layout and its goodput per die in each sample, (S,)."""
+    point, layout = it.point, it.layout
+    out = layout_outcomes(layout, it.scenario, values, rate_per_s=point.goodput_requests_per_s)
+    per_die = out.goodput_requests_per_s * it.scenario.workload.output_tokens / layout.dies
+    bands = LayoutBands(
+        goodput_requests_per_s=band(out.goodput_requests_per_s, point.goodput_requests_per_s),
+        output_tokens_per_s_per_die=band(per_die, point.output_tokens_per_s_per_die),
+        ttft_s=band(out.ttft_s, point.ttft_s), tpot_s=band(out.tpot_s, point.tpot_s),
+        decode_step_s=band(out.decode_step_s, it.decode_step_s),
+        prefill_step_s=None if it.prefill_step_s is None else band(out.prefill_step_s, it.prefill_step_s),
+        batch_lowered_frac=float(np.mean(out.decode_batch < layout.decode.batch)))
+    return bands, per_die
+
+
 def layout_bands(items: list[Priced], spreads: Spreads, samples: int = DEFAULT_SAMPLES,
                  seed: int = DEFAULT_SEED) -> list[LayoutBands]:
     """Bands of each layout under the same ``samples`` parameter sets; ties against ``items[0]`` (rank 1).
@@ -119,19 +121,12 @@ def layout_bands(items: list[Priced], spreads: Spreads, samples: int = DEFAULT_S
     Deterministic: the parameter sets depend only on ``spreads``, ``samples`` and ``seed``.
     """
     values = sample_values(spreads, samples, seed)
-    priced = [_bands(it.layout, it.scenario, it.point, it.layout.dies, it.prefill_step_s, it.decode_step_s, values)
-              for it in items]
+    priced = [_bands(it, values) for it in items]
     if not priced:
         return []
     first_band, first = priced[0][0].output_tokens_per_s_per_die, priced[0][1]
     out = [priced[0][0]]
     for b, per_die in priced[1:]:
-        out.append(_with_ties(b, b.output_tokens_per_s_per_die.overlaps(first_band),
-                              float(np.mean(per_die >= first * (1 - 1e-12)))))
+        out.append(replace(b, tied_with_rank1=b.output_tokens_per_s_per_die.overlaps(first_band),
+                           beats_rank1_frac=float(np.mean(per_die >= first * (1 - 1e-12)))))
     return out
-
-
-def _with_ties(b: LayoutBands, tied: bool, beats: float) -> LayoutBands:
-    from dataclasses import replace
-
-    return replace(b, tied_with_rank1=tied, beats_rank1_frac=beats)

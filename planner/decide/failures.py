@@ -111,12 +111,13 @@ def surviving_goodput(layout: Layout, scenario: Scenario, lost: Pair) -> float:
 
 
 def failure(layout: Layout, scenario: Scenario, kind: FailureKind, goodput_requests_per_s: float,
-            failed_dies: int = DEFAULT_FAILED_DIES) -> Failure:
+            failed_dies: int = DEFAULT_FAILED_DIES, cache: dict[Pair, float] | None = None) -> Failure:
     """The worst case of ``kind`` for ``layout`` (priced under ``scenario``, its own [scenario] for a
     planned layout) whose goodput is ``goodput_requests_per_s``.
 
     ``failed_dies`` is k for ``FailureKind.DIES``; a node holds ``hardware.dies_per_node`` dies and
-    a pod ``hardware.pod_dies``.
+    a pod ``hardware.pod_dies``.  ``cache`` (one per layout and scenario) keeps the surviving goodput
+    of each loss across calls.
     """
     hw = scenario.hardware
     if kind is FailureKind.DIES:
@@ -125,7 +126,10 @@ def failure(layout: Layout, scenario: Scenario, kind: FailureKind, goodput_reque
         unit, pairs = hw.dies_per_node, node_hits(layout, hw.dies_per_node)
     else:
         unit, pairs = hw.pod_dies, pod_hits(layout, scenario)
-    priced = {pair: surviving_goodput(layout, scenario, pair) for pair in sorted(pairs)}
+    cache = {} if cache is None else cache
+    for pair in pairs - cache.keys():
+        cache[pair] = surviving_goodput(layout, scenario, pair)
+    priced = {pair: cache[pair] for pair in sorted(pairs)}
     worst = min(priced, key=lambda pair: (priced[pair], pair))
     rate = priced[worst]
     return Failure(kind=kind, failed_dies=unit, lost_prefill_instances=worst[0], lost_decode_instances=worst[1],

@@ -29,6 +29,7 @@ import numpy as np
 from planner import goodput as gp
 from planner import queueing
 from planner.cost.roofline import Array
+from planner.errors import LayoutError
 from planner.evaluate import TPOT_CURVE_POINTS, decode_knobs, place_layout
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Layout
@@ -156,13 +157,10 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
     step_s = np.broadcast_to(step.step_s, (samples,))
     slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
     same_pod = place_layout(layout, scenario).same_pod
-    kv = np.empty(samples)
-    for i in range(samples):  # one small call per sample: the p2p cost takes scalar fabric parameters
-        hw = hardware_with(scenario.hardware, {k: v[i] if np.ndim(v) else v for k, v in values.items()})
-        kv[i] = gp.kv_handoff_s(hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
-                                decode_tp=d.tp, same_pod=same_pod, p2p_s=float(hw.collectives.p2p_s))[0]
+    kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
+                         decode_tp=d.tp, same_pod=same_pod, p2p_s=env.calls.p2p_s)
     return _Prefill(step_s=step_s, service_s=(float(forwards[()]) * step_s)[:, None],
-                    servers=float(slots[()] * p.instances), kv_s=kv[:, None],
+                    servers=float(slots[()] * p.instances), kv_s=np.broadcast_to(kv, (samples,))[:, None],
                     fits=np.broadcast_to(step.fits, (samples,))[:, None], first_step=True)
 
 
@@ -232,6 +230,18 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
     return ttft, tpot
 
 
+def supported(layout: Layout, scenario: Scenario) -> bool:
+    """Both pools written down (or a chunked-prefill mode), all on the scenario's hardware.
+
+    A pool priced alone has no end-to-end goodput; a pool on its own hardware would need that
+    profile's samples (not modelled here).
+    """
+    pools = [pool for pool in (layout.prefill, layout.decode) if pool is not None]
+    own = all(getattr(pool, "hardware", None) in (None, scenario.hardware.name) for pool in pools)
+    whole = layout.decode is not None and (layout.prefill is not None or not MODES[layout.mode].prefill_pool)
+    return own and whole and scenario.prefill_hardware is None
+
+
 def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = None,
                     rate_per_s: float | None = None) -> Outcomes:
     """Goodput, step times, TTFT and TPOT of ``layout`` under each sample of ``values``, (S,).
@@ -242,7 +252,13 @@ def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = 
     scenario : the scenario it is priced under (for a planned layout: its own [scenario])
     values : profile parameters by dotted path, each a float or an (S,) array of samples
     rate_per_s : arrival rate (req/s) for TTFT and TPOT; None leaves them NaN
+
+    A layout :func:`supported` refuses is a LayoutError (exit 2).
     """
+    if not supported(layout, scenario):
+        raise LayoutError("has a pool priced alone or on other hardware than the scenario's: bands and "
+                          "sensitivity need both pools on one profile", where="layout",
+                          fix="write both pools, on the scenario's hardware")
     values = dict(values or {})
     samples = _samples(values)
     curve, env = _decode_curve(layout, scenario, values, samples)

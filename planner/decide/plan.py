@@ -15,12 +15,11 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import numpy as np
-
 from planner.decide.bands import DEFAULT_SAMPLES, DEFAULT_SEED, LayoutBands, Priced, layout_bands
 from planner.decide.cost import TokenCost, token_cost
 from planner.decide.failures import DEFAULT_FAILED_DIES, Failure, FailureKind, failure
 from planner.decide.failures import supported as failures_supported
+from planner.decide.outcomes import supported as outcomes_supported
 from planner.decide.spreads import Spreads
 from planner.evaluate import Evaluation, GoodputPoint, evaluate
 from planner.inputs.layout import Layout
@@ -46,7 +45,6 @@ class Decisions:
     bands: dict[int, LayoutBands] = field(default_factory=dict)
     failures: dict[int, tuple[Failure, ...]] = field(default_factory=dict)
     costs: dict[int, TokenCost] = field(default_factory=dict)
-    not_banded: tuple[str, ...] = ()  # why some listed layouts have no band
 
 
 def listed(result: Plan, top: int) -> list[Planned]:
@@ -110,24 +108,16 @@ def _priced(p: Planned, sc: Scenario) -> Priced:
                   prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0]))
 
 
-def bands_supported(layout: Layout, scenario: Scenario) -> bool:
-    """Both pools present and on the scenario's hardware (the spreads are one profile's)."""
-    pools = [getattr(layout, "prefill", None), layout.decode]
-    own = all(getattr(pool, "hardware", None) in (None, scenario.hardware.name) for pool in pools if pool is not None)
-    return own and failures_supported(layout) and scenario.prefill_hardware is None
-
-
 def _bands(result: Plan, shown: list[Planned], scenarios: _Scenarios, spreads: Spreads | None, samples: int,
-           seed: int) -> tuple[Spreads | None, dict[int, LayoutBands], tuple[str, ...]]:
+           seed: int) -> tuple[Spreads | None, dict[int, LayoutBands]]:
+    """Bands of the shown layouts that support them, when rank 1 does (ties are against it)."""
     if spreads is None or samples <= 0 or not shown:
-        return None, {}, ()
-    ok = [p for p in shown if bands_supported(p.layout, scenarios(p.layout))]
-    skipped = tuple(f"rank {result.layouts.index(p) + 1}: a pool on other hardware or priced alone"
-                    for p in shown if p not in ok)
+        return None, {}
+    ok = [p for p in shown if outcomes_supported(p.layout, scenarios(p.layout))]
     if not ok or ok[0] is not result.layouts[0]:
-        return None, {}, skipped + (("rank 1 has no band: no ties are marked",) if ok else ())
+        return None, {}
     bands = layout_bands([_priced(p, scenarios(p.layout)) for p in ok], spreads, samples, seed)
-    return spreads, {id(p): b for p, b in zip(ok, bands, strict=True)}, skipped
+    return spreads, {id(p): b for p, b in zip(ok, bands, strict=True)}
 
 
 def decide(result: Plan, top: int, *, spreads: Spreads | None = None, samples: int = DEFAULT_SAMPLES,
@@ -140,9 +130,10 @@ def decide(result: Plan, top: int, *, spreads: Spreads | None = None, samples: i
     """
     scenarios = _Scenarios(result.scenario)
     survival: dict[int, Failure] = {}
+    caches: dict[int, dict] = {id(p): {} for p in result.layouts}  # surviving goodput per loss, per layout
     if tolerate is not None:
         survival = {id(p): failure(p.layout, scenarios(p.layout), tolerate, p.metrics.goodput_requests_per_s,
-                                   failed_dies)
+                                   failed_dies, caches[id(p)])
                     for p in result.layouts if failures_supported(p.layout)}
     if tolerate is not None or rank_by is not RankBy.GOODPUT:
         result = _rank(result, rank_by, survival, scenarios)
@@ -153,23 +144,14 @@ def decide(result: Plan, top: int, *, spreads: Spreads | None = None, samples: i
             if id(p) in survival:
                 sc = scenarios(p.layout)
                 failures[id(p)] = tuple(survival[id(p)] if kind is tolerate else
-                                        failure(p.layout, sc, kind, p.metrics.goodput_requests_per_s, failed_dies)
+                                        failure(p.layout, sc, kind, p.metrics.goodput_requests_per_s, failed_dies,
+                                                caches[id(p)])
                                         for kind in FailureKind)
     costs = {id(p): c for p in shown
              if (c := _cost(p, scenarios(p.layout), p.metrics.goodput_requests_per_s)) is not None}
-    spreads, bands, skipped = _bands(result, shown, scenarios, spreads, samples, seed)
+    spreads, bands = _bands(result, shown, scenarios, spreads, samples, seed)
     return result, Decisions(rank_by=rank_by, tolerate=tolerate, failed_dies=failed_dies, samples=samples, seed=seed,
-                             spreads=spreads, bands=bands, failures=failures, costs=costs, not_banded=skipped)
-
-
-def most_graceful(result: Plan, decisions: Decisions, kind: FailureKind) -> Planned | None:
-    """The listed layout keeping the largest fraction of its goodput under ``kind`` (rank breaks ties)."""
-    best, best_frac = None, -np.inf
-    for p in result.layouts:
-        for f in decisions.failures.get(id(p), ()):
-            if f.kind is kind and f.surviving_frac > best_frac + 1e-12:
-                best, best_frac = p, f.surviving_frac
-    return best
+                             spreads=spreads, bands=bands, failures=failures, costs=costs)
 
 
 # ----------------------------------------------------------------------------- one layout (planner evaluate)
@@ -198,7 +180,7 @@ def decide_layout(ev: Evaluation, point: GoodputPoint, *, spreads: Spreads | Non
     whole = failures_supported(layout)
     band = None
     banded = spreads is not None and samples > 0 and whole and point.goodput_requests_per_s > 0
-    if banded and bands_supported(layout, sc):
+    if banded and outcomes_supported(layout, sc):
         priced = Priced(layout=layout, scenario=sc, point=point, decode_step_s=float(ev.decode.step_s[0]),
                         prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0]))
         band = layout_bands([priced], spreads, samples, seed)[0]

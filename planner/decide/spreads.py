@@ -16,7 +16,8 @@ Calibration residuals (``measurements/calibration.json``)
     (groups with the same rows counted once).  An assumed value is a guess, not a measurement:
     its true error may be larger than the calibrated kernels' (said in every report).
 System-row errors (``measurements/validation.json``)
-    The held-out system rows (published serving throughput) are predicted with errors ``e_j``;
+    The held-out system rows (published serving throughput) are predicted with errors ``e_j``
+    (rows marked as known misses left out: their cause is a mechanism the model lacks);
     ``log(1 + e_j)`` has a mean (the roofline's optimism: its point estimates sit above the
     published systems; reported as ``system_bias_frac = exp(mean) - 1``, not put in the band) and a standard
     deviation (ddof 1), the part of the system-level miss that varies from deployment to

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 UNCERTAINTY_NOTE = (
     "Bands are the p10-p90 of each metric over seeded samples of the profile's level parameters "
     "(efficiencies, fixed costs, call costs, fabric efficiencies), each log-normal with the spread of "
-    "its calibration residuals and a common factor with the spread of the platform's system-row errors; "
+    "its calibration residuals and a common factor with the spread of the platform's system-row errors "
+    "(known misses left out); "
     "assumed parameters take the pooled calibration spread, though a guess may be off by more. The point "
     "estimates sit above published systems by system_bias_frac (the roofline's optimism), which the band "
     "does not include. TTFT and TPOT are at the point estimate's goodput.")

@@ -29,7 +29,9 @@ from planner.evaluate import (
     load_curve,
     load_point,
     priced_whole,
+    stable_rate,
 )
+from planner.imbalance import PoolLoad, pool_load
 from planner.inputs.scenario import ScenarioFile
 from planner.serving.result import PoolStep
 
@@ -52,16 +54,54 @@ class LayerCost(Part):
     communication_s_per_micro_batch: float | None
     ops: dict[str, OpCost]
     communication: dict[str, float | None]
+    # overlap stage pairs per micro-batch (planner/serving/overlap.py): stage compute, paired
+    # communication, and the waiting (communication beyond its stage), seconds
+    stage_pairs: dict[str, dict[str, float | None]] = {}
 
 
 class Breakdown(Part):
     """Per layer class, the once-per-step costs, and memory per die by kind (bytes)."""
 
+    overlap_discipline: str = "ideal"  # the profile's [overlap] discipline (m >= 2 micro-batches)
     layers: dict[str, LayerCost]
     per_step: dict[str, float | None]
     memory_bytes: dict[str, float | None]
     usable_memory_bytes: float
     memory_shortfall_bytes: float
+
+
+class ExpertLoadClass(Part):
+    """One MoE layer class of a pool: the busiest expert die's token copies over the mean (averaged over
+    the class's layers, and on its hottest layer) and the waits of one layer per micro-batch (s)."""
+
+    layers: int
+    busiest_over_mean: float
+    busiest_over_mean_hottest_layer: float
+    combine_wait_s: float
+    dispatch_wait_s: float
+
+
+class ExpertLoadDoc(Part):
+    """A pool's expert-load policy and what load imbalance costs its step (planner.imbalance): the step
+    re-priced with perfect expert balance, then also without DP-rank imbalance."""
+
+    policy: str
+    rebalance_period_s: float
+    skew: Literal["fitted", "measured"]
+    layer_classes: dict[str, ExpertLoadClass]
+    step_perfect_balance_s: float
+    expert_imbalance_cost_s: float
+    dp_imbalance_cost_s: float
+
+    @classmethod
+    def of(cls, load: PoolLoad) -> ExpertLoadDoc:
+        classes = {c.layer_class: ExpertLoadClass(layers=c.layers, busiest_over_mean=c.busiest_over_mean,
+                                                  busiest_over_mean_hottest_layer=c.busiest_over_mean_hottest,
+                                                  combine_wait_s=c.combine_wait_s, dispatch_wait_s=c.dispatch_wait_s)
+                   for c in load.classes}
+        return cls(policy=load.policy, rebalance_period_s=load.rebalance_period_s, skew=load.skew,  # type: ignore[arg-type]
+                   layer_classes=classes, step_perfect_balance_s=load.step_perfect_balance_s,
+                   expert_imbalance_cost_s=load.expert_imbalance_cost_s, dp_imbalance_cost_s=load.dp_imbalance_cost_s)
 
 
 class PrefillMetrics(Part):
@@ -73,6 +113,7 @@ class PrefillMetrics(Part):
     input_tokens_per_s_per_chip: float | None
     fits_memory: bool
     breakdown: Breakdown
+    expert_load: ExpertLoadDoc
 
 
 class DecodeMetrics(Part):
@@ -89,6 +130,7 @@ class DecodeMetrics(Part):
     output_tokens_per_s_per_die: float | None
     output_tokens_per_s_per_chip: float | None
     breakdown: Breakdown
+    expert_load: ExpertLoadDoc
 
 
 class TtftParts(Part):
@@ -231,7 +273,15 @@ def _f(x: np.ndarray | float) -> float:
     return float(np.asarray(x).reshape(-1)[0])
 
 
-def breakdown(step: PoolStep) -> Breakdown:
+def _pairs(cost) -> dict[str, dict[str, float | None]]:
+    out = {}
+    for name, (stage, comm) in (cost.pairs or {}).items():
+        stage_s, comm_s = _f(stage), _f(comm)
+        out[name] = {"stage_s": stage_s, "communication_s": comm_s, "waiting_s": max(0.0, comm_s - stage_s)}
+    return out
+
+
+def breakdown(step: PoolStep, discipline: str = "ideal") -> Breakdown:
     """Per layer class: per-op time and binding side, per-collective time; once-per-step costs."""
     layers = {}
     for name, cost in step.layers.items():
@@ -240,10 +290,12 @@ def breakdown(step: PoolStep) -> Breakdown:
         comm = {op: _f(t) for op, t in cost.comm.items() if _f(t) > 0}
         layers[name] = LayerCost(count=step.layer_counts[name], layer_s=_f(step.layer_s[name]),
                                  compute_s_per_micro_batch=_f(cost.compute_s),
-                                 communication_s_per_micro_batch=_f(cost.comm_s), ops=ops, communication=comm)
+                                 communication_s_per_micro_batch=_f(cost.comm_s), ops=ops, communication=comm,
+                                 stage_pairs=_pairs(cost))
     memory = {k: _f(v) for k, v in step.memory.items()}
     per_die = sum(v for k, v in memory.items() if not k.startswith("expert_die_"))
-    return Breakdown(layers=layers, per_step={k: _f(v) for k, v in step.extra.items()}, memory_bytes=memory,
+    return Breakdown(overlap_discipline=discipline, layers=layers,
+                     per_step={k: _f(v) for k, v in step.extra.items()}, memory_bytes=memory,
                      usable_memory_bytes=step.capacity_bytes,
                      memory_shortfall_bytes=max(0.0, per_die - step.capacity_bytes))
 
@@ -260,7 +312,9 @@ def prefill_metrics(ev: Evaluation) -> PrefillMetrics | None:
     return PrefillMetrics(step_s=step_s, input_tokens_per_s=tokens_per_s,
                           input_tokens_per_s_per_die=tokens_per_s / dies,
                           input_tokens_per_s_per_chip=tokens_per_s / dies * ev.prefill_env.hw.dies_per_chip,
-                          fits_memory=bool(step.fits[0]), breakdown=breakdown(step))
+                          fits_memory=bool(step.fits[0]),
+                          breakdown=breakdown(step, str(ev.prefill_env.hw.overlap.discipline)),
+                          expert_load=ExpertLoadDoc.of(pool_load(ev, "prefill")))
 
 
 def decode_metrics(ev: Evaluation) -> DecodeMetrics | None:
@@ -277,7 +331,8 @@ def decode_metrics(ev: Evaluation) -> DecodeMetrics | None:
                          max_batch_by_memory=int(_f(step.max_batch)), fits_memory=bool(step.fits[0]),
                          output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / dies,
                          output_tokens_per_s_per_chip=out_per_s / dies * env.hw.dies_per_chip,
-                         breakdown=breakdown(step))
+                         breakdown=breakdown(step, str(env.hw.overlap.discipline)),
+                         expert_load=ExpertLoadDoc.of(pool_load(ev, "decode")))
 
 
 def evaluate_report(ev: Evaluation, *, rate_per_s: float | None = None, curve: bool = False) -> EvaluateReport:
@@ -292,7 +347,8 @@ def evaluate_report(ev: Evaluation, *, rate_per_s: float | None = None, curve: b
     if not whole and (rate_per_s is not None or curve):
         raise LayoutError(f"prices the {' and '.join(ev.layout.pools)} pool alone: latency at a load needs both pools",
                           where="--rate/--plot-load", fix="add the other pool's table to the layout")
-    at_goodput = LoadPointDoc.of(load_point(ev, g)) if g > 0 and whole else None
+    at_goodput = (LoadPointDoc.of(load_point(ev, stable_rate(g, point.decode_capacity_requests_per_s)))
+                  if g > 0 and whole else None)
     at_rate = LoadPointDoc.of(load_point(ev, rate_per_s)) if rate_per_s is not None else None
     points = [LoadPointDoc.of(p) for p in load_curve(ev)] if curve else None
     return EvaluateReport(schema_version=SCHEMA_VERSION, scenario=ev.scenario.document(), layout=ev.layout,

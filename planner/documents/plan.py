@@ -19,6 +19,10 @@ from planner.documents.base import (
     efficiencies_used,
 )
 from planner.documents.decide import CostDoc, EntryBands, FailureDoc, PriceDoc, UncertaintyDoc
+from planner.documents.evaluate import ExpertLoadDoc
+from planner.evaluate import evaluate
+from planner.imbalance import layout_load
+from planner.inputs.expert_load import expert_load_files, params_path
 from planner.inputs.layout import Mode
 from planner.inputs.scenario import Scenario, ScenarioFile
 from planner.search.plan import ALL_MODES, Plan, Planned, placement_summary
@@ -50,6 +54,7 @@ class PlanEntry(Part):
     pods: int = 1
     pods_by_pool: dict[str, list[int]] = {}
     kv_fabric: str | None = None
+    expert_load: dict[str, ExpertLoadDoc] = {}  # top layouts and best per mode: each pool's expert load
     bands: EntryBands | None = None            # p10-p90 (planner/decide/bands.py)
     failures: list[FailureDoc] | None = None   # worst dies / node / pod failure (--tolerate-failures)
     cost: CostDoc | None = None                # at the goodput, when the scenario has a price
@@ -110,6 +115,10 @@ class PlanReport(Report):
     best_per_mode: dict[Mode, PlanEntry]
     pareto: list[PlanEntry]
     near_misses: list[NearMiss]
+    # Front points left out of ``pareto`` by each rule (planner.search.plan: below_floor, dominated_by_wide_margin).
+    pareto_dropped: dict[str, int] = Field(default_factory=dict)
+    # Scenario fields (dotted) neither the scenario file nor a flag gave: defaults the answer assumed.
+    assumed_defaults: list[str] = Field(default_factory=list)
     target_rate_requests_per_s: float | None = None
     rank_by: Literal["goodput", "cost"] = "goodput"
     tolerate_failures: FailureKind | None = None
@@ -134,11 +143,20 @@ def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None =
                      pods=pods, pods_by_pool=by_pool, kv_fabric=kv)
 
 
+def expert_load_docs(p: Planned, sc: Scenario) -> dict[str, ExpertLoadDoc]:
+    """Each pool's expert load and imbalance cost (planner.imbalance) of a listed layout, priced again (N = 1)."""
+    return {pool: ExpertLoadDoc.of(load) for pool, load in layout_load(evaluate(p.layout, sc, "plan")).items()}
+
+
 def file_hashes(scenario: Scenario) -> dict[str, str]:
-    """SHA-256 of every data file the plan read, by base name (for regression checks)."""
+    """SHA-256 of every data file the plan read, by base name (for regression checks): the profile, the
+    card, the expert-load parameters and any measured expert-count matrix."""
     out = {}
     for kind, spec in (("hardware_profiles", scenario.hardware), ("models", scenario.model)):
         out[f"{kind}/{spec.path.name}"] = hashlib.sha256(spec.path.read_bytes()).hexdigest()
+    out[f"measurements/{params_path().name}"] = hashlib.sha256(params_path().read_bytes()).hexdigest()
+    for path in expert_load_files(scenario.document().get("experts", {})):
+        out[f"expert_load/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 
@@ -168,8 +186,17 @@ def plan_report(result: Plan, top: int, decisions: Decisions | None = None) -> P
     def entry(p: Planned) -> PlanEntry:
         return decided(plan_entry(p, rank[id(p)], dpc, target, sc), p, decisions)
 
+    loads: dict[int, dict[str, ExpertLoadDoc]] = {}
+
+    def with_load(p: Planned) -> PlanEntry:
+        """The top layouts and the best per mode also carry each pool's expert load (priced once each)."""
+        if id(p) not in loads:
+            loads[id(p)] = expert_load_docs(p, sc)
+        return entry(p).model_copy(update={"expert_load": loads[id(p)]})
+
     for p in result.layouts:
-        best.setdefault(p.mode, entry(p))
+        if p.mode not in best:
+            best[p.mode] = with_load(p)
     search = SearchSummary(candidates_evaluated=result.candidates_evaluated, feasible=result.feasible,
                            rejected_by_reason=dict(sorted(result.rejected.items())),
                            layouts_ranked=len(result.layouts))
@@ -178,8 +205,9 @@ def plan_report(result: Plan, top: int, decisions: Decisions | None = None) -> P
         note=ROOFLINE_NOTE, data_files=file_hashes(sc), tpot_definition=TPOT_DEFINITION, budget_dies=result.budget,
         pods=sc.pods, pod_dies=pod,
         modes=list(result.modes), top=top, search=search,
-        layouts=[entry(p) for p in result.layouts[:top]], best_per_mode=best,
+        layouts=[with_load(p) for p in result.layouts[:top]], best_per_mode=best,
         pareto=[entry(p) for p in result.pareto], near_misses=result.near_misses,
+        pareto_dropped=dict(sorted(result.pareto_dropped.items())), assumed_defaults=list(sc.assumed),
         target_rate_requests_per_s=target, **_decision_fields(sc, decisions))
 
 

@@ -259,6 +259,45 @@ class CollectiveSection(Factor):
     low_latency_copy_s: CopyCost = 0.0
 
 
+class OverlapDiscipline(StrEnum):
+    """How a platform's kernels overlap one micro-batch's communication with another's compute."""
+
+    IDEAL = "ideal"                    # max(m compute, m comm): every byte hidden (an upper bound)
+    GPU_TWO_BATCH = "gpu-two-batch"    # DeepSeek TBO: stage-paired (low-latency) / SM-shared (normal kernels)
+    ASCEND_MULTI_STREAM = "ascend-multi-stream"  # attention and MoE streams on split cube/vector cores
+
+
+class OverlapSection(Factor):
+    """Which overlap discipline the profile's serving stack follows, and its parameters.
+
+    ``comm_sm_frac``: share of the compute units the bulk (normal-mode) all-to-all kernels take
+    while they overlap compute (DeepEP: 24 of 132 SMs).  ``attention_core_frac`` /
+    ``moe_core_frac``: core shares of the attention and MoE streams (Ascend recipes: 16 and 8 of
+    24 cube cores); ``core_split_exponent``: a kernel on a share f of the cores takes
+    ``f ** -exponent`` times its full-die time.
+    """
+
+    discipline: lax(OverlapDiscipline)
+    comm_sm_frac: ranged(float, 0.0, 0.9, "a share of the compute units; communication never takes them all") = 0.0
+    attention_core_frac: Fraction = 1.0
+    moe_core_frac: Fraction = 1.0
+    core_split_exponent: ranged(float, 0.0, 1.0, "1 = time inversely proportional to the cores; measured "
+                                "0.30-0.65") = 1.0
+
+
+class AttentionMathSection(Factor):
+    """The dtype the attention core computes in when query and KV cache are quantised to a dtype.
+
+    ``int8_kv = "int8"``: with an INT8 KV cache the stack also quantises the query and runs the
+    core in INT8 (CANN W8A8C8).  An absent key: the KV cache is dequantised and the math runs in
+    bf16 (FlashMLA FP8 KV).
+    """
+
+    int8_kv: Literal["bf16", "fp16", "fp8", "int8"] | None = None
+    fp8_kv: Literal["bf16", "fp16", "fp8"] | None = None
+    fp4_kv: Literal["bf16", "fp16", "fp8", "fp4"] | None = None
+
+
 class HardwareFile(Strict):
     schema_version: SchemaVersion
     name: Name
@@ -276,6 +315,8 @@ class HardwareFile(Strict):
     efficiency: EfficiencySection
     overheads: OverheadSection
     collectives: CollectiveSection
+    overlap: OverlapSection | None = None
+    attention_math: AttentionMathSection | None = None
     fabrics: list[FabricSection] = Field(min_length=1, max_length=len(Scope))
 
     @model_validator(mode="after")
@@ -420,8 +461,9 @@ def plain(cls: type[T], section: BaseModel, **override: Any) -> T:
     return cls(**{n: getattr(section, n) for n in names}, **override)
 
 
-def read_capped(path: Path, *, what: str = "file", fix: str = "check the path and permissions") -> bytes:
-    """The bytes of a regular file of at most :data:`MAX_FILE_BYTES` (DataFileError otherwise).
+def read_capped(path: Path, *, what: str = "file", fix: str = "check the path and permissions",
+                limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (DataFileError otherwise).
 
     A FIFO, a device (``/dev/zero``), a directory or a socket is refused before anything is
     read, so none can block or exhaust memory; a symlink to a regular file is followed.
@@ -439,11 +481,11 @@ def read_capped(path: Path, *, what: str = "file", fix: str = "check the path an
         raise DataFileError(f"cannot read {what}: {kind}", where=where, fix="give a regular file")
     with os.fdopen(fd, "rb") as handle:
         try:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+            raw = handle.read(limit + 1)
         except OSError as exc:
             raise DataFileError(f"cannot read {what} ({exc.strerror})", where=where, fix=fix) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise DataFileError(f"{what} is larger than {MAX_FILE_BYTES // 1024} KiB, more than any planner input",
+    if len(raw) > limit:
+        raise DataFileError(f"{what} is larger than {limit // 1024} KiB, more than any planner input",
                             where=where, fix="give the right file")
     return raw
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import UnsupportedDtypeError
-from planner.inputs.files import HardwareFile, Scope, load_file, plain, validate_data
+from planner.inputs.files import HardwareFile, OverlapDiscipline, Scope, load_file, plain, validate_data
 from planner.units import Dtype
 
 
@@ -88,6 +88,17 @@ class Collectives:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Overlap:
+    """The overlap discipline of the profile's stack (planner/serving/overlap.py) and its parameters."""
+
+    discipline: OverlapDiscipline = OverlapDiscipline.IDEAL
+    comm_sm_frac: float = 0.0
+    attention_core_frac: float = 1.0
+    moe_core_frac: float = 1.0
+    core_split_exponent: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FabricEfficiency:
     """``eff(n) = max_frac * min(1, (decay_start_ranks / n) ** decay)`` for ``n`` ranks."""
 
@@ -128,6 +139,9 @@ class HardwareSpec:
     overheads: Overheads
     collectives: Collectives
     fabrics: tuple[Fabric, ...]
+    overlap: Overlap = field(default_factory=Overlap)
+    # math dtype of the attention core by quantised KV dtype (absent: dequantised to bf16)
+    attention_math: dict[Dtype, Dtype] = field(default_factory=dict)
     _file: HardwareFile = field(repr=False, compare=False)
 
     @classmethod
@@ -142,7 +156,9 @@ class HardwareSpec:
             memory=plain(Memory, file.memory), memory_reserve=plain(MemoryReserve, file.memory_reserve),
             gemm_efficiency=plain(GemmEfficiency, e.gemm), attention_efficiency=plain(AttentionEfficiency, e.attention),
             memory_efficiency=plain(MemoryEfficiency, e.memory), overheads=plain(Overheads, file.overheads),
-            collectives=plain(Collectives, file.collectives), fabrics=fabrics, _file=file,
+            collectives=plain(Collectives, file.collectives), fabrics=fabrics,
+            overlap=plain(Overlap, file.overlap) if file.overlap is not None else Overlap(),
+            attention_math=_attention_math(file), _file=file,
         )
 
     def document(self) -> dict[str, Any]:
@@ -229,6 +245,15 @@ class HardwareSpec:
             if fabric.name == name:
                 return fabric
         raise KeyError(f"{self.name} has no fabric '{name}'")
+
+
+def _attention_math(file: HardwareFile) -> dict[Dtype, Dtype]:
+    """``{kv dtype: attention math dtype}`` for the quantised KV dtypes the profile lists."""
+    section = file.attention_math
+    if section is None:
+        return {}
+    pairs = {Dtype.INT8: section.int8_kv, Dtype.FP8: section.fp8_kv, Dtype.FP4: section.fp4_kv}
+    return {kv: Dtype(math) for kv, math in pairs.items() if math is not None}
 
 
 def _dies_per_node(file: HardwareFile) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -142,10 +143,10 @@ class ExpertsSection(Strict):
 
     @model_validator(mode="after")
     def _measured_needs_a_matrix(self) -> ExpertsSection:
-        pools = (self.prefill_load_file or self.load_file, self.decode_load_file or self.load_file)
-        if self.balance == ExpertBalance.MEASURED and not all(pools):
-            raise ValueError("balance = 'measured' needs a measured expert-count matrix for each pool: set "
-                             "load_file (--expert-load FILE), or prefill_load_file and decode_load_file")
+        if self.balance == ExpertBalance.MEASURED and not (self.load_file or self.prefill_load_file
+                                                           or self.decode_load_file):
+            raise ValueError("balance = 'measured' needs a measured expert-count matrix: set load_file "
+                             "(--expert-load FILE), prefill_load_file or decode_load_file")
         return self
 
 
@@ -243,13 +244,16 @@ class Experts:
 
 
 def experts_of(section: ExpertsSection, model: ModelSpec, params: LoadParams | None = None) -> Experts:
-    """Each pool's :class:`ExpertLoad`; its matrix file (pool-specific, else ``load_file``) is read here."""
+    """Each pool's :class:`ExpertLoad`; its matrix file (pool-specific, else ``load_file``) is read here.
+
+    Under ``measured`` a pool given no matrix runs ``eplb`` on the fitted skew (a matrix for decode
+    only leaves prefill as it was)."""
     params = params or load_params()
 
     def pool(path: str | None) -> ExpertLoad:
         counts = read_counts(path, model) if path else None
-        return ExpertLoad(policy=section.balance, params=params, rebalance_period_s=section.rebalance_period_s,
-                          counts=counts)
+        policy = ExpertBalance.EPLB if section.balance == ExpertBalance.MEASURED and counts is None else section.balance
+        return ExpertLoad(policy=policy, params=params, rebalance_period_s=section.rebalance_period_s, counts=counts)
 
     return Experts(balance=section.balance, rebalance_period_s=section.rebalance_period_s,
                    prefill=pool(section.prefill_load_file or section.load_file),
@@ -319,8 +323,12 @@ class Scenario:
                    _file=file, prefill_hardware=prefill_hardware, prefill_pods=pre_pods, prefill_dies=pre_dies)
 
     def document(self) -> dict[str, Any]:
-        """The validated scenario as a JSON-ready dict (reports, a layout's ``[scenario]`` table)."""
-        return self._file.model_dump(mode="json")
+        """The validated scenario as a JSON-ready dict (reports, a layout's ``[scenario]`` table).
+
+        A file given by absolute path (``--model /home/me/card.toml``) is written relative to the
+        working directory: machine output holds no absolute paths.
+        """
+        return _portable(self._file.model_dump(mode="json"))
 
     @property
     def mtp_draft_tokens(self) -> int:
@@ -345,6 +353,15 @@ class Scenario:
     def max_context_tokens(self) -> int:
         """KV length a sequence reaches at its last token (memory is reserved for it)."""
         return self.workload.input_tokens + self.workload.output_tokens
+
+
+def _portable(value: Any) -> Any:
+    """``value`` with every absolute path string made relative to the working directory."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, str) and os.path.isabs(value):
+        return os.path.relpath(value)
+    return value
 
 
 def check_dtypes(hardware: HardwareSpec, precision: PrecisionSection | Precision, where: str | None = None) -> None:
@@ -495,7 +512,7 @@ def scenario_overrides(*, model: str | None = None, hardware: str | None = None,
                        input_tokens: int | None = None, output_tokens: int | None = None,
                        weights_dtype: str | None = None, activations_dtype: str | None = None,
                        kv_dtype: str | None = None, mtp_acceptance: float | None = None,
-                       expert_balance: str | None = None, hot_expert_ratio: float | None = None,
+                       expert_balance: str | None = None,
                        rebalance_period_s: float | None = None, expert_load: str | None = None,
                        prefill_expert_load: str | None = None, decode_expert_load: str | None = None,
                        cache_hit_rate: float | None = None, ttft_s: float | None = None,
@@ -514,7 +531,7 @@ def scenario_overrides(*, model: str | None = None, hardware: str | None = None,
         "workload": {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_hit_rate": cache_hit_rate},
         "precision": {"weights": weights_dtype, "activations": activations_dtype, "kv_cache": kv_dtype},
         "mtp": {"acceptance": mtp_acceptance},
-        "experts": {"balance": expert_balance, "hot_expert_ratio": hot_expert_ratio,
+        "experts": {"balance": expert_balance,
                     "rebalance_period_s": rebalance_period_s, "load_file": expert_load,
                     "prefill_load_file": prefill_expert_load, "decode_load_file": decode_expert_load},
         "slo": {"ttft_s": ttft_s, "ttft_percentile": ttft_percentile, "tpot_s": tpot_s,

@@ -35,10 +35,13 @@ from planner.documents.base import SCHEMA_VERSION
 from planner.documents.ops import GATED_METRIC, METRICS, Change, CheckReport, TopMetrics
 from planner.documents.plan import PlanReport, plan_report
 from planner.errors import DataFileError
+from planner.inputs.files import read_capped
 from planner.inputs.layout import Mode
 
 DEFAULT_TOLERANCE = 0.05
 _FIX = "re-create the baseline with 'planner plan ... --json PATH'"
+# A plan report is ~0.1 MB; a baseline is read only if it is a regular file of at most this size.
+MAX_BASELINE_BYTES = 16 << 20
 
 
 # --------------------------------------------------------------------------- baseline file
@@ -75,13 +78,10 @@ def _baseline_error(exc: ValidationError) -> str:
 
 def load_baseline(path: Path) -> PlanReport:
     """Read a saved plan report (DataFileError, exit 2, naming the file and the field if it is not one)."""
+    raw = read_capped(path, what="baseline", limit=MAX_BASELINE_BYTES,
+                      fix="check the path; baselines are written by 'planner plan ... --json PATH'")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataFileError(f"cannot read baseline ({exc.strerror})", where=str(path),
-                            fix="check the path; baselines are written by 'planner plan ... --json PATH'") from None
-    try:
-        return PlanReport.model_validate_json(text)
+        return PlanReport.model_validate_json(raw)
     except ValidationError as exc:
         raise DataFileError(_baseline_error(exc), where=str(path), fix=_FIX) from None
 

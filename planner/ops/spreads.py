@@ -41,9 +41,15 @@ def _all_groups() -> tuple[Group, ...]:
 
 @lru_cache(maxsize=1)
 def system_log_errors() -> tuple[tuple[str, float], ...]:
-    """(hardware profile, log(1 + error)) of every system row of measurements/validation.json."""
+    """(hardware profile, log(1 + error)) of the system rows of measurements/validation.json.
+
+    Rows marked ``known_miss`` are left out: their miss has a stated cause the model does not
+    capture (a mechanism, not an efficiency), and one such row (-98% on an SLO-bound MLPerf
+    scenario) would otherwise set the width of every band.
+    """
     hardware = {r["id"]: r["scenario"].get("hardware", "cloudmatrix384") for r in load_rows()}
-    return tuple((hardware[r["id"]], math.log1p(r["error"])) for r in validation_table())
+    return tuple((hardware[r["id"]], math.log1p(r["error"])) for r in validation_table()
+                 if not r["known_miss"] and r["error"] > -1.0)
 
 
 def profile_spreads(hw: HardwareSpec) -> Spreads:

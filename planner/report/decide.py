@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich import box
 from rich.table import Table
 
 from planner.documents.decide import BandRange, CostDoc, EntryBands, FailureDoc, SensitivityReport, UncertaintyDoc
@@ -13,15 +14,35 @@ from planner.units import fmt_seconds
 _KIND_ORDER = ("dies", "node", "pod")
 
 
-def _with_band(point: float | None, band: BandRange, fmt) -> str:
-    """``point (low-high)``; an infinite bound (null) reads ``inf``."""
-    low = "inf" if band.low is None else fmt(band.low)
-    high = "inf" if band.high is None else fmt(band.high)
-    return f"{'inf' if point is None else fmt(point)} ({low}-{high})"
+def _table(title: str) -> Table:
+    """A table in the plan table's style: a rule under the header, no outer box (reads at 80 columns)."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
 
 
-def _num(value: float) -> str:
-    return f"{value:.1f}"
+def _sig(value: float | None) -> str:
+    """Three significant digits (integers from 100 up); an infinite value (null) reads ``inf``."""
+    if value is None:
+        return "inf"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:#.3g}".rstrip(".")
+
+
+def _with_band(point: float | None, band: BandRange) -> str:
+    """``331.3 (252-368)``: the point with one decimal, the band with three significant digits."""
+    return f"{'inf' if point is None else f'{point:.1f}'} ({_sig(band.low)}-{_sig(band.high)})"
+
+
+def _with_band_s(point: float | None, band: BandRange) -> str:
+    """``43.27 ms (34.0-49.3)``: the point as every table shows seconds, the band in its unit (us, ms or s)."""
+    if point is None:
+        return f"inf ({_sig(band.low)}-{_sig(band.high)} s)"
+    text = fmt_seconds(point)
+    unit = text.split()[-1]
+    scale = {"us": 1e-6, "ms": 1e-3}.get(unit, 1.0)
+    low = None if band.low is None else band.low / scale
+    high = None if band.high is None else band.high / scale
+    return f"{text} ({_sig(low)}-{_sig(high)})"
 
 
 def ranking_text(rank_by: str, tolerate: str | None) -> str:
@@ -51,17 +72,17 @@ def bands_table(entries: list, u: UncertaintyDoc | None) -> Table | None:
     rows = [e for e in entries if e.bands is not None]
     if not rows or u is None:
         return None
-    table = Table(title="uncertainty: point (p10-p90) from the spread of the fitted efficiencies",
-                  title_justify="left")
+    table = _table("uncertainty: point (p10-p90) from the spread of the fitted efficiencies")
     for col in ("#", "tok/s/die", "TTFT", "TPOT", "tied", ">=#1"):
-        table.add_column(col, justify="right" if col in ("#", ">=#1") else "left", no_wrap=col != "TTFT")
+        table.add_column(col, justify="right" if col in ("#", ">=#1") else "left",
+                         no_wrap=col in ("#", "tied", ">=#1"))
     for e in rows:
         b: EntryBands = e.bands
         tied = _NONE if b.tied_with_rank1 is None else ("yes" if b.tied_with_rank1 else "no")
         beats = _NONE if b.beats_rank1_frac is None else f"{b.beats_rank1_frac:.0%}"
-        table.add_row(str(e.rank), _with_band(e.output_tokens_per_s_per_die, b.output_tokens_per_s_per_die, _num),
-                      _with_band(e.ttft_s, b.ttft_s, fmt_seconds), _with_band(e.tpot_s, b.tpot_s, fmt_seconds),
-                      tied, beats)
+        table.add_row(str(e.rank), _with_band(e.output_tokens_per_s_per_die, b.output_tokens_per_s_per_die),
+                      _with_band_s(e.ttft_s, b.ttft_s), _with_band_s(e.tpot_s, b.tpot_s), tied, beats)
+    table.caption_justify = "left"
     table.caption = uncertainty_caption(u, len(entries) - len(rows))
     return table
 
@@ -83,8 +104,7 @@ def failures_table(entries: list, tolerate: str | None) -> Table | None:
     units = {f.kind.value: f.failed_dies for f in rows[0].failures}
     heads = {"dies": f"{units.get('dies', 1)} die(s)", "node": f"node ({units.get('node')} dies)",
              "pod": f"pod ({units.get('pod')} dies)"}
-    table = Table(title="failure what-if: share of goodput kept within the SLOs (instances lost: P prefill, D "
-                        "decode)", title_justify="left")
+    table = _table("failure what-if: share of goodput kept within the SLOs (instances lost: P prefill, D decode)")
     for col in ("#", "dies", *(heads[k] for k in _KIND_ORDER)):
         table.add_column(col, justify="right")
     best: dict[str, tuple[float, int]] = {}
@@ -97,6 +117,7 @@ def failures_table(entries: list, tolerate: str | None) -> Table | None:
                 best[k] = (f.surviving_frac, e.rank)
     graceful = "; ".join(f"{heads[k]}: " + (f"rank {best[k][1]} ({best[k][0]:.0%})" if best[k][0] > 0 else "none")
                          for k in _KIND_ORDER if k in best)
+    table.caption_justify = "left"
     table.caption = (f"worst case of each kind; headroom: run at no more than the kept share of the goodput. "
                      f"Degrades most gracefully: {graceful}." + (f" Ranked by the {tolerate} column." if tolerate
                                                                   else ""))
@@ -116,15 +137,16 @@ def cost_table(entries: list, price: object | None) -> Table | None:
     p = price
     title = (f"cost at ${p.usd_per_die_hour:g} per die-hour (${p.usd_per_chip_hour:g} per chip-hour)"  # type: ignore
              + (f", prefill ${pre:g} per die-hour" if pre else "") + f"; price: {p.source}")  # type: ignore[attr-defined]
-    table = Table(title=title, title_justify="left")
-    for col in ("#", "$/hour", "$/M output tok", "$/M input tok (prefill)", "$/M output tok (decode)"):
+    table = _table(title)
+    for col in ("#", "$/hour", "$/M out tok", "$/M in tok (P)", "$/M out tok (D)"):
         table.add_column(col, justify="right")
     for e in rows:
         c: CostDoc = e.cost
         table.add_row(str(e.rank), f"{c.usd_per_hour:,.2f}", _usd(c.usd_per_million_output_tokens),
                       _usd(c.usd_per_million_input_tokens), _usd(c.usd_per_million_output_tokens_decode_pool))
-    table.caption = ("$/M output tok: every die over the output tokens; the prefill and decode columns split the "
-                     "cost by pool (prefill dies over prompt tokens, decode dies over output tokens).")
+    table.caption_justify = "left"
+    table.caption = ("$/M out tok: every die over the output tokens; (P) and (D) split the cost by pool: prefill "
+                     "dies over prompt tokens, decode dies over output tokens.")
     return table
 
 
@@ -170,9 +192,9 @@ def sensitivity_tables(doc: SensitivityReport) -> list[Table]:
     d = doc.delta_frac
     title = (f"sensitivity of {doc.layout_source} ({doc.dies} dies, {doc.output_tokens_per_s_per_die:.1f} tok/s/die) "
              f"to each input moved by -{d:.0%} / +{d:.0%}")
-    table = Table(title=title, title_justify="left")
+    table = _table(title)
     for col in ("input", f"-{d:.0%}", f"+{d:.0%}", "tok/s/die at -/+"):
-        table.add_column(col, justify="left" if col == "input" else "right")
+        table.add_column(col, justify="left" if col == "input" else "right", no_wrap=col != "input")
     for r in doc.inputs:
         if not r.applies:
             table.add_row(_cell(r.input), _NONE, _NONE, "does not apply")
@@ -180,6 +202,7 @@ def sensitivity_tables(doc: SensitivityReport) -> list[Table]:
         table.add_row(_cell(r.input), f"{r.low_change_frac:+.1%}", f"{r.high_change_frac:+.1%}",
                       f"{r.low_output_tokens_per_s_per_die:.1f} / {r.high_output_tokens_per_s_per_die:.1f}")
     top = next((r for r in doc.inputs if r.input == doc.decides), None)
+    table.caption_justify = "left"
     table.caption = (f"decides this deployment: {doc.decides} ({top.low_change_frac:+.1%} at -{d:.0%}, "
                      f"{top.high_change_frac:+.1%} at +{d:.0%})" if top else "no input moves the goodput")
     return [table]

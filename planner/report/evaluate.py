@@ -18,8 +18,9 @@ def _ms(value_s: float) -> str:
     return fmt_seconds(value_s)
 
 
-def _layer_table(pool: str, name: str, layer: LayerCost) -> Table:
+def _layer_table(pool: str, name: str, layer: LayerCost, discipline: str = "ideal") -> Table:
     title = (f"{pool}: {name} x{layer.count}  layer {_ms(layer.layer_s)}  "
+             f"overlap: {discipline}  "
              f"(per micro-batch: compute {_ms(layer.compute_s_per_micro_batch)}, "
              f"communication {_ms(layer.communication_s_per_micro_batch)})")
     table = Table(title=title, title_justify="left")
@@ -29,6 +30,9 @@ def _layer_table(pool: str, name: str, layer: LayerCost) -> Table:
         table.add_row(_cell(op), _ms(v.time_s), v.bound, f"{v.flops / GIGA:.1f} GFLOP", fmt_bytes(v.bytes))
     for op, t in layer.communication.items():
         table.add_row(_cell(op), _ms(t), "fabric", _NONE, _NONE)
+    for pair, v in layer.stage_pairs.items():  # overlap discipline: stage || its communication, and the waiting
+        table.add_row(_cell(f"pair: {pair}"), _ms(v["stage_s"]), f"comm {_ms(v['communication_s'])}",
+                      f"waiting {_ms(v['waiting_s'])}", _NONE)
     return table
 
 
@@ -111,6 +115,28 @@ def _goodput_table(doc: EvaluateReport) -> Table:
     return table
 
 
+def _expert_load_table(doc: EvaluateReport) -> Table | None:
+    """Per pool and MoE layer class: the busiest expert die / mean and the waits it causes; per pool, what
+    expert and DP-rank imbalance cost a step (the step against the same step perfectly balanced)."""
+    pools = [(pool, m.expert_load) for pool, m in (("prefill", doc.prefill), ("decode", doc.decode)) if m is not None]
+    if not any(load.layer_classes for _, load in pools):
+        return None
+    table = Table(title="expert load: busiest expert die / mean, the waits it causes per layer and micro-batch, "
+                        "and what imbalance costs a step (experts / DP ranks)", title_justify="left")
+    for col in ("pool", "policy", "layer class", "busiest / mean", "hottest layer", "combine wait", "dispatch wait",
+                "cost per step"):
+        table.add_column(col, justify="left" if col in ("pool", "policy", "layer class") else "right")
+    for pool, load in pools:
+        policy = load.policy + (f" every {load.rebalance_period_s:g} s" if load.policy == "eplb" else "")
+        policy += ", measured matrix" if load.skew == "measured" else ""
+        cost = f"{_ms(load.expert_imbalance_cost_s)} / {_ms(load.dp_imbalance_cost_s)}"
+        for name, c in load.layer_classes.items():
+            table.add_row(pool, policy, f"{name} x{c.layers}", f"{c.busiest_over_mean:.3f}",
+                          f"{c.busiest_over_mean_hottest_layer:.3f}", _ms(c.combine_wait_s), _ms(c.dispatch_wait_s),
+                          cost)
+    return table
+
+
 def _seconds(value: float | None) -> str:
     return "inf" if value is None else fmt_seconds(value)
 
@@ -143,6 +169,9 @@ def evaluate_tables(doc: EvaluateReport) -> list[Table]:
     summary = _summary_table(doc)
     summary.caption = f"{_placement_text(doc)}\n{doc.note}"
     tables: list[Table] = [summary, _goodput_table(doc), *evaluate_decision_tables(doc)]
+    load = _expert_load_table(doc)
+    if load is not None:
+        tables.append(load)
     if doc.at_goodput is not None:
         tables.append(load_table("at the goodput", doc.at_goodput))
     if doc.at_rate is not None:
@@ -151,7 +180,7 @@ def evaluate_tables(doc: EvaluateReport) -> list[Table]:
         if metrics is None:
             continue
         bd = metrics.breakdown
-        tables.extend(_layer_table(pool, name, layer) for name, layer in bd.layers.items())
+        tables.extend(_layer_table(pool, name, layer, bd.overlap_discipline) for name, layer in bd.layers.items())
         tables.append(_per_step_table(pool, bd))
         tables.append(_memory_table(pool, bd))
     return tables

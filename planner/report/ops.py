@@ -33,9 +33,18 @@ def _pct(frac: float | None) -> str:
     return _NONE if frac is None else f"{frac:+.1%}"
 
 
+def _top_layout_title(doc: CheckReport) -> str:
+    """What happened to the top layout: same, changed, or none (a side with no feasible layout)."""
+    base, now = doc.baseline_metrics, doc.current_metrics
+    if now is None:
+        return "top layout: none now (no layout meets the SLOs" + (" in the baseline either)" if base is None else ")")
+    if base is None:
+        return "top layout: new (the baseline had no layout meeting the SLOs)"
+    return f"top layout: {'CHANGED' if any(c.item == 'top_layout' for c in doc.changes) else 'same'}"
+
+
 def _check_layout_table(doc: CheckReport) -> Table:
-    changed = any(c.item == "top_layout" for c in doc.changes)
-    table = Table(title=f"top layout: {'CHANGED' if changed else 'same'}", title_justify="left")
+    table = Table(title=_top_layout_title(doc), title_justify="left")
     for col in ("", "mode", "dies", "layout"):
         table.add_column(col, overflow="fold")
     for label, m in (("baseline", doc.baseline_metrics), ("now", doc.current_metrics)):

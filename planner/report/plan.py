@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
+from rich.text import Text
 
 from planner.documents.plan import PlanEntry, PlanReport
 from planner.inputs.layout import Layout
+from planner.inputs.scenario import ScenarioFile
 from planner.modes import MODES
 from planner.report.base import _cell
 from planner.report.decide import plan_decision_tables, ranking_text
@@ -49,7 +54,56 @@ def _plan_rows(table: Table, entries: list[PlanEntry], sized: bool) -> None:
                       _cell(e.binding_constraint))
 
 
+# Below this console width the ranked tables switch to their narrow form (numbers, then one
+# wrapped line per layout): the wide form needs ~150 columns to show layout and binding whole.
+WIDE_TABLE_COLUMNS = 140
+
+
+class _ByWidth:
+    """A table that renders wide when the console has room, else in its narrow form (80 columns)."""
+
+    def __init__(self, wide: Table, narrow: Callable[[], RenderableType]):
+        self.wide, self.narrow = wide, narrow
+
+    def __getattr__(self, name: str) -> Any:  # title, caption, rows: as the wide table's
+        return getattr(self.wide, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("wide", "narrow"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.wide, name, value)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.wide if options.max_width >= WIDE_TABLE_COLUMNS else self.narrow()
+
+
+def _narrow_plan_table(title: str, entries: list[PlanEntry], sized: bool, caption: str | None) -> Group:
+    """The numbers in a borderless table, then per layout one wrapped line: its summary and what binds."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    cols = ("#", "mode", "dies", "req/s", *(("head-\nroom",) if sized else ()), "tok/s\nper die",
+            "tok/s\nper chip", "TTFT", "TPOT")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "mode" else "right", no_wrap=col != "mode")
+    for e in entries:
+        head = [f"{e.headroom_frac:+.1%}"] if sized and e.headroom_frac is not None else []
+        table.add_row(str(e.rank), e.mode.value, str(e.dies), f"{e.goodput_requests_per_s:.2f}", *head,
+                      f"{e.output_tokens_per_s_per_die:.1f}", f"{e.output_tokens_per_s_per_chip:.1f}",
+                      fmt_seconds(e.ttft_s), fmt_seconds(e.tpot_s))
+    lines = Table.grid(padding=(0, 1))
+    lines.add_column(justify="right", no_wrap=True)
+    lines.add_column(overflow="fold")
+    for e in entries:
+        lines.add_row(f"{e.rank}", _cell(f"{layout_summary(e)}; binding: {e.binding_constraint}"))
+    return Group(table, lines, *([Text(f"\n{caption}", style="table.caption")] if caption else []))
+
+
 def _plan_table(title: str, entries: list[PlanEntry], sized: bool = False) -> Table:
+    wide = _wide_plan_table(title, entries, sized)
+    return _ByWidth(wide, lambda: _narrow_plan_table(title, entries, sized, wide.caption))  # type: ignore[return-value]
+
+
+def _wide_plan_table(title: str, entries: list[PlanEntry], sized: bool = False) -> Table:
     table = Table(title=title, title_justify="left")
     cols = ("#", "mode", "layout", "dies", "req/s", *(("headroom",) if sized else ()), "tok/s/die", "tok/s/chip",
             "TTFT", "TPOT", "binding")
@@ -69,6 +123,24 @@ def slo_text(slo: object) -> str:
             f"{tpot} <= {slo.tpot_s * 1e3:g} ms")  # type: ignore[attr-defined]
 
 
+def precision_text(s: ScenarioFile) -> str:
+    """``weights int8, activations int8, KV cache bf16; MTP 1 draft at 0.7; experts skewed``."""
+    p, m = s.precision, s.mtp
+    mtp = f"MTP {m.draft_tokens} draft{'s' if m.draft_tokens > 1 else ''} at {m.acceptance:g}" \
+        if m.acceptance > 0 and m.draft_tokens > 0 else "no MTP"
+    return (f"weights {p.weights.value}, activations {p.activations.value}, KV cache {p.kv_cache.value}; {mtp}; "
+            f"experts {s.experts.balance.value}")
+
+
+def assumed_text(assumed: list[str]) -> str:
+    """``; assumed (defaults, not given): workload.input_tokens, ...`` or nothing."""
+    if not assumed:
+        return ""
+    every = set(assumed) >= {"model", "hardware", "dies"} and len(assumed) > 10
+    names = "the built-in default scenario, every field" if every else ", ".join(assumed)
+    return f"; assumed (defaults, not given): {names}"
+
+
 def plan_tables(doc: PlanReport) -> list[Table]:
     """Rich tables for ``planner plan``: top layouts, best per mode, search summary."""
     s, search = doc.scenario, doc.search
@@ -83,7 +155,8 @@ def plan_tables(doc: PlanReport) -> list[Table]:
     if s.prefill_hardware:
         budget += f" (decode); prefill on {s.prefill_hardware}, {s.prefill_pods or 1} pod(s)"
     title = (f"{s.model} on {s.hardware}, {budget}; {s.workload.input_tokens} in / "
-             f"{s.workload.output_tokens} out; {slo_text(slo)}; {ranking}")
+             f"{s.workload.output_tokens} out; {slo_text(slo)}; {precision_text(s)}; {ranking}"
+             + assumed_text(doc.assumed_defaults))
     top_table = _plan_table(title, doc.layouts, sized=target is not None)
     top_table.caption = doc.note
     tables = [top_table, *plan_decision_tables(doc),
@@ -113,6 +186,9 @@ def near_miss_table(doc: PlanReport) -> Table:
 
 
 _BAR_WIDTH = 24
+# planner.search.plan's rules for the front shown (PARETO_FLOOR_FRAC, PARETO_*_MARGIN)
+_DROPPED = {"below_floor": "below 25% of the best goodput per die",
+            "dominated_by_wide_margin": "dominated by a wide margin (2x the goodput within 5% of the TPOT)"}
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _PARETO_ROWS = 10
 
@@ -141,8 +217,10 @@ def pareto_table(doc: PlanReport) -> Table:
     front = sorted(doc.pareto, key=lambda e: e.tpot_s)
     rows = _pareto_rows(front)
     shown = f"{len(rows)} of {len(front)} points" if len(rows) < len(front) else f"{len(front)} points"
+    left_out = ", ".join(f"{n} {_DROPPED[k]}" for k, n in doc.pareto_dropped.items() if n)
     table = Table(title=f"Pareto front ({shown}): goodput per die vs TPOT", title_justify="left", box=None,
-                  padding=(0, 1))
+                  padding=(0, 1), caption=f"left out of the front: {left_out}" if left_out else None,
+                  caption_justify="left")
     for col in ("TPOT", "out tok/s/die", "", "mode", "dies", "#"):
         table.add_column(col, justify="left" if col in ("", "mode") else "right", no_wrap=True)
     top = max((e.output_tokens_per_s_per_die for e in front), default=0.0)

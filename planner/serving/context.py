@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.cost.expert_load import decode_context_cv, prefill_work_cv
-from planner.cost.precision import ATTENTION_MATH_DTYPE, BytesPerElement
+from planner.cost.precision import BytesPerElement, attention_math_dtype
 from planner.cost.roofline import Device
 from planner.inputs.expert_load import ExpertLoad
 from planner.inputs.hardware import HardwareSpec
@@ -45,7 +45,7 @@ class Env:
         acc = scenario.mtp.acceptance
         hit = w.cache_hit_rate
         return cls(
-            model=model, hw=hw, dev=Device.of(hw, by.compute_dtype, ATTENTION_MATH_DTYPE), by=by,
+            model=model, hw=hw, dev=Device.of(hw, by.compute_dtype, attention_math_dtype(hw, p.kv_cache)), by=by,
             calls=CallCosts.of(hw), prefill_load=scenario.experts.prefill, decode_load=scenario.experts.decode,
             decode_context_cv=decode_context_cv(w.input_tokens, w.input_cv, w.output_tokens, w.output_cv),
             prefill_work_cv=prefill_work_cv(w.input_cv),

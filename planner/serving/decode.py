@@ -76,7 +76,8 @@ def mtp_draft_s(env: Env, shape: SharedDieShape, tp: Array, batch: Array, m: Arr
     """One MTP draft pass: a full-attention decoder layer at one token per sequence, the 2h->h
     projection and the shared LM head (DeepSeek-V3 MTP module)."""
     cls = LayerClass(sliding=False, moe=env.model.is_moe, count=1)
-    layer, tail = overlapped_layer_s(shared_die_layer(env, cls, shape, attention), m)
+    layer, tail = overlapped_layer_s(shared_die_layer(env, cls, shape, attention), m, env.hw.overlap,
+                                     bulk_comm=shape.dedup)
     proj = gemm(env.dev, tp * batch, env.model.hidden, 2 * env.model.hidden, weight_bytes=env.by.weight,
                 act_bytes=env.by.out)
     return layer + tail + proj.time_s + lm_head(env, tp * batch, tp).time_s

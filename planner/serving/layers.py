@@ -16,7 +16,9 @@ from planner.cost.expert_load import dp_excess
 from planner.cost.ffn import dense_ffn
 from planner.cost.roofline import Array, Cost, sum_costs
 from planner.inputs.expert_load import ExpertLoad
+from planner.inputs.hardware import Overlap
 from planner.inputs.model import ModelSpec
+from planner.serving import overlap as overlap_model
 from planner.serving.context import Env
 from planner.xccl import all_to_all_s, allreduce_s
 
@@ -57,6 +59,7 @@ class LayerCost:
     comm: dict[str, Array]
     load_ratio: Array | None = None  # busiest expert die / mean, over the class's MoE layers (None: no experts here)
     load_ratio_hottest: Array | None = None  # ... on the class's hottest MoE layer
+    pairs: dict[str, tuple[Array, Array]] | None = None  # overlap stage pairs: (stage s, paired comm s) per micro-batch
     compute_s: Array = field(init=False)
     comm_s: Array = field(init=False)
 
@@ -67,19 +70,18 @@ class LayerCost:
         self.comm_s = sum(comm[1:], comm[0]) if comm else np.zeros_like(self.compute_s)
 
 
-def overlapped_layer_s(c: LayerCost, micro_batches: Array) -> tuple[Array, Array]:
+def overlapped_layer_s(c: LayerCost, micro_batches: Array, overlap: Overlap | None = None,
+                       bulk_comm: bool = False) -> tuple[Array, Array]:
     """(per-layer time, one-off pipeline tail) with ``m`` micro-batches on the same dies.
 
-    ``m = 1``: compute then communication, ``c + k``.  ``m >= 2``: one micro-batch's
-    communication overlaps another's compute, ``max(m c, m k)``, and the part nothing hides,
-    ``min(c, k)``, is paid once per step (DESIGN.md section 5, DeepSeek dual micro-batch).
+    ``m = 1``: compute then communication, ``c + k``.  ``m >= 2``: the profile's overlap
+    discipline (planner/serving/overlap.py; default ``ideal``: ``max(m c, m k)`` with the part
+    nothing hides, ``min(c, k)``, paid once per step).  The stage pairs and their waiting are
+    kept on ``c.pairs`` for the breakdown.  ``bulk_comm``: normal-mode (SM-consuming) all-to-all.
     """
-    m = np.asarray(micro_batches, dtype=float)
-    serial = c.compute_s + c.comm_s
-    overlap = np.maximum(m * c.compute_s, m * c.comm_s)
-    layer = np.where(m > 1, overlap, serial)
-    tail = np.where(m > 1, np.minimum(c.compute_s, c.comm_s), 0.0)
-    return layer, tail
+    pairing = overlap_model.overlapped(c.ops, c.comm, micro_batches, overlap or Overlap(), bulk_comm)
+    c.pairs = pairing.pairs
+    return pairing.layer_s, pairing.tail_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +154,6 @@ def shared_die_layers(env: Env, shape: SharedDieShape, attention: Callable[[Laye
     for cls in layer_classes(env.model):
         cost = shared_die_layer(env, cls, shape, attention)
         layers[cls.name], counts[cls.name] = cost, cls.count
-        layer_s[cls.name], tail = overlapped_layer_s(cost, micro_batches)
+        layer_s[cls.name], tail = overlapped_layer_s(cost, micro_batches, env.hw.overlap, bulk_comm=shape.dedup)
         tails.append(tail)
     return layers, layer_s, counts, np.maximum.reduce(tails)

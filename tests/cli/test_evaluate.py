@@ -21,7 +21,10 @@ import pytest
 from planner.errors import EXIT_BAD_INPUT
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.toml"))
+# Examples that write down a whole deployment (the decode pools priced alone are in
+# tests/search/test_deployments.py).
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.toml")
+                  if (lambda d: "prefill" in d or d["mode"] == "collocated")(tomllib.loads(p.read_text())))
 PD_EXAMPLE = "deepseek-v3-cloudmatrix384-pd.toml"
 TL_EXAMPLE = "deepseek-v3-cloudmatrix384-transformerless.toml"
 COLLOCATED_EXAMPLE = "llama-3.1-70b-h100-collocated.toml"
@@ -102,9 +105,10 @@ def test_dies_and_chips(example: str, json_run) -> None:
 
 
 def test_cloudmatrix_has_two_dies_per_chip(json_run) -> None:
-    doc = json.loads(json_run(PD_EXAMPLE).stdout)
-    assert doc["dies"] == 4 * 72 + 2 * 192 == 672  # examples/deepseek-v3-cloudmatrix384-pd.toml
-    assert doc["chips"] == 336
+    doc, layout = json.loads(json_run(PD_EXAMPLE).stdout), _layout(PD_EXAMPLE)
+    prefill, decode = _pool_dies(layout)
+    assert doc["dies"] == prefill + decode
+    assert doc["chips"] == doc["dies"] / 2  # the 910C: two dies per chip
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -239,19 +243,21 @@ BAD_LAYOUTS: dict[str, tuple[dict[str, Any], list[str]]] = {
                                 ["'decode.tp'", "= 4", "6 dies"]),
     # 256 routed experts on 7 dies: 256 = 7 * 36 + 4.
     "experts-not-placeable": (_pd_decode(dies=7, ep=7, redundant_experts=0),
-                              ["'decode.ep'", "256 experts", "on 7 dies"]),
+                              ["'decode.ep'", "cannot place", "on 7 dies"]),
     "transformerless-key-in-pd": (_pd_decode(attention_dies=320),
                                   ["'decode.attention_dies'", "not a pd key"]),
     "pd-without-dies": (_without(_pd_decode(), "decode", "dies"),
                         ["'decode.dies'", "required in pd mode"]),
     "prefill-in-collocated": (_collocated_with_prefill(), ["'prefill'", "collocated"]),
-    "domains-not-dividing": (_transformerless_decode(domains=5),
-                             ["'decode.domains'", "= 5", "attention_dies = 352"]),
+    "domains-not-dividing": (_transformerless_decode(domains=7),
+                             ["'decode.domains'", "= 7",
+                              f"attention_dies = {_layout(TL_EXAMPLE)['decode']['attention_dies']}"]),
     "batch-not-multiple-of-micro-batches": (_pd_decode(batch=63, micro_batches=2),
                                             ["'decode.micro_batches'", "batch = 63"]),
     "unknown-decode-key": (_pd_decode(batch_size=64), ["decode.batch_size", "unknown key"]),
-    # 4 x 72 prefill + 3 x 192 decode = 864 dies on a 768-die CloudMatrix384.
-    "more-dies-than-the-profile": (_pd_decode(instances=3), ["864 dies", "cloudmatrix384", "768"]),
+    # twice the decode instances: more dies than one 768-die CloudMatrix384 pod holds
+    "more-dies-than-the-profile": (_pd_decode(instances=2 * _layout(PD_EXAMPLE)["decode"]["instances"] + 3),
+                                   ["needs 2 pods of cloudmatrix384", "768 dies each", "--pods 2"]),
 }
 
 

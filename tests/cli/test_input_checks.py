@@ -155,7 +155,8 @@ def test_more_dies_than_the_hardware_has_is_refused_not_clamped(run_planner):
 
 def test_the_default_budget_is_every_die_of_a_smaller_system(run_planner):
     run = run_planner("plan", "--hardware", "gb200-nvl72", "--model", "qwen3-30b-a3b", "--weights-dtype", "fp8",
-                      "--activations-dtype", "fp8", "--modes", "collocated", "--top", "1", "--json", "-")
+                      "--activations-dtype", "fp8", "--modes", "collocated", "--top", "1", "--samples", "0",
+                      "--json", "-")
     assert run.returncode == EXIT_OK, run.stderr
     assert run.json()["scenario"]["dies"] == 72
 
@@ -207,7 +208,7 @@ def test_mtp_acceptance_on_a_model_without_mtp_is_refused(tmp_path, run_planner)
 
 def test_without_mtp_layers_the_default_acceptance_is_zero(run_planner):
     run = run_planner("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "8", "--modes",
-                      "collocated", "--top", "1", "--json", "-")
+                      "collocated", "--top", "1", "--samples", "0", "--json", "-")
     assert run.returncode == EXIT_OK, run.stderr
     assert run.json()["scenario"]["mtp"]["acceptance"] == 0.0
 
@@ -227,7 +228,8 @@ def test_absurd_redundant_experts_are_refused(tmp_path, run_planner):
 def test_plan_on_a_few_dies_answers_for_every_moe_model(model, dies, run_planner):
     """Regression: --dies 1 crashed on every MoE model (an empty transformerless candidate space)."""
     run = run_planner("plan", "--model", model, "--hardware", "h100", "--dies", str(dies), "--weights-dtype", "fp8",
-                      "--activations-dtype", "fp8", "--input-tokens", "1024", "--output-tokens", "128")
+                      "--activations-dtype", "fp8", "--input-tokens", "1024", "--output-tokens", "128",
+                      "--samples", "0")
     assert run.returncode in (EXIT_OK, EXIT_INFEASIBLE), run.stderr
 
 
@@ -265,7 +267,7 @@ def test_numbers_at_the_ends_of_their_ranges_give_answers(tmp_path, profile_dict
     layout = write_toml(tmp_path / "one.toml", ONE_DIE)
     for args in (("evaluate", str(layout), "--hardware", str(hw), "--model", str(card), *BF16, "--json", "-"),
                  ("evaluate", str(layout), "--hardware", str(hw), *BF16, "--model", "qwen3-30b-a3b"),
-                 ("plan", "--hardware", str(hw), "--model", str(card), "--dies", "8", *BF16)):
+                 ("plan", "--hardware", str(hw), "--model", str(card), "--dies", "8", "--samples", "0", *BF16)):
         run = run_planner(*args)
         assert run.returncode in (EXIT_OK, EXIT_INFEASIBLE), run.stderr
         assert "nan" not in run.stdout.lower().replace("infiniband", "")
@@ -286,7 +288,8 @@ def test_evaluate_names_the_pool_that_does_not_fit(tmp_path, run_planner):
     """The decode pool's capacity is its own, not 0 because the prefill pool does not fit."""
     text = (ROOT / "examples" / "deepseek-v3-cloudmatrix384-pd.toml").read_text()
     path = tmp_path / "small-prefill.toml"
-    path.write_text(re.sub(r"(\[prefill\][^\[]*?)dies = 72(.*?)ep = 72", r"\1dies = 8\2ep = 8", text, flags=re.S))
+    path.write_text(re.sub(r"(\[prefill\][^\[]*?)dies = \d+(.*?)ep = \d+", r"\1dies = 2\2ep = 2", text, count=1,
+                           flags=re.S))
     run = run_planner("evaluate", str(path), "--tpot-s", "0.06", "--json", "-")
     assert run.returncode == EXIT_OK, run.stderr
     g = run.json()["goodput"]

@@ -23,9 +23,10 @@ def test_rate_at_goodput_reproduces_the_goodput_point(example, run_planner):
     g = base["goodput"]
     at = _json(run_planner("evaluate", example, "--json", "-", "--rate", repr(g["goodput_requests_per_s"])))["at_rate"]
     assert at["saturated_pool"] is None
-    assert at["ttft_at_slo_percentile_s"] == pytest.approx(g["ttft_s"], rel=1e-9)
-    assert at["tpot_mean_s"] == pytest.approx(g["tpot_s"], rel=1e-9)
-    assert at["decode_batch_per_die"] == pytest.approx(g["decode_batch_at_goodput"], rel=1e-9)
+    # the goodput point is priced a hair (1e-9 relative) inside the decode capacity, to stay stable
+    assert at["ttft_at_slo_percentile_s"] == pytest.approx(g["ttft_s"], rel=1e-6)
+    assert at["tpot_mean_s"] == pytest.approx(g["tpot_s"], rel=1e-6)
+    assert at["decode_batch_per_die"] == pytest.approx(g["decode_batch_at_goodput"], rel=1e-6)
     assert at["meets_ttft_slo"] and at["meets_tpot_slo"]
     # the goodput point's TTFT breakdown adds up, and matches the at-goodput load point
     parts = g["ttft_breakdown"]

@@ -14,7 +14,8 @@ from planner.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, E
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "8", "--weights-dtype", "fp8",
-         "--activations-dtype", "fp8", "--input-tokens", "2048", "--output-tokens", "256", "--top", "3")
+         "--activations-dtype", "fp8", "--input-tokens", "2048", "--output-tokens", "256", "--top", "3",
+         "--samples", "0")
 
 
 # --------------------------------------------------------------------------- --write-layouts
@@ -69,14 +70,14 @@ def columns_80(run_planner, monkeypatch):
 
 
 def test_the_plan_reads_at_80_columns(columns_80, run_planner):
-    run = run_planner("plan", "--top", "3")
+    run = run_planner(*SMALL)
     assert run.returncode == EXIT_OK, run.stderr
     lines = run.stdout.splitlines()
     assert max(len(line.rstrip()) for line in lines) <= 80
     assert "…" not in run.stdout, "nothing is cut off"
     text = " ".join(" ".join(line.split()) for line in lines)
-    assert "P 4x72" in text or "P " in text, "the layout summaries are shown"
-    assert "prefill (ttft)" in text or "decode" in text, "the binding constraint is shown"
+    assert "| D " in text, "the layout summaries are shown whole"
+    assert "binding: " in text, "the binding constraint is shown"
 
 
 def test_the_header_states_precision_and_assumed_defaults(run_planner):
@@ -113,3 +114,46 @@ def test_a_closed_pipe_exits_quietly():
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_BROKEN_PIPE, err.decode()
     assert err == b"", "quietly: no traceback, no message"
+
+
+def test_check_says_when_the_replan_has_no_top_layout(tmp_path, run_planner):
+    import json
+
+    base = run_planner(*SMALL, "--json", "-")
+    assert base.returncode == EXIT_OK, base.stderr
+    doc = json.loads(base.stdout)
+    doc["scenario"]["slo"]["tpot_s"] = 0.0002  # nothing meets it today
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(doc))
+    run = run_planner("check", str(path))
+    assert run.returncode == 1, run.stderr
+    assert "top layout: none now" in run.stdout
+    assert "top layout: same" not in run.stdout
+
+
+def test_check_refuses_a_special_file(run_planner):
+    run = run_planner("check", "/dev/zero")
+    assert run.returncode == EXIT_BAD_INPUT
+    assert "not a regular file" in run.stderr_line()
+
+
+def test_a_card_given_by_absolute_path_is_not_written_as_one(tmp_path, run_planner):
+    import json
+    import os
+
+    card = tmp_path / "my-card.toml"
+    card.write_text((ROOT / "models" / "qwen3-30b-a3b.toml").read_text())
+    args = [a if a != "qwen3-30b-a3b" else str(card) for a in SMALL]
+    run = run_planner(*args, "--json", "-")
+    assert run.returncode == EXIT_OK, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["scenario"]["model"] == os.path.relpath(card, ROOT)
+
+    def strings(value):
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    assert not [s for s in strings(doc) if s.startswith("/")], "no absolute path anywhere in the JSON"

@@ -68,21 +68,21 @@ def test_a_validation_row_off_by_10x_exits_1_naming_the_row(data, run_planner):
 
 
 def test_a_known_miss_without_its_mark_fails(data, run_planner):
-    _edit_row(data, "validation.json", "sgl-h100-decode-2k", known_miss=None)
+    _edit_row(data, "validation.json", "sgl-h100-prefill-4k", known_miss=None)
     run = run_planner("validate", data=data)
-    assert run.returncode == 1 and "sgl-h100-decode-2k" in run.stderr_line()
+    assert run.returncode == 1 and "sgl-h100-prefill-4k" in run.stderr_line()
 
 
 def test_a_known_miss_back_inside_its_band_fails_until_the_mark_is_removed(data, run_planner):
-    # sgl-h100-decode-2k is predicted ~37% high: a measured value 37% higher puts it inside its band.
-    _edit_row(data, "validation.json", "sgl-h100-decode-2k", measured=lambda m: m * 1.37)
+    # sgl-h100-prefill-4k is predicted ~40% high: a measured value 40% higher puts it inside its band.
+    _edit_row(data, "validation.json", "sgl-h100-prefill-4k", measured=lambda m: m * 1.40)
     run = run_planner("validate", data=data)
     assert run.returncode == 1
     line = run.stderr_line()
-    assert "known miss now passes, remove the mark: sgl-h100-decode-2k" in line
+    assert "known miss now passes, remove the mark: sgl-h100-prefill-4k" in line
     doc = run_planner("validate", "--json", "-", data=data).json()
-    assert doc["failing"] == [] and doc["known_misses_now_passing"] == ["sgl-h100-decode-2k"]
-    _edit_row(data, "validation.json", "sgl-h100-decode-2k", known_miss=None)
+    assert doc["failing"] == [] and doc["known_misses_now_passing"] == ["sgl-h100-prefill-4k"]
+    _edit_row(data, "validation.json", "sgl-h100-prefill-4k", known_miss=None)
     assert run_planner("validate", data=data).returncode == 0
 
 

@@ -135,12 +135,15 @@ def test_old_keys() -> None:
     assert "hot_expert_ratio" in line and "delete the key" in line and "\n" not in line
 
 
-def test_measured_needs_a_matrix_per_pool(tmp_path: Path) -> None:
+def test_measured_needs_a_matrix(tmp_path: Path) -> None:
+    """'measured' without any matrix is an error; with one pool's matrix, the other pool keeps 'eplb' on
+    the fitted skew."""
     with pytest.raises(DataFileError, match="needs a measured expert-count matrix"):
         _experts(balance="measured")
     path = str(write_csv(tmp_path / "m.csv", matrix()))
-    with pytest.raises(DataFileError, match="needs a measured expert-count matrix"):
-        _experts(balance="measured", prefill_load_file=path)
+    e = _experts(balance="measured", prefill_load_file=path)
+    assert e.prefill.policy == Policy.MEASURED and e.prefill.counts is not None
+    assert e.decode.policy == Policy.EPLB and e.decode.counts is None
     e = build_scenario(None, scenario_overrides(expert_balance="measured", prefill_expert_load=path,
                                                 decode_expert_load=path)).experts
     assert e.prefill.counts is not None and e.decode.counts is not None

@@ -59,6 +59,8 @@ def si(value: float, kind: str) -> str:
     """Readable value for the table: us, TFLOP/s or GB/s."""
     if kind.endswith("latency") or kind == "attention_layer":
         return f"{value * 1e6:8.1f} us"
+    if kind.startswith("expert_load"):
+        return f"{value:10.4g}  "  # a ratio or a fraction (the A* expert-load rows)
     if kind in FLOP_KINDS:
         return f"{value / 1e12:6.0f} TFLOP/s"
     return f"{value / 1e9:7.1f} GB/s"

@@ -1,0 +1,169 @@
+"""How one layer's micro-batches overlap communication with compute, per platform family.
+
+The hardware profile's ``[overlap] discipline`` names the discipline its serving stack follows
+(DESIGN.md section 5); every function here takes one layer class's per-micro-batch costs
+(:class:`~planner.serving.layers.LayerCost`) and returns the time of one layer for ``m``
+micro-batches, arrays of shape (N,).  ``m = 1`` is always serial: compute then communication.
+
+- ``ideal``: ``max(m c, m k)``, every byte hidden under another micro-batch's compute (an
+  upper bound on what any stack achieves; the default of a profile without the key).
+- ``gpu-two-batch`` (DeepSeek's two-batch overlap, reference rows C_o1-C_o3):
+  low-latency all-to-all (DeepEP LL: no SMs in flight) pairs each communication with one stage
+  of the other micro-batch, ``max(stage, its comm)``: dispatch under shared experts + attention
+  projections, the expert MLP with nothing in flight, combine under core attention + o_proj.
+  Normal-mode all-to-all (prefill) takes ``comm_sm_frac`` of the SMs for the whole overlapped
+  forward (DeepSeek: 24 of 132), so the compute side of every op runs on the rest.
+- ``ascend-multi-stream`` (cann-recipes, rows B_l1-B_l2): attention and MoE run as concurrent
+  streams on split cube/vector cores; a kernel on a share ``f`` of the cores takes ``f ** -a``
+  times its full-die time (fitted on B_l1), and the two streams share the die's HBM bandwidth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.cost.roofline import Array, Cost
+from planner.inputs.files import OverlapDiscipline
+from planner.inputs.hardware import Overlap
+
+# Stages of one micro-batch (DeepSeek profile-data decode.jpg: ATTN-0, SHARED, MLP, ATTN-1).
+PROJECTIONS, SHARED, EXPERTS, CORE, WAIT = "projections", "shared", "experts", "core", "wait"
+_PROJECTION_OPS = {"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "kv_b_proj", "absorb_uk", "qkv_proj", "elementwise"}
+
+
+def stage_of(op: str) -> str:
+    """The stage an op of a layer belongs to (by its name in the layer's ``ops``)."""
+    if op.endswith("_wait"):
+        return WAIT
+    if op in _PROJECTION_OPS:
+        return PROJECTIONS
+    if op.startswith("shared_"):
+        return SHARED
+    if op.startswith(("experts_", "expert_", "ffn_")) or op.endswith("_replica"):
+        return EXPERTS
+    return CORE  # core, absorb_uv, o_proj, router, prefill chunk ops
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """One layer under a discipline: its time, and per pair (stage, communication) what the
+    compute side takes, what the communication takes, and the waiting (comm beyond the stage)."""
+
+    layer_s: Array
+    tail_s: Array
+    pairs: dict[str, tuple[Array, Array]]  # pair name -> (stage compute s, paired communication s), per micro-batch
+
+    def waiting_s(self) -> dict[str, Array]:
+        return {name: np.maximum(comm - stage, 0.0) for name, (stage, comm) in self.pairs.items()}
+
+
+def _time(cost: Cost, compute_share: float) -> Array:
+    """An op's time with its compute side on ``compute_share`` of the compute units."""
+    overhead = cost.time_s - np.maximum(cost.compute_s, cost.memory_s)
+    return np.maximum(cost.compute_s / compute_share, cost.memory_s) + overhead
+
+
+def _stages(ops: dict[str, Cost], compute_share: float = 1.0, slowdown: float = 1.0) -> dict[str, Array]:
+    like = np.zeros_like(next(iter(ops.values())).time_s)
+    out = {s: like.copy() for s in (PROJECTIONS, SHARED, EXPERTS, CORE, WAIT)}
+    for name, cost in ops.items():
+        out[stage_of(name)] = out[stage_of(name)] + _time(cost, compute_share) * slowdown
+    return out
+
+
+def _comm(comm: dict[str, Array], like: Array) -> tuple[Array, Array]:
+    """(dispatch side, combine side): the all-to-all halves, each with the TP all-reduce before it."""
+    zero = np.zeros_like(like)
+    first = zero + comm.get("dispatch", 0.0) + comm.get("tp_allreduce_attention", 0.0)
+    second = zero + comm.get("combine", 0.0) + comm.get("tp_allreduce_ffn", 0.0)
+    return first, second
+
+
+def ideal(ops: dict[str, Cost], comm: dict[str, Array], m: Array) -> Pairing:
+    """``max(m c, m k)`` per layer and the unhidden ``min(c, k)`` once per step."""
+    c = sum(cost.time_s for cost in ops.values())
+    k = sum(comm.values(), np.zeros_like(c))
+    return Pairing(np.maximum(m * c, m * k), np.minimum(c, k), {"all": (c, k)})
+
+
+def stage_paired(ops: dict[str, Cost], comm: dict[str, Array], m: Array) -> Pairing:
+    """GPU low-latency two-batch overlap: per micro-batch ``max(P + S, dispatch) + E + max(A, combine)``.
+
+    Notes
+    -----
+    DeepSeek decode (profile-data decode.jpg, row C_o2): ``[SHARED(mb0), ATTN-0(mb1)] || DISPATCH(mb0)``;
+    ``MLP(mb0)`` with nothing in flight; ``ATTN-1(mb1) || COMBINE(mb0)``; mirrored.  A communication
+    longer than its stage is waited for (busy-waiting, row C_o3: 0.17 ms dispatch per layer vs
+    0.06 ms alone).  Waits for the slowest rank (``*_wait`` ops) are serial.  Fill and drain are the
+    mirror pairs of the neighbouring layers: no tail.
+    """
+    st = _stages(ops)
+    d, c = _comm(comm, st[CORE])
+    pairs = {"dispatch || projections + shared": (st[PROJECTIONS] + st[SHARED], d),
+             "experts (nothing in flight)": (st[EXPERTS], 0.0 * d),
+             "combine || core attention + o_proj": (st[CORE], c)}
+    per_mb = sum(np.maximum(s, k) for s, k in pairs.values()) + st[WAIT]
+    return Pairing(m * per_mb, 0.0 * per_mb, pairs)
+
+
+def sm_shared(ops: dict[str, Cost], comm: dict[str, Array], m: Array, comm_sm_frac: float) -> Pairing:
+    """GPU normal-mode overlap: compute on ``1 - comm_sm_frac`` of the SMs, four stage pairs per two micro-batches.
+
+    Notes
+    -----
+    DeepSeek prefill (profile-data prefill.jpg, row C_o1: 108 compute + 24 DeepEP SMs of 132):
+    ``[ATTN(1) + SHARED(0)] || COMBINE(0)``, ``ATTN(0) || DISPATCH(1)``, ``MLP(1) || DISPATCH(0)``,
+    ``[MLP(0) + SHARED(1)] || COMBINE(1)``; per micro-batch half of their sum.
+    """
+    st = _stages(ops, compute_share=1.0 - comm_sm_frac)
+    d, c = _comm(comm, st[CORE])
+    attn = st[PROJECTIONS] + st[CORE]
+    pairs = {"combine || attention + shared": (attn + st[SHARED], c), "dispatch || attention": (attn, d),
+             "dispatch || experts": (st[EXPERTS], d), "combine || experts + shared": (st[EXPERTS] + st[SHARED], c)}
+    per_mb = 0.5 * sum(np.maximum(s, k) for s, k in pairs.values()) + st[WAIT]
+    return Pairing(m * per_mb, 0.0 * per_mb, {k: (0.5 * s, 0.5 * v) for k, (s, v) in pairs.items()})
+
+
+def multi_stream(ops: dict[str, Cost], comm: dict[str, Array], m: Array, ov: Overlap) -> Pairing:
+    """Ascend multi-stream: ``max(m A(f_a), m M(f_m), m HBM)`` per layer.
+
+    Notes
+    -----
+    The attention stream (projections, core, shared experts, waits) runs on a share ``f_a`` of
+    the cube/vector cores, the MoE stream (dispatch, experts, combine) on ``f_m``; a kernel on a
+    share ``f`` takes ``f ** -a`` of its full-die time (B_l1: 1.23-1.57x at f = 1/2).  Both
+    streams read HBM: the layer is at least the sum of every op's memory side at the full
+    bandwidth.  The attention of the first micro-batch has nothing to overlap: ``min(A, M)`` once
+    per step.  Communication (XCCL on the MoE stream's vector cores) keeps its full-die time
+    (no measurement of it on split cores).
+    """
+    a = ov.core_split_exponent
+    att = _stages(ops, slowdown=ov.attention_core_frac ** -a)
+    moe = _stages(ops, slowdown=ov.moe_core_frac ** -a)
+    d, c = _comm(comm, att[CORE])
+    attention = att[PROJECTIONS] + att[CORE] + att[SHARED] + att[WAIT]
+    experts = moe[EXPERTS] + d + c
+    hbm = sum(cost.memory_s for cost in ops.values())
+    pairs = {"attention stream || MoE stream": (attention, experts), "shared HBM": (hbm, 0.0 * hbm)}
+    return Pairing(m * np.maximum(np.maximum(attention, experts), hbm), np.minimum(attention, experts), pairs)
+
+
+def overlapped(ops: dict[str, Cost], comm: dict[str, Array], micro_batches: Array, ov: Overlap,
+               bulk_comm: bool) -> Pairing:
+    """One layer under the profile's discipline; ``m = 1`` serial.
+
+    ``bulk_comm``: the all-to-all runs normal-mode (deduplicated, SM-consuming) kernels.
+    """
+    m = np.asarray(micro_batches, dtype=float)
+    c = sum(cost.time_s for cost in ops.values())
+    k = sum(comm.values(), np.zeros_like(c))
+    if ov.discipline == OverlapDiscipline.GPU_TWO_BATCH:
+        over = sm_shared(ops, comm, m, ov.comm_sm_frac) if bulk_comm else stage_paired(ops, comm, m)
+    elif ov.discipline == OverlapDiscipline.ASCEND_MULTI_STREAM:
+        over = multi_stream(ops, comm, m, ov)
+    else:
+        over = ideal(ops, comm, m)
+    several = m > 1
+    return Pairing(np.where(several, over.layer_s, c + k), np.where(several, over.tail_s, 0.0), over.pairs)
