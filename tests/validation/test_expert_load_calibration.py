@@ -88,7 +88,7 @@ def h100_default_over_perfect() -> float:
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "The expert-load model, fitted on the A* rows, gives a prefill residual of ~1.09x at EP32 with 32 "
     "redundant experts and in-distribution statistics (TRT-LLM measured 1.11x in decode, A03), and the planner's "
-    "MoE share of the H100 prefill step is ~50%, so perfect / default comes out ~1.04 against the published "
+    "MoE share of the H100 prefill step is about half, so perfect / default comes out ~1.06 against the published "
     "1.18. Closing the gap needs a prefill-specific term no A* row measures (tokens of one prompt route "
     "together, so a step of 128 prompts fluctuates far more than its 500K tokens suggest) or the larger MoE "
     "share of SGLang's slower kernels (its authors: MoE ~25% and combine ~2x slower than DeepSeek's)."))
