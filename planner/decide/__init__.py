@@ -5,7 +5,7 @@ models of planner.modes and planner.serving, planner.evaluate); none has a formu
 goodput, TTFT or TPOT.
 
 - ``spreads.py``: how far each fitted efficiency may be off, from the calibration residuals and
-  the system-level errors of its platform (measurements/*.json);
+  the system-level errors of its platform (planner.ops.spreads reads them from measurements/);
 - ``outcomes.py``: one layout priced under S hardware samples in one vector call per pool;
 - ``bands.py``: p10-p90 of goodput, step times, TTFT and TPOT over seeded samples; ties;
 - ``sensitivity.py``: goodput per die of a layout with each input moved by +-X%;

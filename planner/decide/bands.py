@@ -90,27 +90,31 @@ def band(samples: Array, point: float | None) -> Range:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Priced:
-    """A layout to band: its scenario (a planned layout's own [scenario]), point estimate, step times."""
+    """A layout to band: the scenario it is priced under (a planned layout's own [scenario]) and its
+    point estimate (planner.evaluate.layout_goodput)."""
 
     layout: Layout
     scenario: Scenario
     point: GoodputPoint
-    decode_step_s: float
-    prefill_step_s: float | None
 
 
 def _bands(it: Priced, values: dict[str, Array]) -> tuple[LayoutBands, Array]:
-    """The bands of one layout and its goodput per die in each sample, (S,)."""
+    """The bands of one layout and its goodput per die in each sample, (S,).
+
+    ``values`` holds the point's parameters first, then the samples: one vector call prices both,
+    and the point's step times come from the first column.
+    """
     point, layout = it.point, it.layout
     out = layout_outcomes(layout, it.scenario, values, rate_per_s=point.goodput_requests_per_s)
-    per_die = out.goodput_requests_per_s * it.scenario.workload.output_tokens / layout.dies
+    per_die = out.goodput_requests_per_s[1:] * it.scenario.workload.output_tokens / layout.dies
+    pre = out.prefill_step_s
     bands = LayoutBands(
-        goodput_requests_per_s=band(out.goodput_requests_per_s, point.goodput_requests_per_s),
+        goodput_requests_per_s=band(out.goodput_requests_per_s[1:], point.goodput_requests_per_s),
         output_tokens_per_s_per_die=band(per_die, point.output_tokens_per_s_per_die),
-        ttft_s=band(out.ttft_s, point.ttft_s), tpot_s=band(out.tpot_s, point.tpot_s),
-        decode_step_s=band(out.decode_step_s, it.decode_step_s),
-        prefill_step_s=None if it.prefill_step_s is None else band(out.prefill_step_s, it.prefill_step_s),
-        batch_lowered_frac=float(np.mean(out.decode_batch < layout.decode.batch)))
+        ttft_s=band(out.ttft_s[1:], point.ttft_s), tpot_s=band(out.tpot_s[1:], point.tpot_s),
+        decode_step_s=band(out.decode_step_s[1:], float(out.decode_step_s[0])),
+        prefill_step_s=None if np.isnan(pre[0]) else band(pre[1:], float(pre[0])),
+        batch_lowered_frac=float(np.mean(out.decode_batch[1:] < layout.decode.batch)))
     return bands, per_die
 
 
@@ -120,7 +124,8 @@ def layout_bands(items: list[Priced], spreads: Spreads, samples: int = DEFAULT_S
 
     Deterministic: the parameter sets depend only on ``spreads``, ``samples`` and ``seed``.
     """
-    values = sample_values(spreads, samples, seed)
+    drawn = sample_values(spreads, samples, seed)
+    values = {p.path: np.concatenate([[p.value], drawn[p.path]]) for p in spreads.params}  # the point first
     priced = [_bands(it, values) for it in items]
     if not priced:
         return []

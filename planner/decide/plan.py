@@ -21,7 +21,7 @@ from planner.decide.failures import DEFAULT_FAILED_DIES, Failure, FailureKind, f
 from planner.decide.failures import supported as failures_supported
 from planner.decide.outcomes import supported as outcomes_supported
 from planner.decide.spreads import Spreads
-from planner.evaluate import Evaluation, GoodputPoint, evaluate
+from planner.evaluate import Evaluation, GoodputPoint
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario, resolve_scenario
 from planner.search.plan import Plan, Planned
@@ -102,12 +102,6 @@ def _rank(result: Plan, rank_by: RankBy, survival: dict[int, Failure], scenarios
     return dataclasses.replace(result, layouts=[p for _, p in sorted(enumerate(result.layouts), key=key)])
 
 
-def _priced(p: Planned, sc: Scenario) -> Priced:
-    ev = evaluate(p.layout, sc, "bands")
-    return Priced(layout=p.layout, scenario=sc, point=p.metrics, decode_step_s=float(ev.decode.step_s[0]),
-                  prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0]))
-
-
 def _bands(result: Plan, shown: list[Planned], scenarios: _Scenarios, spreads: Spreads | None, samples: int,
            seed: int) -> tuple[Spreads | None, dict[int, LayoutBands]]:
     """Bands of the shown layouts that support them, when rank 1 does (ties are against it)."""
@@ -116,7 +110,8 @@ def _bands(result: Plan, shown: list[Planned], scenarios: _Scenarios, spreads: S
     ok = [p for p in shown if outcomes_supported(p.layout, scenarios(p.layout))]
     if not ok or ok[0] is not result.layouts[0]:
         return None, {}
-    bands = layout_bands([_priced(p, scenarios(p.layout)) for p in ok], spreads, samples, seed)
+    bands = layout_bands([Priced(layout=p.layout, scenario=scenarios(p.layout), point=p.metrics) for p in ok],
+                         spreads, samples, seed)
     return spreads, {id(p): b for p, b in zip(ok, bands, strict=True)}
 
 
@@ -181,9 +176,7 @@ def decide_layout(ev: Evaluation, point: GoodputPoint, *, spreads: Spreads | Non
     band = None
     banded = spreads is not None and samples > 0 and whole and point.goodput_requests_per_s > 0
     if banded and outcomes_supported(layout, sc):
-        priced = Priced(layout=layout, scenario=sc, point=point, decode_step_s=float(ev.decode.step_s[0]),
-                        prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0]))
-        band = layout_bands([priced], spreads, samples, seed)[0]
+        band = layout_bands([Priced(layout=layout, scenario=sc, point=point)], spreads, samples, seed)[0]
     fails = (tuple(failure(layout, sc, kind, point.goodput_requests_per_s, failed_dies) for kind in FailureKind)
              if failures and whole and point.goodput_requests_per_s > 0 else None)
     cost = None

@@ -32,10 +32,7 @@ def _items() -> tuple[Priced, ...]:
     chosen = [next(p for p in result.layouts if p.mode.value == m) for m in ("pd", "collocated")]
     out = []
     for p in chosen:
-        sc = resolve_scenario(p.layout.scenario)
-        ev = evaluate(p.layout, sc)
-        out.append(Priced(layout=p.layout, scenario=sc, point=p.metrics, decode_step_s=float(ev.decode.step_s[0]),
-                          prefill_step_s=None if ev.prefill is None else float(ev.prefill.step_s[0])))
+        out.append(Priced(layout=p.layout, scenario=resolve_scenario(p.layout.scenario), point=p.metrics))
     return tuple(out)
 
 
@@ -82,7 +79,8 @@ def test_zero_residual_spread_gives_zero_width_bands_at_the_point():
         p = it.point
         for rng, point in ((b.goodput_requests_per_s, p.goodput_requests_per_s),
                            (b.output_tokens_per_s_per_die, p.output_tokens_per_s_per_die),
-                           (b.ttft_s, p.ttft_s), (b.tpot_s, p.tpot_s), (b.decode_step_s, it.decode_step_s)):
+                           (b.ttft_s, p.ttft_s), (b.tpot_s, p.tpot_s),
+                           (b.decode_step_s, float(evaluate(it.layout, it.scenario).decode.step_s[0]))):
             assert rng.low == rng.high == pytest.approx(point, rel=1e-6), (it.layout.mode, rng, point)
         assert b.batch_lowered_frac == 0.0
 
