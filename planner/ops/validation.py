@@ -21,6 +21,7 @@ so a mark is never stale.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,35 @@ def predict_plan(row: dict[str, Any]) -> float:
     return top.metrics.output_tokens_per_s / top.dies * float(row["scale"])
 
 
+# What a system row's prediction depends on: its scenario, layout, metric and scale (never its
+# measured value, band or marks), and the content of the data files it reads.
+_PREDICTION_KEYS = ("scenario", "layout", "metric", "scale")
+
+
+def _data_fingerprint() -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of every profile, card and expert-load file the predictions read (a copy of
+    the data made with its times kept, as ``$PLANNER_DATA_DIR`` jobs do, has the same fingerprint)."""
+    files = [*sorted(data_dir("hardware_profiles").glob("*.toml")), *sorted(data_dir("models").glob("*.toml")),
+             data_dir("measurements") / "expert_load.toml"]
+    return tuple((f"{f.parent.name}/{f.name}", f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
+
+
+@lru_cache(maxsize=256)
+def _predict_cached(inputs: str, fingerprint: tuple[tuple[str, int, int], ...]) -> float:
+    return _predict(json.loads(inputs))
+
+
 def predict(row: dict[str, Any]) -> float:
-    """The planner's prediction of ``row['metric']`` (times ``row['scale']``) for the row's layout."""
+    """The planner's prediction of ``row['metric']`` (times ``row['scale']``) for the row's layout.
+
+    Memoized on the row's inputs and the data files' modification times: ``planner validate``
+    re-run in one process (the test suite, a CI job gating several edits) re-prices only what changed.
+    """
+    inputs = json.dumps({k: row.get(k) for k in (*_PREDICTION_KEYS, "id")}, sort_keys=True)
+    return _predict_cached(inputs, _data_fingerprint())
+
+
+def _predict(row: dict[str, Any]) -> float:
     if row["metric"] == "plan.output_tokens_per_s_per_die":
         return predict_plan(row)
     where = f"validation row {row['id']}"
