@@ -23,8 +23,9 @@ bench: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/planner validate
 
+# Both cores (pytest-xdist); `pytest` alone runs serially.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check planner tests
