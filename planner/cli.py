@@ -265,9 +265,9 @@ def evaluate_cmd(
     from planner.inputs.layout import load_layout
     from planner.inputs.scenario import build_scenario
 
-    for target in (plot, plot_load):
+    for flag, target in (("--plot", plot), ("--plot-load", plot_load)):
         if target is not None:
-            plots.check_target(target)
+            plots.check_target(target, flag)
     spec = load_layout(layout)
     scenario = build_scenario(spec.scenario, overrides, where=f"{layout} + flags")
     ev = evaluate(spec, scenario, str(layout))

@@ -116,10 +116,7 @@ def kv_fabric_name(ev: Evaluation) -> str | None:
     """The fabric KV crosses from prefill to decode: the pod's when both share one, else the one joining pods."""
     if ev.layout.prefill is None or ev.layout.decode is None:
         return None
-    hw = ev.env.hw
-    if ev.placement.same_pod or hw.cluster_fabric is None:
-        return hw.pod_fabric.name
-    return hw.cluster_fabric.name
+    return ev.env.hw.kv_fabric(ev.placement.same_pod).name
 
 
 def place_layout(layout: Layout, prefill_scenario: Scenario, decode_scenario: Scenario | None = None
@@ -225,10 +222,12 @@ def prefill_side(ev: Evaluation) -> PrefillSide:
     p = lay.prefill
     assert p is not None and ev.prefill is not None
     slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
+    service, servers = float(forwards[()] * _f(ev.prefill.step_s)), float(slots[()] * p.instances)
+    if lay.decode is None:  # a prefill pool priced alone: the hand-off and first step belong to the decode pool
+        return PrefillSide(service_s=service, servers=servers, kv_transfer_s=0.0, first_step=False)
     kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
                          decode_tp=lay.decode.tp, same_pod=ev.placement.same_pod, p2p_s=env.calls.p2p_s)
-    return PrefillSide(service_s=float(forwards[()] * _f(ev.prefill.step_s)), servers=float(slots[()] * p.instances),
-                       kv_transfer_s=_f(kv), first_step=True)
+    return PrefillSide(service_s=service, servers=servers, kv_transfer_s=_f(kv), first_step=True)
 
 
 # Batch points of the TPOT(b) curve the decode fixed point is solved on (one vector call).
@@ -413,9 +412,8 @@ def pool_alone_goodput(ev: Evaluation) -> GoodputPoint:
                             tpot_at_layout_batch_s=tpot, decode_batch_at_goodput=float(d.batch),
                             prefill_capacity_requests_per_s=None, decode_capacity_requests_per_s=rate,
                             binding_constraint=binding, meets_slo=rate > 0, ttft_breakdown=None)
-    p, env = ev.layout.prefill, ev.prefill_env
-    slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
-    service, servers = float(forwards[()] * _f(ev.prefill.step_s)), float(slots[()] * p.instances)
+    side = prefill_side(ev)
+    service, servers = side.service_s, side.servers
     fits = bool(ev.prefill.fits[0])
     rate = _f(gp.ttft_limited_rate_per_s(slo, w.input_cv, np.array([service]), np.array([servers]), np.zeros(1)))
     rate = rate if fits else 0.0

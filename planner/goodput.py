@@ -197,7 +197,9 @@ def tpot_quantile_s(q: float, *, tpot_s: Array, step_slope_s: Array, batch: Arra
     std_b = np.sqrt(2.0 * b / (3.0 * np.asarray(attention_dies, dtype=float)))
     tpot = np.asarray(tpot_s, dtype=float)
     slope, step = np.asarray(step_slope_s, dtype=float), tpot * mu
-    rho = np.clip(slope * b / step, 0.0, 0.9)  # share of the step that grows with the batch
+    # share of the step that grows with the batch, capped at 0.9: the linearised feedback 1 / (1 - rho)
+    # diverges as rho -> 1, where the normal approximation no longer holds anyway (at most 10x)
+    rho = np.clip(slope * b / step, 0.0, 0.9)
     d_b = slope * np.clip(z * std_b / (1.0 - rho), -b, cap - b) / step
     return tpot * (1.0 + np.sign(z) * np.sqrt((z * cv_k) ** 2 + d_b**2))
 

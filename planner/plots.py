@@ -37,10 +37,13 @@ _COMM_COLORS = ("0.25", "0.45", "0.65", "0.8")
 # --------------------------------------------------------------------------- plumbing
 
 
-def check_target(path: Path) -> None:
-    """Fail early (before any search) on a suffix we cannot write or a missing matplotlib."""
+def check_target(path: Path, flag: str = "--plot") -> None:
+    """Fail early (before any search) on a suffix we cannot write or a missing matplotlib.
+
+    ``flag`` names the option in the error line (``--plot`` or ``--plot-load``).
+    """
     if path.suffix.lower() not in FORMATS:
-        raise PlannerError(f"unsupported plot format {path.suffix or '(no suffix)'!r}", where="--plot",
+        raise PlannerError(f"unsupported plot format {path.suffix or '(no suffix)'!r}", where=flag,
                            fix="name the file *.png or *.svg")
     _matplotlib()
 

@@ -220,6 +220,12 @@ class HardwareSpec:
         wider = [f for f in self.fabrics if f.dies > self.num_dies]
         return wider[-1] if wider else None
 
+    def kv_fabric(self, same_pod: bool) -> Fabric:
+        """The fabric a request's KV crosses: the pod's when prefill and decode share one, else the one
+        joining pods (the pod's when the profile describes none)."""
+        cluster = self.cluster_fabric
+        return self.pod_fabric if same_pod or cluster is None else cluster
+
     @property
     def max_pods(self) -> int:
         """Pods the cluster fabric joins at most (its ``dies`` over the pod's); 1 without one."""
