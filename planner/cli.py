@@ -343,14 +343,15 @@ def plan_cmd(
     from planner.decide.plan import decide
     from planner.documents.plan import plan_report
     from planner.inputs.scenario import build_scenario, load_scenario_file
-    from planner.search.plan import ALL_MODES, plan
+    from planner.search.plan import ALL_MODES, plan, sizing_target_per_s
 
     if plot is not None:
         plots.check_target(plot)
     start = time.perf_counter()
     base = load_scenario_file(scenario_file) if scenario_file else None
     scenario = build_scenario(base, overrides or {}, where=f"{scenario_file or 'default scenario'} + flags")
-    target = _target_rate(target_rate, target_output_tokens_per_s, scenario.workload.output_tokens)
+    target = sizing_target_per_s(scenario, requests_per_s=target_rate,
+                                 output_tokens_per_s=target_output_tokens_per_s)
     _check_ranking(rank_by, tolerate_failures, target, scenario)
     result, decisions = decide(plan(scenario, modes=tuple(modes or ALL_MODES), top=top, target_rate_per_s=target),
                                top, spreads=_spreads(scenario, samples), samples=samples, seed=seed, rank_by=rank_by,
@@ -383,14 +384,6 @@ def _check_ranking(rank_by: RankBy, tolerate: FailureKind | None, target: float 
     if rank_by is RankBy.COST and scenario.price is None:
         raise PlannerError("--rank-by cost needs a hardware price", where="plan",
                            fix="pass --usd-per-chip-hour or --usd-per-die-hour, or set [cost] in the scenario")
-
-
-def _target_rate(rate: float | None, output_tokens_per_s: float | None, output_tokens: int) -> float | None:
-    """The request rate asked for by --target-rate or --target-output-tokens-per-s (not both)."""
-    if rate is not None and output_tokens_per_s is not None:
-        raise PlannerError("give --target-rate or --target-output-tokens-per-s, not both", where="plan",
-                           fix="keep one of the two flags")
-    return output_tokens_per_s / output_tokens if output_tokens_per_s is not None else rate
 
 
 def _emit_infeasible(doc: Any, json_out: str | None, target: float | None) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from planner import catalog, queueing
 from planner import goodput as gp
+from planner.errors import LayoutError, PlannerError
 from planner.inputs.layout import Layout, check_layout
 from planner.inputs.scenario import Scenario, check_dtypes
 from planner.modes import MODES
@@ -52,11 +53,14 @@ class Evaluation:
         return pre / self.prefill_env.hw.dies_per_chip + dec / self.env.hw.dies_per_chip
 
 
-def pool_scenario(scenario: Scenario, hardware: str | None, where: str) -> Scenario:
+def pool_scenario(scenario: Scenario, hardware: str | None, where: str, pool: str = "pool") -> Scenario:
     """The scenario as one pool sees it: on the pool's own hardware profile when it names one."""
     if hardware is None:
         return scenario
-    hw = catalog.hardware(hardware)
+    try:
+        hw = catalog.hardware(hardware)
+    except PlannerError as exc:  # name the layout table that asked for it
+        raise LayoutError(f"'{pool}.hardware': {exc.message}", where=where, fix=exc.fix) from None
     if hw.name == scenario.hardware.name:
         return scenario
     check_dtypes(hw, scenario.precision, where)
@@ -72,8 +76,8 @@ def evaluate(layout: Layout, scenario: Scenario, where: str = "layout") -> Evalu
     alone (its capacity at the SLO it can see).
     """
     check_layout(layout, scenario.model, where)
-    pre_sc = pool_scenario(scenario, getattr(layout.prefill, "hardware", None), where)
-    dec_sc = pool_scenario(scenario, getattr(layout.decode, "hardware", None), where)
+    pre_sc = pool_scenario(scenario, getattr(layout.prefill, "hardware", None), where, "prefill")
+    dec_sc = pool_scenario(scenario, getattr(layout.decode, "hardware", None), where, "decode")
     placement = place_layout(layout, pre_sc, dec_sc)
     other = scenario.prefill_hardware
     for sc, pl in ((pre_sc, placement.prefill), (dec_sc, placement.decode)):
@@ -234,10 +238,15 @@ def prefill_side(ev: Evaluation) -> PrefillSide:
 TPOT_CURVE_POINTS = 16
 
 
+def tpot_curve_batches(batch: float) -> np.ndarray:
+    """The batches per die the TPOT(b) curve is priced at: TPOT_CURVE_POINTS up to ``batch`` (0 excluded)."""
+    return np.unique(np.concatenate([np.linspace(0.0, batch, TPOT_CURVE_POINTS)[1:], [batch]]))
+
+
 def tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
     """(batch per attention die, TPOT) at 0..b of the layout's decode pool, priced in one vector call."""
     b = float(ev.layout.decode.batch)
-    grid = np.unique(np.concatenate([np.linspace(0.0, b, TPOT_CURVE_POINTS)[1:], [b]]))
+    grid = tpot_curve_batches(b)
     knobs = {k: np.full(len(grid), v) for k, v in decode_knobs(ev.layout).items()}
     knobs["batch"] = grid
     step = MODES[ev.layout.mode].price(ev.env, knobs)

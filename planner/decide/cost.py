@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Price
+from planner.units import MEGA
 
 SECONDS_PER_HOUR = 3600.0
-PER_MILLION = 1e6
+PER_MILLION = MEGA  # tokens in the million a price is quoted per
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

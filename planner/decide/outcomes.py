@@ -30,7 +30,7 @@ from planner import goodput as gp
 from planner import queueing
 from planner.cost.roofline import Array
 from planner.errors import LayoutError
-from planner.evaluate import TPOT_CURVE_POINTS, decode_knobs, place_layout
+from planner.evaluate import decode_knobs, place_layout, tpot_curve_batches
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario
@@ -87,11 +87,6 @@ class Outcomes:
     tpot_s: Array
 
 
-def batch_grid(batch: float) -> np.ndarray:
-    """The batches of the decode TPOT curve, as planner.evaluate.tpot_curve prices it (0 excluded)."""
-    return np.unique(np.concatenate([np.linspace(0.0, batch, TPOT_CURVE_POINTS)[1:], [batch]]))
-
-
 def _samples(values: Values) -> int:
     sizes = {np.size(v) for v in values.values() if np.ndim(v)}
     if len(sizes) > 1:
@@ -115,7 +110,7 @@ class _Curve:
 
 
 def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: int) -> tuple[_Curve, Env]:
-    grid = batch_grid(float(layout.decode.batch))
+    grid = tpot_curve_batches(float(layout.decode.batch))
     g = len(grid)
     env = _env(scenario, values, g)
     knobs = {k: np.full(samples * g, v) for k, v in decode_knobs(layout).items()}
@@ -194,39 +189,38 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
 
 def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, last: Array,
              rate_per_s: float) -> tuple[Array, Array]:
-    """TTFT at the SLO percentile and mean TPOT at ``rate_per_s``, (S,) each (planner.evaluate.load_point)."""
+    """TTFT at the SLO percentile and mean TPOT at ``rate_per_s``, (S,) each (planner.evaluate.load_point).
+
+    Vectorized over the samples but for the decode fixed point (planner.queueing.fixed_point_on_curve
+    is scalar), solved only for the samples whose pool settles below its batch.
+    """
     sc, d = scenario, layout.decode
-    w, slo = sc.workload, sc.slo
-    s = len(last)
-    tpot, service, kv, rate = np.full(s, np.inf), np.ones(s), np.zeros(s), np.full(s, rate_per_s)
-    queued = np.zeros(s, dtype=bool)
+    w = sc.workload
+    s, g = curve.tpot_s.shape
+    rows, has = np.arange(s), last >= 0
+    k = np.maximum(last, 0)
+    service = np.broadcast_to(pre.service_s, (s, g))[rows, k]
+    kv = pre.kv_s[:, 0]
     dies = float(layout.decode_attention_dies)
-    for i in range(s):  # the fixed point of each sample's curve: a few numpy operations each
-        k = int(last[i])
-        if k < 0:
-            continue
-        service[i] = pre.service_s[i, k if pre.service_s.shape[1] > 1 else 0]
-        kv[i] = pre.kv_s[i, 0]
-        batches = np.concatenate([[0.0], curve.batches[:k + 1]])
-        tpots = np.concatenate([[curve.tpot_s[i, 0]], curve.tpot_s[i, :k + 1]])
-        decode_sat = d.instances * dies * batches[-1] / (w.output_tokens * tpots[-1])
-        prefill_sat = pre.servers / service[i]
-        # within rounding of the decode capacity a pool runs at it (as layout_goodput prices its goodput)
-        rate[i] = min(rate_per_s, decode_sat * (1 - 1e-9)) if rate_per_s <= decode_sat * (1 + 1e-6) else rate_per_s
-        queued[i] = not (rate[i] >= prefill_sat or rate[i] > decode_sat * (1 + 1e-6))
-        to_decode = min(rate[i], prefill_sat)
-        if to_decode <= 0:
-            tpot[i] = tpots[0]
-        elif to_decode >= decode_sat * (1 - 1e-9):
-            tpot[i] = tpots[-1]
-        else:
-            tpot[i] = queueing.fixed_point_on_curve(batches, tpots, to_decode / d.instances, w.output_tokens, dies)[1]
+    tpot_full = curve.tpot_s[rows, k]
+    decode_sat = d.instances * dies * curve.batches[k] / (w.output_tokens * tpot_full)
+    prefill_sat = pre.servers / service
+    # within rounding of the decode capacity a pool runs at it (as layout_goodput prices its goodput)
+    near = rate_per_s <= decode_sat * (1 + 1e-6)
+    rate = np.where(near, np.minimum(rate_per_s, decode_sat * (1 - 1e-9)), rate_per_s)
+    queued = has & near & (rate < prefill_sat)
+    to_decode = np.minimum(rate, prefill_sat)
+    tpot = np.where(~has, np.inf, np.where(to_decode <= 0, curve.tpot_s[:, 0],
+                                           np.where(to_decode >= decode_sat * (1 - 1e-9), tpot_full, np.nan)))
+    for i in np.flatnonzero(np.isnan(tpot)):  # the fixed point of each sample's curve (scalar solver)
+        batches = np.concatenate([[0.0], curve.batches[:k[i] + 1]])
+        tpots = np.concatenate([[curve.tpot_s[i, 0]], curve.tpot_s[i, :k[i] + 1]])
+        tpot[i] = queueing.fixed_point_on_curve(batches, tpots, to_decode[i] / d.instances, w.output_tokens, dies)[1]
     ttft = np.full(s, np.inf)
     if queued.any():
-        wait = queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate[queued],
-                                            service[queued], w.input_cv**2, np.full(queued.sum(), pre.servers))
-        first = tpot[queued] if pre.first_step else 0.0
-        ttft[queued] = wait + service[queued] + kv[queued] + first
+        fixed = kv[queued] + (tpot[queued] if pre.first_step else 0.0)
+        ttft[queued] = gp.ttft_s(sc.slo, w.input_cv, rate[queued], service[queued],
+                                 np.full(int(queued.sum()), pre.servers), fixed)
     return ttft, tpot
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, is_dataclass
 from typing import Any, ClassVar, Literal
 
@@ -19,7 +20,7 @@ from planner.documents.base import (
     json_value,
 )
 from planner.documents.decide import CostDoc, EntryBands, FailureDoc, PriceDoc, UncertaintyDoc
-from planner.errors import LayoutError
+from planner.errors import LayoutError, PlannerError
 from planner.evaluate import (
     Evaluation,
     GoodputPoint,
@@ -341,6 +342,9 @@ def evaluate_report(ev: Evaluation, *, rate_per_s: float | None = None, curve: b
     ``at_goodput``: TTFT by part and TPOT percentiles at the goodput rate; ``at_rate``: the same at
     ``rate_per_s`` (``--rate``); ``load_curve``: at rates up to saturation (``--plot-load``).
     """
+    if rate_per_s is not None and not math.isfinite(rate_per_s):
+        raise PlannerError(f"arrival rate {rate_per_s:g} req/s is not a finite number", where="--rate",
+                           fix="give a rate in requests per second, e.g. --rate 5")
     point = layout_goodput(ev)
     g = point.goodput_requests_per_s
     whole = priced_whole(ev)

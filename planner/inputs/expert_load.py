@@ -191,15 +191,21 @@ def check_counts(rows: list[list[float]], model: ModelSpec, where: str) -> np.nd
         raise DataFileError(f"matrix is {len(rows)} x {widths[0]}, {model.name} needs {layers} x {experts}",
                             where=where, fix=fix)
     counts = np.array(rows, dtype=float)
-    bad = [(i, j) for i, j in zip(*np.nonzero(~np.isfinite(counts) | (counts < 0)), strict=True)]
-    if bad:
-        i, j = bad[0]
-        raise DataFileError(f"row {i + 1}, column {j + 1}: {counts[i, j]!r} is not a non-negative count",
+    bad = np.argwhere(~np.isfinite(counts) | (counts < 0))
+    if bad.size:
+        i, j = (int(x) for x in bad[0])
+        raise DataFileError(f"row {i + 1}, column {j + 1}: {float(counts[i, j])!r} is not a non-negative count",
                             where=where, fix="counts are tokens routed to an expert: finite and >= 0")
-    empty = np.flatnonzero(counts.sum(axis=1) <= 0)
+    with np.errstate(over="ignore"):
+        totals = counts.sum(axis=1)
+    empty = np.flatnonzero(totals <= 0)
     if empty.size:
         raise DataFileError(f"row {int(empty[0]) + 1} (MoE layer) has no routed tokens", where=where,
                             fix="record the counts over a window in which every layer routed tokens")
+    overflow = np.flatnonzero(~np.isfinite(totals))
+    if overflow.size:  # the shares would be count / inf = 0: silently perfect balance
+        raise DataFileError(f"row {int(overflow[0]) + 1} (MoE layer) sums past the largest float", where=where,
+                            fix="rescale the counts (only their ratios within a row matter)")
     return counts
 
 

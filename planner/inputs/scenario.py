@@ -282,7 +282,16 @@ def prices_of(section: CostSection | None, hardware: HardwareSpec, prefill_hardw
         return Price(usd_per_die_hour=die if die is not None else chip / hw.dies_per_chip, source=source)
 
     main = price("", hardware)
-    return main, price("prefill_", prefill_hardware) if prefill_hardware is not None else main
+    has_prefill_price = section.prefill_usd_per_die_hour is not None or section.prefill_usd_per_chip_hour is not None
+    if prefill_hardware is None:
+        if has_prefill_price:
+            raise DataFileError("cost.prefill_usd_per_* is given but the prefill pool has no hardware of its own",
+                                fix="leave it out, or set prefill_hardware (--prefill-hardware)")
+        return main, main
+    if main is not None and not has_prefill_price:  # never charge one chip's price for another
+        raise DataFileError(f"cost prices {hardware.name} but not the prefill hardware {prefill_hardware.name}",
+                            fix="add cost.prefill_usd_per_die_hour or prefill_usd_per_chip_hour")
+    return main, price("prefill_", prefill_hardware)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

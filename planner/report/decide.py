@@ -9,7 +9,7 @@ from rich.table import Table
 
 from planner.documents.decide import BandRange, CostDoc, EntryBands, FailureDoc, SensitivityReport, UncertaintyDoc
 from planner.report.base import _NONE, _cell
-from planner.units import fmt_seconds
+from planner.units import MICRO, MILLI, fmt_seconds
 
 _KIND_ORDER = ("dies", "node", "pod")
 
@@ -39,7 +39,7 @@ def _with_band_s(point: float | None, band: BandRange) -> str:
         return f"inf ({_sig(band.low)}-{_sig(band.high)} s)"
     text = fmt_seconds(point)
     unit = text.split()[-1]
-    scale = {"us": 1e-6, "ms": 1e-3}.get(unit, 1.0)
+    scale = {"us": MICRO, "ms": MILLI}.get(unit, 1.0)  # the unit fmt_seconds chose
     low = None if band.low is None else band.low / scale
     high = None if band.high is None else band.high / scale
     return f"{text} ({_sig(low)}-{_sig(high)})"

@@ -14,25 +14,21 @@ from planner.units import GIGA, fmt_bytes, fmt_rate, fmt_seconds
 # --------------------------------------------------------------------------- evaluate
 
 
-def _ms(value_s: float) -> str:
-    return fmt_seconds(value_s)
-
-
 def _layer_table(pool: str, name: str, layer: LayerCost, discipline: str = "ideal") -> Table:
-    title = (f"{pool}: {name} x{layer.count}  layer {_ms(layer.layer_s)}  "
+    title = (f"{pool}: {name} x{layer.count}  layer {fmt_seconds(layer.layer_s)}  "
              f"overlap: {discipline}  "
-             f"(per micro-batch: compute {_ms(layer.compute_s_per_micro_batch)}, "
-             f"communication {_ms(layer.communication_s_per_micro_batch)})")
+             f"(per micro-batch: compute {fmt_seconds(layer.compute_s_per_micro_batch)}, "
+             f"communication {fmt_seconds(layer.communication_s_per_micro_batch)})")
     table = Table(title=title, title_justify="left")
     for col in ("unit / collective", "time", "bound", "work", "traffic"):
         table.add_column(col, justify="left" if col in ("unit / collective", "bound") else "right")
     for op, v in layer.ops.items():
-        table.add_row(_cell(op), _ms(v.time_s), v.bound, f"{v.flops / GIGA:.1f} GFLOP", fmt_bytes(v.bytes))
+        table.add_row(_cell(op), fmt_seconds(v.time_s), v.bound, f"{v.flops / GIGA:.1f} GFLOP", fmt_bytes(v.bytes))
     for op, t in layer.communication.items():
-        table.add_row(_cell(op), _ms(t), "fabric", _NONE, _NONE)
+        table.add_row(_cell(op), fmt_seconds(t), "fabric", _NONE, _NONE)
     for pair, v in layer.stage_pairs.items():  # overlap discipline: stage || its communication, and the waiting
-        table.add_row(_cell(f"pair: {pair}"), _ms(v["stage_s"]), f"comm {_ms(v['communication_s'])}",
-                      f"waiting {_ms(v['waiting_s'])}", _NONE)
+        table.add_row(_cell(f"pair: {pair}"), fmt_seconds(v["stage_s"]), f"comm {fmt_seconds(v['communication_s'])}",
+                      f"waiting {fmt_seconds(v['waiting_s'])}", _NONE)
     return table
 
 
@@ -54,7 +50,7 @@ def _per_step_table(pool: str, bd: Breakdown) -> Table:
     table.add_column("cost")
     table.add_column("time", justify="right")
     for kind, value in bd.per_step.items():
-        table.add_row(kind, _ms(value))
+        table.add_row(kind, fmt_seconds(value))
     return table
 
 
@@ -69,11 +65,11 @@ def _summary_table(doc: EvaluateReport) -> Table:
         table.add_column(col, justify="left" if col in ("pool", "fits") else "right")
     p, d = doc.prefill, doc.decode
     if p is not None:
-        table.add_row("prefill", _ms(p.step_s), _NONE, fmt_rate(p.input_tokens_per_s, "tok"),
+        table.add_row("prefill", fmt_seconds(p.step_s), _NONE, fmt_rate(p.input_tokens_per_s, "tok"),
                       fmt_rate(p.input_tokens_per_s_per_die, "tok"),
                       fmt_rate(p.input_tokens_per_s_per_chip, "tok"), _NONE, "yes" if p.fits_memory else "NO")
     if d is not None:
-        table.add_row("decode", _ms(d.step_s), _ms(d.tpot_s), fmt_rate(d.output_tokens_per_s, "tok"),
+        table.add_row("decode", fmt_seconds(d.step_s), fmt_seconds(d.tpot_s), fmt_rate(d.output_tokens_per_s, "tok"),
                       fmt_rate(d.output_tokens_per_s_per_die, "tok"), fmt_rate(d.output_tokens_per_s_per_chip, "tok"),
                       f"{d.batch} ({d.max_batch_by_memory})", "yes" if d.fits_memory else "NO")
     return table
@@ -129,11 +125,11 @@ def _expert_load_table(doc: EvaluateReport) -> Table | None:
     for pool, load in pools:
         policy = load.policy + (f" every {load.rebalance_period_s:g} s" if load.policy == "eplb" else "")
         policy += ", measured matrix" if load.skew == "measured" else ""
-        cost = f"{_ms(load.expert_imbalance_cost_s)} / {_ms(load.dp_imbalance_cost_s)}"
+        cost = f"{fmt_seconds(load.expert_imbalance_cost_s)} / {fmt_seconds(load.dp_imbalance_cost_s)}"
         for name, c in load.layer_classes.items():
             table.add_row(pool, policy, f"{name} x{c.layers}", f"{c.busiest_over_mean:.3f}",
-                          f"{c.busiest_over_mean_hottest_layer:.3f}", _ms(c.combine_wait_s), _ms(c.dispatch_wait_s),
-                          cost)
+                          f"{c.busiest_over_mean_hottest_layer:.3f}", fmt_seconds(c.combine_wait_s),
+                          fmt_seconds(c.dispatch_wait_s), cost)
     return table
 
 

@@ -18,7 +18,7 @@ from planner.inputs.scenario import ScenarioFile
 from planner.modes import MODES
 from planner.report.base import _cell
 from planner.report.decide import plan_decision_tables, ranking_text
-from planner.units import fmt_seconds
+from planner.units import MILLI, fmt_seconds
 
 # --------------------------------------------------------------------------- plan
 
@@ -120,7 +120,7 @@ def slo_text(slo: object) -> str:
     tpot_p = getattr(slo, "tpot_percentile", None)
     tpot = f"TPOT p{tpot_p:g}" if tpot_p is not None else "TPOT"
     return (f"TTFT p{slo.ttft_percentile:g} <= {slo.ttft_s:g} s, "  # type: ignore[attr-defined]
-            f"{tpot} <= {slo.tpot_s * 1e3:g} ms")  # type: ignore[attr-defined]
+            f"{tpot} <= {slo.tpot_s / MILLI:g} ms")  # type: ignore[attr-defined]
 
 
 def precision_text(s: ScenarioFile) -> str:

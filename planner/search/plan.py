@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from planner import goodput as gp
+from planner.errors import PlannerError
 from planner.evaluate import GoodputPoint, evaluate, layout_goodput, place_layout
 from planner.inputs.layout import Layout, Mode, parse_layout
 from planner.inputs.scenario import Scenario
@@ -402,6 +404,21 @@ def _thresholds(scenario: Scenario, dec: DecodeScore, count: int = TPOT_THRESHOL
         return []
     qs = np.unique(np.quantile(t, np.linspace(0.0, 1.0, count)))
     return [float(x) for x in qs] + [scenario.slo.tpot_s]
+
+
+def sizing_target_per_s(scenario: Scenario, *, requests_per_s: float | None = None,
+                output_tokens_per_s: float | None = None) -> float | None:
+    """The request rate an inverse sizing asks for: given as requests/s, or as output tokens/s over the
+    scenario's output tokens per request (not both); positive and finite, else one line (exit 2)."""
+    if requests_per_s is not None and output_tokens_per_s is not None:
+        raise PlannerError("give --target-rate or --target-output-tokens-per-s, not both", where="plan",
+                           fix="keep one of the two flags")
+    flag, value = (("--target-output-tokens-per-s", output_tokens_per_s) if output_tokens_per_s is not None
+                   else ("--target-rate", requests_per_s))
+    if value is not None and not 0.0 < value < math.inf:  # 0 or inf would reach the search as 0 or inf dies
+        raise PlannerError(f"{flag} must be positive and finite (got {value:g})", where="plan",
+                           fix=f"give {flag} a number above 0")
+    return output_tokens_per_s / scenario.workload.output_tokens if output_tokens_per_s is not None else requests_per_s
 
 
 def _selector_handoff_s(scenario: Scenario, budget: int) -> float:

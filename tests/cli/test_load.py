@@ -89,6 +89,25 @@ def test_both_target_flags_are_refused(run_planner):
     assert run.returncode == 2 and "not both" in run.stderr
 
 
+@pytest.mark.parametrize("flag", ["--target-rate", "--target-output-tokens-per-s"])
+@pytest.mark.parametrize("value", ["0", "inf"])
+def test_a_target_of_zero_or_infinity_is_bad_input_naming_the_flag(flag, value, run_planner):
+    run = run_planner("plan", *SMALL, flag, value)  # refused before the search: 0 once leaked 'prefill.instances'
+    assert run.returncode == 2 and f"{flag} must be positive and finite" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
+def test_an_infinite_evaluate_rate_is_bad_input(run_planner):
+    run = run_planner("evaluate", H800, "--rate", "inf", "--samples", "0")
+    assert run.returncode == 2 and run.stderr.startswith("planner: error: --rate:")
+    assert len(run.stderr.splitlines()) == 1
+
+
+def test_a_bad_load_plot_suffix_names_its_own_flag(run_planner):
+    run = run_planner("evaluate", H800, "--plot-load", "load.txt")
+    assert run.returncode == 2 and run.stderr.startswith("planner: error: --plot-load: unsupported plot format")
+
+
 def test_load_curve_plot(tmp_path, run_planner):
     pytest.importorskip("matplotlib")
     out = tmp_path / "load.png"

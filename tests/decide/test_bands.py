@@ -14,7 +14,7 @@ from planner import catalog
 from planner.decide.bands import Priced, band, layout_bands, sample_values
 from planner.decide.outcomes import layout_outcomes
 from planner.decide.spreads import Group, build_spreads, zero_spreads
-from planner.evaluate import evaluate, layout_goodput
+from planner.evaluate import evaluate, layout_goodput, load_point
 from planner.inputs.layout import load_layout
 from planner.inputs.scenario import build_scenario, resolve_scenario, scenario_overrides
 from planner.ops.calibration import with_params
@@ -121,6 +121,12 @@ def test_samples_priced_together_equal_each_sample_priced_alone(which):
         alone = layout_outcomes(layout, dataclasses.replace(sc, hardware=hw), None, rate_per_s=rate)
         ev = evaluate(layout, dataclasses.replace(sc, hardware=hw))
         assert together.decode_step_s[i] == pytest.approx(float(ev.decode.step_s[0]), rel=1e-12)
+        if together.decode_batch[i] == layout.decode.batch:  # not lowered: the one model's numbers (evaluate)
+            assert together.goodput_requests_per_s[i] == pytest.approx(
+                layout_goodput(ev).goodput_requests_per_s, rel=1e-12)
+            at = load_point(ev, rate)
+            assert together.ttft_s[i] == pytest.approx(at.ttft_at_slo_percentile_s, rel=1e-6)
+            assert together.tpot_s[i] == pytest.approx(at.tpot_mean_s, rel=1e-6)
         for name in ("goodput_requests_per_s", "decode_step_s", "prefill_step_s", "ttft_s", "tpot_s", "decode_batch"):
             a, b = getattr(together, name)[i], getattr(alone, name)[0]
             assert a == pytest.approx(b, rel=1e-12, nan_ok=True), (name, i)

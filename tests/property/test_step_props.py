@@ -267,6 +267,23 @@ def test_vector_equals_scalar_when_chunked_and_unchunked_candidates_mix() -> Non
     _assert_vector_is_scalar(shared_decode_step, Env.of(sc), DecodeArrays, [pd, collocated])
 
 
+
+def test_two_transformerless_ep_groups_price_an_expert_die_like_one() -> None:
+    """Shared-expert replicas are per EP group (``shared_expert_replicas`` counts toward each group's
+    slots): 576 expert dies as two EP288 groups of 256 routed + 32 replicas, fed by 960 attention dies
+    in 6 domains, give every expert die the same load as 288 dies fed by 480 in 6 domains (160 x 48 /
+    576 = 80 x 48 / 288 tokens per expert die), so each expert-die op costs the same."""
+    sc = build_scenario(None, scenario_overrides(model="deepseek-v3", hardware="cloudmatrix384",
+                                                 weights_dtype="int8", activations_dtype="int8"))
+    base = {"tp": 1, "ep": 288, "batch": 96, "micro_batches": 2, "redundant": 0, "shared_replicas": 32}
+    two = {**base, "attention_dies": 960, "expert_dies": 576, "domains": 6}
+    one = {**base, "attention_dies": 480, "expert_dies": 288, "domains": 6}
+    ops = [transformerless_step(Env.of(sc), _arrays(TransformerlessArrays, [c])).layers["full-attention/moe"].ops
+           for c in (two, one)]
+    for name, cost in ops[1].items():
+        if name.startswith("expert_die."):
+            assert float(ops[0][name].time_s[0]) == pytest.approx(float(cost.time_s[0]), rel=1e-12), name
+
 # --------------------------------------------------------------------------- weights
 
 

@@ -90,7 +90,9 @@ def test_layer_without_tokens_and_non_finite(tmp_path: Path) -> None:
     _bad(write_csv(tmp_path / "zero.csv", counts), "row 11", "no routed tokens")
     counts = matrix()
     counts[0, 0] = np.inf
-    _bad(write_csv(tmp_path / "inf.csv", counts), "row 1, column 1")
+    assert "np.float64" not in _bad(write_csv(tmp_path / "inf.csv", counts), "row 1, column 1", "inf is not")
+    # every count finite but the row's sum is not: count / inf would make every share 0 (perfect balance)
+    _bad(write_csv(tmp_path / "huge.csv", np.full((LAYERS, EXPERTS), 1e307)), "row 1", "largest float")
 
 
 def test_missing_file_and_dense_model(tmp_path: Path) -> None:

@@ -27,11 +27,14 @@ def evaluated(name: str, **experts):
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_costs_add_up(name: str) -> None:
-    """step = perfect-balance step + expert cost; perfect-balance step = even step + DP cost; both >= 0."""
-    ev = evaluated(name)
+    """step = perfect-balance step + expert cost; perfect-balance step = even step + DP cost; both >= 0.
+    The perfect-balance step is the one ``planner evaluate`` gives with ``balance = "perfect"``."""
+    ev, perfect = evaluated(name), evaluated(name, balance="perfect")
     for pool, load in layout_load(ev).items():
         step = ev.prefill if pool == "prefill" else ev.decode
+        balanced = perfect.prefill if pool == "prefill" else perfect.decode
         assert load.step_s == pytest.approx(float(step.step_s[0]), rel=1e-12)
+        assert load.step_perfect_balance_s == pytest.approx(float(balanced.step_s[0]), rel=1e-12)
         assert load.step_s == pytest.approx(load.step_perfect_balance_s + load.expert_imbalance_cost_s, rel=1e-12)
         assert load.step_perfect_balance_s == pytest.approx(load.step_no_imbalance_s + load.dp_imbalance_cost_s,
                                                             rel=1e-12)
