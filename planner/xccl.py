@@ -103,38 +103,74 @@ def all_to_all_s(hw: HardwareSpec, *, bytes_per_copy: Array, tokens: Array, top_
     return np.where(n > 1, call_s + np.maximum(total, per_copy), 0.0)
 
 
-def a2e_s(hw: HardwareSpec, *, bytes_per_copy: float, tokens_per_attention_die: Array,
-          attention_dies: Array, expert_dies: Array, top_k: int, call_s: float,
-          recv_factor: Array | float = 1.0, expert_side_only: bool = False, copy_s: float = 0.0) -> Array:
-    """Attention-to-expert (or expert-to-attention) transfer of one micro-batch, seconds, (N,).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class A2ETimes:
+    """One A2E (or E2A) transfer of one micro-batch, seconds, each (N,).
+
+    ``call_s``: the transfer alone, end to end (what a benchmark of the call measures): the
+    critical-path time of the micro-batch.  ``attention_link_s`` / ``expert_link_s``: how long
+    the transfer's bytes hold one attention die's / the busiest expert die's link (bytes over
+    bandwidth, no latency): what other micro-batches cannot hide.
+    """
+
+    call_s: Array
+    attention_link_s: Array
+    expert_link_s: Array
+
+
+def a2e(hw: HardwareSpec, *, bytes_per_copy: float, tokens_per_attention_die: Array,
+        attention_dies: Array, expert_dies: Array, top_k: int, call_s: float,
+        recv_factor: Array | float = 1.0, copy_s: float = 0.0) -> A2ETimes:
+    """Attention-to-expert (or expert-to-attention) transfer of one micro-batch of one domain.
+
+    Parameters
+    ----------
+    bytes_per_copy : bytes of one token copy (hidden * bytes per element)
+    tokens_per_attention_die : tokens each attention die sends, (N,)
+    attention_dies : attention dies taking part in the call (one domain), (N,)
+    expert_dies : expert dies, (N,)
+    top_k : copies per token (routed experts, plus one for a replicated shared expert)
+    call_s : per-call software cost (profile ``collectives.dispatch_s`` / ``combine_s``)
+    recv_factor : the busiest expert die handles ``recv_factor`` times the mean (expert imbalance)
+    copy_s : time per token copy at the busier end (profile ``collectives.low_latency_copy_s``)
 
     Notes
     -----
-    Each attention die sends a token once per distinct expert die its ``k`` experts live on;
-    each expert die receives ``A * T * c / E`` copies (times the imbalance).  The busier end
-    sets the time.  When expert dies outnumber the attention dies of a domain, XCCL routes in
-    two stages through trampoline dies: one more latency and the forwarded bytes once more.
-    ``expert_side_only`` gives the time the expert dies' links are busy (they serve every
-    domain in turn).  Like low-latency dispatch, A2E/E2A send per-token messages: no rank
-    decay of the fabric efficiency, and ``copy_s`` per token copy at the busier end.
+    Each attention die sends a token once per distinct expert die its ``k`` experts live on,
+    ``c = E (1 - (1 - 1/E)^k)`` copies; the busiest expert die receives ``A T c / E`` copies
+    times the imbalance.  End to end (``call_s``), the busier end sets the time:
+    ``call + max(latency + bytes / bw, copies * copy_s)``.  When expert dies outnumber the
+    attention dies of the call, XCCL routes in two stages through trampoline dies: one more
+    latency and the forwarded copies once more, on the critical path.  Like low-latency
+    dispatch, A2E/E2A send per-token messages: no rank decay of the fabric efficiency.
+
+    The link times are bytes over the die's link bandwidth (``bw * max_frac``), per direction:
+    an attention die sends ``T c`` copies (A2E; receives them back in E2A), the busiest expert
+    die receives (A2E) and sends (E2A) ``A T c / E * recv_factor``.  The call's latency, its
+    per-copy cost and the trampoline hop are not in them: another micro-batch's transfer runs
+    while they pass (DESIGN.md section 5: the latency counts once per stage on the critical
+    path, never times domains and micro-batches).
     """
     A = np.asarray(attention_dies, dtype=float)
     E = np.asarray(expert_dies, dtype=float)
     c = distinct(E, top_k)
-    send = tokens_per_attention_die * c * bytes_per_copy
-    recv = A * tokens_per_attention_die * c / E * bytes_per_copy * recv_factor
+    send_copies = tokens_per_attention_die * c
+    recv_copies = A * tokens_per_attention_die * c / E * recv_factor
+    send, recv = send_copies * bytes_per_copy, recv_copies * bytes_per_copy
     ranks = A + E
     fabrics, top = _levels(hw, ranks)
-    t = np.zeros(np.broadcast_shapes(ranks.shape, np.shape(send)))
-    recv_copies = A * tokens_per_attention_die * c / E * recv_factor
-    copies = recv_copies if expert_side_only else np.maximum(tokens_per_attention_die * c, recv_copies)
+    shape = np.broadcast_shapes(ranks.shape, np.shape(send), np.shape(recv))
+    call, att, exp = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     for i, fabric in enumerate(fabrics):
         sel = top == i
-        stage = transfer_s(fabric, recv if expert_side_only else np.maximum(send, recv), ranks, decay=False)
-        stage = np.maximum(stage, copies * copy_s)
+        stage = np.maximum(transfer_s(fabric, np.maximum(send, recv), ranks, decay=False),
+                           np.maximum(send_copies, recv_copies) * copy_s)
         second = np.where(E > A, np.maximum(transfer_s(fabric, recv, ranks, decay=False), recv_copies * copy_s), 0.0)
-        t = np.where(sel, stage + second, t)
-    return call_s + t
+        rate = fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, ranks, decay=False)
+        call = np.where(sel, stage + second, call)
+        att = np.where(sel, send / rate, att)
+        exp = np.where(sel, recv / rate, exp)
+    return A2ETimes(call_s=call_s + call, attention_link_s=att, expert_link_s=exp)
 
 
 def allreduce_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float) -> Array:

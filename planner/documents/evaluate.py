@@ -33,8 +33,10 @@ from planner.evaluate import (
     stable_rate,
 )
 from planner.imbalance import PoolLoad, pool_load
+from planner.inputs.layout import Mode
 from planner.inputs.scenario import ScenarioFile
 from planner.serving.result import PoolStep
+from planner.serving.transformerless import DISCIPLINE as TRANSFORMERLESS_DISCIPLINE
 
 
 class OpCost(Part):
@@ -63,7 +65,8 @@ class LayerCost(Part):
 class Breakdown(Part):
     """Per layer class, the once-per-step costs, and memory per die by kind (bytes)."""
 
-    overlap_discipline: str = "ideal"  # the profile's [overlap] discipline (m >= 2 micro-batches)
+    # the profile's [overlap] discipline (m >= 2 micro-batches); a transformerless decode pool: its own pipeline
+    overlap_discipline: str = "ideal"
     layers: dict[str, LayerCost]
     per_step: dict[str, float | None]
     memory_bytes: dict[str, float | None]
@@ -332,7 +335,8 @@ def decode_metrics(ev: Evaluation) -> DecodeMetrics | None:
                          max_batch_by_memory=int(_f(step.max_batch)), fits_memory=bool(step.fits[0]),
                          output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / dies,
                          output_tokens_per_s_per_chip=out_per_s / dies * env.hw.dies_per_chip,
-                         breakdown=breakdown(step, str(env.hw.overlap.discipline)),
+                         breakdown=breakdown(step, TRANSFORMERLESS_DISCIPLINE if ev.layout.mode == Mode.TRANSFORMERLESS
+                                             else str(env.hw.overlap.discipline)),
                          expert_load=ExpertLoadDoc.of(pool_load(ev, "decode")))
 
 

@@ -27,7 +27,7 @@ from planner.cost.roofline import Device, attention_core, gemm, sum_costs
 from planner.inputs.hardware import HardwareSpec, hardware_from_document
 from planner.ops import expert_load_fit
 from planner.units import Dtype
-from planner.xccl import CallCosts, a2e_s, all_to_all_s, allreduce_s, distinct, p2p_s, transfer_s
+from planner.xccl import CallCosts, a2e, all_to_all_s, allreduce_s, distinct, p2p_s, transfer_s
 
 Row = Mapping[str, Any]
 ROWS_FILE = "calibration.json"
@@ -175,10 +175,10 @@ def _a2a_bandwidth(hw: HardwareSpec, p: Row) -> float:
 
 def _a2e_latency(hw: HardwareSpec, p: Row) -> float:
     """Seconds of one A2E (``op = dispatch``) or E2A (``op = combine``) transfer."""
-    t = a2e_s(hw, bytes_per_copy=p["hidden"] * Dtype(p["dtype"]).bytes_per_element,
-              tokens_per_attention_die=_one(p["tokens_per_attention_die"]),
-              attention_dies=_one(p["attention_dies"]), expert_dies=_one(p["expert_dies"]),
-              top_k=p["top_k"], call_s=_call_s(hw, p["op"]), copy_s=CallCosts.of(hw).copy_s)
+    t = a2e(hw, bytes_per_copy=p["hidden"] * Dtype(p["dtype"]).bytes_per_element,
+            tokens_per_attention_die=_one(p["tokens_per_attention_die"]),
+            attention_dies=_one(p["attention_dies"]), expert_dies=_one(p["expert_dies"]),
+            top_k=p["top_k"], call_s=_call_s(hw, p["op"]), copy_s=CallCosts.of(hw).copy_s).call_s
     return float(t[0])
 
 

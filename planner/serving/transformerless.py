@@ -4,13 +4,16 @@ Per instance, ``A`` attention dies (DP, split into ``D`` domains) and ``E`` expe
 domain runs ``m`` micro-batches through every layer: attention (and shared experts, router)
 on its attention dies, A2E, routed experts on the expert dies, E2A.  The domains take turns on
 the expert dies, so the experts see one domain's micro-batch at a time: per-expert-die copies
-``(A / D) * b/m * k / E``.  Per MoE layer (DESIGN.md section 5)::
+``(A / D) * b/m * k / E``.  Per MoE layer (DESIGN.md section 5, :func:`pipelined_layer_s`)::
 
-    period = max(t_a + t_c + t_e,  m * t_a,  m * t_c,  D * m * t_e,  D * m * t_c_expert_side)
+    layer = m * max(t_a, link_a, D * max(t_e, link_e), (t_a + a2e + t_e + e2a) / m)
 
-plus, once per step, the pipeline tail ``t_a + t_c + t_e - max(t_a, t_c, t_e)`` that nothing
-hides, the MTP layer, the LM head and the scheduler gap.  Dense layers and the shared experts
-run on the attention dies.
+with ``a2e``/``e2a`` the end-to-end calls (latency, per-copy cost, trampoline hop: on the
+critical path once) and ``link_*`` the bytes a die's link carries per micro-batch over its
+bandwidth (what the other micro-batches cannot hide); plus, once per step, the pipeline
+fill/drain ``round trip - its longest stage``, the MTP layer, the LM head and the scheduler gap.
+Dense layers and the shared experts (unless replicated on the expert dies) run on the attention
+dies.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from planner.serving.context import Env
 from planner.serving.decode import lm_head
 from planner.serving.layers import LayerClass, LayerCost, dispatch_wait, layer_classes
 from planner.serving.result import PoolStep
-from planner.xccl import a2e_s, allreduce_s
+from planner.xccl import A2ETimes, a2e, allreduce_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,10 +119,9 @@ def _attention_side(env: Env, cls: LayerClass, s: _Shape) -> tuple[dict[str, Cos
 
 
 def _expert_side(env: Env, s: _Shape, rows: tuple[int, ...] | None
-                 ) -> tuple[dict[str, Cost], dict[str, Array], Array, tuple[Array, Array]]:
+                 ) -> tuple[dict[str, Cost], A2ETimes, A2ETimes, tuple[Array, Array]]:
     """Expert compute of one domain's micro-batch (the mean expert die's, and the busiest one's extra as
-    ``combine_wait``), A2E + E2A, the expert-side link time, and the busiest die / mean (over the
-    layers, hottest layer)."""
+    ``combine_wait``), its A2E and E2A, and the busiest die / mean (over the layers, hottest layer)."""
     model, h, k = env.model, env.model.hidden, env.model.ffn.top_k
     copies = s.A_d * s.tokens * k / s.E
     imb, hottest = moe.expert_imbalances(model, env.decode_load, ep=s.ep, redundant=s.redundant,
@@ -129,13 +131,9 @@ def _expert_side(env: Env, s: _Shape, rows: tuple[int, ...] | None
     # a replicated shared expert is one more copy per token sent to the expert dies
     kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E,
               top_k=k + (np.asarray(s.replicas) > 0), recv_factor=imb, copy_s=env.calls.copy_s)
-    comm = {"a2e": a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s, **kw),
-            "e2a": a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s, **kw)}
-    busy = (a2e_s(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s,
-                  expert_side_only=True, **kw)
-            + a2e_s(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s,
-                    expert_side_only=True, **kw))
-    return ops, comm, busy, (imb, hottest)
+    to_experts = a2e(env.hw, bytes_per_copy=h * env.by.dispatch, call_s=env.calls.dispatch_s, **kw)
+    back = a2e(env.hw, bytes_per_copy=h * env.by.combine, call_s=env.calls.combine_s, **kw)
+    return ops, to_experts, back, (imb, hottest)
 
 
 def _attention_side_shared(env: Env, cls: LayerClass, s: _Shape
@@ -162,21 +160,67 @@ def _gather(c: Cost, index: Array) -> Cost:
     return Cost(c.time_s[index], c.flops[index], c.bytes[index], c.compute_s[index], c.memory_s[index])
 
 
+# The breakdown's name for the overlap of a transformerless pool (not the profile's [overlap]
+# discipline: attention and experts run on different dies), and its stage pairs, per micro-batch of
+# one domain: attention || what it waits for.
+DISCIPLINE = "transformerless-pipeline"
+PAIR_LINKS = "attention || its links (A2E + E2A bytes)"
+PAIR_EXPERTS = "attention || expert dies' turn (domains x experts or their links)"
+PAIR_ROUND_TRIP = "attention || round trip / micro-batches"
+
+
+def pipelined_layer_s(t_a: Array, a2e_s: Array, t_e: Array, e2a_s: Array, link_a: Array, link_e: Array,
+                      m: Array, D: Array) -> tuple[Array, Array, dict[str, tuple[Array, Array]]]:
+    """(layer time, once-per-step fill/drain, stage pairs) of one MoE layer of a transformerless instance.
+
+    Parameters
+    ----------
+    t_a : attention-die compute of one micro-batch (attention, router, shared experts, TP all-reduce,
+        dispatch wait), s, (N,)
+    a2e_s, e2a_s : end-to-end A2E / E2A of one micro-batch (latency, per-copy cost, trampoline), s, (N,)
+    t_e : busiest expert die's compute of one micro-batch, s, (N,)
+    link_a, link_e : one attention die's / the busiest expert die's link time of one micro-batch, A2E and
+        E2A, bytes over bandwidth, the busier direction, s, (N,)
+    m, D : micro-batches per domain, domains, (N,)
+
+    Notes
+    -----
+    Every micro-batch of a domain goes round ``attention -> A2E -> experts -> E2A`` once per layer,
+    so a layer takes at least the round trip ``r = t_a + a2e + t_e + e2a`` (latencies on the critical
+    path, once); the domain's attention dies serve its ``m`` micro-batches, the expert dies serve the
+    ``D m`` micro-batches of every domain in turn, and links and compute of a die overlap across
+    micro-batches::
+
+        layer = m * max(t_a, link_a, D max(t_e, link_e), r / m)
+
+    Written as ``m (t_a + waiting)``: the pairs are (attention, what it waits for) per micro-batch.
+    Once per step the pipeline fills and drains: with ``m >= 2`` the round trip beyond its longest
+    stage, ``r - max(t_a, a2e, t_e, e2a)``; with ``m = 1`` the round trip is the layer (no tail).
+    """
+    r = t_a + a2e_s + t_e + e2a_s
+    pairs = {PAIR_LINKS: (t_a, link_a), PAIR_EXPERTS: (t_a, D * np.maximum(t_e, link_e)),
+             PAIR_ROUND_TRIP: (t_a, r / m)}
+    layer = m * np.maximum.reduce([t_a, *(comm for _, comm in pairs.values())])
+    tail = np.where(m > 1, r - np.maximum.reduce([t_a, a2e_s, t_e, e2a_s]), 0.0)
+    return layer, tail, pairs
+
+
 def _moe_layer(env: Env, cls: LayerClass, s: _Shape, m: Array, D: Array) -> tuple[LayerCost, Array, Array]:
     a_ops, a_comm, core = _attention_side_shared(env, cls, s)
     # the A2E of a domain waits for its slowest attention die (DP ranks of A_d / tp dies)
     a_ops["dispatch_wait"] = dispatch_wait({"core": core}, ("core",), ranks=s.A_d / s.tp, seqs=s.tp * s.seqs,
                                            work_cv=env.decode_context_cv, dispersion=env.dp_count_dispersion)
-    e_ops, e_comm, busy, (imb, hottest) = _expert_side(env, s, cls.moe_rows)
+    e_ops, to_experts, back, (imb, hottest) = _expert_side(env, s, cls.moe_rows)
     att = LayerCost(a_ops, a_comm)
-    t_a = att.compute_s + att.comm_s
     t_e = LayerCost(e_ops, {}).compute_s
-    t_c = e_comm["a2e"] + e_comm["e2a"]
-    chain = t_a + t_c + t_e
-    period = np.maximum.reduce([chain, m * t_a, m * t_c, D * m * t_e, D * m * busy])
-    tail = np.where(m > 1, chain - np.maximum.reduce([t_a, t_c, t_e]), 0.0)
+    # per direction: an attention die sends in A2E and receives in E2A, an expert die the reverse
+    link_a = np.maximum(to_experts.attention_link_s, back.attention_link_s)
+    link_e = np.maximum(to_experts.expert_link_s, back.expert_link_s)
+    period, tail, pairs = pipelined_layer_s(att.compute_s + att.comm_s, to_experts.call_s, t_e, back.call_s,
+                                            link_a, link_e, m, D)
     ops = {**a_ops, **{f"expert_die.{n}": c for n, c in e_ops.items()}}
-    return LayerCost(ops, {**a_comm, **e_comm}, load_ratio=imb, load_ratio_hottest=hottest), period, tail
+    comm = {**a_comm, "a2e": to_experts.call_s, "e2a": back.call_s}
+    return LayerCost(ops, comm, load_ratio=imb, load_ratio_hottest=hottest, pairs=pairs), period, tail
 
 
 def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
