@@ -81,10 +81,10 @@ def test_a2e_call_and_link_times_by_hand(A: int, E: int) -> None:
 
 @pytest.mark.parametrize(("case", "layer", "tail"), [
     # t_a, a2e, t_e, e2a, link_a, link_e, m, D
-    ((1.0, 0.2, 0.3, 0.25, 0.1, 0.2, 2, 3), 2 * max(1.0, 0.1, 3 * 0.3, 1.75 / 2), 1.75 - 1.0),  # attention-bound
-    ((1.0, 0.2, 0.3, 0.25, 0.1, 0.5, 2, 3), 2 * 3 * 0.5, 1.75 - 1.0),                           # expert links bind
-    ((0.2, 0.5, 0.1, 0.6, 0.1, 0.05, 2, 1), 1.4, 1.4 - 0.6),                                    # the round trip binds
-    ((1.0, 0.2, 0.3, 0.25, 0.1, 0.2, 1, 1), 1.75, 0.0),                                          # m = 1: serial, no tail
+    ((1.0, 0.2, 0.3, 0.25, 0.1, 0.2, 2, 3), 2 * max(1.0, 0.1, 3 * 0.3, 1.75 / 2), 1.75 - 1.0),  # attention binds
+    ((1.0, 0.2, 0.3, 0.25, 0.1, 0.5, 2, 3), 2 * 3 * 0.5, 1.75 - 1.0),  # the expert dies' links bind
+    ((0.2, 0.5, 0.1, 0.6, 0.1, 0.05, 2, 1), 1.4, 1.4 - 0.6),  # the round trip binds
+    ((1.0, 0.2, 0.3, 0.25, 0.1, 0.2, 1, 1), 1.75, 0.0),  # m = 1: serial, no tail
 ])
 def test_pipelined_layer_by_hand(case, layer, tail) -> None:
     t_a, a2e_s, t_e, e2a_s, link_a, link_e, m, D = (np.array([x], float) for x in case)
