@@ -30,7 +30,7 @@ from planner import catalog
 from planner.inputs.files import HardwareFile, load_file
 from planner.ops import calibration
 
-# Median over the fit + check rows (DESIGN asks for <= 15%).  The Hopper and Ascend rows reach ~3%;
+# Median over the fit + check rows (DESIGN asks for <= 15%).  The Hopper and Ascend rows reach 3-4%;
 # the Blackwell rows ~5.5% (one GEMM asymptote for the FP8 and FP4 paths, single-run communication
 # tables, and the held-out small-kernel floors listed as known misses), so the tripwire sits at 7%.
 # Each row's own band is in measurements/calibration.json.
