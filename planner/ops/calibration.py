@@ -413,8 +413,14 @@ def fit(profile: str) -> dict[str, float]:
 
     def residuals(u: np.ndarray) -> np.ndarray:
         values = dict(zip(params, u * scale, strict=True))
-        predicted = [predict(r, with_params(b, _row_values(r, b, profile, values)))
-                     for r, b in zip(rows, bases, strict=True)]
+        trial: dict[tuple[str, tuple[tuple[str, float], ...]], HardwareSpec] = {}  # one profile per base and values
+        predicted = []
+        for r, b in zip(rows, bases, strict=True):
+            applied = _row_values(r, b, profile, values)
+            key = (b.name, tuple(sorted(applied.items())))
+            if key not in trial:
+                trial[key] = with_params(b, applied)
+            predicted.append(predict(r, trial[key]))
         return np.log(np.array(predicted) / measured)
 
     result = least_squares(residuals, x0 / scale, bounds=(lo / scale, hi / scale), method="trf",
