@@ -23,7 +23,7 @@ from scipy.optimize import least_squares
 
 from planner import catalog
 from planner.cost.precision import BytesPerElement
-from planner.cost.roofline import Device, attention_core, gemm, sum_costs
+from planner.cost.roofline import Cost, Device, attention_core, gemm, streaming, sum_costs
 from planner.inputs.hardware import HardwareSpec, hardware_from_document
 from planner.ops import expert_load_fit
 from planner.units import Dtype
@@ -104,15 +104,30 @@ def _one(x: Any) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=float))
 
 
-def _gemm(hw: HardwareSpec, p: Row) -> float:
-    """Achieved FLOP/s of one (grouped) FP8 GEMM, as DeepGEMM counts it: 2 M N K groups / t."""
+def _gemm_cost(hw: HardwareSpec, p: Row) -> Cost:
     dtype = Dtype(p.get("dtype", "fp8"))
     dev = Device.of(hw, dtype)
-    groups = p.get("groups", 1)
-    cost = gemm(dev, _one(p["m"]), p["n"], p["k"], weight_bytes=dtype.bytes_per_element,
+    return gemm(dev, _one(p["m"]), p["n"], p["k"], weight_bytes=dtype.bytes_per_element,
                 act_bytes=dtype.bytes_per_element, out_bytes=Dtype(p.get("out_dtype", "bf16")).bytes_per_element,
-                count=groups)
+                count=p.get("groups", 1))
+
+
+def _gemm(hw: HardwareSpec, p: Row) -> float:
+    """Achieved FLOP/s of one (grouped) GEMM, as DeepGEMM counts it: 2 M N K groups / t."""
+    cost = _gemm_cost(hw, p)
     return float(cost.flops[0] / cost.time_s[0])
+
+
+def _gemm_latency(hw: HardwareSpec, p: Row) -> float:
+    """Seconds of one (grouped) GEMM kernel (FlashInfer's benchmark CSVs report times)."""
+    return float(_gemm_cost(hw, p).time_s[0])
+
+
+def _gemm_weight_bandwidth(hw: HardwareSpec, p: Row) -> float:
+    """Weight bytes / time of a weight-streaming (small-M) GEMM, as FlashInfer and CUTLASS users
+    count it: ``groups N K`` elements of the weight dtype (block scales not counted)."""
+    weight_bytes = p.get("groups", 1) * p["n"] * p["k"] * Dtype(p.get("dtype", "fp8")).bytes_per_element
+    return float(weight_bytes / _gemm_cost(hw, p).time_s[0])
 
 
 def _gemm_peak(hw: HardwareSpec, p: Row) -> float:
@@ -132,8 +147,14 @@ def _attention_work(p: Row) -> tuple[float, float]:
     if p["form"] == "mla_decode":
         total, sq = b * p["context"], p["q_len"]
         return 2.0 * sq * total * h * (dk + dv), (total * dk + b * sq * h * (dk + dv)) * eb
+    if p["form"] == "gqa_decode":
+        # one query token per sequence; K and V of ``kv_heads`` heads read once (FlashInfer's count)
+        total = b * p["context"]
+        return 2.0 * total * h * (dk + dv), (total * p["kv_heads"] * (dk + dv) + b * h * (dk + dv)) * eb
     n = p["seq_len"]
-    return 2.0 * b * h * (dk + dv) * n * n / 2.0, b * n * h * 2 * (dk + dv) * eb
+    pairs = n * n / 2.0 if p.get("causal", True) else n * n  # mha_prefill; ``causal = false``: no mask
+    kv_heads = p.get("kv_heads", h)
+    return 2.0 * b * h * (dk + dv) * pairs, b * n * (h + kv_heads) * (dk + dv) * eb
 
 
 def _attention(hw: HardwareSpec, p: Row) -> float:
@@ -144,6 +165,17 @@ def _attention(hw: HardwareSpec, p: Row) -> float:
     return float(work / cost.time_s[0])
 
 
+def _attention_latency(hw: HardwareSpec, p: Row) -> float:
+    """Seconds of one attention kernel call."""
+    flops, bytes_ = _attention_work(p)
+    return float(attention_core(Device.of(hw, Dtype.BF16), _one(flops), _one(bytes_)).time_s[0])
+
+
+def _streaming_bandwidth(hw: HardwareSpec, p: Row) -> float:
+    """Bytes/s of a memory-streaming kernel (norms, copies): ``bytes`` read + written / time."""
+    return float(p["bytes"] / streaming(Device.of(hw, Dtype.BF16), _one(p["bytes"])).time_s[0])
+
+
 def _call_s(hw: HardwareSpec, op: str) -> float:
     return getattr(CallCosts.of(hw), f"{op}_s")
 
@@ -151,7 +183,8 @@ def _call_s(hw: HardwareSpec, op: str) -> float:
 def _a2a_time(hw: HardwareSpec, p: Row) -> np.ndarray:
     only = p.get("only_fabric")
     fabric = hw.fabric_named(only) if only else None
-    bpc = p["hidden"] * Dtype(p["dtype"]).bytes_per_element
+    # ``bytes_per_token``: a payload with its block scales (TRT-LLM's post-quantised dispatch)
+    bpc = p.get("bytes_per_token", p["hidden"] * Dtype(p["dtype"]).bytes_per_element)
     return all_to_all_s(hw, bytes_per_copy=bpc, tokens=_one(p["tokens"]), top_k=p["top_k"],
                         ranks=_one(p["ranks"]), dedup=p["dedup"], call_s=_call_s(hw, p["op"]),
                         only_fabric=fabric, copy_s=CallCosts.of(hw).copy_s)
@@ -189,6 +222,11 @@ def _allreduce_busbw(hw: HardwareSpec, p: Row) -> float:
     return float(p["bytes"] / t[0] * 2 * (n - 1) / n)
 
 
+def _allreduce_latency(hw: HardwareSpec, p: Row) -> float:
+    """Seconds of one all-reduce of ``bytes`` per die among ``ranks`` dies (decode TP all-reduce)."""
+    return float(allreduce_s(hw, _one(p["bytes"]), _one(p["ranks"]), CallCosts.of(hw).collective_s)[0])
+
+
 def _fabric_bandwidth(hw: HardwareSpec, p: Row) -> float:
     """Large-message bytes/s of one die over one fabric among ``ranks`` dies."""
     fabric = hw.fabric_named(p["fabric"])
@@ -220,6 +258,9 @@ PREDICTORS: dict[str, Callable[[HardwareSpec, Row], float]] = {
     "a2a_bandwidth": _a2a_bandwidth, "a2a_latency": _a2a_latency, "a2e_latency": _a2e_latency,
     "allreduce_busbw": _allreduce_busbw, "fabric_bandwidth": _fabric_bandwidth,
     "p2p_latency": _p2p_latency, "attention_layer": _attention_layer,
+    "gemm_latency": _gemm_latency, "gemm_weight_bandwidth": _gemm_weight_bandwidth,
+    "attention_latency": _attention_latency, "streaming_bandwidth": _streaming_bandwidth,
+    "allreduce_latency": _allreduce_latency,
     # the A* rows: the expert-load model (planner/ops/expert_load_fit.py fits them, never fit() here)
     **{kind: expert_load_fit.hardware_predictor(kind) for kind in expert_load_fit.PREDICTORS},
 }
@@ -372,8 +413,14 @@ def fit(profile: str) -> dict[str, float]:
 
     def residuals(u: np.ndarray) -> np.ndarray:
         values = dict(zip(params, u * scale, strict=True))
-        predicted = [predict(r, with_params(b, _row_values(r, b, profile, values)))
-                     for r, b in zip(rows, bases, strict=True)]
+        trial: dict[tuple[str, tuple[tuple[str, float], ...]], HardwareSpec] = {}  # one profile per base and values
+        predicted = []
+        for r, b in zip(rows, bases, strict=True):
+            applied = _row_values(r, b, profile, values)
+            key = (b.name, tuple(sorted(applied.items())))
+            if key not in trial:
+                trial[key] = with_params(b, applied)
+            predicted.append(predict(r, trial[key]))
         return np.log(np.array(predicted) / measured)
 
     result = least_squares(residuals, x0 / scale, bounds=(lo / scale, hi / scale), method="trf",

@@ -30,9 +30,11 @@ from planner import catalog
 from planner.inputs.files import HardwareFile, load_file
 from planner.ops import calibration
 
-# Median over the fit + check rows (DESIGN asks for <= 15%; the calibration achieves ~3%).  Each
-# row's own band is in measurements/calibration.json.
-MEDIAN_GATE = 0.05
+# Median over the fit + check rows (DESIGN asks for <= 15%).  The Hopper and Ascend rows reach 3-4%;
+# the Blackwell rows ~5.5% (one GEMM asymptote for the FP8 and FP4 paths, single-run communication
+# tables, and the held-out small-kernel floors listed as known misses), so the tripwire sits at 7%.
+# Each row's own band is in measurements/calibration.json.
+MEDIAN_GATE = 0.07
 REPRODUCE_TOL = 0.03        # stored profile values vs a fresh fit (3 significant digits stored)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +42,8 @@ REPO = Path(__file__).resolve().parents[2]
 REFERENCE_ROWS = REPO / "tests" / "data" / "pinned" / "calibration.json"
 # The expert-load rows A* (reference/kernels/ascend_expert_load_overlap.json), pinned the same way.
 EXPERT_LOAD_ROWS = REPO / "tests" / "data" / "pinned" / "ascend_expert_load_overlap.json"
+# The Blackwell / Hopper kernel rows (reference/kernels/gpu_blackwell_hopper.json, 336 rows), pinned whole.
+BLACKWELL_ROWS = REPO / "tests" / "data" / "pinned" / "gpu_blackwell_hopper.json"
 PROFILES = catalog.shipped_names("hardware_profiles")
 FITTED = [p for p in PROFILES if calibration.fit_rows(p)]
 
@@ -243,7 +247,7 @@ def test_every_row_has_one_role_and_an_si_value():
 
 
 def test_rows_are_verbatim_copies_and_every_reference_row_is_accounted_for():
-    reference = {r["id"]: r for path in (REFERENCE_ROWS, EXPERT_LOAD_ROWS)
+    reference = {r["id"]: r for path in (REFERENCE_ROWS, EXPERT_LOAD_ROWS, BLACKWELL_ROWS)
                  for r in json.loads(path.read_text(encoding="utf-8"))}
     document = calibration.load_document()
     for row in document["rows"]:
@@ -254,3 +258,24 @@ def test_rows_are_verbatim_copies_and_every_reference_row_is_accounted_for():
     assert not used & excluded
     assert used | excluded == set(reference)
     assert all(len(e["reason"]) > 20 for e in document["excluded"])
+
+
+def test_every_blackwell_hopper_row_is_a_row_or_excluded_once():
+    """Each of the 336 ids of gpu_blackwell_hopper.json is exactly one shipped row or one exclusion."""
+    ids = [r["id"] for r in json.loads(BLACKWELL_ROWS.read_text(encoding="utf-8"))]
+    assert len(ids) == len(set(ids)) == 336
+    document = calibration.load_document()
+    rows = [r["id"] for r in document["rows"] if r["id"] in set(ids)]
+    excluded = [e["id"] for e in document["excluded"] if e["id"] in set(ids)]
+    assert len(rows) == len(set(rows)) and len(excluded) == len(set(excluded))
+    assert sorted(rows + excluded) == sorted(ids)
+
+
+@pytest.mark.parametrize("profile", ["b200", "gb200-nvl72"])
+def test_blackwell_sections_with_rows_are_tagged_calibrated(profile):
+    """Provenance: a Blackwell section that names calibration rows is kind = "calibrated"."""
+    f = load_file(HardwareFile, catalog.hardware(profile).path)
+    for factor in [f.efficiency.gemm, f.efficiency.attention, f.efficiency.memory, f.overheads, f.collectives,
+                   *(fabric.efficiency for fabric in f.fabrics)]:
+        if factor.calibrated_from:
+            assert factor.kind.value == "calibrated", f"{profile}: {factor.source[:60]}"
