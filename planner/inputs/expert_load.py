@@ -10,7 +10,8 @@ distribution recorders of SGLang and vLLM dump one).  Two formats:
 - JSON: an array of rows (arrays of numbers), or an object ``{"counts": [[...], ...]}``.
 
 A bad matrix (unreadable, empty, not numbers, ragged, negative or non-finite, a layer with no
-tokens, or the wrong shape for the model) is a one-line :class:`~planner.errors.DataFileError`.
+tokens, the wrong shape for the model, or an expert with more than ``1 / top_k`` of a layer's
+copies, which no routing can produce) is a one-line :class:`~planner.errors.DataFileError`.
 """
 
 from __future__ import annotations
@@ -206,6 +207,14 @@ def check_counts(rows: list[list[float]], model: ModelSpec, where: str) -> np.nd
     if overflow.size:  # the shares would be count / inf = 0: silently perfect balance
         raise DataFileError(f"row {int(overflow[0]) + 1} (MoE layer) sums past the largest float", where=where,
                             fix="rescale the counts (only their ratios within a row matter)")
+    # a token picks top_k distinct experts, so no expert receives more than 1/top_k of a layer's copies
+    k = model.ffn.top_k
+    over = np.argwhere(counts * k > totals[:, None] * (1.0 + 1e-9))
+    if over.size:
+        i, j = (int(x) for x in over[0])
+        raise DataFileError(f"row {i + 1}, column {j + 1}: {counts[i, j] / totals[i]:.1%} of the layer's copies, "
+                            f"more than 1/top_k = 1/{k} (a token picks {k} distinct experts)", where=where,
+                            fix="give token copies per routed expert over the same window for every expert")
     return counts
 
 

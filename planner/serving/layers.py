@@ -121,7 +121,8 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     k = model.ffn.top_k
     mean_copies = shape.die_tokens * k
     imb, hottest = moe.expert_imbalances(model, shape.load, ep=shape.ep, redundant=shape.redundant,
-                                         copies_per_die=mean_copies, rows=cls.moe_rows)
+                                         copies_per_die=mean_copies, rows=cls.moe_rows,
+                                         shared_replicas=shape.shared_replicas)
     ops["dispatch_wait"] = dispatch_wait(ops, shape.context_ops, ranks=shape.ep / shape.tp, seqs=shape.dp_seqs,
                                          work_cv=shape.dp_work_cv, dispersion=shape.dp_dispersion)
     ops["router"] = moe.router(dev, model, by, tokens=shape.group_tokens, launch_s=shape.launch_s)
@@ -130,7 +131,8 @@ def shared_die_layer(env: Env, cls: LayerClass, shape: SharedDieShape,
     shared = moe.shared_experts(dev, model, by, tokens=shape.group_tokens, tp=shape.tp, launch_s=shape.launch_s)
     ops.update({n: c.scaled(~replicated) for n, c in shared.items()})  # on the token die unless replicated
     ops.update(moe.expert_side(dev, model, by, copies=mean_copies, slots=shape.slots, imbalance=imb,
-                               launch_s=shape.launch_s, shared_replicas=rep, tokens=shape.die_tokens, ep=shape.ep))
+                               launch_s=shape.launch_s, shared_replicas=rep, tokens=shape.die_tokens, ep=shape.ep,
+                               load=shape.load, redundant=shape.redundant))
     # a replicated shared expert is one more routed copy per token (to one of its replicas)
     a2a = dict(tokens=shape.die_tokens, top_k=k + replicated, ranks=shape.ep, dedup=shape.dedup, recv_factor=imb,
                copy_s=env.calls.copy_s)

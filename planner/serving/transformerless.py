@@ -125,9 +125,10 @@ def _expert_side(env: Env, s: _Shape, rows: tuple[int, ...] | None
     model, h, k = env.model, env.model.hidden, env.model.ffn.top_k
     copies = s.A_d * s.tokens * k / s.E
     imb, hottest = moe.expert_imbalances(model, env.decode_load, ep=s.ep, redundant=s.redundant,
-                                         copies_per_die=copies, rows=rows)
+                                         copies_per_die=copies, rows=rows, shared_replicas=s.replicas)
     ops = moe.expert_side(env.dev, model, env.by, copies=copies, slots=s.slots, imbalance=imb,
-                          shared_replicas=s.replicas, tokens=s.A_d * s.tokens / s.E, ep=s.ep)
+                          shared_replicas=s.replicas, tokens=s.A_d * s.tokens / s.E, ep=s.ep,
+                          load=env.decode_load, redundant=s.redundant)
     # a replicated shared expert is one more copy per token sent to the expert dies
     kw = dict(tokens_per_attention_die=s.tokens, attention_dies=s.A_d, expert_dies=s.E,
               top_k=k + (np.asarray(s.replicas) > 0), recv_factor=imb, copy_s=env.calls.copy_s)

@@ -82,10 +82,13 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
     rows = np.full(SHAPE, 10.0)
     negative = rows.copy()
     negative[2, 3] = -1.0
+    over = rows.copy()
+    over[7, 0] = 10.0 * 255 / 7 + 1.0            # just above 1/8 of the layer's copies (top-8)
     ragged = "\n".join(",".join(["1"] * (SHAPE[1] - (i == 5))) for i in range(SHAPE[0]))
     files = {
         "wrong-shape": (write_matrix(tmp / "short.csv", rows[:40]), ("40 x 256", "58 x 256")),
         "negative": (write_matrix(tmp / "negative.csv", negative), ("row 3, column 4", "non-negative")),
+        "over-cap": (write_matrix(tmp / "over.csv", over), ("row 8, column 1", "more than 1/top_k")),
         "empty": ("", ("empty",)),
         "not-numbers": ("layer,count\n3,4\n", ("line 1", "numbers")),
         "ragged": (ragged, ("different lengths",)),
@@ -102,7 +105,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["wrong-shape", "negative", "empty", "not-numbers", "ragged", "bad-json"])
+@pytest.mark.parametrize("kind", ["wrong-shape", "negative", "over-cap", "empty", "not-numbers", "ragged", "bad-json"])
 @pytest.mark.parametrize("flag", ["--expert-load", "--decode-expert-load"])
 def test_bad_matrix_exits_2_with_one_line(run_planner: Any, tmp_path: Path, kind: str, flag: str) -> None:
     path, needles = _bad_files(tmp_path)[kind]

@@ -16,8 +16,9 @@ import pytest
 from planner import catalog
 from planner.attention.base import causal_pairs
 from planner.cost import elementwise
+from planner.cost.expert_load import busiest_die_ratios
 from planner.cost.memory import kv_bytes_per_sequence
-from planner.cost.moe import expert_imbalance
+from planner.cost.moe import expert_imbalance, expert_imbalances, expert_side, routed_dies
 from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Device, gemm
 from planner.inputs.expert_load import ExpertLoad, Policy, load_params
@@ -275,3 +276,54 @@ def test_elementwise_ffn_activation_is_split_by_tp() -> None:
     # Correct: 2 * 10,485,760 (norms, RoPE, quant of 128 tokens) + 22,020,096 (FFN half) = 42,991,616 B.
     assert tp2 < 2 * tp1, f"tp 2 elementwise bytes {tp2:.0f} = {tp2 / tp1:.3f} x tp 1 ({tp1:.0f})"
     assert tp2 == 42_991_616
+
+
+# --------------------------------------------------------------------------- shared-expert replicas on expert dies
+
+R1 = catalog.model("deepseek-r1")   # 256 routed experts, top-8, one shared expert
+
+
+def _eplb(policy: str = "eplb") -> ExpertLoad:
+    return ExpertLoad(policy=Policy(policy), params=load_params(), rebalance_period_s=60.0)
+
+
+@pytest.mark.parametrize(("ep", "redundant", "replicas", "policy", "dies"), [
+    (288, 288, 32, "eplb", 256),   # xDeepServe: the replica dies' routed slots hold cold pieces
+    (288, 288, 32, "none", 272),   # static: (E + R) / s = 544 / 2 dies of two routed slots
+    (288, 0, 32, "eplb", 256),     # one slot per die: exactly the 256 routed-expert dies
+    (320, 32, 32, "eplb", 288),    # CloudMatrix-Infer EP320: 288 routed-expert dies
+    (64, 32, 64, "eplb", 64),      # k >= ep: every die alike
+])
+def test_routed_dies_by_hand(ep: int, redundant: int, replicas: int, policy: str, dies: int) -> None:
+    n = routed_dies(R1, _eplb(policy), ep=_one(ep), redundant=_one(redundant), shared_replicas=_one(replicas))
+    assert n[0] == pytest.approx(dies, rel=1e-12)
+
+
+def test_replica_dies_ratio_is_over_the_routed_dies() -> None:
+    """EP288, 32 shared replicas, no redundant experts: the busiest-die ratio is the one of 256 one-expert
+    dies at their own mean (288 / 256 of the group's mean copies), not of 288 dies."""
+    lo, c = _eplb(), 960.0
+    got = expert_imbalances(R1, lo, ep=_one(288), redundant=_one(0), copies_per_die=_one(c), shared_replicas=_one(32))
+    want = busiest_die_ratios(lo, experts=256, top_k=8, ep=_one(256), redundant=_one(0),
+                              copies_per_die=_one(c * 288 / 256))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_published_xdeepserve_layout_waits_nothing_under_perfect_balance() -> None:
+    """288 dies of two slots (256 routed + 288 redundant + 32 shared replicas): with perfect balance a
+    routed-only die computes 8 * 288 / 256 = 9 copies per token of a die, as a replica die does
+    (288 / 32 = 9): nothing to wait for.  With imbalance the wait grows with it."""
+    dev = Device.of(catalog.hardware("cloudmatrix384"), Dtype.INT8)
+    by = _bytes("cloudmatrix384", "int8", "int8", "bf16")
+    t = 60.0 * 2                                                     # tokens per die (60 sequences, MTP 1)
+    kw = dict(copies=_one(t * 8), slots=_one(2.0), launch_s=0.0, shared_replicas=_one(32), tokens=_one(t),
+              ep=_one(288), redundant=_one(288))
+    waits = [expert_side(dev, R1, by, imbalance=_one(m), load=_eplb(p), **kw)["combine_wait"].time_s[0]
+             for m, p in ((1.0, "perfect"), (1.2, "eplb"), (1.5, "eplb"))]
+    assert waits[0] == 0.0 and 0.0 < waits[1] < waits[2]
+
+
+def test_workspace_is_sized_by_the_hottest_layer() -> None:
+    kw = dict(ep=_one(32), redundant=_one(32), copies_per_die=_one(1024))
+    mean, hottest = expert_imbalances(R1, _eplb(), **kw)
+    assert expert_imbalance(R1, _eplb(), **kw)[0] == hottest[0] > mean[0]

@@ -95,6 +95,15 @@ def test_layer_without_tokens_and_non_finite(tmp_path: Path) -> None:
     _bad(write_csv(tmp_path / "huge.csv", np.full((LAYERS, EXPERTS), 1e307)), "row 1", "largest float")
 
 
+def test_an_expert_above_one_over_top_k_of_a_layer(tmp_path: Path) -> None:
+    # a token picks top_k = 8 distinct experts: one expert gets at most 1/8 of a layer's copies
+    counts = np.full((LAYERS, EXPERTS), 7.0)
+    counts[4, 7] = 7.0 * (EXPERTS - 1) / 7.0 + 1.0   # 256 of 256 + 255 * 7: just above 1/8
+    _bad(write_csv(tmp_path / "over.csv", counts), "row 5, column 8", "more than 1/top_k = 1/8")
+    counts[4, 7] = 255.0                              # 255 of 8 * 255: exactly 1/8, accepted
+    assert read_counts(write_csv(tmp_path / "cap.csv", counts), MODEL)[4, 7] == 255.0
+
+
 def test_missing_file_and_dense_model(tmp_path: Path) -> None:
     _bad(tmp_path / "nope.csv", "cannot read")
     path = write_csv(tmp_path / "m.csv", matrix())
