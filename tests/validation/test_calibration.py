@@ -30,11 +30,20 @@ from planner import catalog
 from planner.inputs.files import HardwareFile, load_file
 from planner.ops import calibration
 
-# Median over the fit + check rows (DESIGN asks for <= 15%).  The Hopper and Ascend rows reach 3-4%;
-# the Blackwell rows ~5.5% (one GEMM asymptote for the FP8 and FP4 paths, single-run communication
-# tables, and the held-out small-kernel floors listed as known misses), so the tripwire sits at 7%.
-# Each row's own band is in measurements/calibration.json.
-MEDIAN_GATE = 0.07
+# Median over the fit + check rows (DESIGN asks for <= 15%; the calibration achieves ~3%).  Each
+# row's own band is in measurements/calibration.json.  The gate is a claim made before the Blackwell
+# rows arrived and stays where it was: a profile above it is a known miss (MEDIAN_MISSES), not a
+# reason to move it.
+MEDIAN_GATE = 0.05
+# Profiles whose own median misses the gate, with the reason (strict xfails: a fix makes them fail).
+MEDIAN_MISSES = {
+    "b200": "one GEMM asymptote and one memory efficiency serve the FP8 and FP4 paths (NVFP4 grouped "
+            "GEMMs stream weights at ~3 TB/s against FP8's ~5.8), the curve's shape (m_half, k_half) is "
+            "still Hopper's, and the small decode-attention kernels have a 10-25 us floor the roofline "
+            "lacks; the rows outside their band are listed as known misses",
+    "gb200-nvl72": "as b200: one efficiency for FP8 and FP4, Hopper's curve shape, single-run TRT-LLM "
+                   "all-to-all tables whose per-call cost the kernel hides at 32-256 tokens per rank",
+}
 REPRODUCE_TOL = 0.03        # stored profile values vs a fresh fit (3 significant digits stored)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,8 +131,16 @@ def test_print_calibration_table(table):
     assert len(rows) >= 60
 
 
-def test_median_within_gate(table):
+@pytest.mark.parametrize("scope", [
+    "without-median-misses",
+    pytest.param("all", marks=pytest.mark.xfail(strict=True, reason=(
+        "the Blackwell profiles' own medians miss the gate (MEDIAN_MISSES), and their 235 rows are most "
+        "of the set"))),
+])
+def test_median_within_gate(table, scope):
     rows = gated(table)
+    if scope != "all":
+        rows = [r for r in rows if r["profile"] not in MEDIAN_MISSES]
     assert any(role(r) == "check" for r in rows)
     summary = calibration.error_summary(rows)
     assert summary["median_abs_error"] <= MEDIAN_GATE, render(rows, "median gate failed")
@@ -138,13 +155,20 @@ def test_row_within_its_band(table, key):
         f"{key}: error {r['error']:+.1%} outside +-{band['tolerance']:.0%} ({band['band_reason']})"
 
 
-@pytest.mark.parametrize("profile", FITTED)
-def test_each_profile_within_gates(profile):
-    """The rows that calibrate a profile, predicted with that profile's efficiencies: median, and
-    every row inside its band unless it is a known miss (those are strict xfails above)."""
+@pytest.mark.parametrize("profile", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=MEDIAN_MISSES[p])) if p in MEDIAN_MISSES else p
+    for p in FITTED])
+def test_each_profile_median_within_gate(profile):
+    """The rows that calibrate a profile, predicted with that profile's efficiencies: their median."""
     rows = calibration.calibration_table(profile)
     summary = calibration.error_summary(gated(rows))
     assert summary["median_abs_error"] <= MEDIAN_GATE, render(gated(rows), profile)
+
+
+@pytest.mark.parametrize("profile", FITTED)
+def test_each_profile_rows_within_bands(profile):
+    """Every row of a profile inside its band unless it is a known miss (strict xfails above)."""
+    rows = calibration.calibration_table(profile)
     outside = outside_band(rows)
     assert not outside, render(outside, f"{profile}: rows outside their band")
 
