@@ -17,6 +17,7 @@ from planner.inputs.layout import Layout, check_layout
 from planner.inputs.scenario import Scenario, check_dtypes
 from planner.modes import MODES
 from planner.modes.base import chunk_terms, prefill_arrays
+from planner.modes.collocated import synchronised_groups
 from planner.placement import Placement, check_pods, place
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
@@ -341,6 +342,7 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
         plain, full = _at_zero(curve.plain_step_s), _at_zero(curve.chunk_step_s)
         knobs = decode_knobs(ev.layout)
         f = gp.chunk_fraction(np.array([batch]), np.array([knobs["prefill_chunk_tokens"]]),
+                              groups=synchronised_groups(env, knobs["dies"], knobs["tp"]),
                               new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
                               tokens_per_step=env.tokens_per_step)
         steps = gp.chunked_step_s(plain, full, f)

@@ -9,7 +9,8 @@ Prefill side (an M/G/c queue per pool)
     slot whose request takes ``ceil(1/k)`` forwards (chunked).  Servers = slots x groups x
     instances; service time = forwards x forward time.  TTFT at the SLO percentile = waiting
     quantile + service + fixed, where fixed = KV hand-off + first decode step (pd and
-    transformerless) or 0 (collocated: the first token comes out of the chunk's step).
+    transformerless) or 0 (collocated: the first token comes out of the chunk's step; a forward
+    is a decode step carrying a chunk, see "chunked prefill" below).
 Decode side (continuous batching)
     ``S`` sequences in flight (instances x attention dies x batch per die) sustain
     ``S / (output_tokens * TPOT)`` requests/s by Little's law, when TPOT meets its SLO and the
@@ -154,20 +155,24 @@ def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, inp
 # ----------------------------------------------------------------------------- chunked prefill (collocated)
 
 
-def chunk_fraction(batch: Array, chunk_tokens: Array, *, new_tokens: float, output_tokens: float,
+def chunk_fraction(batch: Array, chunk_tokens: Array, *, groups: Array, new_tokens: float, output_tokens: float,
                    tokens_per_step: float) -> Array:
     """Share of a collocated instance's steps that carry a prefill chunk, at a decode batch, (N,).
 
     Each of the ``b`` sequences per die ends after ``L / mu`` steps and its slot takes a new request
     (Little's law), whose ``N`` new prompt tokens the chunks prefill: ``b mu N / L`` prompt tokens per
     die and step, the same at any arrival rate once the batch has settled.  A step that carries a
-    chunk carries ``C`` per die, so ``f = min(1, b mu N / (L C))``; at ``f = 1`` every step carries one
-    and the prefill side saturates (its M/G/c queue binds).  0 where ``C = 0`` (no chunking).
+    chunk carries ``C`` per die, so one TP group carries one in a share ``f = min(1, b mu N / (L C))``
+    of its steps; at ``f = 1`` every step carries one and the prefill side saturates (its M/G/c queue
+    binds).  An instance of ``g`` TP groups that step together (an MoE's groups, joined by the expert
+    all-to-all) waits for a chunk on any of them: ``1 - (1 - f)^g`` (conservative: the step is then
+    priced as if every group carried one).  0 where ``C = 0`` (no chunking).
     """
     c = np.asarray(chunk_tokens, dtype=float)
     need = np.asarray(batch, dtype=float) * tokens_per_step * new_tokens / output_tokens
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(c > 0, np.minimum(1.0, need / c), 0.0)
+        f = np.where(c > 0, np.minimum(1.0, need / c), 0.0)
+    return 1.0 - (1.0 - f) ** np.maximum(np.asarray(groups, dtype=float), 1.0)
 
 
 def chunked_step_s(plain_step_s: Array, chunk_step_s: Array, fraction: Array) -> Array:

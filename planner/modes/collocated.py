@@ -1,7 +1,8 @@
 """collocated: one pool; steps carry a prefill chunk per die beside the decode batch when there is prefill work.
 
 The mean step is load-consistent (planner.goodput.chunk_fraction): at a decode batch ``b`` per die
-a share ``f = min(1, b mu N / (L C))`` of the steps carries a chunk of ``C`` tokens per die, so
+a TP group carries a chunk of ``C`` tokens per die in a share ``f = min(1, b mu N / (L C))`` of
+its steps (an MoE instance of ``g`` groups stepping together: ``1 - (1 - f)^g``), so
 ``step = plain + f (chunk - plain)``, both steps priced by planner.serving.decode at the batch.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from planner import goodput as gp
+from planner.cost.roofline import Cost
 from planner.inputs.layout import Mode
 from planner.inputs.model import ModelSpec
 from planner.modes import pd
@@ -19,9 +21,11 @@ from planner.modes.base import Knobs, ModeEntry
 from planner.search.space import CandidateSet
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
+from planner.serving.layers import LayerCost
 from planner.serving.result import PoolStep
 
 CHUNK_TOKENS = (256, 512, 1024, 2048, 4096)
+COST_FIELDS = ("time_s", "flops", "bytes", "compute_s", "memory_s")  # planner.cost.roofline.Cost, in order
 
 
 def candidates(model: ModelSpec, budget: int) -> CandidateSet:
@@ -35,22 +39,40 @@ def candidates(model: ModelSpec, budget: int) -> CandidateSet:
     return c
 
 
+def synchronised_groups(env: Env, dies, tp):
+    """TP groups of an instance that step together: an MoE's (the expert all-to-all joins them); else 1."""
+    return np.asarray(dies, dtype=float) / np.asarray(tp, dtype=float) if env.model.is_moe else np.ones(np.shape(dies))
+
+
 def collocated_step(env: Env, d: DecodeArrays) -> PoolStep:
     """Mean step of collocated dies at their batch: steps with and without a chunk, mixed by load.
 
-    ``layers`` (per-op costs) are a chunk step's; ``layer_s`` and ``extra`` are mixed like the step,
-    so they still add up to it.  Memory and fit are the chunk step's (its workspace is reserved).
+    Every part of the breakdown (per-op costs, layer times, once-per-step costs) is the same mix,
+    so the breakdown still adds up to the mean step.  Memory and fit are the chunk step's (its
+    workspace is reserved).
     """
     chunk = shared_decode_step(env, d)
     plain = shared_decode_step(env, replace(d, chunk_tokens=0.0 * np.asarray(d.chunk_tokens, dtype=float)))
-    f = gp.chunk_fraction(d.batch, d.chunk_tokens, new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
+    f = gp.chunk_fraction(d.batch, d.chunk_tokens, groups=synchronised_groups(env, d.dies, d.tp),
+                          new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
                           tokens_per_step=env.tokens_per_step)
 
-    def mix(a: dict, b: dict) -> dict:
-        return {k: gp.chunked_step_s(b[k], a[k], f) for k in a}
+    def mix(a, b):  # the chunk step's value a, the plain step's b (None: the plain step has no such part)
+        return a * f if b is None else gp.chunked_step_s(b, a, f)
+
+    def mix_layer(a: LayerCost, b: LayerCost) -> LayerCost:
+        ops = {k: Cost(*(mix(getattr(c, n), None if k not in b.ops else getattr(b.ops[k], n)) for n in COST_FIELDS))
+               for k, c in a.ops.items()}
+        pairs = None if a.pairs is None else {
+            k: tuple(mix(x, None if not b.pairs or k not in b.pairs else b.pairs[k][i]) for i, x in enumerate(v))
+            for k, v in a.pairs.items()}
+        return LayerCost(ops=ops, comm={k: mix(v, b.comm.get(k)) for k, v in a.comm.items()},
+                         load_ratio=a.load_ratio, load_ratio_hottest=a.load_ratio_hottest, pairs=pairs)
 
     return replace(chunk, step_s=gp.chunked_step_s(plain.step_s, chunk.step_s, f),
-                   layer_s=mix(chunk.layer_s, plain.layer_s), extra=mix(chunk.extra, plain.extra),
+                   layers={k: mix_layer(v, plain.layers[k]) for k, v in chunk.layers.items()},
+                   layer_s={k: mix(v, plain.layer_s[k]) for k, v in chunk.layer_s.items()},
+                   extra={k: mix(v, plain.extra.get(k)) for k, v in chunk.extra.items()},
                    plain_step_s=plain.step_s, chunk_step_s=chunk.step_s, chunk_fraction=f)
 
 

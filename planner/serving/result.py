@@ -18,9 +18,8 @@ class PoolStep:
     ``layer_s`` the per-layer time with the micro-batch overlap applied; ``extra`` the costs
     paid once per iteration (LM head, MTP, pipeline tail, scheduler gap).
 
-    Chunked prefill (collocated): ``step_s``, ``layer_s`` and ``extra`` are the means over steps
-    with and without a prefill chunk (a share ``chunk_fraction`` carries one, planner.goodput.
-    chunk_fraction); ``layers`` (per-op costs) are those of a step carrying a chunk;
+    Chunked prefill (collocated): every field is the mean over steps with and without a prefill
+    chunk (a share ``chunk_fraction`` carries one, planner.goodput.chunk_fraction);
     ``plain_step_s`` / ``chunk_step_s`` are the two step times.  None outside chunked prefill.
     """
 

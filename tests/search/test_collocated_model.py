@@ -77,11 +77,13 @@ def test_fixed_point_by_hand():
     assert ttft.prefill_s == pytest.approx(2 * chunk_b, rel=1e-12)
 
 
-def test_full_chunk_budget_is_every_step():
-    """Past f = 1 every step carries a chunk: the mean step is the chunk step (prefill saturates)."""
-    f = gp.chunk_fraction(np.array([8.0, 64.0, 64.0]), np.array([512.0, 512.0, 0.0]), new_tokens=2048.0,
-                          output_tokens=256.0, tokens_per_step=1.0)
-    assert f.tolist() == pytest.approx([0.125, 1.0, 0.0])  # 8 * 2048 / (256 * 512); 64 -> 1.0 capped; no chunk
+def test_chunk_share_by_hand():
+    """Past f = 1 every step carries a chunk (prefill saturates); g groups stepping together wait for any."""
+    f = gp.chunk_fraction(np.array([8.0, 64.0, 64.0, 8.0]), np.array([512.0, 512.0, 0.0, 512.0]),
+                          groups=np.array([1.0, 1.0, 1.0, 4.0]), new_tokens=2048.0, output_tokens=256.0,
+                          tokens_per_step=1.0)
+    # 8 * 2048 / (256 * 512) = 0.125; 64 -> 1.0 capped; no chunk; 1 - 0.875^4 = 0.41381836
+    assert f.tolist() == pytest.approx([0.125, 1.0, 0.0, 0.41381836])
 
 
 def test_higher_rate_never_lowers_tpot():

@@ -143,7 +143,7 @@ def test_chunked_prefill_fixed_point_and_tpot_quantiles_match_simulation(s0, s1,
     step = s0 / (1 - rate * (s1 * residence + chunks * extra))   # the fixed point, by hand
     b = rate * residence * step
     chunk_tokens = 512.0
-    f = gp.chunk_fraction(np.array([b]), np.array([chunk_tokens]), new_tokens=chunks * chunk_tokens,
+    f = gp.chunk_fraction(np.array([b]), np.array([chunk_tokens]), groups=1.0, new_tokens=chunks * chunk_tokens,
                           output_tokens=residence, tokens_per_step=1.0)
     assert f[0] == pytest.approx(rate * chunks * step, rel=1e-12)
     assert gp.chunked_step_s(np.array([s0 + s1 * b]), np.array([s0 + s1 * b + extra]), f)[0] == pytest.approx(step)
