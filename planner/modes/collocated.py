@@ -44,6 +44,44 @@ def synchronised_groups(env: Env, dies, tp):
     return np.asarray(dies, dtype=float) / np.asarray(tp, dtype=float) if env.model.is_moe else np.ones(np.shape(dies))
 
 
+def _take(a, idx):
+    return a if a is None or np.ndim(a) == 0 else np.asarray(a)[idx]
+
+
+def _plain_step(env: Env, d: DecodeArrays) -> PoolStep:
+    """The step without a chunk, priced once per run of rows that differ only in their chunk (the
+    candidate grid repeats each pd candidate over the chunk sizes), then spread back to every row."""
+    fields = [np.asarray(getattr(d, n)) for n in DecodeArrays.__dataclass_fields__
+              if n != "chunk_tokens" and getattr(d, n) is not None and np.ndim(getattr(d, n))]
+    n = len(np.atleast_1d(d.batch))
+    new = np.ones(n, dtype=bool)
+    new[1:] = False
+    for a in fields:
+        new[1:] |= a[1:] != a[:-1]
+    first = np.flatnonzero(new)
+    if len(first) == n:
+        return shared_decode_step(env, replace(d, chunk_tokens=np.zeros(n)))
+    rows = {k: _take(getattr(d, k), first) for k in DecodeArrays.__dataclass_fields__}
+    rows["chunk_tokens"] = np.zeros(len(first))
+    step = shared_decode_step(env, DecodeArrays(**rows))
+    back = np.cumsum(new) - 1
+
+    def spread(x):
+        return np.asarray(x)[back] if np.ndim(x) else x
+
+    def layer(c: LayerCost) -> LayerCost:
+        return LayerCost(ops={k: Cost(*(spread(getattr(v, f)) for f in COST_FIELDS)) for k, v in c.ops.items()},
+                         comm={k: spread(v) for k, v in c.comm.items()},
+                         load_ratio=None if c.load_ratio is None else spread(c.load_ratio),
+                         load_ratio_hottest=None if c.load_ratio_hottest is None else spread(c.load_ratio_hottest),
+                         pairs=None if c.pairs is None else
+                         {k: tuple(spread(x) for x in v) for k, v in c.pairs.items()})
+
+    return replace(step, step_s=spread(step.step_s), layers={k: layer(v) for k, v in step.layers.items()},
+                   layer_s={k: spread(v) for k, v in step.layer_s.items()},
+                   extra={k: spread(v) for k, v in step.extra.items()})
+
+
 def collocated_step(env: Env, d: DecodeArrays) -> PoolStep:
     """Mean step of collocated dies at their batch: steps with and without a chunk, mixed by load.
 
@@ -52,7 +90,7 @@ def collocated_step(env: Env, d: DecodeArrays) -> PoolStep:
     workspace is reserved).
     """
     chunk = shared_decode_step(env, d)
-    plain = shared_decode_step(env, replace(d, chunk_tokens=0.0 * np.asarray(d.chunk_tokens, dtype=float)))
+    plain = _plain_step(env, d)
     f = gp.chunk_fraction(d.batch, d.chunk_tokens, groups=synchronised_groups(env, d.dies, d.tp),
                           new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
                           tokens_per_step=env.tokens_per_step)

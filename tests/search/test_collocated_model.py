@@ -26,9 +26,10 @@ from planner.evaluate import (
 )
 from planner.inputs.layout import load_layout
 from planner.inputs.scenario import ScenarioFile, build_scenario
+from planner.modes.collocated import collocated_step
 from planner.modes.pd import step_arrays
 from planner.serving.context import Env
-from planner.serving.decode import shared_decode_step
+from planner.serving.decode import DecodeArrays, shared_decode_step
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llama-3.1-70b-h100-collocated.toml"
@@ -111,3 +112,28 @@ def test_more_bandwidth_never_slows(chunk: int):
         out.append((tpot, float(ev.decode.chunk_step_s[0]), tpot_slo_statistic_s(ev, tpot)))
     for column in zip(*out, strict=True):
         assert np.all(np.diff(column) <= 1e-12), (chunk, column)
+
+
+def test_vector_equals_scalar():
+    """Rows priced together (the plain step is priced once per run of rows that differ only in the chunk)
+    give what each row gives alone, breakdown included."""
+    sc = _scenario()
+    env = Env.of(sc)
+    rows = [dict(dies=2.0, tp=2.0, batch=32.0, chunk=c) for c in (256.0, 512.0, 2048.0)]
+    rows += [dict(dies=4.0, tp=4.0, batch=16.0, chunk=c) for c in (512.0, 1024.0)] + [dict(dies=2.0, tp=2.0,
+                                                                                           batch=32.0, chunk=512.0)]
+
+    def arrays(rs):
+        return DecodeArrays(dies=np.array([r["dies"] for r in rs]), tp=np.array([r["tp"] for r in rs]),
+                            ep=np.ones(len(rs)), batch=np.array([r["batch"] for r in rs]),
+                            micro_batches=np.ones(len(rs)), redundant=np.zeros(len(rs)),
+                            chunk_tokens=np.array([r["chunk"] for r in rs]))
+
+    together = collocated_step(env, arrays(rows))
+    for i, r in enumerate(rows):
+        alone = collocated_step(env, arrays([r]))
+        assert together.step_s[i] == pytest.approx(alone.step_s[0], rel=1e-12)
+        assert together.plain_step_s[i] == pytest.approx(alone.plain_step_s[0], rel=1e-12)
+        for name, layer in alone.layers.items():
+            for op, cost in layer.ops.items():
+                assert together.layers[name].ops[op].time_s[i] == pytest.approx(cost.time_s[0], rel=1e-12)
