@@ -16,7 +16,8 @@ from planner.errors import LayoutError, PlannerError
 from planner.inputs.layout import Layout, check_layout
 from planner.inputs.scenario import Scenario, check_dtypes
 from planner.modes import MODES
-from planner.modes.base import prefill_arrays
+from planner.modes.base import chunk_terms, prefill_arrays
+from planner.modes.collocated import synchronised_groups
 from planner.placement import Placement, check_pods, place
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
@@ -221,7 +222,9 @@ def prefill_side(ev: Evaluation) -> PrefillSide:
         d = lay.decode
         slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env.new_input_tokens,  # type: ignore
                                            d.dies_per_instance / d.tp)
-        return PrefillSide(service_s=float(forwards[()] * _f(ev.decode.step_s)), servers=float(slots[()] * d.instances),
+        # a request in prefill rides ``forwards`` steps that each carry a chunk
+        return PrefillSide(service_s=float(forwards[()] * _f(ev.decode.chunk_step_s)),
+                           servers=float(slots[()] * d.instances),
                            kv_transfer_s=0.0, first_step=False)
     p = lay.prefill
     assert p is not None and ev.prefill is not None
@@ -245,12 +248,30 @@ def tpot_curve_batches(batch: float) -> np.ndarray:
 
 def tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
     """(batch per attention die, TPOT) at 0..b of the layout's decode pool, priced in one vector call."""
+    batches, step = _priced_curve(ev)
+    return batches, _at_zero(step.step_s) / ev.env.tokens_per_step
+
+
+def _at_zero(values: np.ndarray) -> np.ndarray:
+    """A curve's values with the first grid point's repeated for batch 0 (the curve starts there)."""
+    return np.concatenate([[values[0]], values])
+
+
+def _priced_curve(ev: Evaluation) -> tuple[np.ndarray, PoolStep]:
+    """(batch per attention die from 0, the decode step priced at each batch of the grid but 0)."""
     b = float(ev.layout.decode.batch)
     grid = tpot_curve_batches(b)
     knobs = {k: np.full(len(grid), v) for k, v in decode_knobs(ev.layout).items()}
     knobs["batch"] = grid
-    step = MODES[ev.layout.mode].price(ev.env, knobs)
-    return np.concatenate([[0.0], grid]), np.concatenate([[step.step_s[0]], step.step_s]) / ev.env.tokens_per_step
+    return np.concatenate([[0.0], grid]), MODES[ev.layout.mode].price(ev.env, knobs)
+
+
+def tpot_slo_statistic_s(ev: Evaluation, tpot_s: float) -> float:
+    """The TPOT statistic the SLO bounds for the layout's decode pool at its full batch (planner.goodput)."""
+    sc, env = ev.scenario, ev.env
+    chunk = chunk_terms(env, ev.decode, decode_knobs(ev.layout))
+    return _f(gp.tpot_slo_statistic_s(sc.slo, tpot_s=np.array([tpot_s]), output_tokens=sc.workload.output_tokens,
+                                      draft_tokens=env.draft_tokens, acceptance=sc.mtp.acceptance, chunk=chunk))
 
 
 def decode_operating_point(ev: Evaluation, rate_per_s: float) -> tuple[float, float]:
@@ -297,7 +318,8 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     sc, env, d = ev.scenario, ev.env, ev.layout.decode
     slo, w = sc.slo, sc.workload
     side = prefill_side(ev)
-    batches, tpots = tpot_curve(ev)
+    batches, curve = _priced_curve(ev)
+    tpots = _at_zero(curve.step_s) / env.tokens_per_step
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
     decode_sat = seqs / (w.output_tokens * tpots[-1])
     prefill_sat = side.servers / side.service_s
@@ -313,14 +335,29 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     else:
         batch, tpot = _operating_point(ev, batches, tpots, to_decode)
     seg = int(np.clip(np.searchsorted(batches, batch, side="right") - 1, 0, len(batches) - 2))
-    slope = (tpots[seg + 1] - tpots[seg]) / (batches[seg + 1] - batches[seg]) * env.tokens_per_step
+    chunk = None
+    if curve.chunk_step_s is None:
+        steps = tpots * env.tokens_per_step
+    else:  # chunked prefill: the batch term moves the step at the settled share of chunk steps
+        plain, full = _at_zero(curve.plain_step_s), _at_zero(curve.chunk_step_s)
+        knobs = decode_knobs(ev.layout)
+        f = gp.chunk_fraction(np.array([batch]), np.array([knobs["prefill_chunk_tokens"]]),
+                              groups=synchronised_groups(env, knobs["dies"], knobs["tp"]),
+                              new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
+                              tokens_per_step=env.tokens_per_step)
+        steps = gp.chunked_step_s(plain, full, f)
+        chunk = gp.ChunkTerms.of(plain_step_s=np.interp([batch], batches, plain),
+                                 chunk_step_s=np.interp([batch], batches, full), fraction=f,
+                                 tp=np.array([knobs["tp"]]), chunk_tokens=np.array([knobs["prefill_chunk_tokens"]]),
+                                 new_tokens=env.new_input_tokens)
+    slope = (steps[seg + 1] - steps[seg]) / (batches[seg + 1] - batches[seg])
 
     def tpot_q(p: float) -> float:
         return _f(gp.tpot_quantile_s(p / 100.0, tpot_s=np.array([tpot]), step_slope_s=np.array([slope]),
                                      batch=np.array([batch]), batch_cap=np.array([float(d.batch)]),
                                      attention_dies=np.array([float(ev.layout.decode_attention_dies)]),
                                      output_tokens=w.output_tokens, draft_tokens=env.draft_tokens,
-                                     acceptance=sc.mtp.acceptance))
+                                     acceptance=sc.mtp.acceptance, chunk=chunk))
 
     first = (tpot if first_step_tpot_s is None else first_step_tpot_s) if side.first_step else 0.0
 
@@ -361,18 +398,17 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
     side = prefill_side(ev)
     fixed = side.kv_transfer_s + (tpot if side.first_step else 0.0)
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
-    factor = gp.tpot_slo_factor(slo, output_tokens=sc.workload.output_tokens, draft_tokens=env.draft_tokens,
-                                acceptance=sc.mtp.acceptance)
+    tpot_stat = tpot_slo_statistic_s(ev, tpot)
     g = gp.goodput(slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
                    service_s=np.array([side.service_s]), servers=np.array([side.servers]), fixed_s=np.array([fixed]),
                    sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
-                   tpot_slo_s=np.array([tpot * factor]))
+                   tpot_slo_s=np.array([tpot_stat]))
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
     prefill_rate, binding = _f(g.prefill_rate_per_s), gp.BINDING[int(g.binding[0])]
     if not fits:  # name the pool that does not fit; each capacity is its own pool's (0 if it does not fit)
         pre_fits, dec_fits = ev.prefill is None or bool(ev.prefill.fits[0]), bool(ev.decode.fits[0])
         decode_rate = _f(gp.decode_rate_per_s(slo, np.array([float(seqs)]), sc.workload.output_tokens,
-                                              np.array([tpot]), np.array([dec_fits]), np.array([tpot * factor])))
+                                              np.array([tpot]), np.array([dec_fits]), np.array([tpot_stat])))
         prefill_rate = prefill_rate if pre_fits else 0.0
         pools = [name for name, ok in (("prefill", pre_fits), ("decode", dec_fits)) if not ok]
         binding = f"memory: the {' and '.join(pools)} pool{'s do' if len(pools) > 1 else ' does'} not fit"
@@ -405,18 +441,17 @@ def pool_alone_goodput(ev: Evaluation) -> GoodputPoint:
     A prefill pool alone: the largest rate whose TTFT percentile *of the prefill part* (waiting +
     prefill, no KV hand-off or first decode step, which belong to the other pool) meets the SLO.
     """
-    sc, slo, w = ev.scenario, ev.scenario.slo, ev.scenario.workload
+    slo, w = ev.scenario.slo, ev.scenario.workload
     if ev.layout.decode is not None:
         d, env = ev.layout.decode, ev.env
         tpot = _f(ev.decode.step_s) / env.tokens_per_step
         fits = bool(ev.decode.fits[0])
         seqs = float(d.instances * ev.layout.decode_attention_dies * d.batch)
-        factor = gp.tpot_slo_factor(slo, output_tokens=w.output_tokens, draft_tokens=env.draft_tokens,
-                                    acceptance=sc.mtp.acceptance)
+        tpot_stat = tpot_slo_statistic_s(ev, tpot)
         rate = _f(gp.decode_rate_per_s(slo, np.array([seqs]), w.output_tokens, np.array([tpot]), np.array([fits]),
-                                       np.array([tpot * factor])))
+                                       np.array([tpot_stat])))
         binding = ("memory: the decode pool does not fit" if not fits else
-                   "tpot" if tpot * factor > slo.tpot_s else "decode alone (batch x tpot)")
+                   "tpot" if tpot_stat > slo.tpot_s else "decode alone (batch x tpot)")
         return GoodputPoint(goodput_requests_per_s=rate, **_per_die(ev, rate), ttft_s=None, tpot_s=tpot,
                             tpot_at_layout_batch_s=tpot, decode_batch_at_goodput=float(d.batch),
                             prefill_capacity_requests_per_s=None, decode_capacity_requests_per_s=rate,

@@ -9,7 +9,8 @@ Prefill side (an M/G/c queue per pool)
     slot whose request takes ``ceil(1/k)`` forwards (chunked).  Servers = slots x groups x
     instances; service time = forwards x forward time.  TTFT at the SLO percentile = waiting
     quantile + service + fixed, where fixed = KV hand-off + first decode step (pd and
-    transformerless) or 0 (collocated: the first token comes out of the chunk's step).
+    transformerless) or 0 (collocated: the first token comes out of the chunk's step; a forward
+    is a decode step carrying a chunk, see "chunked prefill" below).
 Decode side (continuous batching)
     ``S`` sequences in flight (instances x attention dies x batch per die) sustain
     ``S / (output_tokens * TPOT)`` requests/s by Little's law, when TPOT meets its SLO and the
@@ -151,6 +152,62 @@ def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, inp
     return kv_transfer_s(hw, kv_bytes=kv, same_pod=same_pod, links=links, call_s=p2p_s)
 
 
+# ----------------------------------------------------------------------------- chunked prefill (collocated)
+
+
+def chunk_fraction(batch: Array, chunk_tokens: Array, *, groups: Array, new_tokens: float, output_tokens: float,
+                   tokens_per_step: float) -> Array:
+    """Share of a collocated instance's steps that carry a prefill chunk, at a decode batch, (N,).
+
+    Each of the ``b`` sequences per die ends after ``L / mu`` steps and its slot takes a new request
+    (Little's law), whose ``N`` new prompt tokens the chunks prefill: ``b mu N / L`` prompt tokens per
+    die and step, the same at any arrival rate once the batch has settled.  A step that carries a
+    chunk carries ``C`` per die, so one TP group carries one in a share ``f = min(1, b mu N / (L C))``
+    of its steps; at ``f = 1`` every step carries one and the prefill side saturates (its M/G/c queue
+    binds).  An instance of ``g`` TP groups that step together (an MoE's groups, joined by the expert
+    all-to-all) waits for a chunk on any of them: ``1 - (1 - f)^g`` (conservative: the step is then
+    priced as if every group carried one).  0 where ``C = 0`` (no chunking).
+    """
+    c = np.asarray(chunk_tokens, dtype=float)
+    need = np.asarray(batch, dtype=float) * tokens_per_step * new_tokens / output_tokens
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(c > 0, np.minimum(1.0, need / c), 0.0)
+    return 1.0 - (1.0 - f) ** np.maximum(np.asarray(groups, dtype=float), 1.0)
+
+
+def chunked_step_s(plain_step_s: Array, chunk_step_s: Array, fraction: Array) -> Array:
+    """Mean step of a collocated instance: a share ``fraction`` of steps carries a chunk, (N,)."""
+    plain = np.asarray(plain_step_s, dtype=float)
+    return plain + np.asarray(fraction, dtype=float) * (np.asarray(chunk_step_s, dtype=float) - plain)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkTerms:
+    """What the TPOT spread of a collocated pool needs from its steps, (N,) each.
+
+    extra_s : a step carrying a chunk minus one without (s)
+    fraction : share of steps carrying a chunk (:func:`chunk_fraction`)
+    steps_per_request : chunk steps one request's prompt takes, ``N / (tp C)`` (may be < 1)
+    tp : dies of the TP group that prefills a request together
+    """
+
+    extra_s: Array
+    fraction: Array
+    steps_per_request: Array
+    tp: Array
+
+    @classmethod
+    def of(cls, *, plain_step_s: Array, chunk_step_s: Array, fraction: Array, tp: Array, chunk_tokens: Array,
+           new_tokens: float) -> ChunkTerms:
+        tp_f = np.asarray(tp, dtype=float)
+        with np.errstate(invalid="ignore"):  # unpriced rows (inf steps) stay nan: their TPOT is inf anyway
+            extra = np.asarray(chunk_step_s, dtype=float) - np.asarray(plain_step_s, dtype=float)
+        return cls(extra_s=extra,
+                   fraction=np.asarray(fraction, dtype=float),
+                   steps_per_request=new_tokens / (tp_f * np.maximum(np.asarray(chunk_tokens, dtype=float), 1e-12)),
+                   tp=tp_f)
+
+
 # ----------------------------------------------------------------------------- TPOT distribution
 
 
@@ -169,11 +226,12 @@ def mtp_tokens_per_step_moments(draft_tokens: int, acceptance: float) -> tuple[f
 
 
 def tpot_quantile_s(q: float, *, tpot_s: Array, step_slope_s: Array, batch: Array, batch_cap: Array,
-                    attention_dies: Array, output_tokens: float, draft_tokens: int, acceptance: float) -> Array:
+                    attention_dies: Array, output_tokens: float, draft_tokens: int, acceptance: float,
+                    chunk: ChunkTerms | None = None) -> Array:
     """The q-quantile over requests of TPOT (each request's mean time per output token), (N,).
 
     A request's TPOT is ``K * s_bar / (L - 1)``: K steps to emit its L tokens at a mean step time
-    ``s_bar`` over its life.  Two independent normal terms (renewal CLT and a linearised step time):
+    ``s_bar`` over its life.  Independent normal terms (renewal CLT and a linearised step time):
 
     - MTP: tokens per step X has mean mu, variance sigma^2 (:func:`mtp_tokens_per_step_moments`);
       ``CV(K) = sqrt(sigma^2 / (mu * L))``.
@@ -182,37 +240,60 @@ def tpot_quantile_s(q: float, *, tpot_s: Array, step_slope_s: Array, batch: Arra
       the count's autocorrelation falls linearly) has variance ``2/3 * b * A``, so the batch per
       die a request sees varies with ``std = sqrt(2 b / (3 A))``; a fuller batch slows every step,
       so more requests arrive per residence: linearised, the deviation is amplified by
-      ``1 / (1 - rho)`` with ``rho = slope * b / step`` (the batch-dependent share of the step),
+      ``1 / (1 - rho)`` with ``rho = (slope * b + f * extra) / step`` (the load-dependent share of the
+      step: batch and chunk steps below),
       and clipped to ``[0, batch_cap]``; the step time moves by ``step_slope_s`` per sequence per die.
+    - Chunked prefill (collocated, ``chunk``): a share ``f`` of the steps carries a prefill chunk and
+      takes ``extra`` longer.  Requests reach the request's TP group as a Poisson stream, each
+      bringing ``phi`` chunk steps, so over the ``K = L / mu`` steps of one residence the chunk
+      steps are compound Poisson with mean ``f K`` and variance ``phi f K``: the share of chunk
+      steps a request sees varies with ``std = sqrt(phi f / K)`` (clipped to ``[0, 1]``), giving
+      ``d_c = extra * clip(z std / (1 - rho), -f, 1 - f) / step``, with the feedback of the batch
+      term (``rho`` counts the chunk steps' share ``f extra`` too).  The same arrivals drive the batch term:
+      the group's arrivals over the residence and the instance's batch averaged over it correlate
+      with ``r = sqrt(3 tp / (8 A))`` (uniform against triangular weights over the window).
 
-    ``T_q = TPOT * (1 + sign(z) * sqrt((z CV_K)^2 + d_b^2))`` with ``z = Phi^-1(q)`` and
-    ``d_b = slope * clip(z * std / (1 - rho), -b, cap - b) / step``.  Validity: many sequences per instance
-    and long outputs (normal limits); no DP-rank imbalance (every attention die is assumed to see
-    the instance's mean).  Checked against a discrete-event simulation (tests/validation).
+    ``T_q = TPOT * (1 + sign(z) * sqrt((z CV_K)^2 + d_b^2 + d_c^2 + 2 r d_b d_c))`` with
+    ``z = Phi^-1(q)`` and ``d_b = slope * clip(z * std / (1 - rho), -b, cap - b) / step``.  Validity:
+    many sequences per instance, many arrivals per residence and long outputs (normal limits); no
+    DP-rank imbalance (every attention die is assumed to see the instance's mean); every request
+    taken at the mean output length.  Checked against discrete-event simulations (tests/validation).
     """
     z = float(ndtri(q))
     mu, var = mtp_tokens_per_step_moments(draft_tokens, acceptance)
     cv_k = np.sqrt(var / (mu * output_tokens))
     b, cap = np.asarray(batch, dtype=float), np.asarray(batch_cap, dtype=float)
-    std_b = np.sqrt(2.0 * b / (3.0 * np.asarray(attention_dies, dtype=float)))
+    dies = np.asarray(attention_dies, dtype=float)
+    std_b = np.sqrt(2.0 * b / (3.0 * dies))
     tpot = np.asarray(tpot_s, dtype=float)
     slope, step = np.asarray(step_slope_s, dtype=float), tpot * mu
-    # share of the step that grows with the batch, capped at 0.9: the linearised feedback 1 / (1 - rho)
-    # diverges as rho -> 1, where the normal approximation no longer holds anyway (at most 10x)
-    rho = np.clip(slope * b / step, 0.0, 0.9)
+    f = 0.0 if chunk is None else np.asarray(chunk.fraction, dtype=float)
+    extra = 0.0 if chunk is None else np.asarray(chunk.extra_s, dtype=float)
+    # share of the step that grows with the load (batch and chunk steps), capped at 0.9: the linearised
+    # feedback 1 / (1 - rho) diverges as rho -> 1, where the normal approximation no longer holds anyway
+    rho = np.clip((slope * b + f * extra) / step, 0.0, 0.9)
     d_b = slope * np.clip(z * std_b / (1.0 - rho), -b, cap - b) / step
-    return tpot * (1.0 + np.sign(z) * np.sqrt((z * cv_k) ** 2 + d_b**2))
+    spread = (z * cv_k) ** 2 + d_b**2
+    if chunk is not None:
+        std_f = np.sqrt(np.asarray(chunk.steps_per_request, dtype=float) * f * mu / output_tokens)
+        d_c = extra * np.clip(z * std_f / (1.0 - rho), -f, 1.0 - f) / step
+        r = np.clip(np.sqrt(3.0 * np.asarray(chunk.tp, dtype=float) / (8.0 * dies)), 0.0, 1.0)
+        spread = spread + d_c**2 + 2.0 * r * d_b * d_c
+    return tpot * (1.0 + np.sign(z) * np.sqrt(spread))
 
 
-def tpot_slo_factor(slo: Slo, *, output_tokens: float, draft_tokens: int, acceptance: float) -> float:
-    """TPOT statistic the SLO bounds over the mean TPOT, for a pool at its full batch.
+def tpot_slo_statistic_s(slo: Slo, *, tpot_s: Array, output_tokens: float, draft_tokens: int, acceptance: float,
+                         chunk: ChunkTerms | None = None) -> Array:
+    """The TPOT statistic the SLO bounds, for a pool at its full batch, (N,).
 
-    1 for a mean-TPOT SLO.  For a percentile: at the full batch the batch cannot grow, so only
-    the MTP term of :func:`tpot_quantile_s` remains: ``1 + z_q * sqrt(sigma^2 / (mu * L))``.
+    The mean TPOT for a mean-TPOT SLO.  For a percentile: at the full batch the batch cannot grow,
+    so the batch term of :func:`tpot_quantile_s` vanishes; the MTP term and, for chunked prefill,
+    the chunk-step term remain.  One function for the search, ``evaluate`` and ``decide``.
     """
+    tpot = np.asarray(tpot_s, dtype=float)
     if slo.tpot_percentile is None:
-        return 1.0
-    q = slo.tpot_percentile / 100.0
-    one = np.ones(1)
-    return float(tpot_quantile_s(q, tpot_s=one, step_slope_s=0 * one, batch=one, batch_cap=one, attention_dies=one,
-                                 output_tokens=output_tokens, draft_tokens=draft_tokens, acceptance=acceptance)[0])
+        return tpot
+    one = np.ones(np.shape(tpot))
+    return tpot_quantile_s(slo.tpot_percentile / 100.0, tpot_s=tpot, step_slope_s=0 * one, batch=one,
+                           batch_cap=one, attention_dies=one,
+                           output_tokens=output_tokens, draft_tokens=draft_tokens, acceptance=acceptance, chunk=chunk)

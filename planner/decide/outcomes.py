@@ -35,7 +35,7 @@ from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario
 from planner.modes import MODES
-from planner.modes.base import prefill_arrays
+from planner.modes.base import chunk_terms, prefill_arrays
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
 
@@ -107,19 +107,30 @@ class _Curve:
     tpot_s: np.ndarray   # (S, G)
     step_s: np.ndarray   # (S, G)
     fits: np.ndarray     # (S, G)
+    chunk_step_s: np.ndarray  # (S, G): a step carrying a prefill chunk (chunked prefill; else the step)
+    tpot_slo_s: np.ndarray    # (S, G): the TPOT statistic the SLO bounds (planner.goodput.tpot_slo_statistic_s)
 
 
 def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: int) -> tuple[_Curve, Env]:
-    grid = tpot_curve_batches(float(layout.decode.batch))
-    g = len(grid)
+    grid_b = tpot_curve_batches(float(layout.decode.batch))
+    g = len(grid_b)
     env = _env(scenario, values, g)
     knobs = {k: np.full(samples * g, v) for k, v in decode_knobs(layout).items()}
-    knobs["batch"] = np.tile(grid, samples)
+    knobs["batch"] = np.tile(grid_b, samples)
     step = MODES[layout.mode].price(env, knobs)
     shape = (samples, g)
-    step_s = np.broadcast_to(step.step_s, (samples * g,)).reshape(shape)
-    fits = np.broadcast_to(step.fits, (samples * g,)).reshape(shape)
-    return _Curve(batches=grid, tpot_s=step_s / env.tokens_per_step, step_s=step_s, fits=fits), env
+
+    def grid(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(a, (samples * g,)).reshape(shape)
+
+    step_s = grid(step.step_s)
+    tpot = step_s / env.tokens_per_step
+    chunk = chunk_terms(env, step, knobs)
+    stat = gp.tpot_slo_statistic_s(scenario.slo, tpot_s=tpot.reshape(-1), output_tokens=scenario.workload.output_tokens,
+                                   draft_tokens=env.draft_tokens, acceptance=scenario.mtp.acceptance, chunk=chunk)
+    return _Curve(batches=grid_b, tpot_s=tpot, step_s=step_s, fits=grid(step.fits),
+                  chunk_step_s=step_s if step.chunk_step_s is None else grid(step.chunk_step_s),
+                  tpot_slo_s=stat.reshape(shape)), env
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,7 +152,7 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
     if not MODES[layout.mode].prefill_pool:
         slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env_d.new_input_tokens,  # type: ignore
                                            d.dies_per_instance / d.tp)
-        return _Prefill(step_s=np.full(samples, np.nan), service_s=float(forwards[()]) * curve.step_s,
+        return _Prefill(step_s=np.full(samples, np.nan), service_s=float(forwards[()]) * curve.chunk_step_s,
                         servers=float(slots[()] * d.instances), kv_s=np.zeros((samples, 1)),
                         fits=np.ones((samples, 1), dtype=bool), first_step=False)
     p = layout.prefill
@@ -166,12 +177,10 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
     planner.goodput.goodput at that batch, one vector call over the samples.
     """
     sc, d = scenario, layout.decode
-    factor = gp.tpot_slo_factor(sc.slo, output_tokens=sc.workload.output_tokens, draft_tokens=env.draft_tokens,
-                                acceptance=sc.mtp.acceptance)
     s, g = curve.tpot_s.shape
     rows = np.arange(s)
     fits = curve.fits & pre.fits
-    ok = fits & (curve.tpot_s * factor <= sc.slo.tpot_s)
+    ok = fits & (curve.tpot_slo_s <= sc.slo.tpot_s)
     last = np.where(ok.any(axis=1), g - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
     k = np.maximum(last, 0)
 
@@ -183,7 +192,7 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
                      service_s=at(pre.service_s), servers=np.full(s, pre.servers),
                      fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0),
                      sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
-                     fits=at(fits), tpot_slo_s=tpot * factor)
+                     fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s))
     return np.where(last >= 0, res.goodput_per_s, 0.0), last
 
 

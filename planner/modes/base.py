@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from planner import goodput as gp
 from planner.cost.roofline import Array
 from planner.inputs.layout import Mode
 from planner.inputs.model import ModelSpec
@@ -67,3 +68,12 @@ def prefill_arrays(k: Knobs) -> PrefillArrays:
     """Prefill-pool knobs (layout keys) -> the prefill step model's arrays (every mode with a prefill pool)."""
     return PrefillArrays(dies=knob(k, "dies"), tp=knob(k, "tp"), ep=knob(k, "ep"), batch_tokens=knob(k, "batch_tokens"),
                          micro_batches=knob(k, "micro_batches"), redundant=knob(k, "redundant_experts"))
+
+
+def chunk_terms(env: Env, step: PoolStep, knobs: Knobs) -> gp.ChunkTerms | None:
+    """The TPOT-spread terms of a priced decode step with chunked prefill (None without), (N,) each."""
+    if step.chunk_step_s is None:
+        return None
+    return gp.ChunkTerms.of(plain_step_s=step.plain_step_s, chunk_step_s=step.chunk_step_s,
+                            fraction=step.chunk_fraction, tp=knob(knobs, "tp"),
+                            chunk_tokens=knob(knobs, "prefill_chunk_tokens"), new_tokens=env.new_input_tokens)

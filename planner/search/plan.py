@@ -151,12 +151,15 @@ def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre
 
 
 def _chunked_side(scenario: Scenario, dec: DecodeScore, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(service time, request slots per instance) of decode rows that prefill in chunks inside their steps."""
+    """(service time, request slots per instance) of decode rows that prefill in chunks inside their steps.
+
+    A request in prefill rides ``forwards`` steps that each carry a chunk (planner.goodput.request_slots).
+    """
     w = scenario.workload
     tp = dec.knob("tp", rows)
     new_tokens = w.input_tokens * (1 - w.cache_hit_rate)
     slots, forwards = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", rows), new_tokens, dec.dies[rows] / tp)
-    return dec.step_s[rows] * forwards, slots
+    return dec.chunk_step_s[rows] * forwards, slots
 
 
 def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: np.ndarray) -> np.ndarray:

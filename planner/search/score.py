@@ -56,6 +56,7 @@ class DecodeScore:
     tpot_s: np.ndarray
     tpot_slo_s: np.ndarray
     step_s: np.ndarray
+    chunk_step_s: np.ndarray  # a step carrying a prefill chunk (chunked prefill; else the step)
     max_batch: np.ndarray
     ok: np.ndarray
     rejected: Counter
@@ -68,40 +69,59 @@ class DecodeScore:
 
 
 def _decode_eval(env: Env, entry: ModeEntry):
-    """Memory first (cheap), then step times for the candidates that fit; misfits get inf."""
+    """Memory first (cheap), then step times for the candidates that fit; misfits get inf.
+
+    Besides the (mean) step: the steps without and with a prefill chunk and the share of chunk
+    steps (chunked prefill; elsewhere both steps are the step and the share is 0).
+    """
 
     def run(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         fits, max_b = entry.fits(env, entry.step_arrays(a))
-        step_s = np.full(len(fits), np.inf)
+        n = len(fits)
+        out = {"step_s": np.full(n, np.inf), "plain_step_s": np.full(n, np.inf), "chunk_step_s": np.full(n, np.inf),
+               "chunk_fraction": np.zeros(n), "fits": fits, "max_batch": max_b}
         keep = np.flatnonzero(fits)
         if len(keep):
-            step_s[keep] = entry.price(env, {k: v[keep] for k, v in a.items()}).step_s
-        return {"step_s": step_s, "fits": fits, "max_batch": max_b}
+            step = entry.price(env, {k: v[keep] for k, v in a.items()})
+            out["step_s"][keep] = step.step_s
+            chunked = step.chunk_step_s is not None
+            out["plain_step_s"][keep] = step.plain_step_s if chunked else step.step_s
+            out["chunk_step_s"][keep] = step.chunk_step_s if chunked else step.step_s
+            if chunked:
+                out["chunk_fraction"][keep] = step.chunk_fraction
+        return out
     return run
 
 
 def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> DecodeScore:
     """Evaluate decode candidates with MTP off and (when the model has it) on."""
     variants = [0] + ([scenario.mtp_draft_tokens] if scenario.mtp_draft_tokens else [])
+    w, a = scenario.workload, cands.arrays
     parts = []
     for drafts in variants:
         env = Env.of(scenario, draft_tokens=drafts)
         out = _chunked(_decode_eval(env, entry), cands)
         out["mtp"] = np.full(len(cands), drafts, dtype=np.int64)
-        out["tps"] = np.full(len(cands), env.tokens_per_step)
-        out["slo_factor"] = np.full(len(cands), gp.tpot_slo_factor(
-            scenario.slo, output_tokens=scenario.workload.output_tokens, draft_tokens=drafts,
-            acceptance=scenario.mtp.acceptance))
+        out["tpot_s"] = out["step_s"] / env.tokens_per_step
+        chunk = None
+        if not entry.prefill_pool:  # chunked prefill: the chunk steps widen the TPOT spread
+            chunk = gp.ChunkTerms.of(plain_step_s=out["plain_step_s"], chunk_step_s=out["chunk_step_s"],
+                                     fraction=out["chunk_fraction"], tp=a["tp"], chunk_tokens=a["prefill_chunk_tokens"],
+                                     new_tokens=env.new_input_tokens)
+        with np.errstate(invalid="ignore"):  # misfits (inf steps): nan, then inf
+            stat = gp.tpot_slo_statistic_s(scenario.slo, tpot_s=out["tpot_s"], output_tokens=w.output_tokens,
+                                           draft_tokens=drafts, acceptance=scenario.mtp.acceptance, chunk=chunk)
+        out["tpot_slo_s"] = np.where(out["fits"], stat, np.inf)
         parts.append(out)
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    a, reps = cands.arrays, len(variants)
-    tpot = out["step_s"] / out["tps"]
+    reps = len(variants)
+    tpot = out["tpot_s"]
     att = np.tile(entry.attention_dies(a), reps)
     dies = np.tile(entry.instance_dies(a), reps)
     batch = np.tile(a["batch"], reps)
     sequences = (att * batch).astype(float)
-    tpot_slo = tpot * out["slo_factor"]
-    rate = gp.decode_rate_per_s(scenario.slo, sequences, scenario.workload.output_tokens, tpot, out["fits"], tpot_slo)
+    tpot_slo = out["tpot_slo_s"]
+    rate = gp.decode_rate_per_s(scenario.slo, sequences, w.output_tokens, tpot, out["fits"], tpot_slo)
     rejected = Counter()
     rejected["memory"] = int((~out["fits"]).sum())
     slo_miss = out["fits"] & (tpot_slo > scenario.slo.tpot_s)
@@ -109,6 +129,7 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     ok = out["fits"] & ~slo_miss
     return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=rate, sequences=sequences,
                        dies=dies.astype(np.int64), tpot_s=tpot, tpot_slo_s=tpot_slo, step_s=out["step_s"],
+                       chunk_step_s=out["chunk_step_s"],
                        max_batch=out["max_batch"],
                        ok=ok, rejected=rejected)
 

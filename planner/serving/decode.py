@@ -1,8 +1,9 @@
 """Decode step on dies that run attention and experts together: ``pd`` and ``collocated``.
 
 pd decode: DP (or TP) attention and EP experts on the same dies; with two micro-batches the
-dispatch/combine of one overlaps the compute of the other.  Collocated: each step also carries
-a prefill chunk of ``prefill_chunk_tokens`` per die, so TPOT grows with the chunk.
+dispatch/combine of one overlaps the compute of the other.  Collocated: a step may also carry
+a prefill chunk of ``prefill_chunk_tokens`` per die when ``chunk_tokens > 0``: this prices such a
+step; planner.modes.collocated mixes it with the step without a chunk by the load.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ class PoolStep:
     ``layers`` holds, per layer class, the per-micro-batch cost of one layer on one die;
     ``layer_s`` the per-layer time with the micro-batch overlap applied; ``extra`` the costs
     paid once per iteration (LM head, MTP, pipeline tail, scheduler gap).
+
+    Chunked prefill (collocated): every field is the mean over steps with and without a prefill
+    chunk (a share ``chunk_fraction`` carries one, planner.goodput.chunk_fraction);
+    ``plain_step_s`` / ``chunk_step_s`` are the two step times.  None outside chunked prefill.
     """
 
     step_s: Array
@@ -28,4 +32,7 @@ class PoolStep:
     capacity_bytes: float
     fits: Array
     max_batch: Array = field(default_factory=lambda: np.zeros(0))
+    plain_step_s: Array | None = None
+    chunk_step_s: Array | None = None
+    chunk_fraction: Array | None = None
 

@@ -27,6 +27,7 @@ from planner import catalog
 from planner.cost import memory as mem
 from planner.cost.precision import BytesPerElement
 from planner.inputs.scenario import Scenario, build_scenario, scenario_overrides
+from planner.modes.collocated import collocated_step
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, shared_decode_step
 from planner.serving.prefill import PrefillArrays, prefill_step
@@ -132,8 +133,11 @@ class Case:
     def steps(self, sc: Scenario | None = None) -> dict[str, np.ndarray]:
         """step_s of every pool kind under ``sc`` (default: the case's own scenario)."""
         env = Env.of(sc or self.sc)
-        out = {"decode": shared_decode_step(env, _arrays(DecodeArrays, self.decode)).step_s,
+        dec = _arrays(DecodeArrays, self.decode)
+        out = {"decode": shared_decode_step(env, dec).step_s,
                "prefill": prefill_step(env, _arrays(PrefillArrays, self.prefill)).step_s}
+        if np.all(dec.chunk_tokens > 0):  # the collocated mean step (load-consistent share of chunk steps)
+            out["collocated"] = collocated_step(env, dec).step_s
         if self.transformerless:
             out["transformerless"] = transformerless_step(env, _arrays(TransformerlessArrays,
                                                                        self.transformerless)).step_s

@@ -51,7 +51,7 @@ def _smallest_serving(scenario, rate: float, below: int) -> list[tuple[str, int,
                 slots, fw = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", rows), w.input_tokens,
                                              dec.dies[rows] / tp)
                 g = gp.goodput(slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
-                               service_s=dec.step_s[rows] * fw, servers=slots * n_d, fixed_s=np.zeros(len(rows)),
+                               service_s=dec.chunk_step_s[rows] * fw, servers=slots * n_d, fixed_s=np.zeros(len(rows)),
                                sequences=dec.sequences[rows] * n_d, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows])
                 hit = rows[g.goodput_per_s >= rate]
                 found += [(mode.value, int(dec.dies[i] * n_d), rate) for i in hit]
