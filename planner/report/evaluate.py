@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from planner.documents.evaluate import Breakdown, EvaluateReport, LayerCost, LoadPointDoc
+from planner.inputs.layout import Mode
 from planner.report.base import _NONE, _cell
 from planner.report.decide import evaluate_decision_tables
 from planner.report.plan import slo_text
@@ -97,7 +98,8 @@ def _goodput_table(doc: EvaluateReport) -> Table:
     for col in ("goodput req/s", "out tok/s", "per die", "per chip", "TTFT", "TPOT", "prefill cap req/s",
                 "decode cap req/s", "binding"):
         table.add_column(col, justify="left" if col == "binding" else "right")
-    alone = doc.prefill is None or doc.decode is None
+    # a pd/transformerless pool priced alone; a collocated instance has no prefill pool but its own TTFT
+    alone = doc.layout.mode != Mode.COLLOCATED and (doc.prefill is None or doc.decode is None)
 
     def cap(value: float | None) -> str:
         return "elsewhere" if value is None else f"{value:.2f}"

@@ -194,6 +194,9 @@ def test_rich_output_shows_the_breakdown(example: str, run_planner) -> None:
         assert needle in out, f"{needle!r} missing from the table output of {example}"
     if _layout(example)["mode"] != "collocated":
         assert "prefill" in out
+    # every example writes down a whole deployment: its TTFT is priced, never "elsewhere" (that word is
+    # for a pool priced alone, whose other side is not in the layout)
+    assert "elsewhere" not in out, f"{example}: a whole deployment shows a metric as 'elsewhere'"
     assert not out.lstrip().startswith("{"), "tables expected, got JSON"
 
 
