@@ -280,7 +280,8 @@ def test_a_section_with_calibrated_from_is_tagged_calibrated(profile):
     document = tomllib.loads(catalog.hardware(profile).path.read_text(encoding="utf-8"))
     for path, section in _sections(document):
         if section.get("calibrated_from"):
-            assert section.get("kind") == "calibrated", f"{profile}{path}: calibrated_from but kind {section.get('kind')!r}"
+            kind = section.get("kind")
+            assert kind == "calibrated", f"{profile}{path}: calibrated_from but kind {kind!r}"
         if section.get("kind") == "calibrated":
             assert section.get("calibrated_from"), f"{profile}{path}: calibrated without rows"
 
