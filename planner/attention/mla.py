@@ -12,7 +12,11 @@ import numpy as np
 
 from planner.attention.base import Attention, causal_pairs, gemm_bytes
 from planner.cost.precision import BytesPerElement
-from planner.cost.roofline import Array, Cost, Device, attention_core, gemm
+from planner.cost.roofline import Array, Cost, Device, attention_core, fused_kernel, gemm
+from planner.inputs.files import FusedPass
+
+# The decode ops an MLA prologue kernel (CANN MLAProlog) runs as one launch.
+PROLOG_OPS = ("q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "absorb_uk")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +88,9 @@ class MlaAttention(Attention):
                    tp: Array) -> dict[str, Cost]:
         """Projections, ``absorb_uk``, ``core``, ``absorb_uv``, ``o_proj`` of one decode layer.
 
+        A stack that fuses ``mla_prolog`` (profile ``[kernels]``) runs the projections and
+        ``absorb_uk`` as one kernel, the op ``mla_prolog``.
+
         Notes
         -----
         The absorbed form (FlashMLA "MQA mode"): W_UK folds into the query and W_UV into the
@@ -97,6 +104,8 @@ class MlaAttention(Attention):
         kw = gemm_bytes(by)
         ops = self._projections(dev, by, tokens, heads, 0.0)
         ops["absorb_uk"] = gemm(dev, tokens, c, self.qk_nope_head_dim, count=heads, **kw)
+        if FusedPass.MLA_PROLOG in dev.fused:  # one MLAProlog launch (its norms and quantisation: elementwise.py)
+            ops = {"mla_prolog": fused_kernel([ops.pop(n) for n in PROLOG_OPS if n in ops], dev.kernel_s)}
         flops = 2.0 * tokens * heads * (c + r + c) * context
         q_bytes = tokens * heads * (c + r + c) * 2.0
         ops["core"] = attention_core(dev, flops, kv_read + q_bytes)

@@ -6,10 +6,11 @@ element per candidate layout).  Times are seconds, work is FLOPs, traffic is byt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from planner.inputs.files import FusedPass
 from planner.inputs.hardware import HardwareSpec
 from planner.units import Dtype
 
@@ -44,6 +45,20 @@ class Cost:
         return self.compute_s >= self.memory_s
 
 
+def fused_kernel(costs: list[Cost], fixed_s: float | Array) -> Cost:
+    """``len(costs)`` kernels run as one fused kernel: their work summed, one fixed cost instead of ``n``.
+
+    Notes
+    -----
+    Each part keeps its own roofline side (a fused prologue runs its GEMMs one after another
+    inside one launch); the ``n - 1`` fixed per-kernel costs of the launched parts are dropped.
+    """
+    total = sum_costs(dict(enumerate(costs)))
+    launched = sum(np.asarray(c.flops + c.bytes > 0, dtype=float) for c in costs)
+    saved = np.maximum(launched - 1.0, 0.0) * fixed_s
+    return Cost(total.time_s - saved, total.flops, total.bytes, total.compute_s, total.memory_s)
+
+
 def sum_costs(costs: dict[str, Cost]) -> Cost:
     items = list(costs.values())
     total = items[0]
@@ -68,6 +83,8 @@ class Device:
     kernel_s: float
     eager_launch_s: float
     scheduler_gap_s: float
+    fused: frozenset[FusedPass] = frozenset()  # kernel groups the stack runs as one (profile [kernels])
+    fused_eager: frozenset[FusedPass] = frozenset()  # ... in eager mode (prefill)
 
     @classmethod
     def of(cls, hw: HardwareSpec, compute_dtype: Dtype, attention_dtype: Dtype = Dtype.BF16) -> Device:
@@ -79,8 +96,12 @@ class Device:
             gemm_max_frac=g.max_frac, gemm_m_half=g.m_half_tokens, gemm_k_half=g.k_half,
             attention_compute_frac=a.compute_frac, attention_memory_frac=a.memory_frac,
             memory_frac=hw.memory_efficiency.frac, kernel_s=o.kernel_s, eager_launch_s=o.eager_launch_s,
-            scheduler_gap_s=o.scheduler_gap_s,
+            scheduler_gap_s=o.scheduler_gap_s, fused=hw.kernels.fused, fused_eager=hw.kernels.fused_eager,
         )
+
+    def eager(self) -> Device:
+        """The same die under the eager-mode stack: its fused kernel groups (prefill)."""
+        return replace(self, fused=self.fused_eager)
 
 
 def roofline(flops: Array, bytes_: Array, peak_flops_per_s: float | Array, bandwidth_bytes_per_s: float,

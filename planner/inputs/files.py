@@ -285,6 +285,27 @@ class OverlapSection(Factor):
                                 "0.30-0.65") = 1.0
 
 
+class FusedPass(StrEnum):
+    """A group of kernels a stack's fused operators run as one (planner/cost/elementwise.py)."""
+
+    MLA_PROLOG = "mla_prolog"          # MLA q_a/q_b/kv_a/absorb_uk GEMMs, q/kv norms and their input quantisation
+    SWIGLU_QUANT = "swiglu_quant"      # dense/shared FFN: SiLU-and-multiply and the down input quantisation
+    EXPERT_SWIGLU = "expert_swiglu"    # routed experts: SwiGLU (and quantisation) in the grouped GEMM
+    EXPERT_PERMUTE = "expert_permute"  # routed experts: permute / unpermute + weighted sum in dispatch / combine
+
+
+class KernelsSection(Factor):
+    """The stack's per-layer kernel inventory: which kernel groups its fused operators run as one.
+
+    ``fused``: the groups the graph-mode stack (decode) runs as one kernel; ``fused_eager``: those of
+    the eager-mode stack (prefill), which also pays ``overheads.eager_launch_s`` per kernel.  Absent
+    or empty: every kernel of planner/cost/elementwise.py's unfused inventory is launched on its own.
+    """
+
+    fused: Annotated[list[lax(FusedPass)], Field(max_length=len(FusedPass))] = Field(default_factory=list)
+    fused_eager: Annotated[list[lax(FusedPass)], Field(max_length=len(FusedPass))] = Field(default_factory=list)
+
+
 class AttentionMathSection(Factor):
     """The dtype the attention core computes in when query and KV cache are quantised to a dtype.
 
@@ -316,6 +337,7 @@ class HardwareFile(Strict):
     overheads: OverheadSection
     collectives: CollectiveSection
     overlap: OverlapSection | None = None
+    kernels: KernelsSection | None = None
     attention_math: AttentionMathSection | None = None
     fabrics: list[FabricSection] = Field(min_length=1, max_length=len(Scope))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import UnsupportedDtypeError
-from planner.inputs.files import HardwareFile, OverlapDiscipline, Scope, load_file, plain, validate_data
+from planner.inputs.files import FusedPass, HardwareFile, OverlapDiscipline, Scope, load_file, plain, validate_data
 from planner.units import Dtype
 
 
@@ -99,6 +99,14 @@ class Overlap:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Kernels:
+    """The stack's kernel inventory: the kernel groups its fused operators run as one (``[kernels]``)."""
+
+    fused: frozenset[FusedPass] = frozenset()        # graph mode (decode)
+    fused_eager: frozenset[FusedPass] = frozenset()  # eager mode (prefill)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FabricEfficiency:
     """``eff(n) = max_frac * min(1, (decay_start_ranks / n) ** decay)`` for ``n`` ranks."""
 
@@ -140,6 +148,7 @@ class HardwareSpec:
     collectives: Collectives
     fabrics: tuple[Fabric, ...]
     overlap: Overlap = field(default_factory=Overlap)
+    kernels: Kernels = field(default_factory=Kernels)
     # math dtype of the attention core by quantised KV dtype (absent: dequantised to bf16)
     attention_math: dict[Dtype, Dtype] = field(default_factory=dict)
     _file: HardwareFile = field(repr=False, compare=False)
@@ -158,6 +167,8 @@ class HardwareSpec:
             memory_efficiency=plain(MemoryEfficiency, e.memory), overheads=plain(Overheads, file.overheads),
             collectives=plain(Collectives, file.collectives), fabrics=fabrics,
             overlap=plain(Overlap, file.overlap) if file.overlap is not None else Overlap(),
+            kernels=Kernels(fused=frozenset(file.kernels.fused), fused_eager=frozenset(file.kernels.fused_eager))
+            if file.kernels is not None else Kernels(),
             attention_math=_attention_math(file), _file=file,
         )
 

@@ -26,6 +26,7 @@ from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Cost, Device, attention_core, gemm, streaming, sum_costs
 from planner.inputs.hardware import HardwareSpec, hardware_from_document
 from planner.ops import expert_load_fit
+from planner.serving.overlap import core_split_slowdown
 from planner.units import Dtype
 from planner.xccl import CallCosts, a2e, all_to_all_s, allreduce_s, distinct, p2p_s, transfer_s
 
@@ -252,6 +253,21 @@ def _attention_layer(hw: HardwareSpec, p: Row) -> float:
     return float(t[0])
 
 
+def _core_split_slowdown(hw: HardwareSpec, p: Row) -> float:
+    """Time of a kernel on ``cube_cores`` of ``cube_cores_full`` cube cores / its full-die time (B_l1)."""
+    return float(core_split_slowdown(p["cube_cores"] / p["cube_cores_full"], hw.overlap.core_split_exponent))
+
+
+def _core_share(hw: HardwareSpec, p: Row) -> float:
+    """Core share of one multi-stream stream (``stream``: attention / moe) in the profile's ``[overlap]``."""
+    return float(getattr(hw.overlap, f"{p['stream']}_core_frac"))
+
+
+def _sm_share(hw: HardwareSpec, p: Row) -> float:
+    """Share of the SMs the bulk (normal-mode) all-to-all takes while it overlaps compute (C_o1)."""
+    return float(hw.overlap.comm_sm_frac)
+
+
 PREDICTORS: dict[str, Callable[[HardwareSpec, Row], float]] = {
     "gemm": _gemm, "grouped_gemm": _gemm, "gemm_peak": _gemm_peak,
     "attention_compute": _attention, "attention_memory_bandwidth": _attention,
@@ -261,6 +277,8 @@ PREDICTORS: dict[str, Callable[[HardwareSpec, Row], float]] = {
     "gemm_latency": _gemm_latency, "gemm_weight_bandwidth": _gemm_weight_bandwidth,
     "attention_latency": _attention_latency, "streaming_bandwidth": _streaming_bandwidth,
     "allreduce_latency": _allreduce_latency,
+    # the B_l* / C_o1 rows: the overlap discipline's parameters (planner/serving/overlap.py)
+    "core_split_slowdown": _core_split_slowdown, "core_share": _core_share, "sm_share": _sm_share,
     # the A* rows: the expert-load model (planner/ops/expert_load_fit.py fits them, never fit() here)
     **{kind: expert_load_fit.hardware_predictor(kind) for kind in expert_load_fit.PREDICTORS},
 }
@@ -342,6 +360,7 @@ _PARAM_RULES: list[tuple[str, tuple[float, float], float, float]] = [
     ("k_half", (0.0, 16384.0), 512.0, 100.0),
     ("decay_start_ranks", (1.0, 1024.0), 8.0, 10.0),
     ("decay", (0.0, 2.0), 0.1, 1.0),
+    ("core_split_exponent", (0.0, 1.0), 0.5, 1.0),
     ("copy_s", (0.0, 5e-6), 0.1e-6, 1e-7),
     ("_s", (0.0, 100e-6), 10e-6, 1e-5),
 ]

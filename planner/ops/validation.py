@@ -133,11 +133,14 @@ def band_status(within: bool | None, known_miss: str | None) -> Status:
     return "pass" if within else "fail"
 
 
+_RATIO_KINDS = {"core_split_slowdown", "core_share", "sm_share"}  # the overlap rows (B_l1, B_l2, C_o1)
+
+
 def _si_unit(kind: str) -> str:
     """SI unit of a calibration row's value, by predictor kind (expert-load rows: a ratio or a fraction)."""
     if kind.endswith("latency") or kind == "attention_layer":
         return "s"
-    if kind.startswith("expert_load"):
+    if kind.startswith("expert_load") or kind in _RATIO_KINDS:
         return "ratio"
     return "FLOP/s" if kind in _FLOP_KINDS else "B/s"
 

@@ -30,7 +30,8 @@ from planner.inputs.hardware import Overlap
 
 # Stages of one micro-batch (DeepSeek profile-data decode.jpg: ATTN-0, SHARED, MLP, ATTN-1).
 PROJECTIONS, SHARED, EXPERTS, CORE, WAIT = "projections", "shared", "experts", "core", "wait"
-_PROJECTION_OPS = {"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "kv_b_proj", "absorb_uk", "qkv_proj", "elementwise"}
+_PROJECTION_OPS = {"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "kv_b_proj", "absorb_uk", "qkv_proj", "elementwise",
+                   "mla_prolog"}
 
 
 def stage_of(op: str) -> str:
@@ -57,6 +58,18 @@ class Pairing:
 
     def waiting_s(self) -> dict[str, Array]:
         return {name: np.maximum(comm - stage, 0.0) for name, (stage, comm) in self.pairs.items()}
+
+
+def core_split_slowdown(core_frac: float | Array, exponent: float) -> float | Array:
+    """How many times longer a kernel takes on a share ``f`` of the die's cores: ``f ** -a``.
+
+    Notes
+    -----
+    Fitted on row B_l1 (cann-recipes LongCat-Flash decode ops on 12C/24V vs 24C/48V of an A3
+    die: 1.23-1.57x at f = 1/2; ``a`` in the profile's ``[overlap] core_split_exponent``).  Decode
+    kernels are largely memory- or latency-bound, so halving the cores costs far less than 2x.
+    """
+    return np.asarray(core_frac, dtype=float) ** -exponent
 
 
 def _time(cost: Cost, compute_share: float) -> Array:
@@ -140,8 +153,8 @@ def multi_stream(ops: dict[str, Cost], comm: dict[str, Array], m: Array, ov: Ove
     (no measurement of it on split cores).
     """
     a = ov.core_split_exponent
-    att = _stages(ops, slowdown=ov.attention_core_frac ** -a)
-    moe = _stages(ops, slowdown=ov.moe_core_frac ** -a)
+    att = _stages(ops, slowdown=float(core_split_slowdown(ov.attention_core_frac, a)))
+    moe = _stages(ops, slowdown=float(core_split_slowdown(ov.moe_core_frac, a)))
     d, c = _comm(comm, att[CORE])
     attention = att[PROJECTIONS] + att[CORE] + att[SHARED] + att[WAIT]
     experts = moe[EXPERTS] + d + c

@@ -6,7 +6,7 @@ all-to-all, micro-batch overlap as in decode, and eager-mode launch overhead per
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,7 +38,8 @@ def _f(x: Array) -> Array:
 
 
 def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
-    """One prefill forward of every die of an instance (all candidates at once)."""
+    """One prefill forward of every die of an instance (all candidates at once), eager mode."""
+    env = replace(env, dev=env.dev.eager())  # the eager stack's kernel inventory (profile [kernels])
     model = env.model
     tp, ep, m = _f(p.tp), _f(p.ep), _f(p.micro_batches)
     T = _f(p.batch_tokens) / m

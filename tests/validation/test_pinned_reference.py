@@ -17,7 +17,7 @@ SHARED = ROOT.parent / "shared" / "reference"
 # pinned file -> (its source under ../shared/reference, True if pinned whole / False if a subset of the rows by id)
 PINNED_FILES = {"calibration.json": ("calibration.json", True),
                 "validation_public.json": ("validation_public.json", False),
-                "ascend_expert_load_overlap.json": ("kernels/ascend_expert_load_overlap.json", False),
+                "ascend_expert_load_overlap.json": ("kernels/ascend_expert_load_overlap.json", True),
                 "gpu_blackwell_hopper.json": ("kernels/gpu_blackwell_hopper.json", True)}
 
 
