@@ -80,6 +80,7 @@ class Device:
     attention_compute_frac: float
     attention_memory_frac: float
     memory_frac: float
+    gemm_memory_frac: float  # the weight stream of this dtype's GEMMs (efficiency.gemm.by_dtype, else memory_frac)
     kernel_s: float
     eager_launch_s: float
     scheduler_gap_s: float
@@ -93,9 +94,10 @@ class Device:
             gemm_peak_flops_per_s=hw.peak_flops_per_s(compute_dtype),
             attention_peak_flops_per_s=hw.peak_flops_per_s(attention_dtype),
             hbm_bandwidth_bytes_per_s=hw.hbm_bandwidth_bytes_per_s,
-            gemm_max_frac=g.max_frac, gemm_m_half=g.m_half_tokens, gemm_k_half=g.k_half,
+            gemm_max_frac=hw.gemm_max_frac(compute_dtype), gemm_m_half=g.m_half_tokens, gemm_k_half=g.k_half,
             attention_compute_frac=a.compute_frac, attention_memory_frac=a.memory_frac,
-            memory_frac=hw.memory_efficiency.frac, kernel_s=o.kernel_s, eager_launch_s=o.eager_launch_s,
+            memory_frac=hw.memory_efficiency.frac, gemm_memory_frac=hw.gemm_memory_frac(compute_dtype),
+            kernel_s=o.kernel_s, eager_launch_s=o.eager_launch_s,
             scheduler_gap_s=o.scheduler_gap_s, fused=hw.kernels.fused, fused_eager=hw.kernels.fused_eager,
         )
 
@@ -129,7 +131,8 @@ def gemm_efficiency(dev: Device, m: Array, k: Array | float) -> Array:
     -----
     ``eff(M, K) = max_frac * M / (M + m_half) * K / (K + k_half)``: small-M (decode) GEMMs
     and short reductions run far below peak.  Fit to DeepGEMM's published H800 shapes
-    (``hardware_profiles/*.toml``, ``[efficiency.gemm]``).
+    (``hardware_profiles/*.toml``, ``[efficiency.gemm]``); ``max_frac`` is the device's math
+    dtype's own where the profile has ``[efficiency.gemm.by_dtype.<dtype>]`` (:meth:`Device.of`).
     """
     m = np.maximum(np.asarray(m, dtype=float), 1e-9)
     k = np.asarray(k, dtype=float)
@@ -156,7 +159,7 @@ def gemm(dev: Device, m: Array, n: Array | float, k: Array | float, *, weight_by
     traffic = count * (weights + m * k * act_bytes + m * n * out_bytes)
     eff = gemm_efficiency(dev, m, k)
     return roofline(flops, traffic, dev.gemm_peak_flops_per_s, dev.hbm_bandwidth_bytes_per_s, eff,
-                    dev.memory_frac, dev.kernel_s + launch_s)
+                    dev.gemm_memory_frac, dev.kernel_s + launch_s)
 
 
 def attention_core(dev: Device, flops: Array, bytes_: Array, launch_s: float | Array = 0.0) -> Cost:

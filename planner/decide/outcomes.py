@@ -38,6 +38,7 @@ from planner.modes import MODES
 from planner.modes.base import chunk_terms, prefill_arrays
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
+from planner.units import Dtype
 
 Values = Mapping[str, Array | float]
 
@@ -51,18 +52,26 @@ def hardware_with(hw: HardwareSpec, values: Values) -> HardwareSpec:
     """``hw`` with profile parameters (dotted paths) replaced by floats or arrays, not re-validated.
 
     Paths as planner.ops.calibration.with_params: ``efficiency.gemm.max_frac``,
+    ``efficiency.gemm.by_dtype.fp4.memory_frac`` (a dtype table the profile has),
     ``fabrics.ub.efficiency.max_frac``, ``fabrics.ub.bandwidth_bytes_per_s``, ``peak.bf16_flops_per_s``.
     Peaks must stay floats (the dtype checks read them as scalars).
     """
     changes: dict[str, dict[str, object]] = {}
     fabrics = {f.name: (f, {}, {}) for f in hw.fabrics}
+    by_dtype: dict[Dtype, dict[str, object]] = {}
     for path, value in values.items():
         head, _, name = path.rpartition(".")
-        if head.startswith("fabrics."):
+        if head.startswith("efficiency.gemm.by_dtype."):  # efficiency.gemm.by_dtype.fp4.max_frac
+            by_dtype.setdefault(Dtype(head.rpartition(".")[2]), {})[name] = value
+        elif head.startswith("fabrics."):
             fabric = head.split(".")[1]
             fabrics[fabric][2 if head.endswith(".efficiency") else 1][name] = value
         else:
             changes.setdefault(_SECTIONS[head], {})[name] = value
+    if by_dtype:
+        own = hw.gemm_efficiency.by_dtype
+        changes.setdefault("gemm_efficiency", {})["by_dtype"] = {
+            **own, **{d: dataclasses.replace(own[d], **fields) for d, fields in by_dtype.items()}}
     update = {attr: dataclasses.replace(getattr(hw, attr), **fields) for attr, fields in changes.items()}
     if any(own or eff for _, own, eff in fabrics.values()):
         update["fabrics"] = tuple(dataclasses.replace(f, **own, efficiency=dataclasses.replace(f.efficiency, **eff))

@@ -86,6 +86,12 @@ def _hardware(paths: Callable[[HardwareSpec], list[str]], cap: bool = False) -> 
     return lambda sc, f: (sc, _scaled(sc.hardware, paths(sc.hardware), f, cap))
 
 
+def _by_dtype(hw: HardwareSpec, name: str) -> list[str]:
+    """Paths of the per-dtype GEMM ``name`` (max_frac / memory_frac) the profile sets."""
+    return [f"efficiency.gemm.by_dtype.{d.value}.{name}" for d, own in hw.gemm_efficiency.by_dtype.items()
+            if getattr(own, name) is not None]
+
+
 def _peaks(hw: HardwareSpec) -> list[str]:
     return [f"peak.{d.value}_flops_per_s" for d in hw.supported_dtypes]
 
@@ -128,10 +134,12 @@ def inputs(scenario: Scenario) -> list[tuple[str, Variant, bool]]:
     out += [(f"{f.name} bandwidth", _hardware(lambda h, n=f.name: [f"fabrics.{n}.bandwidth_bytes_per_s"]), True)
             for f in hw.fabrics]
     out += [
-        ("GEMM efficiency", _hardware(lambda h: ["efficiency.gemm.max_frac"], cap=True), True),
+        ("GEMM efficiency", _hardware(lambda h: ["efficiency.gemm.max_frac", *_by_dtype(h, "max_frac")], cap=True),
+         True),
         ("attention efficiency", _hardware(lambda h: ["efficiency.attention.compute_frac",
                                                       "efficiency.attention.memory_frac"], cap=True), True),
-        ("memory-streaming efficiency", _hardware(lambda h: ["efficiency.memory.frac"], cap=True), True),
+        ("memory-streaming efficiency", _hardware(lambda h: ["efficiency.memory.frac", *_by_dtype(h, "memory_frac")],
+                                                  cap=True), True),
         ("fabric efficiencies", _hardware(lambda h: [f"fabrics.{f.name}.efficiency.max_frac" for f in h.fabrics],
                                           cap=True), True),
         ("fixed costs (kernels, scheduler, calls)", _hardware(_fixed_costs), True),

@@ -115,11 +115,14 @@ class Group:
 
 
 def level_values(hw: HardwareSpec) -> list[tuple[str, float, int]]:
-    """(path, value, effect) of every level parameter of ``hw``: efficiencies, overheads, call costs,
-    and each fabric's ``max_frac``."""
+    """(path, value, effect) of every level parameter of ``hw``: efficiencies (with the per-dtype GEMM
+    ones the profile has), overheads, call costs, and each fabric's ``max_frac``."""
     out = []
     for path, (section, name), effect in _LEVELS:
         out.append((path, float(getattr(getattr(hw, section), name)), effect))
+    for dtype, own in hw.gemm_efficiency.by_dtype.items():  # [efficiency.gemm.by_dtype.<dtype>]
+        out += [(f"efficiency.gemm.by_dtype.{dtype.value}.{name}", float(value), FASTER)
+                for name in ("max_frac", "memory_frac") if (value := getattr(own, name)) is not None]
     for fabric in hw.fabrics:
         out.append((f"fabrics.{fabric.name}.efficiency.max_frac", float(fabric.efficiency.max_frac), FASTER))
     return out

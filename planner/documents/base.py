@@ -20,7 +20,7 @@ import json
 import math
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_serializer
 
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import LayoutFile
@@ -93,6 +93,8 @@ class Efficiencies(Part):
     """The profile's efficiencies and overheads a report used, by section (provenance dropped)."""
 
     gemm: EfficiencySection
+    # [efficiency.gemm.by_dtype.<dtype>]: the GEMM math dtypes with their own max_frac / memory_frac
+    gemm_by_dtype: dict[str, EfficiencySection] = Field(default_factory=dict)
     attention: EfficiencySection
     memory: EfficiencySection
     overheads: EfficiencySection
@@ -111,7 +113,9 @@ def efficiencies_used(hw: HardwareSpec) -> Efficiencies:
     """The efficiencies and overheads of the hardware profile, with their kind (spec/measured/...)."""
     doc = hw.document()
     eff = doc["efficiency"]
-    return Efficiencies(gemm=_section(eff["gemm"]), attention=_section(eff["attention"]),
+    gemm = {k: v for k, v in eff["gemm"].items() if k != "by_dtype"}
+    by_dtype = {d: _section(t) for d, t in (eff["gemm"].get("by_dtype") or {}).items() if t is not None}
+    return Efficiencies(gemm=_section(gemm), gemm_by_dtype=by_dtype, attention=_section(eff["attention"]),
                         memory=_section(eff["memory"]), overheads=_section(doc["overheads"]),
                         collectives=_section(doc["collectives"]),
                         fabrics={f["name"]: _section(f["efficiency"]) for f in doc["fabrics"]})

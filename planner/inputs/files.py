@@ -188,12 +188,41 @@ class MemoryReserveSection(Factor):
     runtime_reserved_bytes: ReserveBytes = 0.0
 
 
+class GemmDtypeEfficiency(Factor):
+    """One GEMM math dtype's own asymptote and weight-streaming efficiency (``[efficiency.gemm.by_dtype.fp4]``).
+
+    ``max_frac`` replaces the curve's asymptote and ``memory_frac`` the memory efficiency
+    (``efficiency.memory.frac``) of the GEMMs that compute in this dtype; an absent key keeps the
+    shared value.  The curve's shape (``m_half_tokens``, ``k_half``) stays shared.
+    """
+
+    max_frac: Fraction | None = None
+    memory_frac: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _overrides_something(self) -> GemmDtypeEfficiency:
+        if self.max_frac is None and self.memory_frac is None:
+            raise ValueError("a by_dtype table sets max_frac and/or memory_frac (else delete the table)")
+        return self
+
+
+class GemmByDtype(Strict):
+    """Per-dtype overrides of the GEMM efficiency, by the GEMM's math dtype (absent: the shared values)."""
+
+    bf16: GemmDtypeEfficiency | None = None
+    fp16: GemmDtypeEfficiency | None = None
+    fp8: GemmDtypeEfficiency | None = None
+    int8: GemmDtypeEfficiency | None = None
+    fp4: GemmDtypeEfficiency | None = None
+
+
 class GemmEfficiency(Factor):
     """eff(M, K) = max_frac * M / (M + m_half_tokens) * K / (K + k_half) of the dense peak."""
 
     max_frac: Fraction
     m_half_tokens: HalfPoint
     k_half: HalfPoint = 0.0
+    by_dtype: GemmByDtype | None = None
 
 
 class AttentionEfficiency(Factor):
@@ -358,6 +387,15 @@ class HardwareFile(Strict):
         if n is not None and (n % self.dies_per_chip or self.num_dies % n):
             raise ValueError(f"dies_per_node = {n} must be a multiple of dies_per_chip ({self.dies_per_chip}) "
                              f"and divide num_dies ({self.num_dies})")
+        return self
+
+    @model_validator(mode="after")
+    def _gemm_overrides_have_peaks(self) -> HardwareFile:
+        by = self.efficiency.gemm.by_dtype
+        for dtype in GemmByDtype.model_fields:
+            if by is not None and getattr(by, dtype) is not None and getattr(self.peak, f"{dtype}_flops_per_s") is None:
+                raise ValueError(f"efficiency.gemm.by_dtype.{dtype}: the profile lists no peak.{dtype}_flops_per_s "
+                                 f"(delete the table or add the peak)")
         return self
 
     @model_validator(mode="after")

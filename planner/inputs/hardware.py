@@ -44,12 +44,25 @@ class MemoryReserve:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GemmDtypeEfficiency:
+    """One math dtype's own GEMM asymptote and weight-streaming efficiency; None = the shared value."""
+
+    max_frac: float | None = None
+    memory_frac: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GemmEfficiency:
-    """``eff(M, K) = max_frac * M / (M + m_half_tokens) * K / (K + k_half)`` of the dense peak."""
+    """``eff(M, K) = max_frac * M / (M + m_half_tokens) * K / (K + k_half)`` of the dense peak.
+
+    ``by_dtype``: the dtypes whose GEMMs have their own ``max_frac`` and/or ``memory_frac``
+    (``[efficiency.gemm.by_dtype.<dtype>]``); the others use the shared values.
+    """
 
     max_frac: float
     m_half_tokens: float
     k_half: float
+    by_dtype: dict[Dtype, GemmDtypeEfficiency] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +176,8 @@ class HardwareSpec:
             dies_per_chip=file.dies_per_chip, num_dies=file.num_dies, dies_per_node=_dies_per_node(file),
             peaks=plain(Peaks, file.peak),
             memory=plain(Memory, file.memory), memory_reserve=plain(MemoryReserve, file.memory_reserve),
-            gemm_efficiency=plain(GemmEfficiency, e.gemm), attention_efficiency=plain(AttentionEfficiency, e.attention),
+            gemm_efficiency=plain(GemmEfficiency, e.gemm, by_dtype=_gemm_by_dtype(file)),
+            attention_efficiency=plain(AttentionEfficiency, e.attention),
             memory_efficiency=plain(MemoryEfficiency, e.memory), overheads=plain(Overheads, file.overheads),
             collectives=plain(Collectives, file.collectives), fabrics=fabrics,
             overlap=plain(Overlap, file.overlap) if file.overlap is not None else Overlap(),
@@ -207,6 +221,17 @@ class HardwareSpec:
                 fix=f"choose one of: {have}",
             )
         return value
+
+    def gemm_max_frac(self, dtype: Dtype | str) -> float:
+        """The GEMM curve's asymptote for GEMMs computing in ``dtype`` (its override, else the shared one)."""
+        own = self.gemm_efficiency.by_dtype.get(Dtype(dtype))
+        return own.max_frac if own is not None and own.max_frac is not None else self.gemm_efficiency.max_frac
+
+    def gemm_memory_frac(self, dtype: Dtype | str) -> float:
+        """HBM efficiency of the weight stream of GEMMs computing in ``dtype`` (its override, else
+        ``efficiency.memory.frac``)."""
+        own = self.gemm_efficiency.by_dtype.get(Dtype(dtype))
+        return own.memory_frac if own is not None and own.memory_frac is not None else self.memory_efficiency.frac
 
     def compute_dtype(self, weights: Dtype | str, activations: Dtype | str) -> Dtype:
         """The GEMM math dtype: the wider of weights and activations (w4a8 runs at a8)."""
@@ -271,6 +296,15 @@ def _attention_math(file: HardwareFile) -> dict[Dtype, Dtype]:
         return {}
     pairs = {Dtype.INT8: section.int8_kv, Dtype.FP8: section.fp8_kv, Dtype.FP4: section.fp4_kv}
     return {kv: Dtype(math) for kv, math in pairs.items() if math is not None}
+
+
+def _gemm_by_dtype(file: HardwareFile) -> dict[Dtype, GemmDtypeEfficiency]:
+    """``{math dtype: its GEMM overrides}`` for the ``[efficiency.gemm.by_dtype.*]`` tables present."""
+    by = file.efficiency.gemm.by_dtype
+    if by is None:
+        return {}
+    return {Dtype(name): plain(GemmDtypeEfficiency, table) for name in type(by).model_fields
+            if (table := getattr(by, name)) is not None}
 
 
 def _dies_per_node(file: HardwareFile) -> int:

@@ -133,7 +133,7 @@ def _gemm_weight_bandwidth(hw: HardwareSpec, p: Row) -> float:
 
 def _gemm_peak(hw: HardwareSpec, p: Row) -> float:
     """Asymptotic GEMM FLOP/s (M, K -> infinity): ``max_frac * peak``."""
-    return hw.gemm_efficiency.max_frac * hw.peak_flops_per_s(p.get("dtype", "fp8"))
+    return hw.gemm_max_frac(p.get("dtype", "fp8")) * hw.peak_flops_per_s(p.get("dtype", "fp8"))
 
 
 def _attention_work(p: Row) -> tuple[float, float]:

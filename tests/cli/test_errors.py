@@ -64,6 +64,17 @@ PROFILE_CASES = {
                                 ["fabrics.1.efficiency", "calibrated_from"]),
     "fabrics-out-of-order": (lambda d: d["fabrics"].reverse(), ["fabrics", "narrowest first"]),
     "wrong-type": (_set("num_dies", "many"), ["num_dies", "integer"]),
+    "dtype-override-above-1": (_set("efficiency.gemm.by_dtype", {"int8": {"source": "test", "kind": "assumed",
+                                                                          "memory_frac": 1.5}}),
+                               ["efficiency.gemm.by_dtype.int8.memory_frac", "plausible range 0.01-1", "1.5"]),
+    "dtype-override-empty": (_set("efficiency.gemm.by_dtype", {"int8": {"source": "test", "kind": "assumed"}}),
+                             ["efficiency.gemm.by_dtype.int8", "max_frac and/or memory_frac"]),
+    "dtype-override-unknown-dtype": (_set("efficiency.gemm.by_dtype", {"fp6": {"source": "test", "kind": "assumed",
+                                                                                "max_frac": 0.8}}),
+                                     ["efficiency.gemm.by_dtype.fp6", "unknown key"]),
+    "dtype-override-without-peak": (_set("efficiency.gemm.by_dtype", {"fp4": {"source": "test", "kind": "assumed",
+                                                                               "max_frac": 0.8}}),
+                                    ["efficiency.gemm.by_dtype.fp4", "peak.fp4_flops_per_s"]),
 }
 
 

@@ -77,3 +77,25 @@ def test_sensitivity_and_evaluate_commands(run_planner, tmp_path):
     assert len(doc["failures"]) == 3 and doc["cost"]["usd_per_hour"] == 7.0
     plain = run_planner("evaluate", str(path), "--samples", "0", "--json", "-").json()
     assert "bands" not in plain and "failures" not in plain and "cost" not in plain
+
+
+def test_per_dtype_gemm_efficiency_is_a_level_the_bands_sample():
+    """B200's FP4 GEMM asymptote and weight stream ([efficiency.gemm.by_dtype.fp4]) are level parameters
+    like the shared ones: listed with their values, and a sampled array reaches FP4 GEMMs only."""
+    import numpy as np
+
+    from planner import catalog
+    from planner.cost.roofline import Device
+    from planner.decide.outcomes import hardware_with
+    from planner.decide.spreads import level_values
+    from planner.units import Dtype
+
+    hw = catalog.hardware("b200")
+    levels = {path: value for path, value, _ in level_values(hw)}
+    own = hw.gemm_efficiency.by_dtype[Dtype.FP4]
+    assert levels["efficiency.gemm.by_dtype.fp4.max_frac"] == own.max_frac
+    assert levels["efficiency.gemm.by_dtype.fp4.memory_frac"] == own.memory_frac
+    sampled = hardware_with(hw, {"efficiency.gemm.by_dtype.fp4.max_frac": np.array([0.5, 0.6])})
+    assert list(Device.of(sampled, Dtype.FP4).gemm_max_frac) == [0.5, 0.6]
+    assert Device.of(sampled, Dtype.FP4).gemm_memory_frac == own.memory_frac
+    assert Device.of(sampled, Dtype.FP8).gemm_max_frac == hw.gemm_efficiency.max_frac

@@ -18,12 +18,14 @@ def _p(hw, path):
 
 
 def test_weight_bandwidth_of_a_weight_streaming_gemm():
-    """M = 1, N = K = 8192 NVFP4: memory-bound; weight bytes / (traffic / (HBM x frac) + kernel_s)."""
+    """M = 1, N = K = 8192 NVFP4: memory-bound; weight bytes / (traffic / (HBM x frac) + kernel_s), with
+    the NVFP4 weight stream's own frac ([efficiency.gemm.by_dtype.fp4] memory_frac)."""
     hw = catalog.hardware("b200")
     n = k = 8192
     weights = n * k * 0.5
     traffic = weights + 1 * k * 0.5 + 1 * n * 2.0  # weights, one activation row, one BF16 output row
-    t = traffic / (hw.hbm_bandwidth_bytes_per_s * _p(hw, "efficiency.memory.frac")) + _p(hw, "overheads.kernel_s")
+    t = traffic / (hw.hbm_bandwidth_bytes_per_s * _p(hw, "efficiency.gemm.by_dtype.fp4.memory_frac")) \
+        + _p(hw, "overheads.kernel_s")
     row = {"predict": {"kind": "gemm_weight_bandwidth", "profile": "b200", "m": 1, "n": n, "k": k, "dtype": "fp4"}}
     assert calibration.predict(row) == pytest.approx(weights / t, rel=1e-9)
     latency = {"predict": {**row["predict"], "kind": "gemm_latency"}}

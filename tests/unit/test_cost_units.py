@@ -103,6 +103,64 @@ def test_memory_bound_decode_gemm_by_hand(npu: Any) -> None:
     assert cost.time_s[0] == pytest.approx(42.79539e-6, rel=1e-6)
 
 
+@pytest.fixture
+def npu_fp4(tmp_path: Path, profile_dict: dict[str, Any], write_toml: Any) -> Any:
+    """The pinned test NPU (as ``npu``) with FP8 and FP4 peaks and, for FP4 only, its own GEMM
+    asymptote and weight-stream efficiency (``[efficiency.gemm.by_dtype.fp4]``)."""
+    d = profile_dict
+    d["peak"].update(fp8_flops_per_s=752e12, fp4_flops_per_s=1504e12)
+    d["efficiency"]["gemm"].update(max_frac=0.7, m_half_tokens=64.0, k_half=256.0)
+    d["efficiency"]["gemm"]["by_dtype"] = {"fp4": {"source": "test", "kind": "assumed", "max_frac": 0.9,
+                                                   "memory_frac": 0.5}}
+    d["efficiency"]["memory"]["frac"] = 0.85
+    d["overheads"]["kernel_s"] = 5e-6
+    with_override = catalog.hardware(str(write_toml(tmp_path / "fp4-npu.toml", d)))
+    del d["efficiency"]["gemm"]["by_dtype"]
+    return with_override, catalog.hardware(str(write_toml(tmp_path / "fp4-npu-shared.toml", d)))
+
+
+def test_gemm_uses_its_dtypes_own_efficiency_by_hand(npu_fp4: Any) -> None:
+    """FP8 vs FP4 GEMMs on a profile whose FP4 path has max_frac 0.9 and memory_frac 0.5 (shared: 0.7, 0.85).
+
+    Compute-bound, M = 4096, N = K = 7168: eff shape = 4096/4160 * 7168/7424 = 0.950663;
+    FLOPs 2 * 4096 * 7168^2 = 420,906,795,008.
+      FP8: 4.209e11 / (752e12 * 0.7 * 0.950663) = 841.092 us (+ 5 us kernel)
+      FP4: 4.209e11 / (1504e12 * 0.9 * 0.950663) = 327.091 us (+ 5 us)
+    Weight-streaming, M = 1, N = K = 7168, BF16 out:
+      FP8: 51,401,728 B / (1.6e12 * 0.85) = 37.795 us (+ 5 us)
+      FP4: 7168^2 / 2 + 7168 / 2 + 7168 * 2 = 25,708,032 B / (1.6e12 * 0.5) = 32.135 us (+ 5 us)
+    """
+    hw, _ = npu_fp4
+    fp8, fp4 = Device.of(hw, Dtype.FP8), Device.of(hw, Dtype.FP4)
+    big8 = gemm(fp8, _one(4096), 7168, 7168, weight_bytes=1.0, act_bytes=1.0)
+    big4 = gemm(fp4, _one(4096), 7168, 7168, weight_bytes=0.5, act_bytes=0.5)
+    assert big8.compute_bound[0] and big4.compute_bound[0]
+    assert big8.time_s[0] == pytest.approx(846.0918e-6, rel=1e-6)
+    assert big4.time_s[0] == pytest.approx(332.0913e-6, rel=1e-6)
+    small8 = gemm(fp8, _one(1), 7168, 7168, weight_bytes=1.0, act_bytes=1.0)
+    small4 = gemm(fp4, _one(1), 7168, 7168, weight_bytes=0.5, act_bytes=0.5)
+    assert small4.bytes[0] == 25_708_032
+    assert small8.time_s[0] == pytest.approx(42.79539e-6, rel=1e-6)
+    assert small4.time_s[0] == pytest.approx(37.13504e-6, rel=1e-6)
+    # the override is the GEMM's only: streaming kernels keep efficiency.memory.frac
+    assert fp4.memory_frac == fp8.memory_frac == 0.85
+
+
+def test_gemm_without_dtype_override_keeps_the_shared_values(npu_fp4: Any) -> None:
+    """FP8 has no table: its GEMMs cost exactly what they cost on the profile without any override;
+    without the FP4 table, FP4 GEMMs take the shared max_frac 0.7 and memory frac 0.85
+    (M = 1 FP4: 25,708,032 B / (1.6e12 * 0.85) = 18.903 us + 5 us)."""
+    hw, shared = npu_fp4
+    m = np.array([1.0, 64.0, 4096.0])
+    a = gemm(Device.of(hw, Dtype.FP8), m, 7168, 2048, weight_bytes=1.0, act_bytes=1.0)
+    b = gemm(Device.of(shared, Dtype.FP8), m, 7168, 2048, weight_bytes=1.0, act_bytes=1.0)
+    assert np.array_equal(a.time_s, b.time_s)
+    dev = Device.of(shared, Dtype.FP4)
+    assert (dev.gemm_max_frac, dev.gemm_memory_frac) == (0.7, 0.85)
+    small4 = gemm(dev, _one(1), 7168, 7168, weight_bytes=0.5, act_bytes=0.5)
+    assert small4.time_s[0] == pytest.approx(23.902965e-6, rel=1e-6)
+
+
 # --------------------------------------------------------------------------- (b) MLA decode
 
 
