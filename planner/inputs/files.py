@@ -303,7 +303,11 @@ class OverlapSection(Factor):
     while they overlap compute (DeepEP: 24 of 132 SMs).  ``attention_core_frac`` /
     ``moe_core_frac``: core shares of the attention and MoE streams (Ascend recipes: 16 and 8 of
     24 cube cores); ``core_split_exponent``: a kernel on a share f of the cores takes
-    ``f ** -exponent`` times its full-die time.
+    ``f ** -exponent`` times its full-die time.  ``calls_on_stream``: the low-latency all-to-all's
+    per-call cost (``[collectives] dispatch_s`` / ``combine_s``: its send and receive kernels) runs on
+    the compute stream, so only its wire time hides under the paired stage.  ``bulk_host_sync_s``:
+    the host gap of one bulk (normal-mode) dispatch, whose CPU waits for the received-token count
+    before it can launch the rest (DeepEP normal ``notify_dispatch``): the GPU idles that long.
     """
 
     discipline: lax(OverlapDiscipline)
@@ -312,6 +316,8 @@ class OverlapSection(Factor):
     moe_core_frac: Fraction = 1.0
     core_split_exponent: ranged(float, 0.0, 1.0, "1 = time inversely proportional to the cores; measured "
                                 "0.30-0.65") = 1.0
+    calls_on_stream: bool = False
+    bulk_host_sync_s: FixedCost = 0.0
 
 
 class FusedPass(StrEnum):

@@ -109,6 +109,8 @@ class Overlap:
     attention_core_frac: float = 1.0
     moe_core_frac: float = 1.0
     core_split_exponent: float = 1.0
+    calls_on_stream: bool = False   # low-latency call costs hold the compute stream (gpu-two-batch decode)
+    bulk_host_sync_s: float = 0.0   # host gap per bulk (normal-mode) dispatch: CPU waits for the counts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -78,7 +78,7 @@ def mtp_draft_s(env: Env, shape: SharedDieShape, tp: Array, batch: Array, m: Arr
     projection and the shared LM head (DeepSeek-V3 MTP module)."""
     cls = LayerClass(sliding=False, moe=env.model.is_moe, count=1)
     layer, tail = overlapped_layer_s(shared_die_layer(env, cls, shape, attention), m, env.hw.overlap,
-                                     bulk_comm=shape.dedup)
+                                     bulk_comm=shape.dedup, calls=env.calls)
     proj = gemm(env.dev, tp * batch, env.model.hidden, 2 * env.model.hidden, weight_bytes=env.by.weight,
                 act_bytes=env.by.out)
     return layer + tail + proj.time_s + lm_head(env, tp * batch, tp).time_s

@@ -20,7 +20,7 @@ from planner.inputs.hardware import Overlap
 from planner.inputs.model import ModelSpec
 from planner.serving import overlap as overlap_model
 from planner.serving.context import Env
-from planner.xccl import all_to_all_s, allreduce_s
+from planner.xccl import CallCosts, all_to_all_s, allreduce_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +71,17 @@ class LayerCost:
 
 
 def overlapped_layer_s(c: LayerCost, micro_batches: Array, overlap: Overlap | None = None,
-                       bulk_comm: bool = False) -> tuple[Array, Array]:
+                       bulk_comm: bool = False, calls: CallCosts | None = None) -> tuple[Array, Array]:
     """(per-layer time, one-off pipeline tail) with ``m`` micro-batches on the same dies.
 
     ``m = 1``: compute then communication, ``c + k``.  ``m >= 2``: the profile's overlap
     discipline (planner/serving/overlap.py; default ``ideal``: ``max(m c, m k)`` with the part
     nothing hides, ``min(c, k)``, paid once per step).  The stage pairs and their waiting are
     kept on ``c.pairs`` for the breakdown.  ``bulk_comm``: normal-mode (SM-consuming) all-to-all.
+    ``calls``: the per-call dispatch/combine costs (what a call holds the compute stream for).
     """
-    pairing = overlap_model.overlapped(c.ops, c.comm, micro_batches, overlap or Overlap(), bulk_comm)
+    stream_s = (calls.dispatch_s, calls.combine_s) if calls is not None else (0.0, 0.0)
+    pairing = overlap_model.overlapped(c.ops, c.comm, micro_batches, overlap or Overlap(), bulk_comm, stream_s)
     c.pairs = pairing.pairs
     return pairing.layer_s, pairing.tail_s
 
@@ -156,6 +158,7 @@ def shared_die_layers(env: Env, shape: SharedDieShape, attention: Callable[[Laye
     for cls in layer_classes(env.model):
         cost = shared_die_layer(env, cls, shape, attention)
         layers[cls.name], counts[cls.name] = cost, cls.count
-        layer_s[cls.name], tail = overlapped_layer_s(cost, micro_batches, env.hw.overlap, bulk_comm=shape.dedup)
+        layer_s[cls.name], tail = overlapped_layer_s(cost, micro_batches, env.hw.overlap, bulk_comm=shape.dedup,
+                                                       calls=env.calls)
         tails.append(tail)
     return layers, layer_s, counts, np.maximum.reduce(tails)

@@ -101,8 +101,9 @@ def ideal(ops: dict[str, Cost], comm: dict[str, Array], m: Array) -> Pairing:
     return Pairing(np.maximum(m * c, m * k), np.minimum(c, k), {"all": (c, k)})
 
 
-def stage_paired(ops: dict[str, Cost], comm: dict[str, Array], m: Array) -> Pairing:
-    """GPU low-latency two-batch overlap: per micro-batch ``max(P + S, dispatch) + E + max(A, combine)``.
+def stage_paired(ops: dict[str, Cost], comm: dict[str, Array], m: Array,
+                 stream_s: tuple[float, float] = (0.0, 0.0)) -> Pairing:
+    """GPU low-latency two-batch overlap: per micro-batch ``max(P + S + s_d, dispatch) + E + max(A + s_c, combine)``.
 
     Notes
     -----
@@ -111,12 +112,20 @@ def stage_paired(ops: dict[str, Cost], comm: dict[str, Array], m: Array) -> Pair
     longer than its stage is waited for (busy-waiting, row C_o3: 0.17 ms dispatch per layer vs
     0.06 ms alone).  Waits for the slowest rank (``*_wait`` ops) are serial.  Fill and drain are the
     mirror pairs of the neighbouring layers: no tail.
+
+    ``stream_s`` = (``s_d``, ``s_c``): what one dispatch / combine call holds the compute stream for
+    (profile ``[overlap] calls_on_stream``: the calibrated per-call cost ``[collectives] dispatch_s`` /
+    ``combine_s``).  DeepEP's low-latency kernels use no SMs *while in flight*, but the send kernel
+    and the receive hook are kernels on the compute stream (row C_o3: 0.06 ms of SM time per
+    dispatch in DeepEP's unit test), so only the wire time hides under the paired stage.
     """
     st = _stages(ops)
     d, c = _comm(comm, st[CORE])
-    pairs = {"dispatch || projections + shared": (st[PROJECTIONS] + st[SHARED], d),
+    s_d = np.where(comm.get("dispatch", 0.0 * d) > 0, stream_s[0], 0.0)
+    s_c = np.where(comm.get("combine", 0.0 * c) > 0, stream_s[1], 0.0)
+    pairs = {"dispatch || projections + shared (+ send/recv kernels)": (st[PROJECTIONS] + st[SHARED] + s_d, d),
              "experts (nothing in flight)": (st[EXPERTS], 0.0 * d),
-             "combine || core attention + o_proj": (st[CORE], c)}
+             "combine || core attention + o_proj (+ send/recv kernels)": (st[CORE] + s_c, c)}
     per_mb = sum(np.maximum(s, k) for s, k in pairs.values()) + st[WAIT]
     return Pairing(m * per_mb, 0.0 * per_mb, pairs)
 
@@ -163,20 +172,42 @@ def multi_stream(ops: dict[str, Cost], comm: dict[str, Array], m: Array, ov: Ove
     return Pairing(m * np.maximum(np.maximum(attention, experts), hbm), np.minimum(attention, experts), pairs)
 
 
+def host_sync_s(comm: dict[str, Array], like: Array, ov: Overlap, bulk_comm: bool) -> Array:
+    """Host gap per micro-batch of a layer: a bulk (normal-mode) dispatch makes the CPU wait.
+
+    Notes
+    -----
+    DeepEP's normal dispatch first exchanges the per-rank token counts (``notify_dispatch``); the
+    CPU polls them before it can size the receive buffers and launch the dispatch and the kernels
+    after it, so the launch queue runs dry and the GPU idles for the host's reaction time, once per
+    dispatch call, under any overlap (profile ``[overlap] bulk_host_sync_s``).  Low-latency kernels
+    use fixed-size buffers and never sync the host.
+    """
+    if not bulk_comm or ov.bulk_host_sync_s == 0.0:
+        return np.zeros_like(like)
+    return np.where(np.zeros_like(like) + comm.get("dispatch", 0.0) > 0, ov.bulk_host_sync_s, 0.0)
+
+
 def overlapped(ops: dict[str, Cost], comm: dict[str, Array], micro_batches: Array, ov: Overlap,
-               bulk_comm: bool) -> Pairing:
+               bulk_comm: bool, stream_s: tuple[float, float] = (0.0, 0.0)) -> Pairing:
     """One layer under the profile's discipline; ``m = 1`` serial.
 
     ``bulk_comm``: the all-to-all runs normal-mode (deduplicated, SM-consuming) kernels.
+    ``stream_s``: per-call (dispatch, combine) costs, charged on the compute stream by the
+    stage-paired form when the profile says ``calls_on_stream``.  A bulk dispatch adds the host
+    gap (:func:`host_sync_s`) per micro-batch, serial, with or without overlap.
     """
     m = np.asarray(micro_batches, dtype=float)
     c = sum(cost.time_s for cost in ops.values())
     k = sum(comm.values(), np.zeros_like(c))
     if ov.discipline == OverlapDiscipline.GPU_TWO_BATCH:
-        over = sm_shared(ops, comm, m, ov.comm_sm_frac) if bulk_comm else stage_paired(ops, comm, m)
+        on_stream = stream_s if ov.calls_on_stream else (0.0, 0.0)
+        over = sm_shared(ops, comm, m, ov.comm_sm_frac) if bulk_comm else stage_paired(ops, comm, m, on_stream)
     elif ov.discipline == OverlapDiscipline.ASCEND_MULTI_STREAM:
         over = multi_stream(ops, comm, m, ov)
     else:
         over = ideal(ops, comm, m)
     several = m > 1
-    return Pairing(np.where(several, over.layer_s, c + k), np.where(several, over.tail_s, 0.0), over.pairs)
+    sync = host_sync_s(comm, c, ov, bulk_comm)
+    pairs = over.pairs if not np.any(sync > 0) else {**over.pairs, "host sync (bulk dispatch, serial)": (0.0 * sync, sync)}
+    return Pairing(np.where(several, over.layer_s, c + k) + m * sync, np.where(several, over.tail_s, 0.0), pairs)
