@@ -209,5 +209,7 @@ def overlapped(ops: dict[str, Cost], comm: dict[str, Array], micro_batches: Arra
         over = ideal(ops, comm, m)
     several = m > 1
     sync = host_sync_s(comm, c, ov, bulk_comm)
-    pairs = over.pairs if not np.any(sync > 0) else {**over.pairs, "host sync (bulk dispatch, serial)": (0.0 * sync, sync)}
+    pairs = over.pairs
+    if np.any(sync > 0):
+        pairs = {**pairs, "host sync (bulk dispatch, serial)": (0.0 * sync, sync)}
     return Pairing(np.where(several, over.layer_s, c + k) + m * sync, np.where(several, over.tail_s, 0.0), pairs)
