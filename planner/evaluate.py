@@ -361,9 +361,14 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
 
     first = (tpot if first_step_tpot_s is None else first_step_tpot_s) if side.first_step else 0.0
 
+    # chunked prefill: a prompt takes a batch slot before its first chunk (planner.goodput, "Admission")
+    residence = w.output_tokens * float(tpots[-1]) if not MODES[ev.layout.mode].prefill_pool else None
+
     def ttft_at(p: float) -> TtftBreakdown:
         wait = np.inf if saturated else _f(queueing.mgc_wait_quantile_s(p / 100.0, rate_per_s, side.service_s,
                                                                          w.input_cv**2, side.servers))
+        if residence is not None and not saturated:  # the longer of the two queues' waits
+            wait = max(wait, _f(gp.admission_wait_s(p / 100.0, rate_per_s, float(seqs), residence)))
         return TtftBreakdown(percentile=p, queueing_s=wait, prefill_s=side.service_s,
                              kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first,
                              total_s=wait + side.service_s + side.kv_transfer_s + first)
@@ -402,7 +407,7 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
     g = gp.goodput(slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
                    service_s=np.array([side.service_s]), servers=np.array([side.servers]), fixed_s=np.array([fixed]),
                    sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
-                   tpot_slo_s=np.array([tpot_stat]))
+                   tpot_slo_s=np.array([tpot_stat]), admission=not MODES[ev.layout.mode].prefill_pool)
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
     prefill_rate, binding = _f(g.prefill_rate_per_s), gp.BINDING[int(g.binding[0])]
     if not fits:  # name the pool that does not fit; each capacity is its own pool's (0 if it does not fit)
@@ -415,7 +420,7 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
     batch_at, tpot_at, ttft, breakdown = float(d.batch), tpot, np.inf, None
     if rate > 0:
         point = load_point(ev, stable_rate(rate, decode_rate))
-        if rate < decode_rate * (1 - 1e-9):
+        if rate < point.decode_saturation_requests_per_s * (1 - 1e-9):  # below the full batch's Little's-law rate
             batch_at, tpot_at = point.decode_batch_per_die, point.tpot_mean_s
         breakdown = next(t for t in point.ttft if t.percentile == slo.ttft_percentile)
         ttft = breakdown.total_s

@@ -15,6 +15,15 @@ Decode side (continuous batching)
     ``S`` sequences in flight (instances x attention dies x batch per die) sustain
     ``S / (output_tokens * TPOT)`` requests/s by Little's law, when TPOT meets its SLO and the
     batch fits in memory; otherwise 0.
+Admission (chunked prefill: collocated)
+    A prompt is admitted to the batch (takes a sequence slot) before its first chunk, so when
+    every slot is taken it waits for one: the ``S`` slots are the servers of an M/G/c queue
+    whose service time is a request's residence, ``output_tokens * TPOT`` at the full batch
+    (cs^2 = 0: every request is taken at the mean output length).  The decode side's rate is also
+    capped by the largest rate whose waiting quantile for a slot fits the TTFT budget left by
+    the prefill service: at the Little's-law rate the slots are saturated and that wait is
+    unbounded.  Each queue (prompt chunks, batch slots) gets the whole waiting budget; TTFT's
+    waiting term is the longer of the two quantiles (the one near saturation dominates).
 Goodput
     ``min(prefill rate, decode rate)``; the binding constraint names the side that sets it.
 
@@ -41,8 +50,11 @@ from planner.xccl import kv_transfer_s
 BISECTION_STEPS = 40
 
 # Binding constraint of a layout, by code (arrays carry the code; reports the text).
-BINDING = ("memory", "tpot", "ttft", "prefill (ttft)", "decode (batch x tpot)")
-MEMORY, TPOT, TTFT, PREFILL, DECODE = range(len(BINDING))
+BINDING = ("memory", "tpot", "ttft", "prefill (ttft)", "decode (batch x tpot)", "batch slots (ttft)")
+MEMORY, TPOT, TTFT, PREFILL, DECODE, ADMISSION = range(len(BINDING))
+# The wait for a batch slot is named the binding constraint only when it costs more than this share of
+# the full batch's rate (at a loose TTFT SLO, e.g. 1 h, it always costs ~1e-5: the batch binds there).
+ADMISSION_BINDS_REL = 1e-3
 
 
 class Slo(Protocol):
@@ -92,6 +104,31 @@ def ttft_s(slo: Slo, input_cv: float, rate_per_s: Array, service_s: Array, serve
     return wait + np.asarray(service_s, dtype=float) + np.asarray(fixed_s, dtype=float)
 
 
+def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array, service_s: Array,
+                                 fixed_s: Array) -> Array:
+    """Largest request rate whose wait for a batch slot meets the TTFT SLO at its percentile, (N,).
+
+    The ``sequences`` slots of the pool are the servers of an M/G/c queue (Allen-Cunneen, cs^2 = 0)
+    whose service is one request's ``residence_s``; the budget is the TTFT SLO less the prefill
+    ``service_s`` and ``fixed_s``.  0 where the budget is negative or the residence is not finite.
+    Checked against a step-level simulation of in-flight batching with a chunk budget
+    (tests/validation/test_tpot_distribution_des.py): the simulation's engine runs faster steps
+    when its batch is not full, so this is conservative by ~1% at 1,024 slots.
+    """
+    budget = slo.ttft_s - np.asarray(service_s, dtype=float) - np.asarray(fixed_s, dtype=float)
+    res = np.asarray(residence_s, dtype=float)
+    ok = (budget >= 0) & np.isfinite(res) & (res > 0)
+    rate = queueing.max_arrival_rate_per_s(np.where(ok, budget, 0.0), slo.ttft_percentile / 100.0,
+                                           np.where(ok, res, 1.0), 0.0, np.asarray(sequences, dtype=float),
+                                           BISECTION_STEPS)
+    return np.where(ok, rate, 0.0)
+
+
+def admission_wait_s(q: float, rate_per_s: Array, sequences: Array, residence_s: Array) -> Array:
+    """The q-quantile of the wait for a batch slot at ``rate_per_s``, (N,) (:func:`admission_limited_rate_per_s`)."""
+    return queueing.mgc_wait_quantile_s(q, rate_per_s, residence_s, 0.0, sequences)
+
+
 def decode_rate_per_s(slo: Slo, sequences: Array, output_tokens: float, tpot_s: Array, fits: Array,
                       tpot_slo_s: Array | None = None) -> Array:
     """Requests/s a decode pool sustains at its batch (Little's law), 0 where TPOT or memory fails, (N,).
@@ -118,7 +155,8 @@ class GoodputArrays:
 
 
 def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
-            sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None) -> GoodputArrays:
+            sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None,
+            admission: bool = False) -> GoodputArrays:
     """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
 
     Parameters
@@ -128,12 +166,21 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
     tpot_s : mean TPOT at that batch, (N,)
     fits : every pool of the layout fits in memory, (N,)
     tpot_slo_s : the TPOT statistic the SLO bounds, (N,) (default: the mean)
+    admission : a prompt takes a batch slot before its prefill (chunked prefill): the decode rate is
+        also capped by the wait for a slot (:func:`admission_limited_rate_per_s`)
     """
     pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s)
-    dec = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
+    little = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
+    slots = little
+    if admission:
+        with np.errstate(invalid="ignore", over="ignore"):
+            residence = output_tokens * np.asarray(tpot_s, dtype=float)
+        slots = np.minimum(little, admission_limited_rate_per_s(slo, sequences, residence, service_s, fixed_s))
+    dec = np.where(little > 0, slots, 0.0)
     fits = np.asarray(fits, dtype=bool)
     tpot = np.asarray(tpot_s if tpot_slo_s is None else tpot_slo_s, dtype=float)
-    binding = np.select([~fits, tpot > slo.tpot_s, pre <= 0, pre < dec], [MEMORY, TPOT, TTFT, PREFILL], DECODE)
+    binding = np.select([~fits, tpot > slo.tpot_s, pre <= 0, pre < dec, dec < little * (1 - ADMISSION_BINDS_REL)],
+                        [MEMORY, TPOT, TTFT, PREFILL, ADMISSION], DECODE)
     return GoodputArrays(goodput_per_s=np.minimum(pre, dec), prefill_rate_per_s=pre, decode_rate_per_s=dec,
                          binding=binding)
 

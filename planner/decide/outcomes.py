@@ -201,7 +201,7 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
                      service_s=at(pre.service_s), servers=np.full(s, pre.servers),
                      fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0),
                      sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
-                     fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s))
+                     fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool)
     return np.where(last >= 0, res.goodput_per_s, 0.0), last
 
 
@@ -239,6 +239,12 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
         fixed = kv[queued] + (tpot[queued] if pre.first_step else 0.0)
         ttft[queued] = gp.ttft_s(sc.slo, w.input_cv, rate[queued], service[queued],
                                  np.full(int(queued.sum()), pre.servers), fixed)
+        if not MODES[layout.mode].prefill_pool:  # and the wait for a batch slot (planner.goodput, "Admission")
+            seqs = d.instances * dies * curve.batches[k][queued]
+            slot_wait = gp.admission_wait_s(sc.slo.ttft_percentile / 100.0, rate[queued], seqs,
+                                            w.output_tokens * tpot_full[queued])
+            prefill_wait = ttft[queued] - service[queued] - fixed
+            ttft[queued] = np.maximum(prefill_wait, slot_wait) + service[queued] + fixed
     return ttft, tpot
 
 

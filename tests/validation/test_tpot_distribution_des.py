@@ -164,3 +164,109 @@ def test_chunked_prefill_fixed_point_and_tpot_quantiles_match_simulation(s0, s1,
                               batch_cap=np.array([1e9]), attention_dies=np.array([1.0]), output_tokens=residence,
                               draft_tokens=0, acceptance=0.0)[0]
     assert bare < float(np.quantile(sim, 0.99)) * (1 - 0.07)
+
+
+# ----------------------------------------------------------------------------- admission: TTFT near saturation
+#
+# In-flight batching with a chunk budget, stepped: Poisson prompts of gamma-distributed lengths
+# (mean N, CV of the MLPerf Llama-2-70B set, clipped at its max) wait FCFS for one of ``SLOTS``
+# batch slots (a prompt takes its slot before its first chunk, as TensorRT-LLM's scheduler admits a
+# request to the batch); admitted prompts share a budget of ``C`` prompt tokens per step, FCFS, a
+# prompt split across steps as needed; a step lasts ``s0 + s1 n + extra * tokens / C`` for ``n``
+# sequences decoding (the planner's load-consistent mean: chunk_fraction is token-linear); a
+# prompt's last chunk step emits its first token (TTFT = that step's end - arrival), then it decodes
+# ``L - 1`` steps and frees its slot.
+#
+# planner.goodput.goodput prices the same engine: chunk share and mean step at the full batch
+# (chunk_fraction, chunked_step_s), prefill servers from request_slots, and with ``admission`` the
+# wait for a slot.  Without it the goodput is the full batch's Little's-law rate, where the slots
+# are saturated: the simulated p99 TTFT there is 3-8x the 1 s SLO.
+#
+# Band, from the simulation's seed spread and what the closed form leaves out: single 20,000-step
+# runs put the p99 TTFT at the model's rate anywhere in 0.6-1.3 s (the crossing rate moves by
+# ~3%; pooling four seeds halves that); the closed form prices every residence at the full batch's
+# step, while the engine steps faster when slots are free (~1-2% conservative here).  So the model's
+# rate is within 5%: pooled p99 TTFT meets the SLO at 0.95x and misses it at 1.05x (measured over
+# five groups of four seeds: 0.49-0.67 s and 1.67-2.56 s).  Seeded: the same numbers every run.
+
+ADM_SLOTS, ADM_L, ADM_N, ADM_CV, ADM_NMAX, ADM_C = 64, 64, 200.0, 0.771, 1021, 512
+ADM_S0, ADM_S1, ADM_EXTRA = 0.020, 0.0002, 0.020
+
+
+def _simulate_admission(rate_per_s: float, steps: int, seed: int) -> np.ndarray:
+    """TTFT per request after the warm-up fifth (inf for requests never served)."""
+    from collections import deque
+
+    rng = np.random.default_rng(seed)
+    n_arr = int(rate_per_s * steps * 0.1) + 1000
+    arrivals = np.cumsum(rng.exponential(1 / rate_per_s, n_arr))
+    k = 1 / ADM_CV**2
+    lens = np.clip(np.round(rng.gamma(k, ADM_N / k, n_arr)), 1, ADM_NMAX)
+    ttft = np.full(n_arr, np.inf)
+    waiting: deque[int] = deque()
+    prefill: deque[list] = deque()          # [tokens left, request], admitted
+    live: deque[int] = deque()              # last decode step of each decoding sequence, in order
+    t, nxt, used = 0.0, 0, 0
+    for j in range(1, steps + 1):
+        while arrivals[nxt] <= t:
+            waiting.append(nxt)
+            nxt += 1
+        while waiting and used < ADM_SLOTS:
+            i = waiting.popleft()
+            prefill.append([lens[i], i])
+            used += 1
+        left, done = ADM_C, []
+        while left > 0 and prefill:
+            take = min(prefill[0][0], left)
+            prefill[0][0] -= take
+            left -= take
+            if prefill[0][0] <= 0:
+                done.append(prefill.popleft()[1])
+        t += ADM_S0 + ADM_S1 * len(live) + ADM_EXTRA * (ADM_C - left) / ADM_C
+        while live and live[0] == j:
+            live.popleft()
+            used -= 1
+        for i in done:
+            ttft[i] = t - arrivals[i]
+            live.append(j + ADM_L - 1)
+    return ttft[nxt // 5:nxt]
+
+
+class _AdmissionSlo:
+    ttft_s, ttft_percentile, tpot_s, tpot_percentile = 1.0, 99.0, 1.0, None
+
+
+def test_admission_wait_matches_simulated_ttft_near_saturation():
+    b, c = np.array([float(ADM_SLOTS)]), np.array([float(ADM_C)])
+    f = gp.chunk_fraction(b, c, groups=1.0, new_tokens=ADM_N, output_tokens=ADM_L, tokens_per_step=1.0)
+    plain, chunk = ADM_S0 + ADM_S1 * b, ADM_S0 + ADM_S1 * b + ADM_EXTRA
+    step = gp.chunked_step_s(plain, chunk, f)
+    slots, forwards = gp.request_slots(np.array([1.0]), c, ADM_N, np.array([1.0]))
+    kw = dict(input_cv=ADM_CV, output_tokens=ADM_L, service_s=forwards * chunk, servers=slots, fixed_s=np.zeros(1),
+              sequences=b, tpot_s=step, fits=np.array([True]))
+    little = float(gp.goodput(_AdmissionSlo, **kw).goodput_per_s[0])
+    g = gp.goodput(_AdmissionSlo, admission=True, **kw)
+    rate = float(g.goodput_per_s[0])
+    assert little == pytest.approx(ADM_SLOTS / (ADM_L * step[0]))  # the full batch's Little's-law rate
+    assert gp.BINDING[int(g.binding[0])] == "batch slots (ttft)"
+    assert little > rate * 1.05, "the Little's-law rate lies past where the simulation misses the SLO"
+
+    def p99(r: float) -> float:
+        return float(np.quantile(np.concatenate([_simulate_admission(r, 20000, s) for s in (1, 2, 3, 4)]), 0.99))
+
+    assert p99(rate * 0.95) <= _AdmissionSlo.ttft_s
+    assert p99(rate * 1.05) > _AdmissionSlo.ttft_s
+
+
+def test_admission_leaves_a_loose_ttft_slo_at_the_littles_law_rate():
+    # Offline-style SLO (1 h): the slots run within 1e-4 of full (the M/D/c p99 wait, ~C ln(100) s / (c - a)
+    # with s = 2.56 s and c = 64, reaches 1 h only at c - a ~ 2e-3 erlang), so the goodput is the full batch's rate
+    class Loose(_AdmissionSlo):
+        ttft_s = 3600.0
+
+    kw = dict(input_cv=ADM_CV, output_tokens=ADM_L, service_s=np.array([0.05]), servers=np.array([2.0]),
+              fixed_s=np.zeros(1), sequences=np.array([64.0]), tpot_s=np.array([0.04]), fits=np.array([True]))
+    g = gp.goodput(Loose, admission=True, **kw)
+    assert g.goodput_per_s[0] == pytest.approx(64.0 / (ADM_L * 0.04), rel=1e-4)
+    assert g.goodput_per_s[0] < 64.0 / (ADM_L * 0.04)
+    assert gp.BINDING[int(g.binding[0])] == "decode (batch x tpot)"
