@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from planner.cost.expert_load import layer_ratios, layer_shares
+from planner.cost.expert_load import layer_ratios, layer_shares, popularity_cv2
 from planner.inputs.expert_load import ExpertLoad, LoadParams, Policy, load_params
 
 Row = Mapping[str, Any]
@@ -73,6 +73,15 @@ def _hot_layer(p: Row, params: LoadParams) -> float:
     return float(np.mean(hot > 1.0 / len(hot)))
 
 
+def _popularity_cv(p: Row, params: LoadParams) -> float:
+    """Coefficient of variation of the expert slots' token counts in one step, averaged over the MoE
+    layers: the layer's popularity CV and the Poisson noise of ``copies_per_slot`` copies per slot,
+    ``sqrt(CV_l^2 + (1 + CV_l^2) / c)``."""
+    shares, weights = layer_shares(_load(p, params), experts=p["experts"], top_k=p["top_k"])
+    cv2 = popularity_cv2(shares)
+    return float(weights @ np.sqrt(cv2 + (1.0 + cv2) / p["copies_per_slot"]))
+
+
 def _balanced_over_native(p: Row, params: LoadParams) -> float:
     """Busiest-die copies with EPLB / without (static placement): the expert time the balance saves."""
     eplb = _ratio({**p, "policy": "eplb"}, params)
@@ -99,7 +108,8 @@ def _layer_wait(p: Row, params: LoadParams) -> float:
 
 PREDICTORS: dict[str, Callable[[Row, LoadParams], float]] = {
     "expert_load_ratio": _ratio, "expert_load_hot_layer": _hot_layer,
-    "expert_load_balanced_over_native": _balanced_over_native, "wait_latency": _layer_wait,
+    "expert_load_balanced_over_native": _balanced_over_native,
+    "expert_load_cv": _popularity_cv, "wait_latency": _layer_wait,
 }
 
 

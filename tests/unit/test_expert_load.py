@@ -36,6 +36,29 @@ def test_replica_cap_without_replicas_is_the_hottest_share() -> None:
     assert theta[0] == 0.6 and sum_w2[0] == pytest.approx(0.01 + 0.36 + 0.09)
 
 
+def _greedy_largest_piece(shares: np.ndarray, redundant: int) -> float:
+    """Integer replication as DeepSeek's EPLB does it: each redundant slot goes, one at a time, to the
+    expert whose piece (share / replicas) is the largest; the largest piece left."""
+    replicas = np.ones_like(shares)
+    for _ in range(redundant):
+        replicas[np.argmax(shares / replicas)] += 1
+    return float((shares / replicas).max())
+
+
+@pytest.mark.parametrize("redundant", [1, 8, 32, 64])
+def test_relaxed_replication_is_a_lower_bound_of_integer_replication(redundant: int) -> None:
+    """The continuous relaxation's largest piece ``theta`` is at most what an integer replication of the
+    same shares leaves (the band of row A03/slot rests on it), and within the granularity of one
+    replica of it: the integer largest piece is at most ``theta`` times (1 + 1 / replicas of the
+    expert holding it), so at most ``2 theta``."""
+    lo = load("eplb")
+    shares, _ = el.layer_shares(lo, experts=256, top_k=8)
+    theta, _ = el.replica_cap(shares, float(redundant))
+    for layer in range(len(shares)):
+        integer = _greedy_largest_piece(shares[layer], redundant)
+        assert theta[layer] * (1 - 1e-12) <= integer <= 2 * theta[layer], (redundant, layer)
+
+
 def test_static_contiguous_placement_by_hand() -> None:
     """Experts 0..5 with counts 1..6 on 3 dies: dies hold (1+2, 3+4, 5+6) / 21; the busiest carries
     11/21 of the copies, 3 x 11/21 = 1.5714 times the mean."""
