@@ -121,6 +121,6 @@ def efficiencies_used(hw: HardwareSpec) -> Efficiencies:
                         fabrics={f["name"]: _section(f["efficiency"]) for f in doc["fabrics"]})
 
 
-ROOFLINE_NOTE = ("Roofline estimates are optimistic by nature: they assume the calibrated kernel and fabric "
-                 "efficiencies below and perfect overlap where the layout overlaps; published systems reach "
-                 "55-80% of them (planner validate).")
+ROOFLINE_NOTE = ("Roofline estimates: they assume the calibrated kernel and fabric efficiencies below and the "
+                 "profile's overlap discipline; `planner validate` shows how far each published system sits "
+                 "from them (the p10-p90 bands carry that spread).")
