@@ -242,3 +242,45 @@ def default_plan(tmp_path_factory: pytest.TempPathFactory, run_planner: Callable
     path = tmp_path_factory.mktemp("default-plan") / "default.json"
     path.write_text(run.stdout, encoding="utf-8")
     return path
+
+
+# The small Qwen3-30B-A3B plan (16 H100 dies, fp8): the same command in tests/search/test_plan.py
+# (identical across runs), tests/cli/test_smoke.py (identical in a fresh process) and
+# tests/ops/test_schema.py (a real plan report and the baseline of a real check).
+SMALL_PLAN_JSON = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--pods", "2",
+                   "--weights-dtype", "fp8", "--activations-dtype", "fp8", "--json", "-")
+
+
+@pytest.fixture(scope="session")
+def small_plan_args() -> tuple[str, ...]:
+    """:data:`SMALL_PLAN_JSON`, the arguments of ``small_plan``."""
+    return SMALL_PLAN_JSON
+
+
+@pytest.fixture(scope="session")
+def small_plan(run_planner: Callable[..., Run]) -> Run:
+    """``planner plan ... --json -`` of :data:`SMALL_PLAN_JSON`, run once per worker."""
+    run = run_planner(*SMALL_PLAN_JSON)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+# --------------------------------------------------------------------------- xdist: one worker per shared artifact
+
+# The session fixtures above (and ``validate_run`` in tests/ops/conftest.py) are computed once per
+# pytest-xdist worker, and the validation predictions are memoized in the process
+# (planner.ops.validation.predict): a user on each worker pays each twice (~3 s for the default
+# plan, ~4 s for the validation rows).  Their users go first in the collection order, so
+# ``--dist worksteal`` hands them all to the first worker at the start (a worker steals from the
+# end of the other's queue); the other tests keep their order.
+SHARED_FIXTURES = frozenset({"default_plan", "validate_run", "small_plan"})
+SHARED_MODULES = frozenset({"tests/ops/test_validate.py", "tests/validation/test_public_validation.py"})
+
+
+def _uses_shared_artifact(item: pytest.Item) -> bool:
+    module = item.nodeid.split("::", 1)[0]  # relative to the rootdir, '/'-separated
+    return module in SHARED_MODULES or not SHARED_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not _uses_shared_artifact(item))  # stable: each group keeps its order

@@ -49,12 +49,13 @@ def test_impossible_slo_exits_3_with_nothing_but_one_line_on_stderr() -> None:
     assert len(lines) == 1 and lines[0].startswith("planner: error: "), proc.stderr
 
 
-def test_plan_json_is_the_same_in_a_fresh_process_with_another_hash_seed(run_planner) -> None:
-    """Set and dict order, caches, or anything else this process holds must not reach the JSON."""
-    args = (*SMALL_PLAN, "--dies", "16", "--pods", "2", "--json", "-")
-    here = run_planner(*args)
+def test_plan_json_is_the_same_in_a_fresh_process_with_another_hash_seed(small_plan, small_plan_args) -> None:
+    """Set and dict order, caches, or anything else this process holds must not reach the JSON.
+
+    ``here`` is the in-process run of tests/conftest.py's SMALL_PLAN_JSON (the session fixture)."""
+    here = small_plan
     assert here.returncode == 0, here.stderr
     seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
-    fresh = _python_m_planner(*args, hash_seed=seed)
+    fresh = _python_m_planner(*small_plan_args, hash_seed=seed)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout == here.stdout

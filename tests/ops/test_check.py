@@ -1,9 +1,11 @@
 """``planner check``: a saved plan baseline re-planned on an edited copy of the data files.
 
 The baseline is DeepSeek-V3 on a 64-die slice of CloudMatrix384 (the default scenario with
-``--dies 64``: ~1 s per plan).  Lowering the profile's HBM bandwidth by 20% costs 28% of the
-best goodput per die (and changes the top layout): a regression, exit 1, naming the file.
-Raising it by 20% gains 17%: reported as an improvement, exit 0.
+``--dies 64``: ~1 s per plan).  Raising the profile's HBM bandwidth by 20% gains 17%: reported as
+an improvement, exit 0.  Lowering it by 20% is checked once, on the default scenario itself (the
+acceptance case, last test): a regression, exit 1, naming the file (text, stderr line and JSON
+report from the one re-plan), and restoring the file passes.  Each re-plan is a whole ``plan``,
+so the suite runs each case once (the suite stays under a minute on the 2-core machine).
 """
 
 from __future__ import annotations
@@ -36,41 +38,11 @@ def test_baseline_records_what_check_needs(baseline):
     assert PROFILE_FILE in doc["data_files"] and "models/deepseek-v3.toml" in doc["data_files"]
 
 
-def test_lower_hbm_bandwidth_regresses_naming_the_file_restoring_passes(baseline, data, run_planner, scale_hbm):
-    original = (data / PROFILE_FILE).read_text()
-    scale_hbm(data, "cloudmatrix384", 0.8)
-    run = run_planner("check", str(baseline), data=data)
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert PROFILE_FILE in run.stdout and "REGRESSION" in run.stdout
-    line = run.stderr_line()
-    assert "regression" in line and PROFILE_FILE in line and "Traceback" not in line
-    (data / PROFILE_FILE).write_text(original)
-    run = run_planner("check", str(baseline), data=data)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "none changed" in run.stdout and run.stderr == ""
-
-
 def test_higher_hbm_bandwidth_is_reported_as_an_improvement(baseline, data, run_planner, scale_hbm):
     scale_hbm(data, "cloudmatrix384", 1.2)
     run = run_planner("check", str(baseline), data=data)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "improvement" in run.stdout and PROFILE_FILE in run.stdout
-
-
-def test_json_report_has_the_fields(baseline, data, run_planner, scale_hbm):
-    scale_hbm(data, "cloudmatrix384", 0.8)
-    run = run_planner("check", str(baseline), "--json", "-", data=data)
-    assert run.returncode == 1
-    doc = run.json()
-    assert set(doc) >= {"schema_version", "baseline", "verdict", "tolerance", "changes", "data_files_changed",
-                        "baseline_metrics", "current_metrics"}
-    assert doc["baseline"] == "base.json" and doc["verdict"] == "regression" and doc["tolerance"] == 0.05
-    assert doc["data_files_changed"] == [PROFILE_FILE]
-    gated = next(c for c in doc["changes"] if c["item"] == GATED_METRIC)
-    assert gated["effect"] == "regression" and gated["relative_change"] < -0.05
-    for key in ("goodput_requests_per_s", "ttft_s", "tpot_s", "output_tokens_per_s_per_chip"):
-        assert doc["baseline_metrics"][key] > 0 and doc["current_metrics"][key] > 0
-    assert "/" not in doc["baseline"]  # no absolute paths in machine output
 
 
 def _write(path: Path, text: str) -> Path:
@@ -168,14 +140,30 @@ def test_default_scenario_lower_hbm_bandwidth_regresses_and_restoring_passes(tmp
 
     The baseline is ``planner plan --json -`` on the shipped files (``default_plan``, shared with
     the golden test); the copy is identical until edited, so ``check`` sees no change before.
+    The regressed check also writes its ``--json`` report (the tables still go to stdout), so
+    one re-plan checks the text, the one stderr line and the JSON fields.
     """
     data = copy_shipped_data(tmp_path / "data")
     base = default_plan
     original = (data / PROFILE_FILE).read_text()
     scale_hbm(data, "cloudmatrix384", 0.8)
-    run = run_planner("check", str(base), data=data)
+    report = tmp_path / "report.json"
+    run = run_planner("check", str(base), "--json", str(report), data=data)
     assert run.returncode == 1, run.stdout + run.stderr
-    assert PROFILE_FILE in run.stdout and PROFILE_FILE in run.stderr_line()
+    assert PROFILE_FILE in run.stdout and "REGRESSION" in run.stdout
+    line = run.stderr_line()
+    assert "regression" in line and PROFILE_FILE in line and "Traceback" not in line
+    doc = json.loads(report.read_text())
+    assert set(doc) >= {"schema_version", "baseline", "verdict", "tolerance", "changes", "data_files_changed",
+                        "baseline_metrics", "current_metrics"}
+    assert doc["baseline"] == base.name and doc["verdict"] == "regression" and doc["tolerance"] == 0.05
+    assert doc["data_files_changed"] == [PROFILE_FILE]
+    gated = next(c for c in doc["changes"] if c["item"] == GATED_METRIC)
+    assert gated["effect"] == "regression" and gated["relative_change"] < -0.05
+    for key in ("goodput_requests_per_s", "ttft_s", "tpot_s", "output_tokens_per_s_per_chip"):
+        assert doc["baseline_metrics"][key] > 0 and doc["current_metrics"][key] > 0
+    assert "/" not in doc["baseline"]  # no absolute paths in machine output
     (data / PROFILE_FILE).write_text(original)
     run = run_planner("check", str(base), data=data)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert "none changed" in run.stdout and run.stderr == ""

@@ -29,11 +29,11 @@ def _validator(name: str):
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory, run_planner, validate_run) -> dict[str, list[dict]]:
-    """Real reports by schema name, from the CLI."""
+def reports(tmp_path_factory: pytest.TempPathFactory, run_planner, validate_run, small_plan) -> dict[str, list[dict]]:
+    """Real reports by schema name, from the CLI (the plan is the session's ``small_plan``: SMALL_PLAN
+    with ``--json -``, run once for this test, tests/search/test_plan.py and tests/cli/test_smoke.py)."""
     baseline = tmp_path_factory.mktemp("schema") / "base.json"
-    plan = run_planner(*SMALL_PLAN, "--json", str(baseline))
-    assert plan.returncode == 0, plan.stderr
+    baseline.write_text(small_plan.stdout, encoding="utf-8")
     infeasible = run_planner(*SMALL_PLAN, "--tpot-s", "0.001", "--json", "-")
     assert infeasible.returncode == 3, infeasible.stderr
     check = run_planner("check", str(baseline), "--json", "-")

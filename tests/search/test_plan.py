@@ -86,13 +86,10 @@ def test_evaluate_reproduces_the_top_layouts(tmp_path):
             assert getattr(metrics, key) == pytest.approx(getattr(p.metrics, key), rel=1e-12), key
 
 
-# The same plan in a fresh interpreter (another hash seed): tests/cli/test_smoke.py.
-SMALL_PLAN_JSON = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--dies", "16", "--pods", "2",
-                   "--weights-dtype", "fp8", "--activations-dtype", "fp8", "--json", "-")
-
-
-def test_plan_json_is_identical_across_runs_and_has_the_fields(run_planner):
-    first, second = run_planner(*SMALL_PLAN_JSON), run_planner(*SMALL_PLAN_JSON)
+def test_plan_json_is_identical_across_runs_and_has_the_fields(run_planner, small_plan, small_plan_args):
+    # ``small_plan``: the session's first run of SMALL_PLAN_JSON (tests/conftest.py; the same plan
+    # in a fresh interpreter with another hash seed: tests/cli/test_smoke.py); this is a second one.
+    first, second = small_plan, run_planner(*small_plan_args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
     doc = json.loads(first.stdout)
