@@ -24,7 +24,7 @@ import numpy as np
 from planner.cost.roofline import Array
 from planner.decide.outcomes import layout_outcomes
 from planner.decide.spreads import Spreads
-from planner.evaluate import GoodputPoint
+from planner.evaluate import GoodputPoint, stable_rate
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario
 
@@ -105,7 +105,9 @@ def _bands(it: Priced, values: dict[str, Array]) -> tuple[LayoutBands, Array]:
     and the point's step times come from the first column.
     """
     point, layout = it.point, it.layout
-    out = layout_outcomes(layout, it.scenario, values, rate_per_s=point.goodput_requests_per_s)
+    # at the rate the point's TTFT and TPOT were priced at (a hair inside a binding decode capacity)
+    rate = stable_rate(point.goodput_requests_per_s, point.decode_capacity_requests_per_s)
+    out = layout_outcomes(layout, it.scenario, values, rate_per_s=rate)
     per_die = out.goodput_requests_per_s[1:] * it.scenario.workload.output_tokens / layout.dies
     pre = out.prefill_step_s
     bands = LayoutBands(

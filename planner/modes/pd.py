@@ -14,7 +14,7 @@ from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
 
 def candidates(model: ModelSpec, budget: int) -> CandidateSet:
     """pd decode instances: dies, tp, ep, redundant experts, batch per die, micro-batches."""
-    c = space.shared_die_pools(model, budget, knob="batch", knob_values=space.BATCH_GRID, micro_batches=(1, 2),
+    c = space.shared_die_pools(model, budget, knob="batch", knob_values=space.DECODE_BATCH_GRID, micro_batches=(1, 2),
                                shared=(0, *space.SHARED_REPLICAS))
     if "shared_expert_replicas" not in c.arrays:
         c.arrays["shared_expert_replicas"] = np.zeros_like(c.arrays["batch"])

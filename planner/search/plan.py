@@ -209,26 +209,58 @@ def _sized_counts(scenario: Scenario, budget: int, dec: DecodeScore, cand: np.nd
     return np.concatenate(rows), np.concatenate(counts), np.concatenate(rates)
 
 
-def _collocated(scenario: Scenario, budget: int, mode: Mode, dec: DecodeScore, mask: np.ndarray | None = None,
-                target: float | None = None, per_dies: int = 4) -> list[tuple[float, int, Callable[[], Layout]]]:
-    """Chunked-prefill modes: per die count keep the best few by decode rate, then queue prefill chunks.
+def _all_counts(scenario: Scenario, budget: int, dec: DecodeScore, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (row, instance count) of ``cand`` within the budget whose pool the search may list (admissible)."""
+    reps = budget // dec.dies[cand]
+    rows, n = np.repeat(cand, reps), cb._counts(reps)
+    keep = cb.admissible(dec.dies[rows], n, scenario.hardware.pod_dies)
+    return rows[keep], n[keep]
 
-    With a target rate every candidate is sized (:func:`_sized_counts`), not only the best few.
+
+def _collocated_points(scenario: Scenario, budget: int, dec: DecodeScore, cand: np.ndarray, first: int = 4
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, instance counts, goodput) of every (candidate, count) that can reach the best goodput at its
+    die total: the search's envelope over them equals the one over the whole space.
+
+    ``n`` instances of a row serve at most ``n u`` with ``u = min(decode rate, slots / service)``
+    (Little's law; an M/G/c prefill queue stays below ``c / E[S]``).  The ``first`` rows per die count
+    with the highest ``u`` are priced at every count; then every other (row, count) whose bound reaches
+    the envelope they give at its die total (a point below the envelope cannot move it), so the prefill
+    side is ranked too, not only the decode rate.
+    """
+    service, slots = _chunked_side(scenario, dec, cand)
+    u = np.minimum(dec.rate_per_s[cand], slots / service)
+    order = np.lexsort((cand, -u, dec.dies[cand]))
+    c, uc = cand[order], u[order]
+    rank = np.arange(len(c)) - np.searchsorted(dec.dies[c], dec.dies[c], side="left")
+    head = rank < first
+    rows, n = _all_counts(scenario, budget, dec, c[head])
+    rate = _chunked_goodput(scenario, dec, rows, n)
+    if head.all():
+        return rows, n, rate
+    env = cb.scatter_best(budget, (dec.dies[rows] * n).astype(np.int64), rate, rows, n.astype(np.int64))
+    bound = np.zeros(len(dec))
+    bound[c] = uc
+    more, m = _all_counts(scenario, budget, dec, c[~head])
+    reach = m * bound[more] >= env.rate[dec.dies[more] * m] * (1 - 1e-9)
+    more, m = more[reach], m[reach]
+    return (np.concatenate([rows, more]), np.concatenate([n, m]),
+            np.concatenate([rate, _chunked_goodput(scenario, dec, more, m)]))
+
+
+def _collocated(scenario: Scenario, budget: int, mode: Mode, dec: DecodeScore, mask: np.ndarray | None = None,
+                target: float | None = None) -> list[tuple[float, int, Callable[[], Layout]]]:
+    """Chunked-prefill modes: every candidate and instance count that can be the best at its die total
+    (:func:`_collocated_points`), then one layout per goodput level of the envelope.
+
+    With a target rate every candidate is sized (:func:`_sized_counts`).
     """
     ok = dec.ok if mask is None else dec.ok & mask
     cand = np.flatnonzero(ok)
     if len(cand) == 0:
         return []
     if target is None:
-        order = np.lexsort((cand, -dec.rate_per_s[cand], dec.dies[cand]))
-        c = cand[order]
-        rank = np.arange(len(c)) - np.searchsorted(dec.dies[c], dec.dies[c], side="left")
-        c = c[rank < per_dies]
-        reps = budget // dec.dies[c]
-        rows, n = np.repeat(c, reps), cb._counts(reps)
-        keep = cb.admissible(dec.dies[rows], n, scenario.hardware.pod_dies)
-        rows, n = rows[keep], n[keep]
-        rate = _chunked_goodput(scenario, dec, rows, n)
+        rows, n, rate = _collocated_points(scenario, budget, dec, cand)
     else:
         rows, n, rate = _sized_counts(scenario, budget, dec, cand, target)
     env = cb.scatter_best(budget, (dec.dies[rows] * n).astype(np.int64), rate, rows, n.astype(np.int64))
