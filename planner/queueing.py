@@ -239,17 +239,33 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     """
     budget_s, q, s, cs2, c, ca2 = _as_float_arrays(wait_budget_s, p, service_mean_s, service_cv2,
                                                    servers, arrival_cv2)
+    # mgc_wait_quantile_s(q, rho c / s, s, cs2, c, ca2) <= budget, with the terms that do not depend
+    # on rho computed once (the same operations in the same order: the same floats)
+    log_c_factorial = gammaln(c + 1.0)
+    with np.errstate(all="ignore"):
+        log_tail = np.log1p(-q)
+    half_cv2 = 0.5 * (ca2 + cs2)
 
-    def meets_budget(rho: Array) -> Array:
-        return mgc_wait_quantile_s(q, rho * c / s, s, cs2, c, ca2) <= budget_s
+    def meets_budget(rho: Array) -> Array:  # called under np.errstate(all="ignore")
+        lam = rho * c / s
+        a = lam * s
+        r = a / c
+        log_pmf_c = c * np.log(a) - a - log_c_factorial
+        log_c = -np.logaddexp(0.0, np.log(gammaincc(c, a)) - log_pmf_c + np.log1p(-r))
+        log_c = np.where(r >= 1.0, 0.0, log_c)
+        scale_s = np.where(a >= c, np.inf, half_cv2 * s / (c - a))
+        excess = np.maximum(log_c - log_tail, 0.0)
+        wait_s = np.where(excess > 0.0, excess * scale_s, 0.0)
+        return np.where(np.isinf(scale_s), np.inf, wait_s) <= budget_s
 
     rho_max = 1.0 - STABILITY_MARGIN
     lo, hi = np.zeros_like(budget_s), np.full_like(budget_s, rho_max)
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        ok = meets_budget(mid)
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    rho = np.where(meets_budget(np.full_like(budget_s, rho_max)), rho_max, lo)
+    with np.errstate(all="ignore"):
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            ok = meets_budget(mid)
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        rho = np.where(meets_budget(np.full_like(budget_s, rho_max)), rho_max, lo)
     rho = np.where(budget_s >= 0.0, rho, 0.0)
     return rho * c / s
 
