@@ -337,8 +337,12 @@ def calibration_table(profile: str | None = None) -> list[dict[str, Any]]:
     ``gap`` (why the cost model cannot express the row, or None).
     """
     out = []
+    hws: dict[tuple[str, tuple[str, ...]], HardwareSpec] = {}  # _hw_for once per measuring hardware and carried values
     for row in _rows_for(profile):
-        predicted = predict(row, _hw_for(row, profile))
+        key = (row["predict"]["profile"], tuple(_transferred(row, profile)) if profile is not None else ())
+        if key not in hws:
+            hws[key] = _hw_for(row, profile)
+        predicted = predict(row, hws[key])
         fits = row.get("fits", {})
         out.append({
             "id": row["id"], "key": row_key(row), "profile": row["predict"]["profile"],
