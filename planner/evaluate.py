@@ -24,6 +24,15 @@ from planner.serving.prefill import prefill_step
 from planner.serving.result import PoolStep
 
 
+@dataclass(frozen=True, slots=True)
+class CurveSteps:
+    """A decode pool's steps at each batch of its TPOT(b) grid (the mean step; chunked prefill: the two steps)."""
+
+    step_s: np.ndarray
+    plain_step_s: np.ndarray | None
+    chunk_step_s: np.ndarray | None
+
+
 def decode_knobs(layout: Layout) -> dict[str, float]:
     """The layout's decode-pool knobs (layout keys), for the mode's step model with N = 1."""
     return {k: float(getattr(layout.decode, k) or 0) for k in MODES[layout.mode].decode_keys}
@@ -40,6 +49,7 @@ class Evaluation:
     env: Env
     prefill_env: Env
     placement: LayoutPlacement
+    curve: tuple[np.ndarray, CurveSteps] | None = None  # the decode TPOT(b) curve, when priced with others'
 
     @property
     def dies(self) -> int:
@@ -257,13 +267,32 @@ def _at_zero(values: np.ndarray) -> np.ndarray:
     return np.concatenate([[values[0]], values])
 
 
-def _priced_curve(ev: Evaluation) -> tuple[np.ndarray, PoolStep]:
+def _priced_curve(ev: Evaluation) -> tuple[np.ndarray, CurveSteps]:
     """(batch per attention die from 0, the decode step priced at each batch of the grid but 0)."""
-    b = float(ev.layout.decode.batch)
-    grid = tpot_curve_batches(b)
-    knobs = {k: np.full(len(grid), v) for k, v in decode_knobs(ev.layout).items()}
-    knobs["batch"] = grid
-    return np.concatenate([[0.0], grid]), MODES[ev.layout.mode].price(ev.env, knobs)
+    return ev.curve if ev.curve is not None else priced_curves([ev])[0]
+
+
+def priced_curves(evs: list[Evaluation]) -> list[tuple[np.ndarray, CurveSteps]]:
+    """:func:`_priced_curve` of layouts of one mode priced under one and the same Env, in one vector call.
+
+    Every row of the step models is priced on its own (elementwise over candidates), so a layout's
+    rows come out the same floats as when it is priced alone.
+    """
+    grids = [tpot_curve_batches(float(ev.layout.decode.batch)) for ev in evs]
+    knobs_each = [decode_knobs(ev.layout) for ev in evs]
+    knobs = {k: np.concatenate([np.full(len(g), kn[k]) for kn, g in zip(knobs_each, grids, strict=True)])
+             for k in knobs_each[0]}
+    knobs["batch"] = np.concatenate(grids)
+    step = MODES[evs[0].layout.mode].price(evs[0].env, knobs)
+    out, lo = [], 0
+    for g in grids:
+        part = slice(lo, lo + len(g))
+        out.append((np.concatenate([[0.0], g]), CurveSteps(
+            step_s=step.step_s[part],
+            plain_step_s=None if step.plain_step_s is None else step.plain_step_s[part],
+            chunk_step_s=None if step.chunk_step_s is None else step.chunk_step_s[part])))
+        lo += len(g)
+    return out
 
 
 def tpot_slo_statistic_s(ev: Evaluation, tpot_s: float) -> float:

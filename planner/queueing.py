@@ -244,7 +244,7 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     log_c_factorial = gammaln(c + 1.0)
     with np.errstate(all="ignore"):
         log_tail = np.log1p(-q)
-    half_cv2 = 0.5 * (ca2 + cs2)
+    half_cv2_s = 0.5 * (ca2 + cs2) * s  # the scale's numerator: (half_cv2 * s) / (c - a), as written below
 
     def meets_budget(rho: Array) -> Array:  # called under np.errstate(all="ignore")
         lam = rho * c / s
@@ -253,7 +253,7 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
         log_pmf_c = c * np.log(a) - a - log_c_factorial
         log_c = -np.logaddexp(0.0, np.log(gammaincc(c, a)) - log_pmf_c + np.log1p(-r))
         log_c = np.where(r >= 1.0, 0.0, log_c)
-        scale_s = np.where(a >= c, np.inf, half_cv2 * s / (c - a))
+        scale_s = np.where(a >= c, np.inf, half_cv2_s / (c - a))
         excess = np.maximum(log_c - log_tail, 0.0)
         wait_s = np.where(excess > 0.0, excess * scale_s, 0.0)
         return np.where(np.isinf(scale_s), np.inf, wait_s) <= budget_s

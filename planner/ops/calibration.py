@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from planner import catalog
 from planner.cost.precision import BytesPerElement
@@ -338,8 +337,12 @@ def calibration_table(profile: str | None = None) -> list[dict[str, Any]]:
     ``gap`` (why the cost model cannot express the row, or None).
     """
     out = []
+    hws: dict[tuple[str, tuple[str, ...]], HardwareSpec] = {}  # _hw_for once per measuring hardware and carried values
     for row in _rows_for(profile):
-        predicted = predict(row, _hw_for(row, profile))
+        key = (row["predict"]["profile"], tuple(_transferred(row, profile)) if profile is not None else ())
+        if key not in hws:
+            hws[key] = _hw_for(row, profile)
+        predicted = predict(row, hws[key])
         fits = row.get("fits", {})
         out.append({
             "id": row["id"], "key": row_key(row), "profile": row["predict"]["profile"],
@@ -441,6 +444,8 @@ def fit(profile: str) -> dict[str, float]:
                 trial[key] = with_params(b, applied)
             predicted.append(predict(r, trial[key]))
         return np.log(np.array(predicted) / measured)
+
+    from scipy.optimize import least_squares  # here, not at the top: its import costs ~0.12 s of every CLI run
 
     result = least_squares(residuals, x0 / scale, bounds=(lo / scale, hi / scale), method="trf",
                            xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)

@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from planner.cost.expert_load import layer_ratios, layer_shares, popularity_cv2
 from planner.inputs.expert_load import ExpertLoad, LoadParams, Policy, load_params
@@ -164,6 +163,8 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, float]:
     def residuals(x: np.ndarray) -> np.ndarray:
         params = with_values(base, values(x))
         return np.log(np.array([predict(r, params) for r in rows]) / measured)
+
+    from scipy.optimize import least_squares  # here, not at the top: its import costs ~0.12 s of every CLI run
 
     result = least_squares(residuals, x0, bounds=(lo, hi), method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12,
                            max_nfev=2000)

@@ -76,14 +76,13 @@ def admissible(dies: np.ndarray, n: np.ndarray, pod_dies: int) -> np.ndarray:
 def decode_envelope(budget: int, score: DecodeScore, mask: np.ndarray | None = None, pod_dies: int | None = None
                     ) -> Envelope:
     """Best ``n * rate`` over decode candidates and instance counts with ``n * dies <= s`` (admissible pools)."""
-    ok = score.ok if mask is None else score.ok & mask
-    cand = np.flatnonzero(ok)
+    cand = score.feasible_by_dies()  # by dies, then rate (highest first), then row; a subset keeps that order
+    if mask is not None:
+        cand = cand[mask[cand]]
     if len(cand) == 0:
         return scatter_best(budget, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
     d, r = score.dies[cand], score.rate_per_s[cand]
     # per die count, only the highest-rate candidate can win (n * rate is monotone in rate)
-    order = np.lexsort((cand, -r, d))
-    d, r, cand = d[order], r[order], cand[order]
     first = np.ones(len(d), dtype=bool)
     first[1:] = d[1:] != d[:-1]
     d, r, cand = d[first], r[first], cand[first]

@@ -14,7 +14,7 @@ import numpy as np
 
 from planner import goodput as gp
 from planner.errors import PlannerError
-from planner.evaluate import GoodputPoint, evaluate, layout_goodput, place_layout
+from planner.evaluate import GoodputPoint, evaluate, layout_goodput, place_layout, priced_curves, priced_whole
 from planner.inputs.layout import Layout, Mode, parse_layout
 from planner.inputs.scenario import Scenario
 from planner.modes import ALL_MODES, MODES
@@ -81,14 +81,36 @@ def _layout(mode: Mode, scenario: Scenario, prefill: dict | None, decode: dict, 
     return parse_layout(data, "search")
 
 
-def _exact(mode: Mode, layout: Layout, scenario: Scenario, search_rate: float) -> Planned | None:
+# Listed layouts whose TPOT(b) curves are priced in one vector call (rows of the step models per call:
+# well under planner.serving.transformerless.DEDUP_MIN_ROWS, so the attention side is priced row by row).
+CURVES_PER_CALL = 64
+
+
+def _exact(listed: dict[str, tuple[Mode, Layout, float]], scenario: Scenario) -> dict[str, Planned]:
+    """The listed layouts (key -> mode, layout, search rate) priced exactly (``evaluate`` + ``layout_goodput``),
+    those meeting the SLOs kept in listing order.  The decode TPOT(b) curves of layouts of one mode and one
+    scenario are priced together (the same floats as one by one: planner.evaluate.priced_curves)."""
     from planner.inputs.scenario import resolve_scenario
 
-    sc = resolve_scenario(layout.scenario) if layout.scenario else scenario
-    metrics = layout_goodput(evaluate(layout, sc, "search"))
-    if not metrics.meets_slo:
-        return None
-    return Planned(mode=mode, layout=layout, metrics=metrics, search_goodput_per_s=search_rate)
+    evs = {key: evaluate(layout, resolve_scenario(layout.scenario) if layout.scenario else scenario, "search")
+           for key, (_, layout, _) in listed.items()}
+    groups: dict[tuple, list[str]] = {}
+    for key, ev in evs.items():
+        lay = ev.layout
+        if priced_whole(ev):
+            sc = lay.scenario.model_dump_json() if lay.scenario else None
+            groups.setdefault((lay.mode, sc, getattr(lay.decode, "hardware", None)), []).append(key)
+    for keys in groups.values():
+        for lo in range(0, len(keys), CURVES_PER_CALL):
+            part = keys[lo:lo + CURVES_PER_CALL]
+            for key, curve in zip(part, priced_curves([evs[k] for k in part]), strict=True):
+                evs[key] = replace(evs[key], curve=curve)
+    found = {}
+    for key, (mode, layout, rate) in listed.items():
+        metrics = layout_goodput(evs[key])
+        if metrics.meets_slo:
+            found[key] = Planned(mode=mode, layout=layout, metrics=metrics, search_goodput_per_s=rate)
+    return found
 
 
 def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits: list[cb.Split]) -> np.ndarray:
@@ -380,8 +402,8 @@ def _packs(layout: Layout, scenario: Scenario) -> bool:
 
 
 def _take(scenario: Scenario, mode: Mode, items: list[tuple[float, int, Callable[[], Layout]]], quota: int,
-          found: dict[str, Planned], result: Plan) -> None:
-    """Price exactly the first ``quota`` items whose instances pack into the pods (others are counted)."""
+          listed: dict[str, tuple[Mode, Layout, float]], result: Plan) -> None:
+    """List (for exact pricing) the first ``quota`` items whose instances pack into the pods (others are counted)."""
     for rate, _dies, build in items[:PACKING_TRIES]:
         if quota <= 0:
             return
@@ -391,8 +413,8 @@ def _take(scenario: Scenario, mode: Mode, items: list[tuple[float, int, Callable
             continue
         quota -= 1
         key = str(sorted(layout.to_dict().items()))
-        if key not in found and (p := _exact(mode, layout, scenario, rate)) is not None:
-            found[key] = p
+        if key not in listed:
+            listed[key] = (mode, layout, rate)
 
 
 def instance_cap(scenario: Scenario, budget: int) -> int:
@@ -492,7 +514,7 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     pre_sc = prefill_scenario(scenario)
     pre_env = cb.prefill_envelope(pre_sc, pre_sc.dies if pre_sc is not scenario else budget, pre, fixed) \
         if pre is not None else None
-    found: dict[str, Planned] = {}
+    listed: dict[str, tuple[Mode, Layout, float]] = {}
 
     target = target_rate_per_s
 
@@ -512,12 +534,13 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
             items.sort(key=lambda it: (-it[0] / it[1], it[1]))
         totals = BEST_TOTAL_LISTED if mask is None else 1
         for chosen, quota in ((items, limit), (by_total, totals if by_total else 0)):
-            _take(scenario, mode, chosen, quota, found, result)
+            _take(scenario, mode, chosen, quota, listed, result)
 
     for mode in scores:
         collect(mode, None, CANDIDATES_PER_MODE)
         for tau in _thresholds(scenario, scores[mode]):
             collect(mode, scores[mode].tpot_s <= tau, 1)
+    found = _exact(listed, scenario)
     ranked = sorted(found.values(), key=_rank_key if target is None else _sizing_key)
     result.layouts = ranked
     result.pareto, result.pareto_dropped = _pareto(ranked)

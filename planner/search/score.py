@@ -10,7 +10,7 @@ of M/G/c servers (request slots) whose service time is the forward time; its goo
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,6 +60,15 @@ class DecodeScore:
     max_batch: np.ndarray
     ok: np.ndarray
     rejected: Counter
+    _by_dies: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def feasible_by_dies(self) -> np.ndarray:
+        """Rows of ``ok`` ordered by dies, then rate (highest first), then row: sorted once per score, since
+        the search builds an envelope from every TPOT-threshold subset of the rows (planner.search.combine)."""
+        if self._by_dies is None:
+            rows = np.flatnonzero(self.ok)
+            self._by_dies = rows[np.lexsort((rows, -self.rate_per_s[rows], self.dies[rows]))]
+        return self._by_dies
 
     def knob(self, name: str, rows: np.ndarray | int) -> np.ndarray:
         return self.cands.arrays[name][np.asarray(rows) % len(self.cands)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,8 +38,12 @@ class LayerClass:
         return f"{'sliding' if self.sliding else 'full'}-attention/{'moe' if self.moe else 'dense'}"
 
 
-def layer_classes(model: ModelSpec) -> list[LayerClass]:
-    """The (attention, FFN) layer classes of a model with their counts (zero counts dropped)."""
+@lru_cache(maxsize=64)
+def layer_classes(model: ModelSpec) -> tuple[LayerClass, ...]:
+    """The (attention, FFN) layer classes of a model with their counts (zero counts dropped).
+
+    Cached: a pure function of the (frozen, hashable) model, called once per layer assembly.
+    """
     sliding = set(model.sliding_layers)
     dense = set(model.ffn.dense_layers) if model.is_moe else set(range(model.num_layers))
     counts: dict[tuple[bool, bool], int] = {}
@@ -48,7 +53,7 @@ def layer_classes(model: ModelSpec) -> list[LayerClass]:
         counts[key] = counts.get(key, 0) + 1
         if key[1]:
             rows[key[0]].append(sum(len(r) for r in rows.values()))
-    return [LayerClass(s, m, n, tuple(rows[s]) if m else None) for (s, m), n in sorted(counts.items())]
+    return tuple(LayerClass(s, m, n, tuple(rows[s]) if m else None) for (s, m), n in sorted(counts.items()))
 
 
 @dataclass(slots=True)

@@ -80,11 +80,13 @@ def distinct_rows(*columns: Array) -> tuple[Array, Array]:
     computed as one exact mixed-radix integer key from each column's own codes: ``np.unique`` over
     rows sorts them as opaque records (0.6 s of a default plan, measured); the key sorts as int64.
     """
-    key = np.zeros(np.size(columns[0]), dtype=np.int64)
+    key, span = np.zeros(np.size(columns[0]), dtype=np.int64), 1
     for col in columns:
         values, codes = np.unique(col, return_inverse=True)
-        # re-coded to 0..distinct-1 after each column, so the key never exceeds the row count squared
-        key = np.unique(key * len(values) + codes.reshape(-1), return_inverse=True)[1].reshape(-1)
+        if span * len(values) >= 2**62:  # re-coded to 0..distinct-1 (order kept) so the key never overflows
+            key = np.unique(key, return_inverse=True)[1].reshape(-1)
+            span = int(key.max(initial=0)) + 1
+        key, span = key * len(values) + codes.reshape(-1), span * len(values)
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     return first, inverse.reshape(-1)
 

@@ -94,3 +94,25 @@ def test_search_score_equals_exact_repricing(name):
         layout = p.layout
         exact = layout_goodput(evaluate(layout, resolve_scenario(layout.scenario), "test"))
         assert p.search_goodput_per_s == pytest.approx(exact.goodput_requests_per_s, rel=1e-9, abs=0), layout
+
+
+@pytest.mark.parametrize("example", ["deepseek-v3-cloudmatrix384-transformerless", "llama-3.1-70b-h100-collocated"])
+def test_curves_priced_together_are_each_curve_priced_alone(example):
+    """planner.search.plan prices the listed layouts' TPOT(b) curves in one vector call: the same
+    floats, to the bit, as each layout's curve priced by itself (layouts of different batches)."""
+    import dataclasses
+
+    from planner.evaluate import priced_curves
+    from planner.inputs.layout import load_layout
+
+    layout = load_layout(f"examples/{example}.toml")
+    sc = resolve_scenario(layout.scenario) if layout.scenario else build_scenario(None, {})
+    other = layout.model_copy(update={"decode": layout.decode.model_copy(update={"batch": layout.decode.batch // 2})})
+    evs = [evaluate(lay, sc) for lay in (layout, other)]
+    together = priced_curves(evs)
+    for ev, (batches, steps) in zip(evs, together, strict=True):
+        alone_batches, alone = priced_curves([ev])[0]
+        assert np.array_equal(batches, alone_batches)
+        for f in dataclasses.fields(alone):
+            a, b = getattr(steps, f.name), getattr(alone, f.name)
+            assert (a is None and b is None) or np.array_equal(a, b), f.name

@@ -208,3 +208,19 @@ def test_layer_classes_partition_the_moe_rows(name: str) -> None:
         assert (cls.moe_rows is None) == (not cls.moe)
         if cls.moe:
             assert len(cls.moe_rows) == cls.count and list(cls.moe_rows) == sorted(cls.moe_rows)
+
+
+def test_layer_classes_cache_equals_a_fresh_computation() -> None:
+    """layer_classes is cached on the (frozen) model: an equal model from another load and a changed
+    model each get what an uncached call computes (a model with one sliding layer gets one more class)."""
+    from dataclasses import replace
+
+    from planner import catalog
+    from planner.serving.layers import layer_classes
+
+    model = catalog.model("deepseek-v3")
+    assert layer_classes(model) == layer_classes.__wrapped__(model)
+    assert layer_classes(replace(model)) is layer_classes(model)  # equal model: the same cached tuple
+    sliding = replace(model, sliding_layers=(10,))
+    assert layer_classes(sliding) == layer_classes.__wrapped__(sliding)
+    assert len(layer_classes(sliding)) == len(layer_classes(model)) + 1

@@ -24,6 +24,7 @@ from planner.serving.transformerless import (
     PAIR_LINKS,
     PAIR_ROUND_TRIP,
     TransformerlessArrays,
+    distinct_rows,
     pipelined_layer_s,
     transformerless_step,
 )
@@ -186,3 +187,18 @@ def test_evaluate_breakdown_sums_to_the_step_and_shows_the_waiting(run_planner) 
     assert moe["layer_s"] == pytest.approx(layout["decode"]["micro_batches"] * (stage.pop() + waiting), rel=1e-12)
     table = run_planner("evaluate", example)
     assert "pair: attention || expert dies' turn" in table.stdout and "transformerless-pipeline" in table.stdout
+
+
+def test_distinct_rows_is_the_row_grouping_of_np_unique() -> None:
+    """distinct_rows gives np.unique(rows, axis=0)'s first indices and inverse (same order of distinct rows),
+    with a float, an integer-valued and a boolean column; and with enough columns to need re-coding."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    cols = [rng.integers(1, 9, n).astype(float), rng.integers(0, 40, n) * 0.5, rng.random(n) > 0.5]
+    _, first, inverse = np.unique(np.stack(cols, 1), axis=0, return_index=True, return_inverse=True)
+    got_first, got_inverse = distinct_rows(*cols)
+    assert np.array_equal(got_first, first) and np.array_equal(got_inverse, inverse.reshape(-1))
+    wide = [rng.random(300) for _ in range(8)]  # 300^8 > 2^62: the key is re-coded on the way
+    _, first, inverse = np.unique(np.stack(wide, 1), axis=0, return_index=True, return_inverse=True)
+    got_first, got_inverse = distinct_rows(*wide)
+    assert np.array_equal(got_first, first) and np.array_equal(got_inverse, inverse.reshape(-1))
