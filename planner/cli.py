@@ -17,7 +17,7 @@ from planner.decide.failures import FailureKind
 from planner.decide.plan import RankBy
 from planner.documents import ReportName
 from planner.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, NumericOverflowError, PlannerError
-from planner.inputs.layout import Mode
+from planner.inputs.layout import Mode, own_scenario
 from planner.inputs.scenario import ExpertBalance, scenario_overrides
 from planner.units import Dtype
 
@@ -480,7 +480,7 @@ def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict
     from planner.errors import InfeasibleError
     from planner.evaluate import evaluate
     from planner.inputs.layout import load_layout
-    from planner.inputs.scenario import build_scenario, load_scenario_file, resolve_scenario
+    from planner.inputs.scenario import build_scenario, load_scenario_file
     from planner.search.plan import ALL_MODES, plan
 
     if layout is not None:
@@ -498,7 +498,7 @@ def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict
         raise InfeasibleError("no layout meets the SLOs for this budget: nothing to analyse",
                               fix="run 'planner plan' with the same flags to see the nearest misses")
     top = result.layouts[0]
-    return top.layout, resolve_scenario(top.layout.scenario) if top.layout.scenario else scenario, "rank 1"
+    return top.layout, own_scenario(top.layout, scenario), "rank 1"
 
 
 # --------------------------------------------------------------------------- ops: check, validate, schema

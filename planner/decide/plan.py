@@ -22,8 +22,8 @@ from planner.decide.failures import supported as failures_supported
 from planner.decide.outcomes import supported as outcomes_supported
 from planner.decide.spreads import Spreads
 from planner.evaluate import Evaluation, GoodputPoint
-from planner.inputs.layout import Layout
-from planner.inputs.scenario import Scenario, resolve_scenario
+from planner.inputs.layout import Layout, own_scenario
+from planner.inputs.scenario import Scenario
 from planner.search.plan import Plan, Planned
 
 
@@ -73,7 +73,7 @@ class _Scenarios:
             return self.scenario
         key = json.dumps(layout.scenario.model_dump(mode="json"), sort_keys=True)
         if key not in self.cache:
-            self.cache[key] = resolve_scenario(layout.scenario)
+            self.cache[key] = own_scenario(layout, self.scenario)
         return self.cache[key]
 
 

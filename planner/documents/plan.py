@@ -23,7 +23,7 @@ from planner.documents.evaluate import ExpertLoadDoc
 from planner.evaluate import evaluate
 from planner.imbalance import layout_load
 from planner.inputs.expert_load import expert_load_files, params_path
-from planner.inputs.layout import Mode
+from planner.inputs.layout import Mode, own_scenario
 from planner.inputs.scenario import Scenario, ScenarioFile
 from planner.search.plan import ALL_MODES, Plan, Planned, placement_summary
 
@@ -144,8 +144,10 @@ def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None =
 
 
 def expert_load_docs(p: Planned, sc: Scenario) -> dict[str, ExpertLoadDoc]:
-    """Each pool's expert load and imbalance cost (planner.imbalance) of a listed layout, priced again (N = 1)."""
-    return {pool: ExpertLoadDoc.of(load) for pool, load in layout_load(evaluate(p.layout, sc, "plan")).items()}
+    """Each pool's expert load and imbalance cost (planner.imbalance) of a listed layout, priced again (N = 1)
+    under its own scenario, as the search priced it (MTP off where the layout has it off)."""
+    return {pool: ExpertLoadDoc.of(load)
+            for pool, load in layout_load(evaluate(p.layout, own_scenario(p.layout, sc), "plan")).items()}
 
 
 def file_hashes(scenario: Scenario) -> dict[str, str]:

@@ -26,7 +26,7 @@ from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from planner.errors import DataFileError, LayoutError
 from planner.inputs.files import Dies, Strict, ranged, read_toml, validation_message
 from planner.inputs.model import ModelSpec
-from planner.inputs.scenario import ScenarioFile
+from planner.inputs.scenario import Scenario, ScenarioFile, resolve_scenario
 
 MicroBatches = ranged(int, 1, 8, "overlap needs 2; published deployments use 1-4")
 Instances = ranged(int, 1, 100_000, "instances of a pool; the largest systems have ~1e5 dies")
@@ -206,6 +206,12 @@ class TransformerlessLayout(_SeparatePools):
 Layout = PdLayout | CollocatedLayout | TransformerlessLayout
 LayoutFile = Annotated[Layout, Field(discriminator="mode")]
 _ADAPTER: TypeAdapter[Layout] = TypeAdapter(LayoutFile)
+def own_scenario(layout: Layout, scenario: Scenario) -> Scenario:
+    """The scenario ``layout`` is priced under: its own ``[scenario]`` table (a planned layout carries
+    one, e.g. MTP off), else ``scenario``."""
+    return resolve_scenario(layout.scenario) if layout.scenario is not None else scenario
+
+
 LAYOUT_CLASSES: dict[Mode, type[_Layout]] = {Mode.PD: PdLayout, Mode.COLLOCATED: CollocatedLayout,
                                              Mode.TRANSFORMERLESS: TransformerlessLayout}
 DECODE_POOLS: dict[Mode, type[DecodePool]] = {Mode.PD: PdDecodePool, Mode.COLLOCATED: CollocatedDecodePool,

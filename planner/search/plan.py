@@ -15,7 +15,7 @@ import numpy as np
 from planner import goodput as gp
 from planner.errors import PlannerError
 from planner.evaluate import GoodputPoint, evaluate, layout_goodput, place_layout, priced_curves, priced_whole
-from planner.inputs.layout import Layout, Mode, parse_layout
+from planner.inputs.layout import Layout, Mode, own_scenario, parse_layout
 from planner.inputs.scenario import Scenario
 from planner.modes import ALL_MODES, MODES
 from planner.search import combine as cb
@@ -90,9 +90,7 @@ def _exact(listed: dict[str, tuple[Mode, Layout, float]], scenario: Scenario) ->
     """The listed layouts (key -> mode, layout, search rate) priced exactly (``evaluate`` + ``layout_goodput``),
     those meeting the SLOs kept in listing order.  The decode TPOT(b) curves of layouts of one mode and one
     scenario are priced together (the same floats as one by one: planner.evaluate.priced_curves)."""
-    from planner.inputs.scenario import resolve_scenario
-
-    evs = {key: evaluate(layout, resolve_scenario(layout.scenario) if layout.scenario else scenario, "search")
+    evs = {key: evaluate(layout, own_scenario(layout, scenario), "search")
            for key, (_, layout, _) in listed.items()}
     groups: dict[tuple, list[str]] = {}
     for key, ev in evs.items():
