@@ -118,6 +118,16 @@ def causal_pairs(new_tokens: Array, prefix_tokens: Array, window: float) -> Arra
     return pairs
 
 
+def keys_per_query(new_tokens: Array, prefix_tokens: Array, window: float) -> Array:
+    """Keys a query row of a causal prefill attends on average: :func:`causal_pairs` / ``new_tokens``.
+
+    ``P + N / 2`` (capped at ``window`` on sliding-window layers); 0 where there are no new tokens.
+    """
+    n = np.asarray(new_tokens, dtype=float)
+    pairs = causal_pairs(n, prefix_tokens, window)
+    return np.divide(pairs, n, out=np.zeros(np.broadcast(pairs, n).shape), where=n > 0)
+
+
 def gemm_bytes(by: BytesPerElement, launch_s: float | Array = 0.0) -> dict[str, float | Array]:
     """Keyword arguments of :func:`~planner.cost.roofline.gemm` for a projection at precision ``by``."""
     return dict(weight_bytes=by.weight, act_bytes=by.act, out_bytes=by.out, launch_s=launch_s)

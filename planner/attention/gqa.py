@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.attention.base import Attention, causal_pairs, gemm_bytes
+from planner.attention.base import Attention, causal_pairs, gemm_bytes, keys_per_query
 from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Array, Cost, Device, attention_core, gemm
 
@@ -105,6 +105,7 @@ class GqaAttention(Attention):
         ops = {"qkv_proj": gemm(dev, tokens, (heads + 2 * kv_heads) * d, h, **kw)}
         flops = 4.0 * heads * d * pairs
         traffic = kv_tokens * 2 * kv_heads * d * 2.0 + tokens * heads * d * 4.0
-        ops["core"] = attention_core(dev, flops, traffic, launch_s)
+        ops["core"] = attention_core(dev, flops, traffic, launch_s,
+                                     keys_per_query=keys_per_query(new_tokens, prefix_tokens, window))
         ops["o_proj"] = gemm(dev, tokens, h, heads * d, **kw)
         return ops

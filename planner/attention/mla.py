@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.attention.base import Attention, causal_pairs, gemm_bytes
+from planner.attention.base import Attention, causal_pairs, gemm_bytes, keys_per_query
 from planner.cost.precision import BytesPerElement
 from planner.cost.roofline import Array, Cost, Device, attention_core, fused_kernel, gemm
 from planner.inputs.files import FusedPass
@@ -135,6 +135,7 @@ class MlaAttention(Attention):
         ops["kv_b_proj"] = gemm(dev, kv_tokens, heads * (self.qk_nope_head_dim + dv), self.kv_lora_rank, **kw)
         flops = 2.0 * heads * (dk + dv) * pairs
         traffic = kv_tokens * heads * (dk + dv) * 2.0 + tokens * heads * (dk + dv) * 2.0
-        ops["core"] = attention_core(dev, flops, traffic, launch_s)
+        ops["core"] = attention_core(dev, flops, traffic, launch_s,
+                                     keys_per_query=keys_per_query(new_tokens, prefix_tokens, window))
         ops["o_proj"] = gemm(dev, tokens, h, heads * dv, **kw)
         return ops

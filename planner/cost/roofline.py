@@ -79,6 +79,7 @@ class Device:
     gemm_k_half: float
     attention_compute_frac: float
     attention_memory_frac: float
+    attention_query_overhead_tokens: float  # prefill kernels: keys' worth of work per query row (0: none)
     memory_frac: float
     gemm_memory_frac: float  # the weight stream of this dtype's GEMMs (efficiency.gemm.by_dtype, else memory_frac)
     kernel_s: float
@@ -96,6 +97,7 @@ class Device:
             hbm_bandwidth_bytes_per_s=hw.hbm_bandwidth_bytes_per_s,
             gemm_max_frac=hw.gemm_max_frac(compute_dtype), gemm_m_half=g.m_half_tokens, gemm_k_half=g.k_half,
             attention_compute_frac=a.compute_frac, attention_memory_frac=a.memory_frac,
+            attention_query_overhead_tokens=a.prefill_query_overhead_tokens,
             memory_frac=hw.memory_efficiency.frac, gemm_memory_frac=hw.gemm_memory_frac(compute_dtype),
             kernel_s=o.kernel_s, eager_launch_s=o.eager_launch_s,
             scheduler_gap_s=o.scheduler_gap_s, fused=hw.kernels.fused, fused_eager=hw.kernels.fused_eager,
@@ -162,10 +164,38 @@ def gemm(dev: Device, m: Array, n: Array | float, k: Array | float, *, weight_by
                     dev.gemm_memory_frac, dev.kernel_s + launch_s)
 
 
-def attention_core(dev: Device, flops: Array, bytes_: Array, launch_s: float | Array = 0.0) -> Cost:
-    """Cost of a fused attention kernel (FlashAttention / FlashMLA class)."""
+def attention_prefill_frac(dev: Device, keys_per_query: Array) -> Array:
+    """Fraction of the attention peak a prefill (FlashAttention-style) kernel reaches, by the keys
+    each query row attends.
+
+    Notes
+    -----
+    ``eff(s) = compute_frac * s / (s + n_q)``, ``s`` = attended keys per query row (``N / 2`` for
+    a causal square of ``N`` tokens, ``N`` without a mask, ``P + N / 2`` after a cached prefix of
+    ``P``), ``n_q`` = profile ``[efficiency.attention] prefill_query_overhead_tokens``.  A query
+    tile of ``B`` rows loops over its key tiles; on top it pays a fixed prologue and epilogue
+    (load Q, final rescale, write O) and, under a causal mask, computes a whole diagonal tile of
+    which half is masked: a fixed work per query row, worth ``n_q`` keys.  A causal square of
+    ``N`` tokens then runs at ``compute_frac * N / (N + 2 n_q)``: short prompts run below the
+    long-sequence rate (cuDNN DeepSeek-V3 MHA prefill on H200: 643 / 599 / 522 TFLOPS at 8K / 4K /
+    2K).  ``n_q = 0``: one efficiency at every length (the decode kernels and profiles without
+    the key).
+    """
+    s = np.asarray(keys_per_query, dtype=float)
+    n_q = dev.attention_query_overhead_tokens
+    return dev.attention_compute_frac * s / np.maximum(s + n_q, 1e-9)
+
+
+def attention_core(dev: Device, flops: Array, bytes_: Array, launch_s: float | Array = 0.0,
+                   keys_per_query: Array | None = None) -> Cost:
+    """Cost of a fused attention kernel (FlashAttention / FlashMLA class).
+
+    ``keys_per_query``: a prefill kernel's attended keys per query row, (N,), whose compute side
+    runs at :func:`attention_prefill_frac`; None (decode): ``compute_frac``.
+    """
+    frac = dev.attention_compute_frac if keys_per_query is None else attention_prefill_frac(dev, keys_per_query)
     return roofline(flops, bytes_, dev.attention_peak_flops_per_s, dev.hbm_bandwidth_bytes_per_s,
-                    dev.attention_compute_frac, dev.attention_memory_frac, dev.kernel_s + launch_s)
+                    frac, dev.attention_memory_frac, dev.kernel_s + launch_s)
 
 
 def streaming(dev: Device, bytes_: Array, launch_s: float | Array = 0.0) -> Cost:

@@ -72,6 +72,7 @@ HbmBytes = ranged(float, 1e9, 1e13, "HBM per die: shipped dies hold 64-288 GB", 
 HbmBandwidth = ranged(float, 1e10, 1e15, "HBM bandwidth per die: shipped dies have 1.6-8 TB/s", "bytes/s")
 ReserveBytes = ranged(float, 0.0, 1e12, "a reserve per die is ~1 GB today and must fit in HBM", "bytes")
 HalfPoint = ranged(float, 0.0, 1e6, "GEMMs reach half their peak within ~1e4 rows or columns")
+QueryOverhead = ranged(float, 0.0, 1e5, "a query tile's fixed work is a few key tiles (~100-1000 keys)", "tokens")
 FixedCost = ranged(float, 0.0, 0.01, "a per-kernel or per-call cost is microseconds: 10 ms is a unit slip, "
                    "ms or us written as s", "s")
 CopyCost = ranged(float, 0.0, 1e-4, "a per-token copy takes ~0.1 us", "s")
@@ -226,10 +227,16 @@ class GemmEfficiency(Factor):
 
 
 class AttentionEfficiency(Factor):
-    """Attention core kernels (FlashAttention / FlashMLA class): compute and memory sides."""
+    """Attention core kernels (FlashAttention / FlashMLA class): compute and memory sides.
+
+    ``prefill_query_overhead_tokens``: the work, in attended keys, each query row of a prefill
+    (FlashAttention-style) kernel pays beyond its own keys (query-tile prologue and epilogue, the
+    masked half of the causal diagonal tile); 0 = none (planner.cost.roofline.attention_prefill_frac).
+    """
 
     compute_frac: Fraction
     memory_frac: Fraction
+    prefill_query_overhead_tokens: QueryOverhead = 0.0
 
 
 class MemoryEfficiency(Factor):

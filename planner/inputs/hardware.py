@@ -67,10 +67,12 @@ class GemmEfficiency:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttentionEfficiency:
-    """Attention core kernels (FlashAttention / FlashMLA class): compute and memory sides."""
+    """Attention core kernels (FlashAttention / FlashMLA class): compute and memory sides, and a
+    prefill kernel's fixed work per query row in attended keys (0: none)."""
 
     compute_frac: float
     memory_frac: float
+    prefill_query_overhead_tokens: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

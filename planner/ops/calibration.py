@@ -157,18 +157,29 @@ def _attention_work(p: Row) -> tuple[float, float]:
     return 2.0 * b * h * (dk + dv) * pairs, b * n * (h + kv_heads) * (dk + dv) * eb
 
 
+def _keys_per_query(p: Row) -> np.ndarray | None:
+    """Keys a query row attends in a prefill benchmark (``N / 2`` causal, ``N`` unmasked); None for decode."""
+    if p["form"] != "mha_prefill":
+        return None
+    return _one(p["seq_len"] / 2.0 if p.get("causal", True) else p["seq_len"])
+
+
+def _attention_cost(hw: HardwareSpec, p: Row) -> tuple[float, float, Cost]:
+    flops, bytes_ = _attention_work(p)
+    cost = attention_core(Device.of(hw, Dtype.BF16), _one(flops), _one(bytes_), keys_per_query=_keys_per_query(p))
+    return flops, bytes_, cost
+
+
 def _attention(hw: HardwareSpec, p: Row) -> float:
     """Achieved FLOP/s (``attention_compute``) or bytes/s (``attention_memory_bandwidth``)."""
-    flops, bytes_ = _attention_work(p)
-    cost = attention_core(Device.of(hw, Dtype.BF16), _one(flops), _one(bytes_))
+    flops, bytes_, cost = _attention_cost(hw, p)
     work = flops if p["kind"] == "attention_compute" else bytes_
     return float(work / cost.time_s[0])
 
 
 def _attention_latency(hw: HardwareSpec, p: Row) -> float:
     """Seconds of one attention kernel call."""
-    flops, bytes_ = _attention_work(p)
-    return float(attention_core(Device.of(hw, Dtype.BF16), _one(flops), _one(bytes_)).time_s[0])
+    return float(_attention_cost(hw, p)[2].time_s[0])
 
 
 def _streaming_bandwidth(hw: HardwareSpec, p: Row) -> float:
@@ -360,6 +371,7 @@ def calibration_table(profile: str | None = None) -> list[dict[str, Any]]:
 _PARAM_RULES: list[tuple[str, tuple[float, float], float, float]] = [
     ("frac", (0.05, 1.0), 0.7, 1.0),
     ("m_half_tokens", (0.0, 8192.0), 128.0, 100.0),
+    ("query_overhead_tokens", (0.0, 8192.0), 256.0, 100.0),
     ("k_half", (0.0, 16384.0), 512.0, 100.0),
     ("decay_start_ranks", (1.0, 1024.0), 8.0, 10.0),
     ("decay", (0.0, 2.0), 0.1, 1.0),

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from planner import catalog
-from planner.attention.base import causal_pairs
+from planner.attention.base import causal_pairs, keys_per_query
 from planner.cost import elementwise
 from planner.cost.expert_load import busiest_die_ratios
 from planner.cost.memory import kv_bytes_per_sequence
 from planner.cost.moe import expert_imbalance, expert_imbalances, expert_side, routed_dies
 from planner.cost.precision import BytesPerElement
-from planner.cost.roofline import Device, gemm
+from planner.cost.roofline import Device, attention_core, attention_prefill_frac, gemm
 from planner.inputs.expert_load import ExpertLoad, Policy, load_params
 from planner.inputs.scenario import build_scenario, scenario_overrides
 from planner.serving.context import Env
@@ -227,6 +227,45 @@ def test_causal_prefill_pairs() -> None:
     assert causal_pairs(N, _one(1000), 0.0)[0] == 4096 * 1000 + 8_388_608 == 12_484_608
     assert causal_pairs(N, _one(0), 128.0)[0] == 4096 * 128 == 524_288
     assert causal_pairs(N, _one(0), 8192.0)[0] == 8_388_608
+
+
+def test_keys_per_query() -> None:
+    """A causal prompt of N tokens: N / 2 keys per query row; after a prefix P: P + N / 2; a window
+    caps it; no new tokens: 0 (not a division by zero)."""
+    assert keys_per_query(_one(4096), _one(0), 0.0)[0] == 2048
+    assert keys_per_query(_one(4096), _one(1000), 0.0)[0] == 3048
+    assert keys_per_query(_one(4096), _one(0), 128.0)[0] == 128
+    assert keys_per_query(_one(0), _one(1000), 0.0)[0] == 0
+
+
+def test_mla_prefill_core_pays_the_fixed_work_per_query_row_by_hand() -> None:
+    """DeepSeek-V3 on H800, one causal prompt of N = 4096 tokens, tp 1.
+
+    FLOPs 2 H (d_qk + d_v) N^2 / 2 = 2 * 128 * 320 * 8,388,608 = 687,194,767,360.  Each query row
+    attends s = N / 2 = 2048 keys and pays n_q = 273 keys' worth of fixed work
+    (prefill_query_overhead_tokens), so the kernel runs at 0.669 * 2048 / 2321 of 989.4 TFLOPS =
+    584.05 TFLOPS: 1.17660 ms, + 2.63 us per kernel = 1.17923 ms (compute-bound: Q, K, V, O in bf16
+    are 671 MB, 0.222 ms at 0.901 x 3.35 TB/s).  Without the term it was 1.04082 ms.
+    """
+    model = catalog.model("deepseek-v3")
+    by = _bytes("h800", "fp8", "fp8", "bf16")
+    dev = Device.of(catalog.hardware("h800"), by.compute_dtype)
+    ops = model.attention.prefill_ops(dev, by, tokens=_one(4096), seqs=_one(1), new_tokens=_one(4096),
+                                      prefix_tokens=_one(0), tp=_one(1))
+    assert ops["core"].flops[0] == 687_194_767_360
+    assert ops["core"].time_s[0] == pytest.approx(1.17923e-3, rel=1e-5)
+    assert attention_prefill_frac(dev, _one(2048))[0] == pytest.approx(0.669 * 2048 / 2321, rel=1e-12)
+
+
+def test_prefill_attention_efficiency_rises_with_the_prompt_and_decode_keeps_compute_frac() -> None:
+    """Longer prompts amortise the per-query-row work: eff(s) rises towards compute_frac, never past it;
+    a decode core (no keys_per_query) runs at compute_frac."""
+    dev = Device.of(catalog.hardware("h800"), Dtype.FP8)
+    eff = attention_prefill_frac(dev, np.array([64.0, 512.0, 2048.0, 16384.0, 1e9]))
+    assert np.all(np.diff(eff) > 0) and eff[-1] == pytest.approx(dev.attention_compute_frac, rel=1e-6)
+    flops, traffic = _one(1e12), _one(1e6)
+    assert attention_core(dev, flops, traffic).compute_s[0] == pytest.approx(
+        1e12 / (dev.attention_peak_flops_per_s * dev.attention_compute_frac))
 
 
 # --------------------------------------------------------------------------- (e) all-reduce
