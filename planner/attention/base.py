@@ -33,7 +33,8 @@ class Attention(ABC):
     extra_elementwise_kernels : small kernels per layer beyond input norm and RoPE (MLA's
         q_a and kv_a norms)
     prefill_context_ops : ops of :meth:`prefill_ops` whose work grows with the attended tokens
-        (priced for a collocated prefill chunk on top of the decode batch)
+        (priced for a collocated prefill chunk on top of the decode batch; the chunk's projections
+        are priced in :meth:`decode_ops`, packed with the decode tokens)
     """
 
     kind: str
@@ -80,15 +81,19 @@ class Attention(ABC):
 
     @abstractmethod
     def decode_ops(self, dev: Device, by: BytesPerElement, *, tokens: Array, seqs: Array, context: Array,
-                   tp: Array) -> dict[str, Cost]:
+                   tp: Array, query_tokens: Array | None = None) -> dict[str, Cost]:
         """One attention layer on one die in decode, by op.
 
         Parameters
         ----------
-        tokens : query tokens through this die's projections, (N,) (= tp * sequences * tokens/seq)
+        tokens : tokens through this die's projections, (N,) (= tp * sequences * tokens/seq, plus a
+            collocated step's prefill chunk, which the step packs into the same GEMMs)
         seqs : sequences whose KV this die reads, (N,)
         context : cached tokens attended per sequence (window-capped by the caller), (N,)
         tp : tensor-parallel degree (heads split), (N,)
+        query_tokens : decode query tokens that attend the ``context`` (the core and any other
+            per-query op), (N,); default ``tokens`` (no chunk). A chunk's own attention is
+            :meth:`prefill_ops`' ``prefill_context_ops``.
         """
 
     @abstractmethod

@@ -69,21 +69,23 @@ class GqaAttention(Attention):
         return self.kv_bytes_per_token_per_die(by, tp) * np.asarray(tp, dtype=float)
 
     def decode_ops(self, dev: Device, by: BytesPerElement, *, tokens: Array, seqs: Array, context: Array,
-                   tp: Array) -> dict[str, Cost]:
+                   tp: Array, query_tokens: Array | None = None) -> dict[str, Cost]:
         """``qkv_proj``, ``core``, ``o_proj`` of one decode layer on one die.
 
         Notes
         -----
-        Core: ``4 (H / tp) d S`` FLOPs per query token (QK^T and PV), reading
-        ``2 ceil(KV / tp) d S`` cached elements per sequence plus q and o in fp32.
+        The projections run over ``tokens`` (a collocated chunk's tokens included), the core over
+        the ``query_tokens`` (default ``tokens``): ``4 (H / tp) d S`` FLOPs per query token (QK^T
+        and PV), reading ``2 ceil(KV / tp) d S`` cached elements per sequence plus q and o in fp32.
         """
+        queries = tokens if query_tokens is None else query_tokens
         h, d = self.hidden, self.head_dim
         heads, kv_heads = self.heads_per_die(tp), self.kv_heads_per_die(tp)
         kv_read = seqs * context * self.kv_bytes_per_token_per_die(by, tp)
         kw = gemm_bytes(by)
         ops = {"qkv_proj": gemm(dev, tokens, (heads + 2 * kv_heads) * d, h, **kw)}
-        flops = 4.0 * tokens * heads * d * context
-        ops["core"] = attention_core(dev, flops, kv_read + tokens * heads * d * 4.0)
+        flops = 4.0 * queries * heads * d * context
+        ops["core"] = attention_core(dev, flops, kv_read + queries * heads * d * 4.0)
         ops["o_proj"] = gemm(dev, tokens, h, heads * d, **kw)
         return ops
 

@@ -85,7 +85,7 @@ class MlaAttention(Attention):
         return ops
 
     def decode_ops(self, dev: Device, by: BytesPerElement, *, tokens: Array, seqs: Array, context: Array,
-                   tp: Array) -> dict[str, Cost]:
+                   tp: Array, query_tokens: Array | None = None) -> dict[str, Cost]:
         """Projections, ``absorb_uk``, ``core``, ``absorb_uv``, ``o_proj`` of one decode layer.
 
         A stack that fuses ``mla_prolog`` (profile ``[kernels]``) runs the projections and
@@ -96,20 +96,23 @@ class MlaAttention(Attention):
         The absorbed form (FlashMLA "MQA mode"): W_UK folds into the query and W_UV into the
         output; the core attends one ``c + dr`` = 576-dim key / ``c`` = 512-dim value shared by
         all heads: ``2 (H / tp) (c + dr + c) S`` FLOPs per query token, ``(c + dr) S`` cached
-        elements read per sequence, q and o in bf16.
+        elements read per sequence, q and o in bf16.  The projections and ``o_proj`` run over
+        ``tokens`` (a collocated chunk's tokens included), ``absorb_uk``, the core and
+        ``absorb_uv`` over the decode ``query_tokens`` (default ``tokens``).
         """
+        queries = tokens if query_tokens is None else query_tokens
         h, c, r = self.hidden, self.kv_lora_rank, self.qk_rope_head_dim
         heads = self.heads_per_die(tp)
         kv_read = seqs * context * self.kv_bytes_per_token_per_die(by, tp)
         kw = gemm_bytes(by)
         ops = self._projections(dev, by, tokens, heads, 0.0)
-        ops["absorb_uk"] = gemm(dev, tokens, c, self.qk_nope_head_dim, count=heads, **kw)
+        ops["absorb_uk"] = gemm(dev, queries, c, self.qk_nope_head_dim, count=heads, **kw)
         if FusedPass.MLA_PROLOG in dev.fused:  # one MLAProlog launch (its norms and quantisation: elementwise.py)
             ops = {"mla_prolog": fused_kernel([ops.pop(n) for n in PROLOG_OPS if n in ops], dev.kernel_s)}
-        flops = 2.0 * tokens * heads * (c + r + c) * context
-        q_bytes = tokens * heads * (c + r + c) * 2.0
+        flops = 2.0 * queries * heads * (c + r + c) * context
+        q_bytes = queries * heads * (c + r + c) * 2.0
         ops["core"] = attention_core(dev, flops, kv_read + q_bytes)
-        ops["absorb_uv"] = gemm(dev, tokens, self.v_head_dim, c, count=heads, **kw)
+        ops["absorb_uv"] = gemm(dev, queries, self.v_head_dim, c, count=heads, **kw)
         ops["o_proj"] = gemm(dev, tokens, h, heads * self.v_head_dim, **kw)
         return ops
 

@@ -55,8 +55,10 @@ def _attention_fn(env: Env, tokens: Array, seqs: Array, tp: Array, chunk_group: 
         if cls.sliding:
             ctx = min(ctx, env.window)
         att = env.model.attention
-        ops = att.decode_ops(env.dev, env.by, tokens=tokens, seqs=seqs, context=np.full(np.shape(tokens), ctx),
-                             tp=tp)
+        # the chunk's tokens share the step's projection GEMMs with the decode tokens (one packed
+        # batch, as the FFN); only the decode queries attend the cached context
+        ops = att.decode_ops(env.dev, env.by, tokens=tokens + chunk_group, seqs=seqs,
+                             context=np.full(np.shape(tokens), ctx), tp=tp, query_tokens=tokens)
         if np.any(chunk_group > 0):
             pre = att.prefill_ops(env.dev, env.by, tokens=chunk_group, seqs=chunk_group / env.new_input_tokens,
                                   new_tokens=env.new_input_tokens, prefix_tokens=env.prefix_tokens, tp=tp,

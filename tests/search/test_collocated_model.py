@@ -137,3 +137,48 @@ def test_vector_equals_scalar():
         for name, layer in alone.layers.items():
             for op, cost in layer.ops.items():
                 assert together.layers[name].ops[op].time_s[i] == pytest.approx(cost.time_s[0], rel=1e-12)
+
+
+def _chunk_and_plain_layer(env: Env, tp: float, batch: float, chunk: float, cls: str = "full-attention/dense"):
+    """Layer class ``cls``'s ops in a step with a chunk of ``chunk`` tokens per die, and without."""
+    def layer(c):
+        d = DecodeArrays(dies=np.array([tp]), tp=np.array([tp]), ep=np.array([1.0]), batch=np.array([batch]),
+                         micro_batches=np.array([1.0]), redundant=np.array([0.0]), chunk_tokens=np.array([c]))
+        return shared_decode_step(env, d).layers[cls].ops
+    return layer(chunk), layer(0.0)
+
+
+def test_chunk_tokens_go_through_the_attention_projections():
+    """A step carrying a chunk packs its C tokens per die with the b decode tokens into the q/k/v
+    and o projections (as into the FFN): Llama-3.1-70B (h 8192, 64 q / 8 KV heads of 128) at
+    tp 2 runs 2 (b + C) tokens through a die's [h x (32 + 2 x 4) 128] qkv and [32 x 128 x h] o
+    slices, 2 x 2 (b + C) x 8192 x 5120 and 2 x 2 (b + C) x 4096 x 8192 FLOPs; the decode core
+    (over the cached context) is the plain step's.  Before the fix the chunk's projections were
+    dropped: 2 x 2 b x ... FLOPs."""
+    env = Env.of(_scenario())
+    b, c = 32.0, 512.0
+    chunk, plain = _chunk_and_plain_layer(env, 2.0, b, c)
+    assert float(chunk["qkv_proj"].flops[0]) == pytest.approx(2 * 2 * (b + c) * 8192 * 5120, rel=1e-12)
+    assert float(chunk["o_proj"].flops[0]) == pytest.approx(2 * 2 * (b + c) * 4096 * 8192, rel=1e-12)
+    assert float(plain["qkv_proj"].flops[0]) == pytest.approx(2 * 2 * b * 8192 * 5120, rel=1e-12)
+    assert float(chunk["core"].flops[0]) == float(plain["core"].flops[0])
+    assert float(chunk["ffn_gate_up"].flops[0]) / float(plain["ffn_gate_up"].flops[0]) == pytest.approx((b + c) / b)
+
+
+def test_mla_chunk_tokens_go_through_the_projections_not_the_absorbed_core():
+    """MLA (DeepSeek-V3, h 7168, q_lora 1536, kv_lora 512 + rope 64, 128 heads): the chunk's tokens
+    go through q_a [h x 1536], kv_a [h x 576] and o_proj [128 x 128 x h]; the absorbed W_UK / W_UV
+    and the latent core serve the decode queries only (the chunk attends via prefill_core and
+    prefill_kv_b_proj).  The default scenario drafts one MTP token: 2 decode tokens per sequence."""
+    sc = build_scenario(None, {"model": "deepseek-v3", "hardware": "h800", "dies": 8}, "test")
+    env = Env.of(sc)
+    assert env.draft_tokens == 1
+    b, c = 16.0, 1024.0
+    m = 2 * b + c
+    chunk, plain = _chunk_and_plain_layer(env, 1.0, b, c, "full-attention/moe")
+    assert float(chunk["q_a_proj"].flops[0]) == pytest.approx(2 * m * 7168 * 1536, rel=1e-12)
+    assert float(chunk["kv_a_proj"].flops[0]) == pytest.approx(2 * m * 7168 * 576, rel=1e-12)
+    assert float(chunk["o_proj"].flops[0]) == pytest.approx(2 * m * 128 * 128 * 7168, rel=1e-12)
+    for name in ("absorb_uk", "core", "absorb_uv"):
+        assert float(chunk[name].flops[0]) == float(plain[name].flops[0])
+    assert {"prefill_core", "prefill_kv_b_proj"} <= set(chunk)
