@@ -25,7 +25,7 @@ Admission (chunked prefill: collocated)
     A prompt is admitted to the batch (takes a sequence slot) before its first chunk, so when
     every slot is taken it waits for one: the ``S`` slots are the servers of an M/G/c queue
     whose service time is a request's residence, ``output_tokens * TPOT`` at the full batch
-    (cs^2 = 0: every request is taken at the mean output length).  The decode side's rate is also
+    (cs^2 = output_cv^2: a request holds its slot for its own output).  The decode side's rate is also
     capped by the largest rate whose waiting quantile for a slot fits the TTFT budget left by
     the prefill service: at the Little's-law rate the slots are saturated and that wait is
     unbounded.  Each queue (prompt chunks, batch slots) gets the whole TTFT budget (its wait plus
@@ -126,7 +126,7 @@ def ttft_limited_rate_per_s(slo: Slo, input_cv: float, service_s: Array, servers
 
 def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array, servers: Array, fixed_s: Array,
                  prefill_cv: Array | float, sequences: Array | None = None,
-                 residence_s: Array | None = None) -> tuple[Array, Array]:
+                 residence_s: Array | None = None, residence_cv: float = 0.0) -> tuple[Array, Array]:
     """(TTFT q-quantile, the prefill part of it), (N,) each, at ``rate_per_s``.
 
     TTFT = wait + own prefill + ``fixed_s`` (:func:`ttft_limited_rate_per_s`); with ``sequences``
@@ -137,31 +137,34 @@ def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array,
     svc = np.asarray(service_s, dtype=float)
     total = queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, svc, input_cv**2, servers, svc, prefill_cv)
     if sequences is not None:
-        total = np.maximum(total, queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, residence_s, 0.0,
-                                                                          sequences, svc, prefill_cv))
+        total = np.maximum(total, queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, residence_s,
+                                                                          residence_cv**2, sequences, svc,
+                                                                          prefill_cv))
     return total + np.asarray(fixed_s, dtype=float), queueing.gamma_quantile(q, svc, prefill_cv)
 
 
 def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array, service_s: Array,
-                                 fixed_s: Array, prefill_cv: Array | float = 0.0) -> Array:
+                                 fixed_s: Array, prefill_cv: Array | float = 0.0, residence_cv: float = 0.0) -> Array:
     """Largest request rate whose wait for a batch slot meets the TTFT SLO at its percentile, (N,).
 
-    The ``sequences`` slots of the pool are the servers of an M/G/c queue (Allen-Cunneen, cs^2 = 0)
-    whose service is one request's ``residence_s``; TTFT = that wait + the request's own prefill
+    The ``sequences`` slots of the pool are the servers of an M/G/c queue (Allen-Cunneen) whose
+    service is one request's residence, mean ``residence_s`` and CV ``residence_cv`` (the output
+    length's: a request holds its slot for its own output); TTFT = that wait + the request's own prefill
     (gamma, mean ``service_s``, CV ``prefill_cv``) + ``fixed_s``, at the SLO percentile.  0 where
     even zero load misses the SLO or the residence is not finite.
     Checked against step-level simulations of in-flight batching with a chunk budget
     (tests/validation/test_tpot_distribution_des.py): the simulation's engine runs faster steps
     when its batch is not full, so this is conservative by ~1% at 1,024 slots.  At few slots and
     moderate occupancy it is optimistic: Allen-Cunneen's M/D/c tail (the known deviation of
-    tests/validation/test_queueing_des.py) puts the p99 wait of a FIFO M/D/16 queue at 9.3 erlangs
-    at 3.3 s where a simulation gives 4.9 s (MLPerf Llama-3.1-405B on 8 H200: 16 slots of ~39 s).
+    tests/validation/test_queueing_des.py) puts the p99 wait of a FIFO M/G/16 queue at 9.3 erlangs
+    (residence CV 0.381) at 3.8 s where a simulation gives 5.1 s (MLPerf Llama-3.1-405B on 8 H200:
+    16 slots of ~39 s; 3.3 s against 4.9 s with fixed residences).
     """
     budget = slo.ttft_s - np.asarray(fixed_s, dtype=float)
     res = np.asarray(residence_s, dtype=float)
     ok = (budget >= 0) & np.isfinite(res) & (res > 0)
     rate = queueing.max_arrival_rate_per_s(np.where(ok, budget, 0.0), slo.ttft_percentile / 100.0,
-                                           np.where(ok, res, 1.0), 0.0, np.asarray(sequences, dtype=float),
+                                           np.where(ok, res, 1.0), residence_cv**2, np.asarray(sequences, dtype=float),
                                            BISECTION_STEPS, extra_mean_s=service_s, extra_cv=prefill_cv)
     return np.where(ok, rate, 0.0)
 
@@ -193,7 +196,7 @@ class GoodputArrays:
 
 def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
             sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None,
-            admission: bool = False, prefill_cv: Array | float | None = None) -> GoodputArrays:
+            admission: bool = False, prefill_cv: Array | float | None = None, output_cv: float = 0.0) -> GoodputArrays:
     """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
 
     Parameters
@@ -206,6 +209,7 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
     admission : a prompt takes a batch slot before its prefill (chunked prefill): the decode rate is
         also capped by the wait for a slot (:func:`admission_limited_rate_per_s`)
     prefill_cv : CV of a request's own prefill time, (N,) (:func:`prefill_cv`; default ``input_cv``)
+    output_cv : CV of the output length: of a request's residence in its batch slot (``admission``)
     """
     cv = input_cv if prefill_cv is None else prefill_cv
     pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s, cv)
@@ -214,7 +218,8 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
     if admission:
         with np.errstate(invalid="ignore", over="ignore"):
             residence = output_tokens * np.asarray(tpot_s, dtype=float)
-        slots = np.minimum(little, admission_limited_rate_per_s(slo, sequences, residence, service_s, fixed_s, cv))
+        slots = np.minimum(little, admission_limited_rate_per_s(slo, sequences, residence, service_s, fixed_s, cv,
+                                                                      output_cv))
     dec = np.where(little > 0, slots, 0.0)
     fits = np.asarray(fits, dtype=bool)
     tpot = np.asarray(tpot_s if tpot_slo_s is None else tpot_slo_s, dtype=float)
