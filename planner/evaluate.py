@@ -155,8 +155,10 @@ REPORTED_PERCENTILES = (50.0, 90.0, 99.0)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TtftBreakdown:
-    """TTFT at one percentile, by part (seconds): waiting for a prefill slot, the prefill itself, the
-    KV hand-off to the decode pool, and the first decode step (one TPOT; 0 for chunked-prefill modes)."""
+    """TTFT at one percentile, by part (seconds): the prefill of the prompt at that percentile of prompt
+    lengths (planner.goodput.ttft_parts_s), the queueing the percentile adds on top (waiting for a
+    prefill or batch slot), the KV hand-off to the decode pool, and the first decode step (one TPOT;
+    0 for chunked-prefill modes)."""
 
     percentile: float
     queueing_s: float
@@ -224,6 +226,7 @@ class PrefillSide:
     servers: float
     kv_transfer_s: float
     first_step: bool  # the first decode step adds to TTFT (a separate prefill pool)
+    prefill_cv: float  # CV of a request's own prefill time (planner.goodput.prefill_cv)
 
 
 def prefill_side(ev: Evaluation) -> PrefillSide:
@@ -232,19 +235,22 @@ def prefill_side(ev: Evaluation) -> PrefillSide:
         d = lay.decode
         slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env.new_input_tokens,  # type: ignore
                                            d.dies_per_instance / d.tp)
+        cv = _f(gp.prefill_cv(ev.scenario.workload.input_cv, d.tp, d.prefill_chunk_tokens,  # type: ignore
+                              env.new_input_tokens))
         # a request in prefill rides ``forwards`` steps that each carry a chunk
         return PrefillSide(service_s=float(forwards[()] * _f(ev.decode.chunk_step_s)),
                            servers=float(slots[()] * d.instances),
-                           kv_transfer_s=0.0, first_step=False)
+                           kv_transfer_s=0.0, first_step=False, prefill_cv=cv)
     p = lay.prefill
     assert p is not None and ev.prefill is not None
     slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
     service, servers = float(forwards[()] * _f(ev.prefill.step_s)), float(slots[()] * p.instances)
+    cv = _f(gp.prefill_cv(ev.scenario.workload.input_cv, p.tp, p.batch_tokens, env.new_input_tokens))
     if lay.decode is None:  # a prefill pool priced alone: the hand-off and first step belong to the decode pool
-        return PrefillSide(service_s=service, servers=servers, kv_transfer_s=0.0, first_step=False)
+        return PrefillSide(service_s=service, servers=servers, kv_transfer_s=0.0, first_step=False, prefill_cv=cv)
     kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
                          decode_tp=lay.decode.tp, same_pod=ev.placement.same_pod, p2p_s=env.calls.p2p_s)
-    return PrefillSide(service_s=service, servers=servers, kv_transfer_s=_f(kv), first_step=True)
+    return PrefillSide(service_s=service, servers=servers, kv_transfer_s=_f(kv), first_step=True, prefill_cv=cv)
 
 
 # Batch points of the TPOT(b) curve the decode fixed point is solved on (one vector call).
@@ -394,13 +400,13 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     residence = w.output_tokens * float(tpots[-1]) if not MODES[ev.layout.mode].prefill_pool else None
 
     def ttft_at(p: float) -> TtftBreakdown:
-        wait = np.inf if saturated else _f(queueing.mgc_wait_quantile_s(p / 100.0, rate_per_s, side.service_s,
-                                                                         w.input_cv**2, side.servers))
-        if residence is not None and not saturated:  # the longer of the two queues' waits
-            wait = max(wait, _f(gp.admission_wait_s(p / 100.0, rate_per_s, float(seqs), residence)))
-        return TtftBreakdown(percentile=p, queueing_s=wait, prefill_s=side.service_s,
-                             kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first,
-                             total_s=wait + side.service_s + side.kv_transfer_s + first)
+        fixed = side.kv_transfer_s + first
+        total, prefill = (_f(x) for x in gp.ttft_parts_s(
+            p / 100.0, w.input_cv, rate_per_s, side.service_s, side.servers, fixed, side.prefill_cv,
+            sequences=None if residence is None else float(seqs), residence_s=residence, residence_cv=w.output_cv))
+        total = np.inf if saturated else total
+        return TtftBreakdown(percentile=p, queueing_s=total - fixed - prefill, prefill_s=prefill,
+                             kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first, total_s=total)
 
     ttft_slo = ttft_at(slo.ttft_percentile).total_s
     tpot_stat = tpot if slo.tpot_percentile is None else tpot_q(slo.tpot_percentile)
@@ -436,7 +442,8 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
     g = gp.goodput(slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
                    service_s=np.array([side.service_s]), servers=np.array([side.servers]), fixed_s=np.array([fixed]),
                    sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
-                   tpot_slo_s=np.array([tpot_stat]), admission=not MODES[ev.layout.mode].prefill_pool)
+                   tpot_slo_s=np.array([tpot_stat]), admission=not MODES[ev.layout.mode].prefill_pool,
+                   prefill_cv=np.array([side.prefill_cv]), output_cv=sc.workload.output_cv)
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
     prefill_rate, binding = _f(g.prefill_rate_per_s), gp.BINDING[int(g.binding[0])]
     if not fits:  # name the pool that does not fit; each capacity is its own pool's (0 if it does not fit)
@@ -493,15 +500,17 @@ def pool_alone_goodput(ev: Evaluation) -> GoodputPoint:
     side = prefill_side(ev)
     service, servers = side.service_s, side.servers
     fits = bool(ev.prefill.fits[0])
-    rate = _f(gp.ttft_limited_rate_per_s(slo, w.input_cv, np.array([service]), np.array([servers]), np.zeros(1)))
+    rate = _f(gp.ttft_limited_rate_per_s(slo, w.input_cv, np.array([service]), np.array([servers]), np.zeros(1),
+                                         np.array([side.prefill_cv])))
     rate = rate if fits else 0.0
     binding = ("memory: the prefill pool does not fit" if not fits else
                "ttft" if rate <= 0 else "prefill alone (ttft: waiting + prefill)")
     breakdown = None
     if rate > 0:
-        wait = _f(queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate, service, w.input_cv**2, servers))
-        breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=wait, prefill_s=service,
-                                  kv_transfer_s=0.0, first_decode_step_s=0.0, total_s=wait + service)
+        total, prefill = (_f(x) for x in gp.ttft_parts_s(slo.ttft_percentile / 100.0, w.input_cv, rate, service,
+                                                          servers, 0.0, side.prefill_cv))
+        breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=total - prefill, prefill_s=prefill,
+                                  kv_transfer_s=0.0, first_decode_step_s=0.0, total_s=total)
     return GoodputPoint(goodput_requests_per_s=rate, **_per_die(ev, rate),
                         ttft_s=breakdown.total_s if breakdown else None, tpot_s=None, tpot_at_layout_batch_s=None,
                         decode_batch_at_goodput=None, prefill_capacity_requests_per_s=rate,

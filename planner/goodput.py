@@ -7,10 +7,16 @@ Prefill side (an M/G/c queue per pool)
     A TP group of ``tp`` dies prefills ``k = tp * tokens_per_die / new_tokens`` requests per
     forward.  ``k >= 1``: ``floor(k)`` request slots, each served in one forward; ``k < 1``: one
     slot whose request takes ``ceil(1/k)`` forwards (chunked).  Servers = slots x groups x
-    instances; service time = forwards x forward time.  TTFT at the SLO percentile = waiting
-    quantile + service + fixed, where fixed = KV hand-off + first decode step (pd and
-    transformerless) or 0 (collocated: the first token comes out of the chunk's step; a forward
-    is a decode step carrying a chunk, see "chunked prefill" below).
+    instances; service time = forwards x forward time.  TTFT = wait + the request's own prefill +
+    fixed, where fixed = KV hand-off + first decode step (pd and transformerless) or 0
+    (collocated: the first token comes out of the chunk's step; a forward is a decode step
+    carrying a chunk, see "chunked prefill" below).  Its SLO percentile is that of the sum: the
+    own prefill is gamma with the mean service and the CV of :func:`prefill_cv` (a prompt at the
+    99th percentile of MLPerf Llama-3.1-405B's lengths, CV 0.43, takes ~2.3x the mean's chunk
+    steps), independent of the wait (FIFO).  Not the waiting quantile plus the mean service,
+    which sits ~35% under the p90 of step-level simulations of chunked prefill with such prompts
+    (tests/validation/test_tpot_distribution_des.py; the sum's quantiles are within 5% at p50 and
+    p90 there).
 Decode side (continuous batching)
     ``S`` sequences in flight (instances x attention dies x batch per die) sustain
     ``S / (output_tokens * TPOT)`` requests/s by Little's law, when TPOT meets its SLO and the
@@ -19,11 +25,12 @@ Admission (chunked prefill: collocated)
     A prompt is admitted to the batch (takes a sequence slot) before its first chunk, so when
     every slot is taken it waits for one: the ``S`` slots are the servers of an M/G/c queue
     whose service time is a request's residence, ``output_tokens * TPOT`` at the full batch
-    (cs^2 = 0: every request is taken at the mean output length).  The decode side's rate is also
+    (cs^2 = output_cv^2: a request holds its slot for its own output).  The decode side's rate is also
     capped by the largest rate whose waiting quantile for a slot fits the TTFT budget left by
     the prefill service: at the Little's-law rate the slots are saturated and that wait is
-    unbounded.  Each queue (prompt chunks, batch slots) gets the whole waiting budget; TTFT's
-    waiting term is the longer of the two quantiles (the one near saturation dominates).
+    unbounded.  Each queue (prompt chunks, batch slots) gets the whole TTFT budget (its wait plus
+    the own prefill, as above); TTFT is the longer of the two quantiles (the one near saturation
+    dominates).
 Goodput
     ``min(prefill rate, decode rate)``; the binding constraint names the side that sets it.
 
@@ -86,47 +93,80 @@ def request_slots(tp: Array, tokens_per_die: Array, new_tokens: float, groups: A
     return slots, forwards
 
 
-def ttft_limited_rate_per_s(slo: Slo, input_cv: float, service_s: Array, servers: Array, fixed_s: Array) -> Array:
+def prefill_cv(input_cv: float, tp: Array, tokens_per_die: Array, new_tokens: float) -> Array:
+    """Coefficient of variation of one request's own prefill time, (N,).
+
+    A prompt of ``n`` tokens needs ``n / (tp C)`` forwards' worth of tokens (``C`` per die and
+    forward): linearised, its prefill time has the standard deviation ``input_cv * N / (tp C)``
+    forwards about the mean :func:`request_slots` prices (``forwards``), so the CV is
+    ``input_cv * N / (tp C forwards)``: ``input_cv / k`` when ``k = tp C / N >= 1`` prompts share a
+    forward (a prompt shorter than the budget still takes one forward), close to ``input_cv`` when a
+    prompt spans many chunks (``(1/k) / ceil(1/k)``).  The step quantisation is left out.
+    """
+    k = np.asarray(tp, dtype=float) * np.asarray(tokens_per_die, dtype=float) / new_tokens
+    forwards = np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
+    return input_cv / (np.maximum(k, 1e-12) * forwards)
+
+
+def ttft_limited_rate_per_s(slo: Slo, input_cv: float, service_s: Array, servers: Array, fixed_s: Array,
+                            prefill_cv: Array | float | None = None) -> Array:
     """Largest request rate whose TTFT percentile meets the SLO, (N,); 0 when even zero load misses it.
 
-    TTFT = waiting quantile (M/G/c, Allen-Cunneen) + service + ``fixed_s``.  Service-time
-    variability follows the prompt-length variability (cs^2 = input_cv^2).
+    TTFT = wait (M/G/c, Allen-Cunneen) + the request's own prefill + ``fixed_s``, its percentile
+    that of the sum (queueing.mgc_wait_plus_gamma_quantile_s): the prefill is gamma of mean
+    ``service_s`` and CV ``prefill_cv`` (:func:`prefill_cv`; default ``input_cv``), independent of
+    the wait (FIFO).  The queue's service-time variability follows the prompt-length variability
+    (cs^2 = input_cv^2).
     """
-    budget = slo.ttft_s - np.asarray(service_s, dtype=float) - np.asarray(fixed_s, dtype=float)
-    rate = queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, input_cv**2, servers,
-                                           BISECTION_STEPS)
-    return np.where(budget >= 0, rate, 0.0)
+    budget = slo.ttft_s - np.asarray(fixed_s, dtype=float)
+    cv = input_cv if prefill_cv is None else prefill_cv
+    return queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, input_cv**2, servers,
+                                           BISECTION_STEPS, extra_mean_s=service_s, extra_cv=cv)
 
 
-def ttft_s(slo: Slo, input_cv: float, rate_per_s: Array, service_s: Array, servers: Array, fixed_s: Array) -> Array:
-    """TTFT at the SLO percentile at ``rate_per_s``, (N,): waiting quantile + service + fixed."""
-    wait = queueing.mgc_wait_quantile_s(slo.ttft_percentile / 100.0, rate_per_s, service_s, input_cv**2, servers)
-    return wait + np.asarray(service_s, dtype=float) + np.asarray(fixed_s, dtype=float)
+def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array, servers: Array, fixed_s: Array,
+                 prefill_cv: Array | float, sequences: Array | None = None,
+                 residence_s: Array | None = None, residence_cv: float = 0.0) -> tuple[Array, Array]:
+    """(TTFT q-quantile, the prefill part of it), (N,) each, at ``rate_per_s``.
+
+    TTFT = wait + own prefill + ``fixed_s`` (:func:`ttft_limited_rate_per_s`); with ``sequences``
+    (chunked prefill) the wait for a batch slot too (:func:`admission_limited_rate_per_s`): each
+    queue's wait plus the prefill, the longer of the two quantiles (as each gets the whole budget).
+    The prefill part is the q-quantile prompt's own prefill; the rest of the quantile is queueing.
+    """
+    svc = np.asarray(service_s, dtype=float)
+    total = queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, svc, input_cv**2, servers, svc, prefill_cv)
+    if sequences is not None:
+        total = np.maximum(total, queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, residence_s,
+                                                                          residence_cv**2, sequences, svc,
+                                                                          prefill_cv))
+    return total + np.asarray(fixed_s, dtype=float), queueing.gamma_quantile(q, svc, prefill_cv)
 
 
 def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array, service_s: Array,
-                                 fixed_s: Array) -> Array:
+                                 fixed_s: Array, prefill_cv: Array | float = 0.0, residence_cv: float = 0.0) -> Array:
     """Largest request rate whose wait for a batch slot meets the TTFT SLO at its percentile, (N,).
 
-    The ``sequences`` slots of the pool are the servers of an M/G/c queue (Allen-Cunneen, cs^2 = 0)
-    whose service is one request's ``residence_s``; the budget is the TTFT SLO less the prefill
-    ``service_s`` and ``fixed_s``.  0 where the budget is negative or the residence is not finite.
-    Checked against a step-level simulation of in-flight batching with a chunk budget
+    The ``sequences`` slots of the pool are the servers of an M/G/c queue (Allen-Cunneen) whose
+    service is one request's residence, mean ``residence_s`` and CV ``residence_cv`` (the output
+    length's: a request holds its slot for its own output); TTFT = that wait + the request's own prefill
+    (gamma, mean ``service_s``, CV ``prefill_cv``) + ``fixed_s``, at the SLO percentile.  0 where
+    even zero load misses the SLO or the residence is not finite.
+    Checked against step-level simulations of in-flight batching with a chunk budget
     (tests/validation/test_tpot_distribution_des.py): the simulation's engine runs faster steps
-    when its batch is not full, so this is conservative by ~1% at 1,024 slots.
+    when its batch is not full, so this is conservative by ~1% at 1,024 slots.  At few slots and
+    moderate occupancy it is optimistic: Allen-Cunneen's M/D/c tail (the known deviation of
+    tests/validation/test_queueing_des.py) puts the p99 wait of a FIFO M/G/16 queue at 9.3 erlangs
+    (residence CV 0.381) at 3.8 s where a simulation gives 5.1 s (MLPerf Llama-3.1-405B on 8 H200:
+    16 slots of ~39 s; 3.3 s against 4.9 s with fixed residences).
     """
-    budget = slo.ttft_s - np.asarray(service_s, dtype=float) - np.asarray(fixed_s, dtype=float)
+    budget = slo.ttft_s - np.asarray(fixed_s, dtype=float)
     res = np.asarray(residence_s, dtype=float)
     ok = (budget >= 0) & np.isfinite(res) & (res > 0)
     rate = queueing.max_arrival_rate_per_s(np.where(ok, budget, 0.0), slo.ttft_percentile / 100.0,
-                                           np.where(ok, res, 1.0), 0.0, np.asarray(sequences, dtype=float),
-                                           BISECTION_STEPS)
+                                           np.where(ok, res, 1.0), residence_cv**2, np.asarray(sequences, dtype=float),
+                                           BISECTION_STEPS, extra_mean_s=service_s, extra_cv=prefill_cv)
     return np.where(ok, rate, 0.0)
-
-
-def admission_wait_s(q: float, rate_per_s: Array, sequences: Array, residence_s: Array) -> Array:
-    """The q-quantile of the wait for a batch slot at ``rate_per_s``, (N,) (:func:`admission_limited_rate_per_s`)."""
-    return queueing.mgc_wait_quantile_s(q, rate_per_s, residence_s, 0.0, sequences)
 
 
 def decode_rate_per_s(slo: Slo, sequences: Array, output_tokens: float, tpot_s: Array, fits: Array,
@@ -156,7 +196,7 @@ class GoodputArrays:
 
 def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
             sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None,
-            admission: bool = False) -> GoodputArrays:
+            admission: bool = False, prefill_cv: Array | float | None = None, output_cv: float = 0.0) -> GoodputArrays:
     """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
 
     Parameters
@@ -168,14 +208,18 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
     tpot_slo_s : the TPOT statistic the SLO bounds, (N,) (default: the mean)
     admission : a prompt takes a batch slot before its prefill (chunked prefill): the decode rate is
         also capped by the wait for a slot (:func:`admission_limited_rate_per_s`)
+    prefill_cv : CV of a request's own prefill time, (N,) (:func:`prefill_cv`; default ``input_cv``)
+    output_cv : CV of the output length: of a request's residence in its batch slot (``admission``)
     """
-    pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s)
+    cv = input_cv if prefill_cv is None else prefill_cv
+    pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s, cv)
     little = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
     slots = little
     if admission:
         with np.errstate(invalid="ignore", over="ignore"):
             residence = output_tokens * np.asarray(tpot_s, dtype=float)
-        slots = np.minimum(little, admission_limited_rate_per_s(slo, sequences, residence, service_s, fixed_s))
+        slots = np.minimum(little, admission_limited_rate_per_s(slo, sequences, residence, service_s, fixed_s, cv,
+                                                                      output_cv))
     dec = np.where(little > 0, slots, 0.0)
     fits = np.asarray(fits, dtype=bool)
     tpot = np.asarray(tpot_s if tpot_slo_s is None else tpot_slo_s, dtype=float)

@@ -152,6 +152,7 @@ class _Prefill:
     kv_s: np.ndarray
     fits: np.ndarray
     first_step: bool
+    prefill_cv: float  # CV of a request's own prefill time (planner.goodput.prefill_cv)
 
 
 def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, curve: _Curve,
@@ -161,9 +162,11 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
     if not MODES[layout.mode].prefill_pool:
         slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env_d.new_input_tokens,  # type: ignore
                                            d.dies_per_instance / d.tp)
+        cv = float(gp.prefill_cv(scenario.workload.input_cv, d.tp, d.prefill_chunk_tokens,  # type: ignore
+                                 env_d.new_input_tokens)[()])
         return _Prefill(step_s=np.full(samples, np.nan), service_s=float(forwards[()]) * curve.chunk_step_s,
                         servers=float(slots[()] * d.instances), kv_s=np.zeros((samples, 1)),
-                        fits=np.ones((samples, 1), dtype=bool), first_step=False)
+                        fits=np.ones((samples, 1), dtype=bool), first_step=False, prefill_cv=cv)
     p = layout.prefill
     assert p is not None
     env = _env(scenario, values, 1)
@@ -176,7 +179,9 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
                          decode_tp=d.tp, same_pod=same_pod, p2p_s=env.calls.p2p_s)
     return _Prefill(step_s=step_s, service_s=(float(forwards[()]) * step_s)[:, None],
                     servers=float(slots[()] * p.instances), kv_s=np.broadcast_to(kv, (samples,))[:, None],
-                    fits=np.broadcast_to(step.fits, (samples,))[:, None], first_step=True)
+                    fits=np.broadcast_to(step.fits, (samples,))[:, None], first_step=True,
+                    prefill_cv=float(gp.prefill_cv(scenario.workload.input_cv, p.tp, p.batch_tokens,
+                                                   env.new_input_tokens)[()]))
 
 
 def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, env: Env) -> tuple[Array, Array]:
@@ -201,7 +206,8 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
                      service_s=at(pre.service_s), servers=np.full(s, pre.servers),
                      fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0),
                      sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
-                     fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool)
+                     fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool,
+                     prefill_cv=pre.prefill_cv, output_cv=sc.workload.output_cv)
     return np.where(last >= 0, res.goodput_per_s, 0.0), last
 
 
@@ -237,14 +243,12 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
     ttft = np.full(s, np.inf)
     if queued.any():
         fixed = kv[queued] + (tpot[queued] if pre.first_step else 0.0)
-        ttft[queued] = gp.ttft_s(sc.slo, w.input_cv, rate[queued], service[queued],
-                                 np.full(int(queued.sum()), pre.servers), fixed)
-        if not MODES[layout.mode].prefill_pool:  # and the wait for a batch slot (planner.goodput, "Admission")
-            seqs = d.instances * dies * curve.batches[k][queued]
-            slot_wait = gp.admission_wait_s(sc.slo.ttft_percentile / 100.0, rate[queued], seqs,
-                                            w.output_tokens * tpot_full[queued])
-            prefill_wait = ttft[queued] - service[queued] - fixed
-            ttft[queued] = np.maximum(prefill_wait, slot_wait) + service[queued] + fixed
+        chunked = not MODES[layout.mode].prefill_pool  # and the wait for a batch slot (planner.goodput)
+        ttft[queued] = gp.ttft_parts_s(sc.slo.ttft_percentile / 100.0, w.input_cv, rate[queued], service[queued],
+                                       np.full(int(queued.sum()), pre.servers), fixed, pre.prefill_cv,
+                                       sequences=d.instances * dies * curve.batches[k][queued] if chunked else None,
+                                       residence_s=w.output_tokens * tpot_full[queued] if chunked else None,
+                                       residence_cv=w.output_cv)[0]
     return ttft, tpot
 
 

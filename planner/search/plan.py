@@ -132,7 +132,7 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
     g = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
                    service_s=pre.service_s[pi], servers=pre.slots[pi] * pn, fixed_s=kv + dec.tpot_s[di],
                    sequences=dec.sequences[di] * dn, tpot_s=dec.tpot_s[di], fits=pre.ok[pi] & dec.ok[di],
-                   tpot_slo_s=dec.tpot_slo_s[di])
+                   tpot_slo_s=dec.tpot_slo_s[di], prefill_cv=pre.prefill_cv[pi])
     return g.goodput_per_s
 
 
@@ -170,26 +170,29 @@ def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre
     return out
 
 
-def _chunked_side(scenario: Scenario, dec: DecodeScore, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(service time, request slots per instance) of decode rows that prefill in chunks inside their steps.
+def _chunked_side(scenario: Scenario, dec: DecodeScore, rows: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(service time, request slots per instance, CV of a request's prefill) of decode rows that prefill
+    in chunks inside their steps.
 
     A request in prefill rides ``forwards`` steps that each carry a chunk (planner.goodput.request_slots).
     """
     w = scenario.workload
-    tp = dec.knob("tp", rows)
+    tp, chunk = dec.knob("tp", rows), dec.knob("prefill_chunk_tokens", rows)
     new_tokens = w.input_tokens * (1 - w.cache_hit_rate)
-    slots, forwards = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", rows), new_tokens, dec.dies[rows] / tp)
-    return dec.chunk_step_s[rows] * forwards, slots
+    slots, forwards = gp.request_slots(tp, chunk, new_tokens, dec.dies[rows] / tp)
+    return dec.chunk_step_s[rows] * forwards, slots, gp.prefill_cv(w.input_cv, tp, chunk, new_tokens)
 
 
 def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Goodput of ``n`` instances of decode rows that prefill in chunks inside their steps (planner.goodput)."""
     w = scenario.workload
-    service, slots = _chunked_side(scenario, dec, rows)
+    service, slots, cv = _chunked_side(scenario, dec, rows)
     return gp.goodput(scenario.slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
                       service_s=service, servers=slots * n, fixed_s=np.zeros(len(rows)),
                       sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
-                      tpot_slo_s=dec.tpot_slo_s[rows], admission=True).goodput_per_s
+                      tpot_slo_s=dec.tpot_slo_s[rows], admission=True, prefill_cv=cv,
+                      output_cv=w.output_cv).goodput_per_s
 
 
 # Inverse sizing of chunked-prefill instances: die totals tried past the first one that serves the
@@ -205,7 +208,7 @@ def _sized_counts(scenario: Scenario, budget: int, dec: DecodeScore, cand: np.nd
     A count must reach the decode side's linear rate, ``n >= target / rate``, and keep the prefill
     side below saturation, ``n >= target * service / slots``; totals are walked upward from there.
     """
-    service, slots = _chunked_side(scenario, dec, cand)
+    service, slots, _ = _chunked_side(scenario, dec, cand)
     lower = np.maximum(np.ceil(target / dec.rate_per_s[cand] * (1 - 1e-12)),
                        np.ceil(target * service / slots * (1 - 1e-12)))
     dies = dec.dies[cand]
@@ -248,7 +251,7 @@ def _collocated_points(scenario: Scenario, budget: int, dec: DecodeScore, cand: 
     the envelope they give at its die total (a point below the envelope cannot move it), so the prefill
     side is ranked too, not only the decode rate.
     """
-    service, slots = _chunked_side(scenario, dec, cand)
+    service, slots, _ = _chunked_side(scenario, dec, cand)
     u = np.minimum(dec.rate_per_s[cand], slots / service)
     order = np.lexsort((cand, -u, dec.dies[cand]))
     c, uc = cand[order], u[order]

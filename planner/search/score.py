@@ -151,6 +151,7 @@ class PrefillScore:
     step_s: np.ndarray
     slots: np.ndarray
     service_s: np.ndarray
+    prefill_cv: np.ndarray  # CV of a request's own prefill time (planner.goodput.prefill_cv)
     dies: np.ndarray
     ok: np.ndarray
     rejected: Counter
@@ -173,10 +174,13 @@ def score_prefill(scenario: Scenario, cands: CandidateSet) -> PrefillScore:
     service = out["step_s"] * forwards
     rejected = Counter(memory=int((~out["fits"]).sum()))
     return PrefillScore(cands=cands, step_s=out["step_s"], slots=slots, service_s=service,
+                        prefill_cv=gp.prefill_cv(scenario.workload.input_cv, a["tp"], a["batch_tokens"],
+                                                 env.new_input_tokens),
                         dies=a["dies"].astype(np.int64), ok=out["fits"], rejected=rejected)
 
 
-def prefill_rates(scenario: Scenario, service_s: np.ndarray, servers: np.ndarray, fixed_s: np.ndarray | float
-                  ) -> np.ndarray:
+def prefill_rates(scenario: Scenario, service_s: np.ndarray, servers: np.ndarray, fixed_s: np.ndarray | float,
+                  prefill_cv: np.ndarray) -> np.ndarray:
     """Largest request rate with TTFT(p) <= SLO for M/G/c pools, (N,) (planner.goodput)."""
-    return gp.ttft_limited_rate_per_s(scenario.slo, scenario.workload.input_cv, service_s, servers, fixed_s)
+    return gp.ttft_limited_rate_per_s(scenario.slo, scenario.workload.input_cv, service_s, servers, fixed_s,
+                                      prefill_cv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -53,6 +54,24 @@ def test_goodput_is_the_smaller_side_and_names_it():
     assert g.goodput_per_s[2] == 0.0  # 0.5 s service + 1.9 s fixed > 2 s: TTFT missed at zero load
     assert g.goodput_per_s[3] == 0.0
     assert [gp.BINDING[b] for b in g.binding] == ["prefill (ttft)", "decode (batch x tpot)", "ttft", "memory"]
+
+
+def test_batch_slot_wait_by_hand_with_the_output_spread():
+    # One slot held 10 s per request; exponential residences (output CV 1) make it M/M/1, whose p90 wait is
+    # ln(rho / 0.1) / (mu - lambda) (rho > 0.1).  TTFT p90 = wait + 0.5 s prefill (constant) + 0.1 s <= 2 s:
+    # the wait may take 1.4 s; solved here by bisection on lambda.
+    mu, lo, hi = 0.1, 0.0, 0.1
+    for _ in range(200):
+        lam = 0.5 * (lo + hi)
+        lo, hi = (lam, hi) if math.log(max(lam / mu, 0.1) / 0.1) / (mu - lam) <= 1.4 else (lo, lam)
+    kw = dict(input_cv=0.0, output_tokens=250.0, service_s=np.array([0.5]), servers=np.array([1e3]),
+              fixed_s=np.array([0.1]), sequences=np.array([1.0]), tpot_s=np.array([0.04]), fits=np.array([True]),
+              admission=True)
+    g = gp.goodput(SLO, output_cv=1.0, **kw)
+    assert g.decode_rate_per_s[0] == pytest.approx(lo, rel=1e-9)
+    assert gp.BINDING[int(g.binding[0])] == "batch slots (ttft)"
+    # fixed residences (output CV 0) halve the Allen-Cunneen wait: a larger rate
+    assert gp.goodput(SLO, **kw).decode_rate_per_s[0] > lo * 1.05
 
 
 @settings(max_examples=30, deadline=None)

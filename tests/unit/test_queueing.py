@@ -24,6 +24,7 @@ from planner.queueing import (
     log_erlang_c,
     max_arrival_rate_per_s,
     mgc_wait_mean_s,
+    mgc_wait_plus_gamma_quantile_s,
     mgc_wait_quantile_s,
 )
 
@@ -184,6 +185,50 @@ def test_max_arrival_rate_edges(no_warnings) -> None:
     assert float(erlang_c(c, lam[2] * s)) == pytest.approx(1 - p, rel=1e-9)
     # Infinite budget: the stability limit c / E[S] = 8/s less 1e-9 relative.
     assert lam[3] == (1 - STABILITY_MARGIN) * c / s
+
+
+# --- wait plus an independent gamma time (the sojourn time when it is the own service) ---------
+
+def test_mm1_sojourn_time_is_exponential(no_warnings) -> None:
+    # M/M/1: the time in system W + S is exponential with rate mu - lambda (Kleinrock, Queueing
+    # Systems I, eq. 3.23): t_p = -ln(1 - p) / (mu - lambda).  S exponential = gamma of CV 1.
+    lam, mu, p = 0.7, 1.0, np.array([0.5, 0.9, 0.99])
+    np.testing.assert_allclose(mgc_wait_plus_gamma_quantile_s(p, lam, 1 / mu, 1.0, 1, 1 / mu, 1.0),
+                               -np.log1p(-p) / (mu - lam), rtol=1e-9)
+    # ... and the largest rate whose p99 time in system fits T: lambda = mu - ln(100) / T (0 if negative)
+    budget = np.array([4.0, 10.0, 50.0])
+    lam_max = max_arrival_rate_per_s(budget, 0.99, 1 / mu, 1.0, 1, extra_mean_s=1 / mu, extra_cv=1.0)
+    np.testing.assert_allclose(lam_max, np.maximum(mu - math.log(100) / budget, 0.0), rtol=1e-9, atol=1e-12)
+
+
+def test_mmc_sojourn_time_closed_form(no_warnings) -> None:
+    # M/M/c (Gross & Harris, Fundamentals of Queueing Theory, eq. 2.38): with a = lambda / mu, C = C(c, a),
+    # P(T > t) = exp(-mu t) (1 + C (1 - exp(-mu (c - 1 - a) t)) / (c - 1 - a)); solved here by bisection.
+    lam, c, mu = 3.2, 4, 1.0
+    a, C = lam / mu, float(erlang_c(4, 3.2))
+    for p in (0.5, 0.9, 0.99):
+        lo, hi = 0.0, 100.0
+        for _ in range(200):
+            t = 0.5 * (lo + hi)
+            tail = math.exp(-mu * t) * (1 + C * (1 - math.exp(-mu * (c - 1 - a) * t)) / (c - 1 - a))
+            lo, hi = (t, hi) if tail > 1 - p else (lo, t)
+        assert float(mgc_wait_plus_gamma_quantile_s(p, lam, 1 / mu, 1.0, c, 1 / mu, 1.0)) == pytest.approx(lo, rel=1e-9)
+
+
+def test_wait_plus_gamma_limits(no_warnings) -> None:
+    # a constant X (CV 0) adds to the waiting quantile; at zero load only X is left (its gamma quantile)
+    lam, s, cs2, c = 3.0, 1.0, 0.5, 4
+    assert float(mgc_wait_plus_gamma_quantile_s(0.9, lam, s, cs2, c, 2.5, 0.0)) == pytest.approx(
+        float(mgc_wait_quantile_s(0.9, lam, s, cs2, c)) + 2.5, rel=1e-12)
+    # X gamma of shape 4 (CV 0.5) and mean 2: its median is 2 * 3.672061 / 4 (Abramowitz & Stegun 26.4, chi^2_8)
+    assert float(mgc_wait_plus_gamma_quantile_s(0.5, 0.0, s, cs2, c, 2.0, 0.5)) == pytest.approx(
+        2.0 * 3.6720607 / 4.0, rel=1e-6)
+    # the quantile of the sum lies between the larger of the two quantiles and their sum at (1 + p) / 2
+    q = float(mgc_wait_plus_gamma_quantile_s(0.99, lam, s, cs2, c, 1.0, 0.4))
+    assert max(float(mgc_wait_quantile_s(0.99, lam, s, cs2, c)), 1.0) < q
+    assert q < float(mgc_wait_quantile_s(0.995, lam, s, cs2, c)) + 1.0 * (1 + 0.4 * 3.0)
+    # unstable: inf
+    assert np.isinf(mgc_wait_plus_gamma_quantile_s(0.9, 5.0, s, cs2, c, 1.0, 0.4))
 
 
 # --- the decode fixed point -----------------------------------------------------------------
