@@ -44,18 +44,21 @@ def test_gqa_decode_reads_each_kv_head_once():
 
 
 def test_unmasked_prefill_does_twice_the_causal_work():
-    """cuDNN's no_mask rows count N^2 query-key pairs, causal ones N^2 / 2: the same compute-bound rate,
-    twice the time (up to the fixed per-kernel cost)."""
+    """cuDNN's no_mask rows count N^2 query-key pairs, causal ones N^2 / 2; each query row attends N
+    keys unmasked, N / 2 causal, and pays n_q keys of fixed work (prefill_query_overhead_tokens), so the
+    unmasked call takes 2 (N + n_q) / (N + 2 n_q) times the causal one (up to the fixed per-kernel cost)."""
+    n = 32768
     base = {"kind": "attention_latency", "profile": "gb200-nvl72", "form": "mha_prefill", "batch": 2,
-            "seq_len": 32768, "q_heads": 128, "d_qk": 192, "d_v": 128, "dtype": "bf16"}
+            "seq_len": n, "q_heads": 128, "d_qk": 192, "d_v": 128, "dtype": "bf16"}
     hw = catalog.hardware("gb200-nvl72")
     kernel_s = _p(hw, "overheads.kernel_s")
+    n_q = _p(hw, "efficiency.attention.prefill_query_overhead_tokens")
     causal = calibration.predict({"predict": {**base, "causal": True}}) - kernel_s
     full = calibration.predict({"predict": {**base, "causal": False}}) - kernel_s
-    assert full == pytest.approx(2 * causal, rel=1e-9)
-    flops = 2 * 2 * 128 * (192 + 128) * 32768**2 / 2
-    assert causal == pytest.approx(flops / (hw.peak_flops_per_s("bf16") * _p(hw, "efficiency.attention.compute_frac")),
-                                   rel=1e-9)
+    assert full == pytest.approx(2 * causal * (n + n_q) / (n + 2 * n_q), rel=1e-9)
+    flops = 2 * 2 * 128 * (192 + 128) * n**2 / 2
+    eff = _p(hw, "efficiency.attention.compute_frac") * (n / 2) / (n / 2 + n_q)
+    assert causal == pytest.approx(flops / (hw.peak_flops_per_s("bf16") * eff), rel=1e-9)
 
 
 def test_decode_allreduce_latency_is_the_ring():
