@@ -120,9 +120,11 @@ def test_a_pool_on_its_own_hardware_evaluates_and_crosses_pods_for_kv(run_planne
     pre = tomllib.loads(text)["prefill"]
     assert kinds["atlas-800-a2"]["pods_used"] == pre["instances"] * pre["dies"] // 8  # 8 NPUs per server
     assert doc["placement"]["kv_fabric"] == "roce"
-    # the same prefill on the 910B is slower than on the 910C die
+    # the prefill pool is priced on the 910B's own profile, not the scenario's 910C: its step moves.
+    # (Which die is faster rests on assumptions: the 910B's GEMM asymptote is calibrated, 0.927 on
+    # rows B_g1 / B_g2, the 910C's is msmodeling's assumed 0.7, its attention the other way round.)
     same = _json(run_planner("evaluate", PD, "--json", "-"))
-    assert doc["prefill"]["step_s"] > same["prefill"]["step_s"]
+    assert doc["prefill"]["step_s"] != pytest.approx(same["prefill"]["step_s"], rel=1e-3)
 
 
 def test_plan_with_two_hardware_kinds_ranks_splits(run_planner):
