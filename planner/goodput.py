@@ -147,7 +147,7 @@ def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array,
                                  fixed_s: Array, prefill_cv: Array | float = 0.0, residence_cv: float = 0.0) -> Array:
     """Largest request rate whose wait for a batch slot meets the TTFT SLO at its percentile, (N,).
 
-    The ``sequences`` slots of the pool are the servers of an M/G/c queue (Allen-Cunneen) whose
+    The ``sequences`` slots of the pool are the servers of an M/G/c queue (queueing.mgc_wait_quantile_s) whose
     service is one request's residence, mean ``residence_s`` and CV ``residence_cv`` (the output
     length's: a request holds its slot for its own output); TTFT = that wait + the request's own prefill
     (gamma, mean ``service_s``, CV ``prefill_cv``) + ``fixed_s``, at the SLO percentile.  0 where
@@ -155,10 +155,10 @@ def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array,
     Checked against step-level simulations of in-flight batching with a chunk budget
     (tests/validation/test_tpot_distribution_des.py): the simulation's engine runs faster steps
     when its batch is not full, so this is conservative by ~1% at 1,024 slots.  At few slots and
-    moderate occupancy it is optimistic: Allen-Cunneen's M/D/c tail (the known deviation of
-    tests/validation/test_queueing_des.py) puts the p99 wait of a FIFO M/G/16 queue at 9.3 erlangs
-    (residence CV 0.381) at 3.8 s where a simulation gives 5.1 s (MLPerf Llama-3.1-405B on 8 H200:
-    16 slots of ~39 s; 3.3 s against 4.9 s with fixed residences).
+    moderate occupancy the wait's mean carries the M/D/c correction (residences vary little): at
+    16 slots and 9.3 erlangs (residence CV 0.381; MLPerf Llama-3.1-405B on 8 H200, 16 slots of
+    ~39 s) its p99 is 4.8 s where a FIFO M/G/16 simulation gives 5.2 s (Allen-Cunneen alone: 3.9 s;
+    tests/validation/test_queueing_des.py).
     """
     budget = slo.ttft_s - np.asarray(fixed_s, dtype=float)
     res = np.asarray(residence_s, dtype=float)

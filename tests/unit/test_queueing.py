@@ -23,6 +23,7 @@ from planner.queueing import (
     fixed_point_on_curve,
     log_erlang_c,
     max_arrival_rate_per_s,
+    md_c_wait_factor,
     mgc_wait_mean_s,
     mgc_wait_plus_gamma_quantile_s,
     mgc_wait_quantile_s,
@@ -158,12 +159,52 @@ def test_mmc_wait_quantile_exact(no_warnings) -> None:
     assert float(mgc_wait_quantile_s(p, lam, s, 1.0, c)) == pytest.approx(expected, rel=1e-12)
 
 
-def test_quantile_distribution_has_the_allen_cunneen_mean(no_warnings) -> None:
+def test_quantile_distribution_has_the_mean_wait(no_warnings) -> None:
     # The tail is C exp(-t / theta) with theta = Wq / C, so the (1 - C/e)-quantile is theta.
     lam, s, cs2, c = np.array([9.0, 12.0, 15.0]), 1.0, np.array([0.0, 0.5, 2.0]), 16
     C = erlang_c(c, lam * s)
     theta = mgc_wait_mean_s(lam, s, cs2, c) / C
     np.testing.assert_allclose(mgc_wait_quantile_s(1 - C / math.e, lam, s, cs2, c), theta, rtol=1e-10)
+
+
+def test_cosmetatos_md_c_factor_by_hand(no_warnings) -> None:
+    # f = 1 + (1 - rho)(c - 1)(sqrt(4 + 5c) - 2) / (16 rho c); c = 1: f = 1 (M/D/1 = M/M/1 / 2, exact).
+    # c = 16, rho = 0.58: 1 + 0.42 * 15 * (sqrt(84) - 2) / (16 * 0.58 * 16) = 1 + 45.1404 / 148.48 = 1.30401.
+    np.testing.assert_array_equal(md_c_wait_factor(1, np.array([0.1, 0.5, 0.99])), 1.0)
+    assert float(md_c_wait_factor(16, 0.58)) == pytest.approx(1.30401, abs=1e-5)
+    assert float(md_c_wait_factor(16, 1.0)) == 1.0  # heavy traffic: M/D/c = M/M/c / 2
+
+
+def test_kimura_interpolation_by_hand(no_warnings) -> None:
+    # M/M/2, E[S] = 1 s, lambda = 1/s: Wq(M/M/2) = 1/3 s; f(2, 0.5) = 1 + 0.5 * (sqrt(14) - 2) / 16
+    # = 1.0544268, Wq(M/D/2) = f / 2 * 1/3 = 0.1757378 s.  Kimura: Wq(M/G/2) = (1 + cs2) Wmm Wmd /
+    # (2 cs2 Wmd + (1 - cs2) Wmm); cs2 = 0.5: 1.5 * (1/3) * 0.1757378 / (0.1757378 + 0.1666667) = 0.256622.
+    wmm = 1 / 3
+    wmd = 0.5 * wmm * (1 + 0.5 * (math.sqrt(14) - 2) / 16)
+    assert wmd == pytest.approx(0.1757378, rel=1e-6)
+    assert float(mgc_wait_mean_s(1.0, 1.0, 0.0, 2)) == pytest.approx(wmd, rel=1e-13)
+    assert float(mgc_wait_mean_s(1.0, 1.0, 0.5, 2)) == pytest.approx(0.256622, rel=1e-5)
+    kimura = (1 + 2.0) * wmm * wmd / (2 * 2.0 * wmd + (1 - 2.0) * wmm)  # cs2 = 2: extrapolated, below Allen-Cunneen
+    assert float(mgc_wait_mean_s(1.0, 1.0, 2.0, 2)) == pytest.approx(kimura, rel=1e-13)
+    assert kimura < 1.5 * wmm
+    # Erlang C stays the probability of waiting: the tail's C/e-point is the conditional mean Wq / C
+    assert float(mgc_wait_quantile_s(1 - 1 / (3 * math.e), 1.0, 1.0, 0.5, 2)) == pytest.approx(3 * 0.256622, rel=1e-5)
+
+
+def test_wait_quantile_monotone_in_rate_and_servers_on_a_grid(no_warnings) -> None:
+    # More load never shortens the wait (the bisection of max_arrival_rate_per_s needs it), more slots
+    # at the same rate never lengthen it; dense grids, for the near-deterministic service where the
+    # M/D/c factor falls with the load.
+    rho = np.linspace(0.001, 0.999, 999)[:, None, None]
+    cs2 = np.array([0.0, 0.145, 0.5, 1.0, 2.0])[None, :, None]
+    p = np.array([0.5, 0.9, 0.99, 0.999])[None, None, :]
+    for c in (1, 2, 4, 16, 64, 256, 1024):
+        t = mgc_wait_quantile_s(p, rho * c, 1.0, cs2, c)
+        assert np.all(np.diff(t, axis=0) >= -1e-12 * t[1:]), c
+        assert np.all(np.diff(mgc_wait_mean_s(rho * c, 1.0, cs2, c), axis=0) >= 0), c
+    c = np.arange(10, 200, dtype=float)[:, None, None]
+    t = mgc_wait_quantile_s(p, 9.3, 1.0, cs2, c)
+    assert np.all(np.diff(t, axis=0) <= 1e-12 * t[:-1])
 
 
 # --- max arrival rate -----------------------------------------------------------------------

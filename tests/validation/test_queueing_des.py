@@ -6,26 +6,35 @@ c = 1 uses the Lindley recursion in closed form (a cumulative minimum); c > 1 ke
 servers' next-free times in a heap (the earliest free server takes the next customer).
 Each case simulates N customers and drops the first 10 % as warm-up from an empty system.
 
-Accepted band, per case (DES vs closed form, waiting time in queue, seconds):
+Accepted band, per case and statistic (DES vs closed form, waiting time in queue: mean, p50, p90,
+p99, seconds):
 
     |DES - CF| <= tol * CF + 3 SE    or    |DES - CF| <= 0.05 E[S]
 
-with tol = 15 % for the mean and 20 % for the p90, SE the batch-means standard error of the
-DES estimate (20 batches; the simulation noise is not the approximation's fault: at rho = 0.9
-and cs2 = 2 one run of 200,000 customers scatters by ~7 % between seeds), and the absolute
-floor for cases where the wait itself is a few percent of a service time.
+SE is the batch-means standard error of the DES estimate (20 batches; the simulation noise is not
+the approximation's fault: at rho = 0.9 and cs2 = 2 one run of 200,000 customers scatters by ~7 %
+between seeds, ~20 % at p99), and the absolute floor covers cases where the statistic itself is a
+few percent of a service time.  tol is what the closed form leaves out:
 
-Known deviations, stated rather than hidden (measured over 10 seeds while writing the test):
+- mean, 10 %: Kimura's interpolation between M/M/c (exact) and M/D/c, with Cosmetatos's M/D/c
+  mean (exact at c = 1), is an approximation for other service laws and c > 1;
+- quantiles, 20 %: on top of the mean, the conditional wait is taken as exponential (exact for
+  M/M/c); for less variable service it is less dispersed than that.
 
-- Deterministic service with c > 1 (M/D/c) at moderate load: Allen-Cunneen uses the M/M/c
-  probability of waiting C(c, a) for every service law, and the true M/D/c delay is larger
-  there (Cosmetatos 1976 corrects the mean for this).  Measured: mean +14 % and p90 +37 %
-  (DES above CF) at c = 4, rho = 0.5; mean +11 %, p90 +19 % at c = 16, rho = 0.8; the bias
-  fades by rho = 0.9.  These cases get tol = 20 % (mean) and 45 % (p90): the closed form is
-  optimistic by that much and a caller that needs better must add the correction.
-- Lognormal service (cs2 = 2) at moderate load with c > 1: the closed form is pessimistic
-  (DES 18-34 % below it at c = 4..16, rho = 0.5..0.8).  Only the safe side is gated for
-  lognormal: DES <= (1 + tol) CF + 3 SE.
+Deterministic service with c > 1, quantiles in the body of the conditional wait (C close to
+1 - p): there the exponential shape, not the mean, sets the quantile and it puts too much mass
+near 0: the p90 of M/D/4 at rho = 0.5 is 26 % above the closed form (0.04 E[S], inside the
+absolute floor; it was 37 % with Allen-Cunneen).
+
+Lognormal service (cs2 = 2) at moderate load with c > 1: the closed form is pessimistic (DES
+11-23 % below it at c = 4..16, rho = 0.5..0.8).  Only the safe side is gated for lognormal:
+DES <= (1 + tol) CF + 3 SE.
+
+Over a wider grid (c = 1..256, rho = 0.3..0.95, gamma service of CV 0, 0.381, 1; 3 seeds of
+300,000 customers, quantiles above 0.05 E[S]), the largest optimistic errors were, for c >= 8:
+p50 -11 %, p90 -12 %, p99 -15 % (Allen-Cunneen without the M/D/c correction: -14 %, -20 %, -30 %);
+for c = 1..2 the exponential shape is off near the atom (M/D/1 at rho = 0.6: p50 -40 %; M/D/1 at
+rho = 0.3: p99 +28 %, pessimistic).
 """
 
 from __future__ import annotations
@@ -37,16 +46,15 @@ from functools import cache
 import numpy as np
 import pytest
 
-from planner.queueing import mgc_wait_mean_s, mgc_wait_quantile_s
+from planner.queueing import erlang_c, mgc_wait_mean_s, mgc_wait_quantile_s
 
 N_CUSTOMERS = 200_000
 WARMUP_FRAC = 0.1
 N_BATCHES = 20
-P = 0.9
+QUANTILES = (0.5, 0.9, 0.99)
 SERVICE_MEAN_S = 1.0
 ABS_FLOOR_S = 0.05 * SERVICE_MEAN_S
-MEAN_TOL, P90_TOL = 0.15, 0.20
-MDC_MEAN_TOL, MDC_P90_TOL = 0.20, 0.45  # M/D/c, c > 1: Allen-Cunneen is optimistic (see docstring)
+MEAN_TOL, QUANTILE_TOL = 0.10, 0.20
 
 
 @dataclass(frozen=True)
@@ -62,17 +70,17 @@ class Case:
 
 
 CASES = [Case(c, rho, cs2) for c in (1, 4, 16) for rho in (0.5, 0.8, 0.9) for cs2 in (0.0, 1.0, 2.0)]
+# residences of CV 0.381 (MLPerf Llama-3.1-405B's output lengths) over 16-64 batch slots, near the goodput
+CASES += [Case(c, rho, 0.145) for c, rho in ((16, 0.58), (16, 0.7), (64, 0.8), (64, 0.9))]
 CASES += [Case(c, rho, 2.0, "lognormal") for c, rho in ((1, 0.9), (4, 0.5), (16, 0.8))]
 
 
 @dataclass(frozen=True)
 class Row:
-    des_mean_s: float
-    des_p90_s: float
-    se_mean_s: float
-    se_p90_s: float
-    cf_mean_s: float
-    cf_p90_s: float
+    des_s: tuple[float, ...]  # mean, then the QUANTILES
+    se_s: tuple[float, ...]
+    cf_s: tuple[float, ...]
+    erlang_c: float
 
 
 def _service_times_s(rng: np.random.Generator, n: int, case: Case) -> np.ndarray:
@@ -102,13 +110,13 @@ def _waits_heap_s(arrivals_s: np.ndarray, services_s: np.ndarray, servers: int) 
     return np.array(waits)
 
 
-def _p90(waits_s: np.ndarray) -> float:
-    return float(np.quantile(waits_s, P))
-
-
 def _batch_se(waits_s: np.ndarray, statistic) -> float:
     batches = np.array_split(waits_s, N_BATCHES)
     return float(np.std([statistic(b) for b in batches], ddof=1) / np.sqrt(N_BATCHES))
+
+
+STATISTICS = [np.mean] + [lambda w, q=q: np.quantile(w, q) for q in QUANTILES]
+NAMES = ["mean"] + [f"p{round(q * 100)}" for q in QUANTILES]
 
 
 @cache
@@ -124,18 +132,18 @@ def simulate(case: Case) -> Row:
         waits_s = _waits_heap_s(arrivals_s, services_s, case.servers)
     waits_s = waits_s[int(WARMUP_FRAC * N_CUSTOMERS):]
     args = (lam, SERVICE_MEAN_S, case.service_cv2, case.servers)
-    return Row(float(waits_s.mean()), _p90(waits_s), _batch_se(waits_s, np.mean), _batch_se(waits_s, _p90),
-               float(mgc_wait_mean_s(*args)), float(mgc_wait_quantile_s(P, *args)))
+    cf = [float(mgc_wait_mean_s(*args))] + [float(mgc_wait_quantile_s(q, *args)) for q in QUANTILES]
+    return Row(tuple(float(f(waits_s)) for f in STATISTICS), tuple(_batch_se(waits_s, f) for f in STATISTICS),
+               tuple(cf), float(erlang_c(case.servers, lam * SERVICE_MEAN_S)))
 
 
 def _table() -> str:
-    lines = [f"{'case':<32} {'mean DES':>9} {'CF':>8} {'err':>6}   {'p90 DES':>9} {'CF':>8} {'err':>6}"]
+    lines = [f"{'case':<32} {'C':>6} " + "   ".join(f"{n + ' DES':>9} {'CF':>8} {'err':>6}" for n in NAMES)]
     for case in CASES:
         r = simulate(case)
-        errs = [f"{(d / cf - 1) * 100:+5.0f}%" if cf > 0 else "   n/a" for d, cf in
-                ((r.des_mean_s, r.cf_mean_s), (r.des_p90_s, r.cf_p90_s))]
-        lines.append(f"{case.label:<32} {r.des_mean_s:9.4f} {r.cf_mean_s:8.4f} {errs[0]}   "
-                     f"{r.des_p90_s:9.4f} {r.cf_p90_s:8.4f} {errs[1]}")
+        cells = [f"{d:9.4f} {cf:8.4f} " + (f"{(d / cf - 1) * 100:+5.0f}%" if cf > 0 else "   n/a")
+                 for d, cf in zip(r.des_s, r.cf_s, strict=True)]
+        lines.append(f"{case.label:<32} {r.erlang_c:6.3f} " + "   ".join(cells))
     return "\n".join(lines)
 
 
@@ -147,11 +155,31 @@ def _within(des: float, cf: float, se: float, tol: float, one_sided: bool) -> bo
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.label.replace(" ", "-"))
 def test_closed_form_within_band(case: Case) -> None:
     r = simulate(case)
-    mdc = case.service_cv2 == 0.0 and case.servers > 1
-    mean_tol, p90_tol = (MDC_MEAN_TOL, MDC_P90_TOL) if mdc else (MEAN_TOL, P90_TOL)
     one_sided = case.law == "lognormal"
-    assert _within(r.des_mean_s, r.cf_mean_s, r.se_mean_s, mean_tol, one_sided), (case, r)
-    assert _within(r.des_p90_s, r.cf_p90_s, r.se_p90_s, p90_tol, one_sided), (case, r)
+    for i, name in enumerate(NAMES):
+        tol = MEAN_TOL if i == 0 else QUANTILE_TOL
+        assert _within(r.des_s[i], r.cf_s[i], r.se_s[i], tol, one_sided), (case, name, r)
+
+
+def test_p99_wait_for_16_batch_slots() -> None:
+    """The collocated 405B case: 16 slots at 9.3 erlangs, residences of CV 0.381 (output lengths).
+
+    The simulated p99 is 0.134 E[S] (5.2 s for 39 s residences); Allen-Cunneen's was 0.099 E[S]
+    (-26 %, fails this test), the M/D/c-corrected conditional wait gives 0.124 E[S] (-8 %).
+    Band: four pooled seeded runs of 200,000 customers; eight single runs scatter by 5.7 % (SD) at
+    p99, so the pooled p99 by ~2.9 %: 3 SD = 9 %, plus 10 % for what the closed form leaves out in
+    the tail (an exponential conditional wait, Kimura's interpolation of the mean): 20 %.  No
+    absolute floor (the floor would pass the old form).
+    """
+    lam, cs2, c = 0.58 * 16, 0.145, 16
+    waits = []
+    for seed in range(4):
+        rng = np.random.default_rng([c, 58, 145, seed])
+        arrivals_s = np.cumsum(rng.exponential(1.0 / lam, N_CUSTOMERS))
+        services_s = rng.gamma(1.0 / cs2, cs2 * SERVICE_MEAN_S, N_CUSTOMERS)
+        waits.append(_waits_heap_s(arrivals_s, services_s, c)[int(WARMUP_FRAC * N_CUSTOMERS):])
+    des = float(np.quantile(np.concatenate(waits), 0.99))
+    assert float(mgc_wait_quantile_s(0.99, lam, SERVICE_MEAN_S, cs2, c)) == pytest.approx(des, rel=0.20)
 
 
 def test_simulators_agree_and_mm1_is_exact() -> None:
@@ -163,7 +191,7 @@ def test_simulators_agree_and_mm1_is_exact() -> None:
                                _waits_lindley_s(arrivals_s, services_s), rtol=1e-9, atol=1e-9)
     r = simulate(Case(1, 0.8, 1.0))
     # 4 SE, not 3: batch means of correlated waits understate the SE (one seed in 20 hit 3.0 SE).
-    assert abs(r.des_mean_s - 0.8 / 0.2) <= 4 * r.se_mean_s
+    assert abs(r.des_s[0] - 0.8 / 0.2) <= 4 * r.se_s[0]
 
 
 def test_print_table() -> None:
