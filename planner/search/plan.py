@@ -192,7 +192,7 @@ def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: 
                       service_s=service, servers=slots * n, fixed_s=np.zeros(len(rows)),
                       sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
                       tpot_slo_s=dec.tpot_slo_s[rows], admission=True, prefill_cv=cv,
-                      output_cv=w.output_cv).goodput_per_s
+                      output_cv=w.output_cv, tpot_rate_per_s=dec.rate_per_s[rows] * n).goodput_per_s
 
 
 # Inverse sizing of chunked-prefill instances: die totals tried past the first one that serves the
