@@ -31,12 +31,12 @@ from planner import queueing
 from planner.cost.roofline import Array
 from planner.errors import LayoutError
 from planner.evaluate import curve_batches, decode_knobs, place_layout
-from planner.modes.collocated import synchronised_groups
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario
 from planner.modes import MODES
 from planner.modes.base import chunk_terms, prefill_arrays
+from planner.modes.collocated import synchronised_groups
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
 from planner.units import Dtype
