@@ -31,6 +31,12 @@ Admission (chunked prefill: collocated)
     unbounded.  Each queue (prompt chunks, batch slots) gets the whole TTFT budget (its wait plus
     the own prefill, as above); TTFT is the longer of the two quantiles (the one near saturation
     dominates).
+TPOT at the occupancy served (chunked prefill)
+    Below the slot-wait cap the batch is part full: at rate ``lambda`` an instance holds
+    ``b = lambda L TPOT(b) / A`` sequences per attention die, so TPOT (mean or percentile, with the
+    chunk share and batch spread of that ``b``) is checked there, not at the full batch
+    (:class:`OccupancyCurve`): the decode rate is also capped by Little's law at the first occupancy
+    where the statistic misses the SLO, and a layout whose full batch misses it can still serve.
 Goodput
     ``min(prefill rate, decode rate)``; the binding constraint names the side that sets it.
 
@@ -241,6 +247,36 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
                          tpot_caps], [MEMORY, TPOT, TTFT, PREFILL, ADMISSION, TPOT], DECODE)
     return GoodputArrays(goodput_per_s=np.minimum(pre, dec), prefill_rate_per_s=pre, decode_rate_per_s=dec,
                          binding=binding)
+
+
+def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array,
+                          sequences: Array, tpot_s: Array, fits: Array, tpot_rate_per_s: Array,
+                          prefill_cv: Array | float, output_cv: float) -> Array:
+    """``goodput(..., admission=True).goodput_per_s`` of chunked-prefill pools (no fixed TTFT part), (N,).
+
+    The same numbers, cheaper: where TTFT at its percentile meets the SLO at the decode side's rate
+    (Little's law at the full batch or the TPOT limit), both TTFT caps lie above that rate (TTFT
+    grows with the rate), so it is the goodput and their bisections are skipped.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        tpot = np.asarray(tpot_s, dtype=float)
+        seqs = np.asarray(sequences, dtype=float)
+        full = np.where(np.asarray(fits, dtype=bool), seqs / (output_tokens * tpot), 0.0)
+        rate = np.minimum(full, np.asarray(tpot_rate_per_s, dtype=float))
+        at, _ = ttft_parts_s(slo.ttft_percentile / 100.0, input_cv, rate, service_s, servers, 0.0, prefill_cv,
+                             sequences=seqs, residence_s=output_tokens * tpot, residence_cv=output_cv)
+    met = (rate > 0) & np.isfinite(at) & (at <= slo.ttft_s)
+    out = np.where(rate > 0, rate, 0.0)
+    rest = np.flatnonzero((rate > 0) & ~met)
+    if len(rest):
+        def take(a):
+            return a if np.ndim(a) == 0 else np.asarray(a)[rest]
+        out[rest] = goodput(slo, input_cv=input_cv, output_tokens=output_tokens, service_s=take(service_s),
+                            servers=take(servers), fixed_s=np.zeros(len(rest)), sequences=take(seqs),
+                            tpot_s=take(tpot), fits=take(np.asarray(fits, dtype=bool)), admission=True,
+                            prefill_cv=take(prefill_cv), output_cv=output_cv,
+                            tpot_rate_per_s=take(np.asarray(tpot_rate_per_s, dtype=float))).goodput_per_s
+    return out
 
 
 def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, input_tokens: float, prefill_tp: Array,

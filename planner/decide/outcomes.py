@@ -10,7 +10,9 @@ Goodput under a sample
     The layout as written, except that a sample whose TPOT at the layout's batch misses the SLO
     runs at the largest batch on the decode pool's TPOT curve that meets it (an operator lowers
     the batch cap; without it such a sample would read 0 req/s).  Then planner.goodput.goodput,
-    exactly as planner.evaluate.layout_goodput prices the layout at its batch.
+    exactly as planner.evaluate.layout_goodput prices the layout at its batch.  Chunked prefill
+    (collocated) keeps the layout's batch: its TPOT is checked at the occupancy the slot wait keeps
+    (planner.goodput.OccupancyCurve, on each sample's curve), as layout_goodput does.
 TTFT and TPOT at a rate
     At an arrival rate (the point estimate's goodput, for bands): the decode pool settles at its
     Little's-law batch on the sample's TPOT curve (planner.queueing.fixed_point_on_curve), TTFT at

@@ -67,6 +67,28 @@ class DecodeScore:
     ok: np.ndarray
     rejected: Counter
     _by_dies: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    # goodput of (row, instance count) pairs priced so far (chunked prefill; planner.search.plan), sorted by key
+    _pair_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False, repr=False,
+                                   compare=False)
+    _pair_rates: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False, compare=False)
+
+    def pair_rates(self, rows: np.ndarray, n: np.ndarray, price) -> np.ndarray:
+        """``price(rows, n)`` of each (row, count) pair, priced once per pair over the search's calls
+        (the search lists the best layouts under each TPOT threshold from the same pairs)."""
+        keys = np.asarray(rows, dtype=np.int64) * (1 << 32) + np.asarray(n, dtype=np.int64)
+        at = np.clip(np.searchsorted(self._pair_keys, keys), 0, max(len(self._pair_keys) - 1, 0))
+        known = (self._pair_keys[at] == keys) if len(self._pair_keys) else np.zeros(len(keys), dtype=bool)
+        out = np.empty(len(keys))
+        out[known] = self._pair_rates[at[known]]
+        todo = np.flatnonzero(~known)
+        if len(todo):
+            new_keys, first = np.unique(keys[todo], return_index=True)
+            fresh = price(np.asarray(rows)[todo][first], np.asarray(n)[todo][first])
+            out[todo] = fresh[np.searchsorted(new_keys, keys[todo])]
+            merged = np.concatenate([self._pair_keys, new_keys])
+            order = np.argsort(merged, kind="stable")
+            self._pair_keys, self._pair_rates = merged[order], np.concatenate([self._pair_rates, fresh])[order]
+        return out
 
     def feasible_by_dies(self) -> np.ndarray:
         """Rows of ``ok`` ordered by dies, then rate (highest first), then row: sorted once per score, since
