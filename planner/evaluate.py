@@ -17,7 +17,7 @@ from planner.inputs.layout import Layout, check_layout
 from planner.inputs.scenario import Scenario, check_dtypes
 from planner.modes import MODES
 from planner.modes.base import chunk_terms, prefill_arrays
-from planner.modes.collocated import synchronised_groups
+from planner.modes.collocated import occupancy_batches, synchronised_groups
 from planner.placement import Placement, check_pods, place
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
@@ -262,6 +262,40 @@ def tpot_curve_batches(batch: float) -> np.ndarray:
     return np.unique(np.concatenate([np.linspace(0.0, batch, TPOT_CURVE_POINTS)[1:], [batch]]))
 
 
+def curve_batches(layout: Layout) -> np.ndarray:
+    """The batches per die the layout's TPOT(b) curve is priced at: a collocated pool's on the search's batch
+    grid (planner.modes.collocated.occupancy_batches: its TPOT limit is found on it), else
+    :func:`tpot_curve_batches`."""
+    d = layout.decode
+    if not MODES[layout.mode].prefill_pool:
+        return occupancy_batches(float(d.batch), float(d.micro_batches))
+    return tpot_curve_batches(float(d.batch))
+
+
+def occupancy_curve(ev: Evaluation) -> gp.OccupancyCurve:
+    """The layout's decode pool on its TPOT(b) curve (planner.goodput.OccupancyCurve, N = 1)."""
+    env, d = ev.env, ev.layout.decode
+    batches, curve = _priced_curve(ev)
+    knobs = decode_knobs(ev.layout)
+    chunked = curve.chunk_step_s is not None
+
+    def row(a):
+        return None if a is None else _at_zero(a)[None, :]
+
+    chunk = knobs.get("prefill_chunk_tokens", 0.0)
+    return gp.OccupancyCurve(batches=batches[None, :], step_s=row(curve.step_s),
+                             plain_step_s=row(curve.plain_step_s) if chunked else None,
+                             chunk_step_s=row(curve.chunk_step_s) if chunked else None,
+                             cap=np.array([float(d.batch)]),
+                             attention_dies=np.array([float(ev.layout.decode_attention_dies)]),
+                             tp=np.array([knobs.get("tp", 1.0)]), chunk_tokens=np.array([chunk]),
+                             groups=np.atleast_1d(synchronised_groups(env, knobs["dies"], knobs["tp"]))
+                             if chunked else np.ones(1),
+                             new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
+                             tokens_per_step=env.tokens_per_step, draft_tokens=env.draft_tokens,
+                             acceptance=ev.scenario.mtp.acceptance)
+
+
 def tpot_curve(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
     """(batch per attention die, TPOT) at 0..b of the layout's decode pool, priced in one vector call."""
     batches, step = _priced_curve(ev)
@@ -284,7 +318,7 @@ def priced_curves(evs: list[Evaluation]) -> list[tuple[np.ndarray, CurveSteps]]:
     Every row of the step models is priced on its own (elementwise over candidates), so a layout's
     rows come out the same floats as when it is priced alone.
     """
-    grids = [tpot_curve_batches(float(ev.layout.decode.batch)) for ev in evs]
+    grids = [curve_batches(ev.layout) for ev in evs]
     knobs_each = [decode_knobs(ev.layout) for ev in evs]
     knobs = {k: np.concatenate([np.full(len(g), kn[k]) for kn, g in zip(knobs_each, grids, strict=True)])
              for k in knobs_each[0]}
@@ -369,30 +403,10 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
         batch, tpot = float(d.batch), float(tpots[-1])
     else:
         batch, tpot = _operating_point(ev, batches, tpots, to_decode)
-    seg = int(np.clip(np.searchsorted(batches, batch, side="right") - 1, 0, len(batches) - 2))
-    chunk = None
-    if curve.chunk_step_s is None:
-        steps = tpots * env.tokens_per_step
-    else:  # chunked prefill: the batch term moves the step at the settled share of chunk steps
-        plain, full = _at_zero(curve.plain_step_s), _at_zero(curve.chunk_step_s)
-        knobs = decode_knobs(ev.layout)
-        f = gp.chunk_fraction(np.array([batch]), np.array([knobs["prefill_chunk_tokens"]]),
-                              groups=synchronised_groups(env, knobs["dies"], knobs["tp"]),
-                              new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
-                              tokens_per_step=env.tokens_per_step)
-        steps = gp.chunked_step_s(plain, full, f)
-        chunk = gp.ChunkTerms.of(plain_step_s=np.interp([batch], batches, plain),
-                                 chunk_step_s=np.interp([batch], batches, full), fraction=f,
-                                 tp=np.array([knobs["tp"]]), chunk_tokens=np.array([knobs["prefill_chunk_tokens"]]),
-                                 new_tokens=env.new_input_tokens)
-    slope = (steps[seg + 1] - steps[seg]) / (batches[seg + 1] - batches[seg])
+    occ = occupancy_curve(ev)
 
     def tpot_q(p: float) -> float:
-        return _f(gp.tpot_quantile_s(p / 100.0, tpot_s=np.array([tpot]), step_slope_s=np.array([slope]),
-                                     batch=np.array([batch]), batch_cap=np.array([float(d.batch)]),
-                                     attention_dies=np.array([float(ev.layout.decode_attention_dies)]),
-                                     output_tokens=w.output_tokens, draft_tokens=env.draft_tokens,
-                                     acceptance=sc.mtp.acceptance, chunk=chunk))
+        return _f(occ.tpot_s(p / 100.0, np.array([batch]))[1])
 
     first = (tpot if first_step_tpot_s is None else first_step_tpot_s) if side.first_step else 0.0
 
@@ -421,6 +435,18 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
         decode_saturation_requests_per_s=decode_sat)
 
 
+def tpot_limited_rate_per_s(ev: Evaluation) -> np.ndarray:
+    """Requests/s one instance of a collocated layout serves where its TPOT statistic meets the SLO, (1,).
+
+    The slot wait keeps the batch part full below the full batch's rate: Little's law at the occupancy
+    up to which TPOT (with that occupancy's chunk share and batch spread) meets the SLO
+    (planner.goodput.OccupancyCurve.tpot_limited_batch); 0 where the pool does not fit.
+    """
+    occ = occupancy_curve(ev)
+    rate = occ.rate_per_s(occ.tpot_limited_batch(ev.scenario.slo))
+    return np.where(bool(ev.decode.fits[0]), rate, 0.0)
+
+
 def layout_goodput(ev: Evaluation) -> GoodputPoint:
     """Goodput of the layout (planner.goodput with N = 1), and TTFT and TPOT where it runs there.
 
@@ -439,11 +465,13 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
     fixed = side.kv_transfer_s + (tpot if side.first_step else 0.0)
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
     tpot_stat = tpot_slo_statistic_s(ev, tpot)
+    chunked = not MODES[ev.layout.mode].prefill_pool
     g = gp.goodput(slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
                    service_s=np.array([side.service_s]), servers=np.array([side.servers]), fixed_s=np.array([fixed]),
                    sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
-                   tpot_slo_s=np.array([tpot_stat]), admission=not MODES[ev.layout.mode].prefill_pool,
-                   prefill_cv=np.array([side.prefill_cv]), output_cv=sc.workload.output_cv)
+                   tpot_slo_s=np.array([tpot_stat]), admission=chunked,
+                   prefill_cv=np.array([side.prefill_cv]), output_cv=sc.workload.output_cv,
+                   tpot_rate_per_s=d.instances * tpot_limited_rate_per_s(ev) if chunked else None)
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
     prefill_rate, binding = _f(g.prefill_rate_per_s), gp.BINDING[int(g.binding[0])]
     if not fits:  # name the pool that does not fit; each capacity is its own pool's (0 if it does not fit)

@@ -31,6 +31,12 @@ Admission (chunked prefill: collocated)
     unbounded.  Each queue (prompt chunks, batch slots) gets the whole TTFT budget (its wait plus
     the own prefill, as above); TTFT is the longer of the two quantiles (the one near saturation
     dominates).
+TPOT at the occupancy served (chunked prefill)
+    Below the slot-wait cap the batch is part full: at rate ``lambda`` an instance holds
+    ``b = lambda L TPOT(b) / A`` sequences per attention die, so TPOT (mean or percentile, with the
+    chunk share and batch spread of that ``b``) is checked there, not at the full batch
+    (:class:`OccupancyCurve`): the decode rate is also capped by Little's law at the first occupancy
+    where the statistic misses the SLO, and a layout whose full batch misses it can still serve.
 Goodput
     ``min(prefill rate, decode rate)``; the binding constraint names the side that sets it.
 
@@ -196,7 +202,8 @@ class GoodputArrays:
 
 def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
             sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None,
-            admission: bool = False, prefill_cv: Array | float | None = None, output_cv: float = 0.0) -> GoodputArrays:
+            admission: bool = False, prefill_cv: Array | float | None = None, output_cv: float = 0.0,
+            tpot_rate_per_s: Array | None = None) -> GoodputArrays:
     """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
 
     Parameters
@@ -210,10 +217,20 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
         also capped by the wait for a slot (:func:`admission_limited_rate_per_s`)
     prefill_cv : CV of a request's own prefill time, (N,) (:func:`prefill_cv`; default ``input_cv``)
     output_cv : CV of the output length: of a request's residence in its batch slot (``admission``)
+    tpot_rate_per_s : the largest rate of the pool at which TPOT meets its SLO, (N,) (chunked prefill:
+        Little's law at the occupancy :meth:`OccupancyCurve.tpot_limited_batch`, where the slot wait
+        keeps the batch part full); given, it replaces the TPOT check at the full batch
     """
     cv = input_cv if prefill_cv is None else prefill_cv
     pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s, cv)
-    little = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
+    if tpot_rate_per_s is None:
+        little = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
+        tpot_caps = np.zeros(np.shape(little), dtype=bool)
+    else:
+        full = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, np.zeros(np.shape(tpot_s)))
+        limit = np.asarray(tpot_rate_per_s, dtype=float)
+        little = np.minimum(full, limit)
+        tpot_caps = limit < full * (1 - ADMISSION_BINDS_REL)
     slots = little
     if admission:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -222,11 +239,44 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
                                                                       output_cv))
     dec = np.where(little > 0, slots, 0.0)
     fits = np.asarray(fits, dtype=bool)
-    tpot = np.asarray(tpot_s if tpot_slo_s is None else tpot_slo_s, dtype=float)
-    binding = np.select([~fits, tpot > slo.tpot_s, pre <= 0, pre < dec, dec < little * (1 - ADMISSION_BINDS_REL)],
-                        [MEMORY, TPOT, TTFT, PREFILL, ADMISSION], DECODE)
+    if tpot_rate_per_s is None:
+        tpot_misses = np.asarray(tpot_s if tpot_slo_s is None else tpot_slo_s, dtype=float) > slo.tpot_s
+    else:
+        tpot_misses = little <= 0
+    binding = np.select([~fits, tpot_misses, pre <= 0, pre < dec, dec < little * (1 - ADMISSION_BINDS_REL),
+                         tpot_caps], [MEMORY, TPOT, TTFT, PREFILL, ADMISSION, TPOT], DECODE)
     return GoodputArrays(goodput_per_s=np.minimum(pre, dec), prefill_rate_per_s=pre, decode_rate_per_s=dec,
                          binding=binding)
+
+
+def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array,
+                          sequences: Array, tpot_s: Array, fits: Array, tpot_rate_per_s: Array,
+                          prefill_cv: Array | float, output_cv: float) -> Array:
+    """``goodput(..., admission=True).goodput_per_s`` of chunked-prefill pools (no fixed TTFT part), (N,).
+
+    The same numbers, cheaper: where TTFT at its percentile meets the SLO at the decode side's rate
+    (Little's law at the full batch or the TPOT limit), both TTFT caps lie above that rate (TTFT
+    grows with the rate), so it is the goodput and their bisections are skipped.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        tpot = np.asarray(tpot_s, dtype=float)
+        seqs = np.asarray(sequences, dtype=float)
+        full = np.where(np.asarray(fits, dtype=bool), seqs / (output_tokens * tpot), 0.0)
+        rate = np.minimum(full, np.asarray(tpot_rate_per_s, dtype=float))
+        at, _ = ttft_parts_s(slo.ttft_percentile / 100.0, input_cv, rate, service_s, servers, 0.0, prefill_cv,
+                             sequences=seqs, residence_s=output_tokens * tpot, residence_cv=output_cv)
+    met = (rate > 0) & np.isfinite(at) & (at <= slo.ttft_s)
+    out = np.where(rate > 0, rate, 0.0)
+    rest = np.flatnonzero((rate > 0) & ~met)
+    if len(rest):
+        def take(a):
+            return a if np.ndim(a) == 0 else np.asarray(a)[rest]
+        out[rest] = goodput(slo, input_cv=input_cv, output_tokens=output_tokens, service_s=take(service_s),
+                            servers=take(servers), fixed_s=np.zeros(len(rest)), sequences=take(seqs),
+                            tpot_s=take(tpot), fits=take(np.asarray(fits, dtype=bool)), admission=True,
+                            prefill_cv=take(prefill_cv), output_cv=output_cv,
+                            tpot_rate_per_s=take(np.asarray(tpot_rate_per_s, dtype=float))).goodput_per_s
+    return out
 
 
 def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, input_tokens: float, prefill_tp: Array,
@@ -388,3 +438,130 @@ def tpot_slo_statistic_s(slo: Slo, *, tpot_s: Array, output_tokens: float, draft
     return tpot_quantile_s(slo.tpot_percentile / 100.0, tpot_s=tpot, step_slope_s=0 * one, batch=one,
                            batch_cap=one, attention_dies=one,
                            output_tokens=output_tokens, draft_tokens=draft_tokens, acceptance=acceptance, chunk=chunk)
+
+
+# ----------------------------------------------------------------------------- TPOT at the occupancy served
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OccupancyCurve:
+    """N decode pools' steps on a batch grid, and what their TPOT at any occupancy needs.
+
+    ``batches`` (N, K): batches per attention die, from 0 (the first priced point's values repeated
+    there: the curve starts flat), increasing, up to the pool's own batch ``cap``; a row with fewer
+    points pads with nan.  ``step_s`` is the mean (load-consistent) step at each, and with chunked
+    prefill ``plain_step_s`` / ``chunk_step_s`` the steps without and with a chunk (else None).  The
+    rest are per row (N,): ``cap`` (batch per die of the layout), ``attention_dies``, ``tp``,
+    ``chunk_tokens``, ``groups`` (TP groups stepping together, planner.modes.collocated) and scalars
+    of the scenario.
+    """
+
+    batches: Array
+    step_s: Array
+    plain_step_s: Array | None
+    chunk_step_s: Array | None
+    cap: Array
+    attention_dies: Array
+    tp: Array
+    chunk_tokens: Array
+    groups: Array
+    new_tokens: float
+    output_tokens: float
+    tokens_per_step: float
+    draft_tokens: int
+    acceptance: float
+
+    def take(self, rows: Array) -> OccupancyCurve:
+        """The rows ``rows`` of every (N, ...) array."""
+        def sub(a):
+            return None if a is None else np.asarray(a)[rows]
+        return OccupancyCurve(batches=sub(self.batches), step_s=sub(self.step_s), plain_step_s=sub(self.plain_step_s),
+                              chunk_step_s=sub(self.chunk_step_s), cap=sub(self.cap),
+                              attention_dies=sub(self.attention_dies), tp=sub(self.tp),
+                              chunk_tokens=sub(self.chunk_tokens), groups=sub(self.groups), new_tokens=self.new_tokens,
+                              output_tokens=self.output_tokens, tokens_per_step=self.tokens_per_step,
+                              draft_tokens=self.draft_tokens, acceptance=self.acceptance)
+
+    def tpot_s(self, q: float | None, batch: Array, seg: Array | None = None) -> tuple[Array, Array]:
+        """(mean TPOT, its q-quantile over requests) at ``batch`` sequences per attention die, (N,) each.
+
+        Linear between the grid's points: the mean step, and with chunked prefill the two steps, at
+        the share of chunk steps of that batch (:func:`chunk_fraction`), whose slope on the segment is
+        the batch term's (:func:`tpot_quantile_s`, with the chunk-step term).  ``q`` None: the mean.
+        ``seg``: the segment each batch lies on, when known (its last point below or at the batch).
+        """
+        b = np.asarray(batch, dtype=float)
+        grid = np.asarray(self.batches, dtype=float)
+        n = len(b)
+        if seg is None:
+            valid = np.isfinite(grid).sum(axis=1)
+            seg = np.clip((grid <= b[:, None]).sum(axis=1) - 1, 0, valid - 2)
+        r = np.arange(n)
+        b0, b1 = grid[r, seg], grid[r, seg + 1]
+        w = (b - b0) / (b1 - b0)
+
+        def lerp(a):
+            a = np.asarray(a, dtype=float)
+            return a[r, seg] + w * (a[r, seg + 1] - a[r, seg])
+
+        step = np.asarray(self.step_s, dtype=float)
+        tpot = lerp(step) / self.tokens_per_step
+        chunk = None
+        if self.chunk_step_s is None:
+            s0, s1 = step[r, seg], step[r, seg + 1]
+        else:
+            plain, full = np.asarray(self.plain_step_s, dtype=float), np.asarray(self.chunk_step_s, dtype=float)
+            f = chunk_fraction(b, self.chunk_tokens, groups=self.groups, new_tokens=self.new_tokens,
+                               output_tokens=self.output_tokens, tokens_per_step=self.tokens_per_step)
+            s0 = chunked_step_s(plain[r, seg], full[r, seg], f)
+            s1 = chunked_step_s(plain[r, seg + 1], full[r, seg + 1], f)
+            chunk = ChunkTerms.of(plain_step_s=lerp(plain), chunk_step_s=lerp(full), fraction=f, tp=self.tp,
+                                  chunk_tokens=self.chunk_tokens, new_tokens=self.new_tokens)
+        if q is None:
+            return tpot, tpot
+        slope = (s1 - s0) / (b1 - b0)
+        stat = tpot_quantile_s(q, tpot_s=tpot, step_slope_s=slope, batch=b, batch_cap=self.cap,
+                               attention_dies=self.attention_dies, output_tokens=self.output_tokens,
+                               draft_tokens=self.draft_tokens, acceptance=self.acceptance, chunk=chunk)
+        return tpot, stat
+
+    def rate_per_s(self, batch: Array) -> Array:
+        """Requests/s one instance serves at ``batch`` sequences per attention die (Little's law), (N,)."""
+        b = np.asarray(batch, dtype=float)
+        tpot, _ = self.tpot_s(None, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(b > 0, np.asarray(self.attention_dies, dtype=float) * b / (self.output_tokens * tpot), 0.0)
+
+    def tpot_limited_batch(self, slo: Slo) -> Array:
+        """The occupancy up to which the TPOT statistic meets the SLO, (N,) batches per attention die.
+
+        The first point of the grid where the statistic misses (``cap`` if none does), then
+        BISECTION_STEPS bisections on the segment before it; 0 if it misses already at an empty
+        pool.  Every occupancy below it meets the SLO on the grid, so the rate it serves
+        (:meth:`rate_per_s`) is the largest the TPOT SLO admits; at a looser SLO it never moves down.
+        """
+        q = None if slo.tpot_percentile is None else slo.tpot_percentile / 100.0
+        grid = np.asarray(self.batches, dtype=float)
+        n, k = grid.shape
+        last = np.isfinite(grid).sum(axis=1) - 2  # the last segment of each row
+        miss = np.zeros((n, k), dtype=bool)
+        cap = np.asarray(self.cap, dtype=float)
+        for col in range(k):  # the grid's points, one column (a batch of every row) at a time
+            here = np.isfinite(grid[:, col])
+            stat = self.tpot_s(q, np.where(here, grid[:, col], cap), np.minimum(col, last))[1]
+            miss[:, col] = here & ~(stat <= slo.tpot_s)
+        out = np.asarray(self.cap, dtype=float).copy()
+        j = np.argmax(miss, axis=1)
+        crossing = miss.any(axis=1)
+        out[crossing & (j == 0)] = 0.0
+        rows = np.flatnonzero(crossing & (j > 0))
+        if len(rows):
+            sub = self.take(rows)
+            seg = j[rows] - 1
+            lo, hi = grid[rows, seg], grid[rows, seg + 1]
+            for _ in range(BISECTION_STEPS):
+                mid = 0.5 * (lo + hi)
+                good = sub.tpot_s(q, mid, seg)[1] <= slo.tpot_s
+                lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+            out[rows] = lo
+        return out

@@ -10,7 +10,9 @@ Goodput under a sample
     The layout as written, except that a sample whose TPOT at the layout's batch misses the SLO
     runs at the largest batch on the decode pool's TPOT curve that meets it (an operator lowers
     the batch cap; without it such a sample would read 0 req/s).  Then planner.goodput.goodput,
-    exactly as planner.evaluate.layout_goodput prices the layout at its batch.
+    exactly as planner.evaluate.layout_goodput prices the layout at its batch.  Chunked prefill
+    (collocated) keeps the layout's batch: its TPOT is checked at the occupancy the slot wait keeps
+    (planner.goodput.OccupancyCurve, on each sample's curve), as layout_goodput does.
 TTFT and TPOT at a rate
     At an arrival rate (the point estimate's goodput, for bands): the decode pool settles at its
     Little's-law batch on the sample's TPOT curve (planner.queueing.fixed_point_on_curve), TTFT at
@@ -30,12 +32,13 @@ from planner import goodput as gp
 from planner import queueing
 from planner.cost.roofline import Array
 from planner.errors import LayoutError
-from planner.evaluate import decode_knobs, place_layout, tpot_curve_batches
+from planner.evaluate import curve_batches, decode_knobs, place_layout
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario
 from planner.modes import MODES
 from planner.modes.base import chunk_terms, prefill_arrays
+from planner.modes.collocated import synchronised_groups
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
 from planner.units import Dtype
@@ -118,10 +121,11 @@ class _Curve:
     fits: np.ndarray     # (S, G)
     chunk_step_s: np.ndarray  # (S, G): a step carrying a prefill chunk (chunked prefill; else the step)
     tpot_slo_s: np.ndarray    # (S, G): the TPOT statistic the SLO bounds (planner.goodput.tpot_slo_statistic_s)
+    occupancy: gp.OccupancyCurve | None  # chunked prefill: each sample's curve (planner.evaluate.occupancy_curve)
 
 
 def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: int) -> tuple[_Curve, Env]:
-    grid_b = tpot_curve_batches(float(layout.decode.batch))
+    grid_b = curve_batches(layout)
     g = len(grid_b)
     env = _env(scenario, values, g)
     knobs = {k: np.full(samples * g, v) for k, v in decode_knobs(layout).items()}
@@ -137,9 +141,27 @@ def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: i
     chunk = chunk_terms(env, step, knobs)
     stat = gp.tpot_slo_statistic_s(scenario.slo, tpot_s=tpot.reshape(-1), output_tokens=scenario.workload.output_tokens,
                                    draft_tokens=env.draft_tokens, acceptance=scenario.mtp.acceptance, chunk=chunk)
+    occupancy = None
+    if step.chunk_step_s is not None:  # as planner.evaluate.occupancy_curve, one row per sample
+        d, k = layout.decode, decode_knobs(layout)
+
+        def at_zero(a: np.ndarray) -> np.ndarray:
+            return np.concatenate([a[:, :1], a], axis=1)
+
+        def each(x: float) -> np.ndarray:
+            return np.full(samples, float(x))
+
+        occupancy = gp.OccupancyCurve(
+            batches=np.broadcast_to(np.concatenate([[0.0], grid_b]), (samples, g + 1)), step_s=at_zero(step_s),
+            plain_step_s=at_zero(grid(step.plain_step_s)), chunk_step_s=at_zero(grid(step.chunk_step_s)),
+            cap=each(d.batch), attention_dies=each(layout.decode_attention_dies), tp=each(k["tp"]),
+            chunk_tokens=each(k["prefill_chunk_tokens"]),
+            groups=np.broadcast_to(synchronised_groups(env, k["dies"], k["tp"]), (samples,)).astype(float),
+            new_tokens=env.new_input_tokens, output_tokens=env.output_tokens, tokens_per_step=env.tokens_per_step,
+            draft_tokens=env.draft_tokens, acceptance=scenario.mtp.acceptance)
     return _Curve(batches=grid_b, tpot_s=tpot, step_s=step_s, fits=grid(step.fits),
                   chunk_step_s=step_s if step.chunk_step_s is None else grid(step.chunk_step_s),
-                  tpot_slo_s=stat.reshape(shape)), env
+                  tpot_slo_s=stat.reshape(shape), occupancy=occupancy), env
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,8 +216,14 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
     s, g = curve.tpot_s.shape
     rows = np.arange(s)
     fits = curve.fits & pre.fits
-    ok = fits & (curve.tpot_slo_s <= sc.slo.tpot_s)
-    last = np.where(ok.any(axis=1), g - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
+    occ = curve.occupancy
+    if occ is None:
+        ok = fits & (curve.tpot_slo_s <= sc.slo.tpot_s)
+        last = np.where(ok.any(axis=1), g - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
+        limit = None
+    else:  # chunked prefill: the layout's batch, TPOT at the occupancy served (as planner.evaluate.layout_goodput)
+        last = np.where(fits[:, -1], g - 1, -1)
+        limit = d.instances * np.where(fits[:, -1], occ.rate_per_s(occ.tpot_limited_batch(sc.slo)), 0.0)
     k = np.maximum(last, 0)
 
     def at(a: np.ndarray) -> np.ndarray:  # (S,) value at each sample's batch
@@ -207,7 +235,7 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
                      fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0),
                      sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
                      fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool,
-                     prefill_cv=pre.prefill_cv, output_cv=sc.workload.output_cv)
+                     prefill_cv=pre.prefill_cv, output_cv=sc.workload.output_cv, tpot_rate_per_s=limit)
     return np.where(last >= 0, res.goodput_per_s, 0.0), last
 
 

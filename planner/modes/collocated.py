@@ -18,6 +18,7 @@ from planner.inputs.layout import Mode
 from planner.inputs.model import ModelSpec
 from planner.modes import pd
 from planner.modes.base import Knobs, ModeEntry
+from planner.search import space
 from planner.search.space import CandidateSet
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
@@ -37,6 +38,24 @@ def candidates(model: ModelSpec, budget: int) -> CandidateSet:
         c.arrays[key] = np.repeat(c.arrays[key], len(chunks))
     c.arrays["prefill_chunk_tokens"] = np.tile(chunks, n)
     return c
+
+
+# Batches per die below the smallest of the search's grid the TPOT(b) curve is also priced at, as
+# fractions of the micro-batch count (the smallest batch the grid allows): at a low arrival rate the
+# slot wait keeps a small batch (e.g. 4 per die) about one sequence full.
+BELOW_GRID = (0.25, 0.5)
+
+
+def occupancy_batches(batch: float, micro_batches: float) -> np.ndarray:
+    """The batches per die a collocated pool's TPOT(b) curve is priced at (0 excluded), increasing up to ``batch``.
+
+    The search's batch grid below ``batch`` (those the micro-batches divide: the search priced them
+    as candidates of their own) and ``batch`` itself, after :data:`BELOW_GRID` times the micro-batches.
+    """
+    mb = float(micro_batches)
+    grid = np.asarray(space.DECODE_BATCH_GRID, dtype=float)
+    on_grid = grid[(grid < batch) & (grid % mb == 0)]
+    return np.concatenate([np.asarray(BELOW_GRID) * mb, on_grid, [float(batch)]])
 
 
 def synchronised_groups(env: Env, dies, tp):

@@ -187,12 +187,16 @@ def _chunked_side(scenario: Scenario, dec: DecodeScore, rows: np.ndarray
 def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Goodput of ``n`` instances of decode rows that prefill in chunks inside their steps (planner.goodput)."""
     w = scenario.workload
-    service, slots, cv = _chunked_side(scenario, dec, rows)
-    return gp.goodput(scenario.slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
-                      service_s=service, servers=slots * n, fixed_s=np.zeros(len(rows)),
-                      sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
-                      tpot_slo_s=dec.tpot_slo_s[rows], admission=True, prefill_cv=cv,
-                      output_cv=w.output_cv).goodput_per_s
+
+    def price(rows: np.ndarray, n: np.ndarray) -> np.ndarray:
+        service, slots, cv = _chunked_side(scenario, dec, rows)
+        return gp.chunked_goodput_per_s(scenario.slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
+                                        service_s=service, servers=slots * n, sequences=dec.sequences[rows] * n,
+                                        tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
+                                        tpot_rate_per_s=dec.rate_per_s[rows] * n, prefill_cv=cv,
+                                        output_cv=w.output_cv)
+
+    return dec.pair_rates(rows, n, price)
 
 
 # Inverse sizing of chunked-prefill instances: die totals tried past the first one that serves the

@@ -16,7 +16,9 @@ import numpy as np
 
 from planner import goodput as gp
 from planner.inputs.scenario import Scenario
+from planner.modes import collocated
 from planner.modes.base import ModeEntry, prefill_arrays
+from planner.search import space
 from planner.search.space import CandidateSet
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
@@ -43,6 +45,10 @@ def _chunked(fn, cands: CandidateSet) -> dict[str, np.ndarray]:
 class DecodeScore:
     """Per scored row: rate per instance (req/s), dies per instance, TPOT, memory cap, feasibility.
 
+    ``rate_per_s`` is the decode side's: Little's law at the full batch where TPOT meets the SLO there
+    (pd, transformerless), or at the occupancy up to which it does (chunked prefill: the slot wait keeps
+    the batch part full, planner.goodput.OccupancyCurve); ``tpot_s`` and ``tpot_slo_s`` are the full batch's.
+
     Rows are the candidates once per MTP variant (off, then on); ``knob(name, rows)`` reads a
     candidate's knob without copying the candidate set per variant.
     """
@@ -61,6 +67,28 @@ class DecodeScore:
     ok: np.ndarray
     rejected: Counter
     _by_dies: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    # goodput of (row, instance count) pairs priced so far (chunked prefill; planner.search.plan), sorted by key
+    _pair_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False, repr=False,
+                                   compare=False)
+    _pair_rates: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False, compare=False)
+
+    def pair_rates(self, rows: np.ndarray, n: np.ndarray, price) -> np.ndarray:
+        """``price(rows, n)`` of each (row, count) pair, priced once per pair over the search's calls
+        (the search lists the best layouts under each TPOT threshold from the same pairs)."""
+        keys = np.asarray(rows, dtype=np.int64) * (1 << 32) + np.asarray(n, dtype=np.int64)
+        at = np.clip(np.searchsorted(self._pair_keys, keys), 0, max(len(self._pair_keys) - 1, 0))
+        known = (self._pair_keys[at] == keys) if len(self._pair_keys) else np.zeros(len(keys), dtype=bool)
+        out = np.empty(len(keys))
+        out[known] = self._pair_rates[at[known]]
+        todo = np.flatnonzero(~known)
+        if len(todo):
+            new_keys, first = np.unique(keys[todo], return_index=True)
+            fresh = price(np.asarray(rows)[todo][first], np.asarray(n)[todo][first])
+            out[todo] = fresh[np.searchsorted(new_keys, keys[todo])]
+            merged = np.concatenate([self._pair_keys, new_keys])
+            order = np.argsort(merged, kind="stable")
+            self._pair_keys, self._pair_rates = merged[order], np.concatenate([self._pair_rates, fresh])[order]
+        return out
 
     def feasible_by_dies(self) -> np.ndarray:
         """Rows of ``ok`` ordered by dies, then rate (highest first), then row: sorted once per score, since
@@ -102,6 +130,69 @@ def _decode_eval(env: Env, entry: ModeEntry):
     return run
 
 
+def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str, np.ndarray],
+                     out: dict[str, np.ndarray]) -> np.ndarray:
+    """Chunked prefill: requests/s per instance up to which TPOT meets its SLO at the occupancy served, (N,).
+
+    Each fitting row's TPOT(b) curve (planner.modes.collocated.occupancy_batches, as ``evaluate``
+    prices it) is read off the rows of the same knobs at the grid's smaller batches (priced here
+    already), plus the points below the grid, priced once per knob group; then
+    planner.goodput.OccupancyCurve.tpot_limited_batch and Little's law there.  0 where the row does not fit.
+    """
+    rate = np.zeros(len(out["fits"]))
+    fit = np.flatnonzero(out["fits"])
+    if not len(fit):
+        return rate
+    keys = [k for k in entry.decode_keys if k != "batch"]
+    key = np.zeros(len(fit), dtype=np.int64)
+    for k in keys:  # one integer per knob group (mixed radix over each knob's distinct values)
+        values, code = np.unique(a[k][fit], return_inverse=True)
+        key = key * len(values) + code.reshape(-1)
+    groups, first, member = np.unique(key, return_index=True, return_inverse=True)
+    member = member.reshape(-1)
+    grid = np.asarray(space.DECODE_BATCH_GRID, dtype=float)
+    batch = a["batch"][fit].astype(float)
+    col = np.searchsorted(grid, batch)
+    fields = ("step_s", "plain_step_s", "chunk_step_s")
+    on_grid = {f: np.full((len(groups), len(grid)), np.nan) for f in fields}
+    for f in fields:
+        on_grid[f][member, col] = out[f][fit]
+    # the points below the grid, once per group: BELOW_GRID x micro-batches
+    reps = fit[first]
+    below = np.asarray(collocated.BELOW_GRID)
+    knobs = {k: np.repeat(v[reps], len(below)) for k, v in a.items()}
+    knobs["batch"] = (a["micro_batches"][reps][:, None] * below[None, :]).reshape(-1).astype(float)
+    step = entry.price(env, knobs)
+    low = {"step_s": step.step_s, "plain_step_s": step.plain_step_s, "chunk_step_s": step.chunk_step_s}
+    mb = a["micro_batches"][fit].astype(float)
+    # each row's points, increasing: [0, below..., grid <= batch]; the rest nan (pushed to the end)
+    pts = np.concatenate([mb[:, None] * below[None, :], np.broadcast_to(grid, (len(fit), len(grid)))], axis=1)
+    valid = np.concatenate([np.ones((len(fit), len(below)), dtype=bool),
+                            (grid[None, :] <= batch[:, None]) & np.isfinite(on_grid["step_s"][member])], axis=1)
+    order = np.argsort(~valid, axis=1, kind="stable")
+
+    def curve(values: np.ndarray) -> np.ndarray:
+        v = np.where(valid, values, np.nan)
+        v = np.take_along_axis(v, order, axis=1)
+        return np.concatenate([v[:, :1], v], axis=1)  # batch 0: the first point's values (the curve starts flat)
+
+    batches = curve(pts)
+    batches[:, 0] = 0.0
+    values = {f: curve(np.concatenate([low[f].reshape(-1, len(below))[member], on_grid[f][member]], axis=1))
+              for f in fields}
+    tp = a["tp"][fit].astype(float)
+    occ = gp.OccupancyCurve(batches=batches, step_s=values["step_s"], plain_step_s=values["plain_step_s"],
+                            chunk_step_s=values["chunk_step_s"], cap=batch,
+                            attention_dies=entry.attention_dies({k: v[fit] for k, v in a.items()}), tp=tp,
+                            chunk_tokens=a["prefill_chunk_tokens"][fit].astype(float),
+                            groups=collocated.synchronised_groups(env, a["dies"][fit], tp),
+                            new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
+                            tokens_per_step=env.tokens_per_step, draft_tokens=env.draft_tokens,
+                            acceptance=scenario.mtp.acceptance)
+    rate[fit] = occ.rate_per_s(occ.tpot_limited_batch(scenario.slo))
+    return rate
+
+
 def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> DecodeScore:
     """Evaluate decode candidates with MTP off and (when the model has it) on."""
     variants = [0] + ([scenario.mtp_draft_tokens] if scenario.mtp_draft_tokens else [])
@@ -121,6 +212,8 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
             stat = gp.tpot_slo_statistic_s(scenario.slo, tpot_s=out["tpot_s"], output_tokens=w.output_tokens,
                                            draft_tokens=drafts, acceptance=scenario.mtp.acceptance, chunk=chunk)
         out["tpot_slo_s"] = np.where(out["fits"], stat, np.inf)
+        if not entry.prefill_pool:
+            out["tpot_rate_per_s"] = _occupancy_rates(scenario, env, entry, a, out)
         parts.append(out)
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     reps = len(variants)
@@ -131,9 +224,12 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     sequences = (att * batch).astype(float)
     tpot_slo = out["tpot_slo_s"]
     rate = gp.decode_rate_per_s(scenario.slo, sequences, w.output_tokens, tpot, out["fits"], tpot_slo)
+    slo_miss = out["fits"] & (tpot_slo > scenario.slo.tpot_s)
+    if "tpot_rate_per_s" in out:  # chunked prefill: TPOT at the occupancy served, not at the full batch
+        rate = out["tpot_rate_per_s"]
+        slo_miss = out["fits"] & (rate <= 0)
     rejected = Counter()
     rejected["memory"] = int((~out["fits"]).sum())
-    slo_miss = out["fits"] & (tpot_slo > scenario.slo.tpot_s)
     rejected["tpot_slo"] = int(slo_miss.sum())
     ok = out["fits"] & ~slo_miss
     return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=rate, sequences=sequences,

@@ -17,11 +17,11 @@ import pytest
 
 from planner import goodput as gp
 from planner.evaluate import (
+    curve_batches,
     decode_knobs,
     evaluate,
     layout_goodput,
     load_point,
-    tpot_curve_batches,
     tpot_slo_statistic_s,
 )
 from planner.inputs.layout import load_layout
@@ -60,11 +60,11 @@ def test_fixed_point_by_hand():
     ev = evaluate(lay, sc)
     d, w = lay.decode, sc.workload
     knobs = decode_knobs(lay)
-    b = 7 * d.batch / 15  # a point of the TPOT curve's grid (0..32 in 15 steps), where it is exact
-    assert np.isclose(tpot_curve_batches(d.batch), b, rtol=0, atol=1e-12).any()
+    b = 16.0  # a point of the TPOT curve's grid (the search's batches up to 32), where it is exact
+    assert np.isclose(curve_batches(lay), b, rtol=0, atol=1e-12).any()
     plain, chunk = _steps(ev.env, knobs, b)
     f = b * w.input_tokens / (w.output_tokens * d.prefill_chunk_tokens)  # 2048 / (256 * 512) = 1/64 per sequence
-    assert f == pytest.approx(7 * 32 / 15 / 64)
+    assert f == pytest.approx(16 / 64)
     tpot = plain + f * (chunk - plain)
     rate = d.instances * d.dies * b / (w.output_tokens * tpot)
     point = load_point(ev, rate)

@@ -3,7 +3,8 @@
 Every feasible collocated candidate (TP, EP, batch, micro-batches, chunk) at every instance count
 the search may list (planner.search.combine.admissible) is scored with the goodput model written
 out here (chunked prefill: an M/G/c queue of request slots whose service is the chunk step times
-the forwards a prompt needs; decode: Little's law, capped by the wait for a batch slot); the best
+the forwards a prompt needs; decode: Little's law at the occupancy up to which TPOT meets its SLO,
+capped by the wait for a batch slot); the best
 few per die are re-priced exactly (``evaluate`` + ``layout_goodput``, as ``planner evaluate`` does)
 and none may beat the search's rank 1.
 """
@@ -55,7 +56,8 @@ def _brute_force_best(scenario) -> list[tuple[float, dict]]:
         g = gp.goodput(scenario.slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
                        service_s=dec.chunk_step_s[rows] * forwards, servers=slots * n, fixed_s=np.zeros(len(rows)),
                        sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
-                       tpot_slo_s=dec.tpot_slo_s[rows], admission=True).goodput_per_s
+                       tpot_slo_s=dec.tpot_slo_s[rows], admission=True,
+                       tpot_rate_per_s=dec.rate_per_s[rows] * n).goodput_per_s
         points += [(float(x) / (int(dec.dies[i]) * n), int(i), n) for x, i in zip(g, rows, strict=True)]
     points.sort(key=lambda p: -p[0])
     out = []
