@@ -204,17 +204,19 @@ def mgc_wait_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, service_mea
     return np.where(np.isinf(scale_s), np.inf, wait_s)
 
 
-def _extra_gamma(mean: Array, cv: Array, cap_sd: Array) -> tuple[Array, Array, Array, Array, int]:
-    """X's ``(k, beta, cap, F, how)`` (:func:`planner.capped_gamma.params`; ``F`` the mass below the cap):
-    ``how`` 0 where no X is capped, 1 where every X with a spread is, 2 mixed (the tail's fast paths)."""
-    k, beta, cap_s, log_mass = capped_gamma.params(mean, cv, cap_sd)
-    capped = np.isfinite(cap_s)
+_Extra = tuple[tuple[Array, Array, Array, Array], Array, int]
+
+
+def _extra_gamma(mean: Array, cv: Array, cap_sd: Array) -> _Extra:
+    """X's ``((k, beta, cap, ln F), F, how)`` (:func:`planner.capped_gamma.params`; ``F`` the mass below the
+    cap): ``how`` 0 where no X is capped, 1 where every X with a spread is, 2 mixed (the tail's fast paths)."""
+    params = capped_gamma.params(mean, cv, cap_sd)
+    capped = np.isfinite(params[2])
     how = 0 if not np.any(capped) else 1 if np.all(capped | (cv <= 0.0)) else 2
-    return k, beta, cap_s, np.exp(log_mass), how
+    return params, np.exp(params[3]), how
 
 
-def _wait_plus_gamma_tail(t_s: Array, log_c: Array, scale_s: Array, extra: tuple[Array, Array, Array, Array, int]
-                          ) -> Array:
+def _wait_plus_gamma_tail(t_s: Array, log_c: Array, scale_s: Array, extra: _Extra) -> Array:
     """``P(W + X > t)``: W the M/G/c wait (atom ``1 - C`` at 0, tail ``C exp(-t / scale)``), X an
     independent gamma time of shape ``k`` and rate ``beta``, truncated at ``cap`` and renormalised by
     its mass ``F`` below it (``extra``, :func:`_extra_gamma`; uncapped: ``cap = inf``, ``F = 1``).
@@ -227,7 +229,7 @@ def _wait_plus_gamma_tail(t_s: Array, log_c: Array, scale_s: Array, extra: tuple
     ``J = exp(-theta (t - u)) J_uncapped(u) / F`` and ``P(X > t) = max(1 - P(k, beta t) / F, 0)``.
     Both in log space.  1 where ``t <= 0`` or the queue is unstable.
     """
-    k, beta, cap_s, mass, how = extra
+    (k, beta, cap_s, log_mass), mass, how = extra
     theta = 1.0 / scale_s
     d = beta - theta
     with np.errstate(all="ignore"):
@@ -239,7 +241,7 @@ def _wait_plus_gamma_tail(t_s: Array, log_c: Array, scale_s: Array, extra: tuple
         if how == 0:
             over = gammaincc(k, beta * t_s)
         else:
-            log_j_capped = log_j - theta * (t_s - u) - np.log(mass)
+            log_j_capped = log_j - theta * (t_s - u) - log_mass
             over_capped = np.maximum(1.0 - gammainc(k, beta * t_s) / mass, 0.0)
             capped = np.isfinite(cap_s)
             log_j = log_j_capped if how == 1 else np.where(capped, log_j_capped, log_j)
@@ -291,8 +293,8 @@ def mgc_wait_plus_gamma_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, 
     log_c, scale_s = _wait_scale_s(lam, s, c, ca2, cs2)
     with np.errstate(all="ignore"):
         extra = _extra_gamma(m, v, z)
-        given = (extra[0], extra[1], extra[2], np.log(extra[3]))
-        x_p, x_hi = capped_gamma.quantile(q, m, v, z, given), capped_gamma.quantile(0.5 * (1.0 + q), m, v, z, given)
+        x_p = capped_gamma.quantile(q, m, v, z, extra[0])
+        x_hi = capped_gamma.quantile(0.5 * (1.0 + q), m, v, z, extra[0])
         lo = np.maximum(mgc_wait_quantile_s(q, lam, s, cs2, c, ca2), x_p)
         hi = mgc_wait_quantile_s(0.5 * (1.0 + q), lam, s, cs2, c, ca2) + x_hi
         for _ in range(iterations):
