@@ -66,7 +66,7 @@ def test_mlperf_405b_p99_prompt_is_below_the_gamma_and_the_cap() -> None:
 
 
 @pytest.mark.parametrize("cv", [0.05, 0.431, 0.771, 1.5])
-@pytest.mark.parametrize("over", [1.002, 1.05, 2.0, 10.0])
+@pytest.mark.parametrize("over", [1.002, 1.5, 10.0])
 def test_no_quantile_is_above_the_cap(cv, over) -> None:
     z = cg.min_cap_sd(cv) * over
     p = np.array([0.5, 0.9, 0.99, 0.999999, 1.0])
