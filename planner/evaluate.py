@@ -417,7 +417,8 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
         fixed = side.kv_transfer_s + first
         total, prefill = (_f(x) for x in gp.ttft_parts_s(
             p / 100.0, w.input_cv, rate_per_s, side.service_s, side.servers, fixed, side.prefill_cv,
-            sequences=None if residence is None else float(seqs), residence_s=residence, residence_cv=w.output_cv))
+            sequences=None if residence is None else float(seqs), residence_s=residence, residence_cv=w.output_cv,
+            input_cap_sd=w.input_cap_sd))
         total = np.inf if saturated else total
         return TtftBreakdown(percentile=p, queueing_s=total - fixed - prefill, prefill_s=prefill,
                              kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first, total_s=total)
@@ -471,7 +472,8 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
                    sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
                    tpot_slo_s=np.array([tpot_stat]), admission=chunked,
                    prefill_cv=np.array([side.prefill_cv]), output_cv=sc.workload.output_cv,
-                   tpot_rate_per_s=d.instances * tpot_limited_rate_per_s(ev) if chunked else None)
+                   tpot_rate_per_s=d.instances * tpot_limited_rate_per_s(ev) if chunked else None,
+                   input_cap_sd=sc.workload.input_cap_sd)
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
     prefill_rate, binding = _f(g.prefill_rate_per_s), gp.BINDING[int(g.binding[0])]
     if not fits:  # name the pool that does not fit; each capacity is its own pool's (0 if it does not fit)
@@ -529,14 +531,15 @@ def pool_alone_goodput(ev: Evaluation) -> GoodputPoint:
     service, servers = side.service_s, side.servers
     fits = bool(ev.prefill.fits[0])
     rate = _f(gp.ttft_limited_rate_per_s(slo, w.input_cv, np.array([service]), np.array([servers]), np.zeros(1),
-                                         np.array([side.prefill_cv])))
+                                         np.array([side.prefill_cv]), w.input_cap_sd))
     rate = rate if fits else 0.0
     binding = ("memory: the prefill pool does not fit" if not fits else
                "ttft" if rate <= 0 else "prefill alone (ttft: waiting + prefill)")
     breakdown = None
     if rate > 0:
         total, prefill = (_f(x) for x in gp.ttft_parts_s(slo.ttft_percentile / 100.0, w.input_cv, rate, service,
-                                                          servers, 0.0, side.prefill_cv))
+                                                          servers, 0.0, side.prefill_cv,
+                                                          input_cap_sd=w.input_cap_sd))
         breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=total - prefill, prefill_s=prefill,
                                   kv_transfer_s=0.0, first_decode_step_s=0.0, total_s=total)
     return GoodputPoint(goodput_requests_per_s=rate, **_per_die(ev, rate),

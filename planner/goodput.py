@@ -13,7 +13,8 @@ Prefill side (an M/G/c queue per pool)
     carrying a chunk, see "chunked prefill" below).  Its SLO percentile is that of the sum: the
     own prefill is gamma with the mean service and the CV of :func:`prefill_cv` (a prompt at the
     99th percentile of MLPerf Llama-3.1-405B's lengths, CV 0.43, takes ~2.3x the mean's chunk
-    steps), independent of the wait (FIFO).  Not the waiting quantile plus the mean service,
+    steps; ~2.0x capped at the dataset's longest prompt: planner.capped_gamma), independent of the
+    wait (FIFO).  Not the waiting quantile plus the mean service,
     which sits ~35% under the p90 of step-level simulations of chunked prefill with such prompts
     (tests/validation/test_tpot_distribution_des.py; the sum's quantiles are within 5% at p50 and
     p90 there).
@@ -115,24 +116,27 @@ def prefill_cv(input_cv: float, tp: Array, tokens_per_die: Array, new_tokens: fl
 
 
 def ttft_limited_rate_per_s(slo: Slo, input_cv: float, service_s: Array, servers: Array, fixed_s: Array,
-                            prefill_cv: Array | float | None = None) -> Array:
+                            prefill_cv: Array | float | None = None, input_cap_sd: float = np.inf) -> Array:
     """Largest request rate whose TTFT percentile meets the SLO, (N,); 0 when even zero load misses it.
 
     TTFT = wait (M/G/c, Allen-Cunneen) + the request's own prefill + ``fixed_s``, its percentile
     that of the sum (queueing.mgc_wait_plus_gamma_quantile_s): the prefill is gamma of mean
     ``service_s`` and CV ``prefill_cv`` (:func:`prefill_cv`; default ``input_cv``), independent of
-    the wait (FIFO).  The queue's service-time variability follows the prompt-length variability
-    (cs^2 = input_cv^2).
+    the wait (FIFO), capped ``input_cap_sd`` standard deviations above its mean where prompts have a
+    maximum (Workload.input_cap_sd; planner.capped_gamma).  The queue's service-time variability
+    follows the prompt-length variability (cs^2 = input_cv^2).
     """
     budget = slo.ttft_s - np.asarray(fixed_s, dtype=float)
     cv = input_cv if prefill_cv is None else prefill_cv
     return queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, input_cv**2, servers,
-                                           BISECTION_STEPS, extra_mean_s=service_s, extra_cv=cv)
+                                           BISECTION_STEPS, extra_mean_s=service_s, extra_cv=cv,
+                                           extra_cap_sd=input_cap_sd)
 
 
 def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array, servers: Array, fixed_s: Array,
                  prefill_cv: Array | float, sequences: Array | None = None,
-                 residence_s: Array | None = None, residence_cv: float = 0.0) -> tuple[Array, Array]:
+                 residence_s: Array | None = None, residence_cv: float = 0.0,
+                 input_cap_sd: float = np.inf) -> tuple[Array, Array]:
     """(TTFT q-quantile, the prefill part of it), (N,) each, at ``rate_per_s``.
 
     TTFT = wait + own prefill + ``fixed_s`` (:func:`ttft_limited_rate_per_s`); with ``sequences``
@@ -141,16 +145,19 @@ def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array,
     The prefill part is the q-quantile prompt's own prefill; the rest of the quantile is queueing.
     """
     svc = np.asarray(service_s, dtype=float)
-    total = queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, svc, input_cv**2, servers, svc, prefill_cv)
+    total = queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, svc, input_cv**2, servers, svc, prefill_cv,
+                                                    extra_cap_sd=input_cap_sd)
     if sequences is not None:
         total = np.maximum(total, queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, residence_s,
                                                                           residence_cv**2, sequences, svc,
-                                                                          prefill_cv))
-    return total + np.asarray(fixed_s, dtype=float), queueing.gamma_quantile(q, svc, prefill_cv)
+                                                                          prefill_cv, extra_cap_sd=input_cap_sd))
+    return (total + np.asarray(fixed_s, dtype=float),
+            queueing.gamma_quantile(q, svc, prefill_cv, input_cap_sd))
 
 
 def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array, service_s: Array,
-                                 fixed_s: Array, prefill_cv: Array | float = 0.0, residence_cv: float = 0.0) -> Array:
+                                 fixed_s: Array, prefill_cv: Array | float = 0.0, residence_cv: float = 0.0,
+                                 input_cap_sd: float = np.inf) -> Array:
     """Largest request rate whose wait for a batch slot meets the TTFT SLO at its percentile, (N,).
 
     The ``sequences`` slots of the pool are the servers of an M/G/c queue (queueing.mgc_wait_quantile_s) whose
@@ -171,7 +178,8 @@ def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array,
     ok = (budget >= 0) & np.isfinite(res) & (res > 0)
     rate = queueing.max_arrival_rate_per_s(np.where(ok, budget, 0.0), slo.ttft_percentile / 100.0,
                                            np.where(ok, res, 1.0), residence_cv**2, np.asarray(sequences, dtype=float),
-                                           BISECTION_STEPS, extra_mean_s=service_s, extra_cv=prefill_cv)
+                                           BISECTION_STEPS, extra_mean_s=service_s, extra_cv=prefill_cv,
+                                           extra_cap_sd=input_cap_sd)
     return np.where(ok, rate, 0.0)
 
 
@@ -203,7 +211,7 @@ class GoodputArrays:
 def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
             sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None,
             admission: bool = False, prefill_cv: Array | float | None = None, output_cv: float = 0.0,
-            tpot_rate_per_s: Array | None = None) -> GoodputArrays:
+            tpot_rate_per_s: Array | None = None, input_cap_sd: float = np.inf) -> GoodputArrays:
     """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
 
     Parameters
@@ -220,9 +228,10 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
     tpot_rate_per_s : the largest rate of the pool at which TPOT meets its SLO, (N,) (chunked prefill:
         Little's law at the occupancy :meth:`OccupancyCurve.tpot_limited_batch`, where the slot wait
         keeps the batch part full); given, it replaces the TPOT check at the full batch
+    input_cap_sd : the longest prompt in standard deviations above the mean (Workload.input_cap_sd; inf: none)
     """
     cv = input_cv if prefill_cv is None else prefill_cv
-    pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s, cv)
+    pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s, cv, input_cap_sd)
     if tpot_rate_per_s is None:
         little = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
         tpot_caps = np.zeros(np.shape(little), dtype=bool)
@@ -236,7 +245,7 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
         with np.errstate(invalid="ignore", over="ignore"):
             residence = output_tokens * np.asarray(tpot_s, dtype=float)
         slots = np.minimum(little, admission_limited_rate_per_s(slo, sequences, residence, service_s, fixed_s, cv,
-                                                                      output_cv))
+                                                                      output_cv, input_cap_sd))
     dec = np.where(little > 0, slots, 0.0)
     fits = np.asarray(fits, dtype=bool)
     if tpot_rate_per_s is None:
@@ -251,7 +260,7 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
 
 def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array,
                           sequences: Array, tpot_s: Array, fits: Array, tpot_rate_per_s: Array,
-                          prefill_cv: Array | float, output_cv: float) -> Array:
+                          prefill_cv: Array | float, output_cv: float, input_cap_sd: float = np.inf) -> Array:
     """``goodput(..., admission=True).goodput_per_s`` of chunked-prefill pools (no fixed TTFT part), (N,).
 
     The same numbers, cheaper: where TTFT at its percentile meets the SLO at the decode side's rate
@@ -264,7 +273,8 @@ def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, se
         full = np.where(np.asarray(fits, dtype=bool), seqs / (output_tokens * tpot), 0.0)
         rate = np.minimum(full, np.asarray(tpot_rate_per_s, dtype=float))
         at, _ = ttft_parts_s(slo.ttft_percentile / 100.0, input_cv, rate, service_s, servers, 0.0, prefill_cv,
-                             sequences=seqs, residence_s=output_tokens * tpot, residence_cv=output_cv)
+                             sequences=seqs, residence_s=output_tokens * tpot, residence_cv=output_cv,
+                             input_cap_sd=input_cap_sd)
     met = (rate > 0) & np.isfinite(at) & (at <= slo.ttft_s)
     out = np.where(rate > 0, rate, 0.0)
     rest = np.flatnonzero((rate > 0) & ~met)
@@ -274,7 +284,7 @@ def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, se
         out[rest] = goodput(slo, input_cv=input_cv, output_tokens=output_tokens, service_s=take(service_s),
                             servers=take(servers), fixed_s=np.zeros(len(rest)), sequences=take(seqs),
                             tpot_s=take(tpot), fits=take(np.asarray(fits, dtype=bool)), admission=True,
-                            prefill_cv=take(prefill_cv), output_cv=output_cv,
+                            prefill_cv=take(prefill_cv), output_cv=output_cv, input_cap_sd=input_cap_sd,
                             tpot_rate_per_s=take(np.asarray(tpot_rate_per_s, dtype=float))).goodput_per_s
     return out
 

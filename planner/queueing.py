@@ -19,7 +19,9 @@ Numpy floating-point warnings are silenced locally where such values are produce
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammainc, gammaincc, gammaincinv, gammaln, hyp1f1
+from scipy.special import gammainc, gammaincc, gammaln, hyp1f1
+
+from planner import capped_gamma
 
 Array = np.ndarray
 ArrayLike = np.ndarray | float
@@ -261,40 +263,62 @@ def _wait_quantile_from(q: Array, log_c: Array, scale_s: Array) -> Array:
     return np.where(np.isinf(scale_s), np.inf, wait_s)
 
 
-def _wait_plus_gamma_tail(t_s: Array, log_c: Array, scale_s: Array, extra_mean_s: Array, extra_cv: Array) -> Array:
-    """``P(W + X > t)``: W the M/G/c wait (atom ``1 - C`` at 0, tail ``C exp(-t / scale)``), X an
-    independent gamma time of mean ``m`` and CV ``v`` (shape ``k = 1 / v^2``, rate ``beta = k / m``).
+_Extra = tuple[tuple[Array, Array, Array, Array], Array, int]
 
-    ``P = P(X > t) + C J`` with ``J = E[exp(-theta (t - X)); X <= t]``, ``theta = 1 / scale``:
-    ``J = exp(-theta t) (beta / (beta - theta))^k P(k, (beta - theta) t)`` for ``theta < beta``
-    (P the regularized lower incomplete gamma function); else, with ``x = (theta - beta) t >= 0``,
-    ``J = (beta t)^k exp(-beta t) / Gamma(k + 1) M(1, k + 1, -x)`` (Kummer's function, in (0, 1]).
+
+def _extra_gamma(mean: Array, cv: Array, cap_sd: Array) -> _Extra:
+    """X's ``((k, beta, cap, ln F), F, how)`` (:func:`planner.capped_gamma.params`; ``F`` the mass below the
+    cap): ``how`` 0 where no X is capped, 1 where every X with a spread is, 2 mixed (the tail's fast paths)."""
+    params = capped_gamma.params(mean, cv, cap_sd)
+    capped = np.isfinite(params[2])
+    how = 0 if not np.any(capped) else 1 if np.all(capped | (cv <= 0.0)) else 2
+    return params, np.exp(params[3]), how
+
+
+def _wait_plus_gamma_tail(t_s: Array, log_c: Array, scale_s: Array, extra: _Extra) -> Array:
+    """``P(W + X > t)``: W the M/G/c wait (atom ``1 - C`` at 0, tail ``C exp(-t / scale)``), X an
+    independent gamma time of shape ``k`` and rate ``beta``, truncated at ``cap`` and renormalised by
+    its mass ``F`` below it (``extra``, :func:`_extra_gamma`; uncapped: ``cap = inf``, ``F = 1``).
+
+    ``P = P(X > t) + C J`` with ``J = E[exp(-theta (t - X)); X <= t]``, ``theta = 1 / scale``.
+    Uncapped: ``J = exp(-theta t) (beta / (beta - theta))^k P(k, (beta - theta) t)`` for
+    ``theta < beta`` (P the regularized lower incomplete gamma function); else, with
+    ``x = (theta - beta) t >= 0``, ``J = (beta t)^k exp(-beta t) / Gamma(k + 1) M(1, k + 1, -x)``
+    (Kummer's function, in (0, 1]).  Capped: the integral stops at ``u = min(t, cap)``, so
+    ``J = exp(-theta (t - u)) J_uncapped(u) / F`` and ``P(X > t) = max(1 - P(k, beta t) / F, 0)``.
     Both in log space.  1 where ``t <= 0`` or the queue is unstable.
     """
-    k = 1.0 / extra_cv**2
-    beta = k / extra_mean_s
+    (k, beta, cap_s, log_mass), mass, how = extra
     theta = 1.0 / scale_s
     d = beta - theta
     with np.errstate(all="ignore"):
-        log_j_lo = -theta * t_s + k * (np.log(beta) - np.log(d)) + np.log(gammainc(k, d * t_s))
-        log_j_hi = (k * np.log(beta * t_s) - beta * t_s - gammaln(k + 1.0)
-                    + np.log(hyp1f1(1.0, k + 1.0, np.minimum(d, 0.0) * t_s)))
+        u = np.minimum(t_s, cap_s) if how else t_s  # = t_s where uncapped
+        log_j_lo = -theta * u + k * (np.log(beta) - np.log(d)) + np.log(gammainc(k, d * u))
+        log_j_hi = (k * np.log(beta * u) - beta * u - gammaln(k + 1.0)
+                    + np.log(hyp1f1(1.0, k + 1.0, np.minimum(d, 0.0) * u)))
         log_j = np.where(d > 0.0, log_j_lo, log_j_hi)
-        tail = gammaincc(k, beta * t_s) + np.exp(log_c + log_j)
+        if how == 0:
+            over = gammaincc(k, beta * t_s)
+        else:
+            log_j_capped = log_j - theta * (t_s - u) - log_mass
+            over_capped = np.maximum(1.0 - gammainc(k, beta * t_s) / mass, 0.0)
+            capped = np.isfinite(cap_s)
+            log_j = log_j_capped if how == 1 else np.where(capped, log_j_capped, log_j)
+            over = over_capped if how == 1 else np.where(capped, over_capped, gammaincc(k, beta * t_s))
+        tail = over + np.exp(log_c + log_j)
     return np.where((t_s <= 0.0) | np.isinf(scale_s), 1.0, np.minimum(tail, 1.0))
 
 
-def gamma_quantile(p: ArrayLike, mean: ArrayLike, cv: ArrayLike) -> Array:
-    """The p-quantile of a gamma variable of the given mean and coefficient of variation (the mean where cv = 0)."""
-    q, m, v = _as_float_arrays(p, mean, cv)
-    with np.errstate(all="ignore"):
-        k = 1.0 / v**2
-        return np.where(v > 0.0, gammaincinv(k, q) * m / k, m)
+def gamma_quantile(p: ArrayLike, mean: ArrayLike, cv: ArrayLike, cap_sd: ArrayLike = np.inf) -> Array:
+    """The p-quantile of a gamma variable of the given mean and coefficient of variation (the mean where cv = 0),
+    capped ``cap_sd`` standard deviations above its mean (:mod:`planner.capped_gamma`; inf: uncapped)."""
+    return capped_gamma.quantile(*_as_float_arrays(p, mean, cv, cap_sd))
 
 
 def mgc_wait_plus_gamma_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, service_mean_s: ArrayLike,
                                    service_cv2: ArrayLike, servers: ArrayLike, extra_mean_s: ArrayLike,
-                                   extra_cv: ArrayLike, arrival_cv2: ArrayLike = 1.0, iterations: int = 60) -> Array:
+                                   extra_cv: ArrayLike, arrival_cv2: ArrayLike = 1.0, iterations: int = 60, *,
+                                   extra_cap_sd: ArrayLike = np.inf) -> Array:
     """The p-quantile of ``W + X`` (s): W the wait of a GI/G/c FIFO queue, X an independent gamma time.
 
     Parameters
@@ -303,6 +327,8 @@ def mgc_wait_plus_gamma_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, 
         As in :func:`mgc_wait_quantile_s`.
     extra_mean_s, extra_cv : array_like
         Mean (s, > 0) and coefficient of variation (>= 0) of X; ``extra_cv = 0`` is a constant X.
+    extra_cap_sd : array_like, default inf
+        X's cap in standard deviations above its mean (:mod:`planner.capped_gamma`; inf: a gamma).
 
     Returns
     -------
@@ -319,18 +345,20 @@ def mgc_wait_plus_gamma_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, 
     it.  Solved by bisection on t between ``max(w_p, x_p)`` and ``w_(1+p)/2 + x_(1+p)/2`` (union
     bound), on the closed-form tail of ``_wait_plus_gamma_tail``.
     """
-    q, lam, s, cs2, c, m, v, ca2 = _as_float_arrays(p, arrival_rate_per_s, service_mean_s, service_cv2, servers,
-                                                    extra_mean_s, extra_cv, arrival_cv2)
+    q, lam, s, cs2, c, m, v, ca2, z = _as_float_arrays(p, arrival_rate_per_s, service_mean_s, service_cv2, servers,
+                                                       extra_mean_s, extra_cv, arrival_cv2, extra_cap_sd)
     if not np.any(v > 0.0):  # a constant X: the waiting quantile plus X
         return mgc_wait_quantile_s(q, lam, s, cs2, c, ca2) + m
     log_c, scale_s = _wait_scale_s(lam, s, c, ca2, cs2)
     with np.errstate(all="ignore"):
-        x_p, x_hi = gamma_quantile(q, m, v), gamma_quantile(0.5 * (1.0 + q), m, v)
+        extra = _extra_gamma(m, v, z)
+        x_p = capped_gamma.quantile(q, m, v, z, extra[0])
+        x_hi = capped_gamma.quantile(0.5 * (1.0 + q), m, v, z, extra[0])
         lo = np.maximum(mgc_wait_quantile_s(q, lam, s, cs2, c, ca2), x_p)
         hi = mgc_wait_quantile_s(0.5 * (1.0 + q), lam, s, cs2, c, ca2) + x_hi
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
-            over = _wait_plus_gamma_tail(mid, log_c, scale_s, m, v) > 1.0 - q
+            over = _wait_plus_gamma_tail(mid, log_c, scale_s, extra) > 1.0 - q
             lo, hi = np.where(over, mid, lo), np.where(over, hi, mid)
     out = np.where(v > 0.0, hi, mgc_wait_quantile_s(q, lam, s, cs2, c, ca2) + m)
     return np.where(np.isinf(scale_s), np.inf, out)
@@ -339,7 +367,7 @@ def mgc_wait_plus_gamma_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, 
 def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_s: ArrayLike,
                            service_cv2: ArrayLike, servers: ArrayLike, iterations: int = 60, *,
                            arrival_cv2: ArrayLike = 1.0, extra_mean_s: ArrayLike = 0.0,
-                           extra_cv: ArrayLike = 0.0) -> Array:
+                           extra_cv: ArrayLike = 0.0, extra_cap_sd: ArrayLike = np.inf) -> Array:
     """Largest arrival rate whose p-quantile waiting time (plus X) fits the budget, in 1/s.
 
     Parameters
@@ -354,6 +382,8 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     extra_mean_s, extra_cv : array_like, default 0
         X, an independent gamma time added to the wait (:func:`mgc_wait_plus_gamma_quantile_s`);
         with ``extra_cv = 0`` everywhere X is the constant ``extra_mean_s``, taken off the budget.
+    extra_cap_sd : array_like, default inf
+        X's cap in standard deviations above its mean (:mod:`planner.capped_gamma`; inf: a gamma).
     iterations : int, default 60
         Bisection steps (on the utilization in ``[0, 1 - STABILITY_MARGIN]``).
 
@@ -376,9 +406,10 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     quantile falls as ``c`` grows.  After 60 steps the utilization is resolved to float64
     precision.
     """
-    budget_s, q, s, cs2, c, ca2, m, v = _as_float_arrays(wait_budget_s, p, service_mean_s, service_cv2,
-                                                         servers, arrival_cv2, extra_mean_s, extra_cv)
+    budget_s, q, s, cs2, c, ca2, m, v, z = _as_float_arrays(wait_budget_s, p, service_mean_s, service_cv2,
+                                                            servers, arrival_cv2, extra_mean_s, extra_cv, extra_cap_sd)
     spread = bool(np.any(v > 0.0))
+    extra = _extra_gamma(m, v, z) if spread else None
     total_s, budget_s = budget_s, budget_s - m if np.any(m != 0.0) else budget_s  # X constant: off the budget
     # mgc_wait_quantile_s(q, rho c / s, s, cs2, c, ca2) <= budget: the same functions on the same floats,
     # with the terms that do not depend on rho computed once
@@ -388,7 +419,7 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
         log_c, scale_s = _wait_scale_from(rho * c / s * s, s, c, cs2, half_cv2_s, log_c_factorial, md_c_term)
         ok = _wait_quantile_from(q, log_c, scale_s) <= budget_s
         if spread:  # P(W + X > budget) <= 1 - p where X varies
-            ok = np.where(v > 0.0, _wait_plus_gamma_tail(total_s, log_c, scale_s, m, v) <= 1.0 - q, ok)
+            ok = np.where(v > 0.0, _wait_plus_gamma_tail(total_s, log_c, scale_s, extra) <= 1.0 - q, ok)
         return ok
 
     rho_max = 1.0 - STABILITY_MARGIN

@@ -235,7 +235,8 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
                      fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0),
                      sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
                      fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool,
-                     prefill_cv=pre.prefill_cv, output_cv=sc.workload.output_cv, tpot_rate_per_s=limit)
+                     prefill_cv=pre.prefill_cv, output_cv=sc.workload.output_cv, tpot_rate_per_s=limit,
+                     input_cap_sd=sc.workload.input_cap_sd)
     return np.where(last >= 0, res.goodput_per_s, 0.0), last
 
 
@@ -276,7 +277,7 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
                                        np.full(int(queued.sum()), pre.servers), fixed, pre.prefill_cv,
                                        sequences=d.instances * dies * curve.batches[k][queued] if chunked else None,
                                        residence_s=w.output_tokens * tpot_full[queued] if chunked else None,
-                                       residence_cv=w.output_cv)[0]
+                                       residence_cv=w.output_cv, input_cap_sd=w.input_cap_sd)[0]
     return ttft, tpot
 
 

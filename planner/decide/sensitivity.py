@@ -116,7 +116,10 @@ def _workload(key: str, least: int) -> Variant:
     def variant(sc: Scenario, f: float) -> tuple[Scenario, Values]:
         w = sc.workload
         value = max(least, round(getattr(w, key) * f))
-        return dataclasses.replace(sc, workload=dataclasses.replace(w, **{key: value})), {}
+        longest = {}  # every prompt scales, the longest too (its distance from the mean in SDs is kept)
+        if key == "input_tokens" and w.input_max_tokens is not None:
+            longest = {"input_max_tokens": max(value, round(w.input_max_tokens * f))}
+        return dataclasses.replace(sc, workload=dataclasses.replace(w, **{key: value}, **longest)), {}
     return variant
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
 from planner import catalog
+from planner.capped_gamma import min_cap_sd
 from planner.errors import DataFileError, UnsupportedDtypeError
 from planner.inputs.expert_load import ExpertLoad, LoadParams, Policy, load_params, read_counts
 from planner.inputs.files import Dies, Strict, Text, lax, load_file, plain, ranged
@@ -33,6 +34,9 @@ OutputTokens = ranged(int, 2, 10_000_000, "TPOT needs 2 or more; the longest pub
 Cv = ranged(float, 0.0, 10.0, "a coefficient of variation of request lengths; published traces have 0.5-3")
 Weight = ranged(float, 0.0, 1e12, "a relative frequency", open_low=True)
 Histogram = Annotated[list[lax(tuple[InputTokens, Weight])], Field(min_length=1, max_length=1000)]
+# A cap this close to the smallest the capped-gamma model admits (relative, in standard deviations) is refused
+# with it: at the limit the truncated gamma degenerates to a power law and its shape is ill-conditioned.
+CAP_SD_MARGIN = 1e-3
 
 # One MTP draft token accepted with probability 0.7 (DeepSeek-V3 report: 85-90% acceptance of the
 # second token; 0.7 is conservative).  Models without MTP layers run without it.
@@ -51,7 +55,9 @@ MatrixPath = Annotated[str, Field(min_length=1, max_length=4096)]
 
 class WorkloadSection(Strict):
     """Request lengths: a mean and a coefficient of variation, or a histogram of [tokens, weight] pairs
-    (which sets the mean and the CV; the models use those two moments)."""
+    (which sets the mean and the CV; the models use those two moments), and optionally the longest
+    prompt, ``input_max_tokens`` (prompt lengths are then a gamma capped there with that mean and
+    CV: planner/capped_gamma.py; unset, an uncapped gamma)."""
 
     input_tokens: InputTokens = 4096
     output_tokens: OutputTokens = 1024
@@ -60,6 +66,7 @@ class WorkloadSection(Strict):
     cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
     input_histogram: Histogram | None = None
     output_histogram: Histogram | None = None
+    input_max_tokens: InputTokens | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -86,7 +93,32 @@ class WorkloadSection(Strict):
                 raise ValueError(f"{kind}_cv = {getattr(section, f'{kind}_cv')} and {kind}_histogram "
                                  f"(CV {cv:.3g}) are both given; give one of them")
             derived |= {f"{kind}_tokens": n, f"{kind}_cv": cv}
-        return section.model_copy(update=derived) if derived else section
+        section = section.model_copy(update=derived) if derived else section
+        _check_input_cap(section)
+        return section
+
+
+def _check_input_cap(w: WorkloadSection) -> None:
+    """``input_max_tokens`` at or above the mean and every histogram prompt, and far enough above the mean
+    for a capped gamma of ``input_cv`` to exist (planner.capped_gamma.min_cap_sd)."""
+    cap, mean, cv = w.input_max_tokens, w.input_tokens, w.input_cv
+    if cap is None:
+        return
+    of = ", the mean of input_histogram" if w.input_histogram else ""
+    if cap < mean:
+        raise ValueError(f"input_max_tokens = {cap} is below input_tokens = {mean}{of}; give the longest prompt "
+                         "(at least the mean), or leave input_max_tokens out (no cap)")
+    longest = max(t for t, _ in w.input_histogram) if w.input_histogram else 0
+    if longest > cap:
+        raise ValueError(f"input_histogram has prompts of {longest} tokens, more than input_max_tokens = {cap}: "
+                         f"raise input_max_tokens to at least {longest}, or leave it out")
+    need_sd = min_cap_sd(cv) * (1.0 + CAP_SD_MARGIN)
+    if cv > 0 and (cap / mean - 1.0) / cv < need_sd:
+        least = math.ceil(mean * (1.0 + cv * need_sd))
+        raise ValueError(f"input_max_tokens = {cap} is too close to the mean prompt ({mean} tokens{of}) for "
+                         f"input_cv = {cv:.3g}: no gamma capped there has that spread (prompt lengths are a gamma "
+                         f"truncated at the cap with the mean and CV given); give a cap of at least {least} "
+                         "tokens, or leave input_max_tokens out")
 
 
 class PrecisionSection(Strict):
@@ -196,13 +228,22 @@ class ScenarioFile(Strict):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Workload:
-    """Request lengths (mean and coefficient of variation) and the prefix-cache hit rate."""
+    """Request lengths (mean and coefficient of variation, the longest prompt) and the prefix-cache hit rate."""
 
     input_tokens: int
     output_tokens: int
     input_cv: float
     output_cv: float
     cache_hit_rate: float
+    input_max_tokens: int | None = None
+
+    @property
+    def input_cap_sd(self) -> float:
+        """The longest prompt in standard deviations above the mean, ``(max / mean - 1) / cv``; inf: no cap
+        (or ``cv = 0``: every prompt the same length).  Any time linear in the prompt has it too."""
+        if self.input_max_tokens is None or self.input_cv <= 0:
+            return math.inf
+        return (self.input_max_tokens / self.input_tokens - 1.0) / self.input_cv
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -406,11 +447,12 @@ def _check_fits(file: ScenarioFile, model: ModelSpec, hardware: HardwareSpec) ->
     """The question must be one the model and hardware can answer: dies it has, contexts the model takes."""
     _check_pods(file.dies, file.pods, hardware, ("dies", "pods"))
     w = file.workload
-    longest_in = max(t for t, _ in w.input_histogram) if w.input_histogram else w.input_tokens
+    longest_in = w.input_max_tokens or (max(t for t, _ in w.input_histogram) if w.input_histogram else w.input_tokens)
     longest_out = max(t for t, _ in w.output_histogram) if w.output_histogram else w.output_tokens
     limit = model.max_position_embeddings
     if longest_in + longest_out > limit:
-        what = "the longest prompt" if w.input_histogram else "input_tokens"
+        what = ("input_max_tokens" if w.input_max_tokens else "the longest prompt" if w.input_histogram
+                else "input_tokens")
         raise DataFileError(
             f"{what} ({longest_in}) + output ({longest_out}) = {longest_in + longest_out} tokens is more than "
             f"{model.name} takes (max_position_embeddings = {limit})",

@@ -132,7 +132,8 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
     g = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
                    service_s=pre.service_s[pi], servers=pre.slots[pi] * pn, fixed_s=kv + dec.tpot_s[di],
                    sequences=dec.sequences[di] * dn, tpot_s=dec.tpot_s[di], fits=pre.ok[pi] & dec.ok[di],
-                   tpot_slo_s=dec.tpot_slo_s[di], prefill_cv=pre.prefill_cv[pi])
+                   tpot_slo_s=dec.tpot_slo_s[di], prefill_cv=pre.prefill_cv[pi],
+                   input_cap_sd=scenario.workload.input_cap_sd)
     return g.goodput_per_s
 
 
@@ -194,7 +195,7 @@ def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: 
                                         service_s=service, servers=slots * n, sequences=dec.sequences[rows] * n,
                                         tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
                                         tpot_rate_per_s=dec.rate_per_s[rows] * n, prefill_cv=cv,
-                                        output_cv=w.output_cv)
+                                        output_cv=w.output_cv, input_cap_sd=w.input_cap_sd)
 
     return dec.pair_rates(rows, n, price)
 

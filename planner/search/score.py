@@ -279,4 +279,4 @@ def prefill_rates(scenario: Scenario, service_s: np.ndarray, servers: np.ndarray
                   prefill_cv: np.ndarray) -> np.ndarray:
     """Largest request rate with TTFT(p) <= SLO for M/G/c pools, (N,) (planner.goodput)."""
     return gp.ttft_limited_rate_per_s(scenario.slo, scenario.workload.input_cv, service_s, servers, fixed_s,
-                                      prefill_cv)
+                                      prefill_cv, scenario.workload.input_cap_sd)
