@@ -86,17 +86,18 @@ def test_a_far_cap_is_the_gamma_and_no_cap_is_bit_for_bit_the_gamma() -> None:
 
 
 def test_uncapped_queueing_equals_the_code_before_the_cap_bit_for_bit() -> None:
-    # values the functions returned before input_max_tokens existed (planner/queueing.py at 451a43b)
-    assert float(mgc_wait_plus_gamma_quantile_s(0.99, 0.3, 1.0, 0.2, 4.0, 2.0, 0.43)) == 4.520671227961598
-    assert float(mgc_wait_plus_gamma_quantile_s(0.9, 3.0, 1.0, 0.5, 4, 1.0, 0.4)) == 2.3548340186026286
+    # values the functions returned before input_max_tokens existed (planner/queueing.py at 8302c9d, after
+    # the M/D/c correction of the wait and before the cap)
+    assert float(mgc_wait_plus_gamma_quantile_s(0.99, 0.3, 1.0, 0.2, 4.0, 2.0, 0.43)) == 4.520788761027664
+    assert float(mgc_wait_plus_gamma_quantile_s(0.9, 3.0, 1.0, 0.5, 4, 1.0, 0.4)) == 2.3782866927682806
     assert float(mgc_wait_plus_gamma_quantile_s(0.99, 10.0, 0.5, 0.1, 32, 3.0, 0.8)) == 11.13129590775433
     assert float(max_arrival_rate_per_s(3.0, 0.99, 1.0, 0.2, 4.0, 40, extra_mean_s=1.0, extra_cv=0.43)) == \
-        2.7174210005070236
+        2.6690418681331334
     assert float(max_arrival_rate_per_s(6.0, 0.99, 2.0, 0.145, 16.0, 40, extra_mean_s=1.0, extra_cv=0.43)) == \
-        7.499678394598973
+        7.488387976669793
     assert float(gamma_quantile(0.99, 2.0, 0.431)) == 4.527614545428594
     assert float(mgc_wait_plus_gamma_quantile_s(0.99, 0.3, 1.0, 0.2, 4.0, 2.0, 0.43, extra_cap_sd=np.inf)) == \
-        4.520671227961598
+        4.520788761027664
 
 
 @pytest.mark.parametrize(("lam", "servers", "p"), [(0.3, 4.0, 0.99), (1.8, 4.0, 0.9), (12.0, 16.0, 0.99)])
