@@ -413,22 +413,27 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     # chunked prefill: a prompt takes a batch slot before its first chunk (planner.goodput, "Admission")
     residence = w.output_tokens * float(tpots[-1]) if not MODES[ev.layout.mode].prefill_pool else None
 
-    def ttft_at(p: float) -> TtftBreakdown:
-        fixed = side.kv_transfer_s + first
-        total, prefill = (_f(x) for x in gp.ttft_parts_s(
-            p / 100.0, w.input_cv, rate_per_s, side.service_s, side.servers, fixed, side.prefill_cv,
-            sequences=None if residence is None else float(seqs), residence_s=residence, residence_cv=w.output_cv,
-            input_cap_sd=w.input_cap_sd))
+    fixed = side.kv_transfer_s + first
+    # every reported TTFT percentile and the SLO's in one vector call (elementwise: each is what a
+    # call of its own gives)
+    levels = (slo.ttft_percentile, *_percentiles(slo.ttft_percentile))
+    totals, prefills = (np.broadcast_to(np.asarray(x, dtype=float), (len(levels),)) for x in gp.ttft_parts_s(
+        np.array(levels) / 100.0, w.input_cv, rate_per_s, side.service_s, side.servers, fixed, side.prefill_cv,
+        sequences=None if residence is None else float(seqs), residence_s=residence, residence_cv=w.output_cv,
+        input_cap_sd=w.input_cap_sd))
+
+    def ttft_at(i: int) -> TtftBreakdown:
+        total, prefill = float(totals[i]), float(prefills[i])
         total = np.inf if saturated else total
-        return TtftBreakdown(percentile=p, queueing_s=total - fixed - prefill, prefill_s=prefill,
+        return TtftBreakdown(percentile=levels[i], queueing_s=total - fixed - prefill, prefill_s=prefill,
                              kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first, total_s=total)
 
-    ttft_slo = ttft_at(slo.ttft_percentile).total_s
+    ttft_slo = ttft_at(0).total_s
     tpot_stat = tpot if slo.tpot_percentile is None else tpot_q(slo.tpot_percentile)
     return LoadPoint(
         rate_requests_per_s=rate_per_s, decode_batch_per_die=batch, tpot_mean_s=tpot,
         tpot=tuple(Quantile(percentile=p, value_s=tpot_q(p)) for p in _percentiles(slo.tpot_percentile)),
-        ttft=tuple(ttft_at(p) for p in _percentiles(slo.ttft_percentile)), ttft_slo_s=slo.ttft_s,
+        ttft=tuple(ttft_at(i) for i in range(1, len(levels))), ttft_slo_s=slo.ttft_s,
         tpot_slo_s=slo.tpot_s, ttft_at_slo_percentile_s=ttft_slo, tpot_at_slo_statistic_s=tpot_stat,
         meets_ttft_slo=bool(ttft_slo <= slo.ttft_s * (1 + 1e-9)),
         meets_tpot_slo=bool(tpot_stat <= slo.tpot_s * (1 + 1e-9)) and saturated != "decode",
