@@ -492,6 +492,21 @@ class OccupancyCurve:
                               output_tokens=self.output_tokens, tokens_per_step=self.tokens_per_step,
                               draft_tokens=self.draft_tokens, acceptance=self.acceptance)
 
+    def segment(self, seg: Array) -> OccupancyCurve:
+        """The curve cut to one segment per row, points ``seg`` and ``seg + 1``: (N, 2) arrays, the same
+        values (a bisection on that segment reads them, with ``seg = 0``, without gathering the grid)."""
+        r = np.arange(len(seg))
+
+        def two(a):
+            a = None if a is None else np.asarray(a, dtype=float)
+            return None if a is None else np.stack([a[r, seg], a[r, seg + 1]], axis=1)
+        return OccupancyCurve(batches=two(self.batches), step_s=two(self.step_s), plain_step_s=two(self.plain_step_s),
+                              chunk_step_s=two(self.chunk_step_s), cap=self.cap, attention_dies=self.attention_dies,
+                              tp=self.tp, chunk_tokens=self.chunk_tokens, groups=self.groups,
+                              new_tokens=self.new_tokens, output_tokens=self.output_tokens,
+                              tokens_per_step=self.tokens_per_step, draft_tokens=self.draft_tokens,
+                              acceptance=self.acceptance)
+
     def tpot_s(self, q: float | None, batch: Array, seg: Array | None = None) -> tuple[Array, Array]:
         """(mean TPOT, its q-quantile over requests) at ``batch`` sequences per attention die, (N,) each.
 
@@ -566,12 +581,13 @@ class OccupancyCurve:
         out[crossing & (j == 0)] = 0.0
         rows = np.flatnonzero(crossing & (j > 0))
         if len(rows):
-            sub = self.take(rows)
             seg = j[rows] - 1
+            sub = self.take(rows).segment(seg)  # the one segment each row bisects on: (M, 2) arrays
             lo, hi = grid[rows, seg], grid[rows, seg + 1]
+            first = np.zeros(len(rows), dtype=np.int64)
             for _ in range(BISECTION_STEPS):
                 mid = 0.5 * (lo + hi)
-                good = sub.tpot_s(q, mid, seg)[1] <= slo.tpot_s
+                good = sub.tpot_s(q, mid, first)[1] <= slo.tpot_s
                 lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
             out[rows] = lo
         return out
