@@ -425,11 +425,13 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     rho_max = 1.0 - STABILITY_MARGIN
     lo, hi = np.zeros_like(budget_s), np.full_like(budget_s, rho_max)
     with np.errstate(all="ignore"):
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            ok = meets_budget(mid)
-            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-        rho = np.where(meets_budget(np.full_like(budget_s, rho_max)), rho_max, lo)
+        at_max = meets_budget(np.full_like(budget_s, rho_max))
+        if not np.all(at_max):  # where even the stability limit meets the budget the bisection is moot
+            for _ in range(iterations):
+                mid = 0.5 * (lo + hi)
+                ok = meets_budget(mid)
+                lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        rho = np.where(at_max, rho_max, lo)
     rho = np.where(budget_s >= 0.0, rho, 0.0)
     return rho * c / s
 
