@@ -145,12 +145,14 @@ def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array,
     The prefill part is the q-quantile prompt's own prefill; the rest of the quantile is queueing.
     """
     svc = np.asarray(service_s, dtype=float)
+    # the quantile's bisection on t (between bounds within a few x of each other): 2**-40 ~ 1e-12 relative
     total = queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, svc, input_cv**2, servers, svc, prefill_cv,
-                                                    extra_cap_sd=input_cap_sd)
+                                                    iterations=BISECTION_STEPS, extra_cap_sd=input_cap_sd)
     if sequences is not None:
         total = np.maximum(total, queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, residence_s,
                                                                           residence_cv**2, sequences, svc,
-                                                                          prefill_cv, extra_cap_sd=input_cap_sd))
+                                                                          prefill_cv, iterations=BISECTION_STEPS,
+                                                                          extra_cap_sd=input_cap_sd))
     return (total + np.asarray(fixed_s, dtype=float),
             queueing.gamma_quantile(q, svc, prefill_cv, input_cap_sd))
 
