@@ -453,18 +453,10 @@ def tpot_limited_rate_per_s(ev: Evaluation) -> np.ndarray:
     return np.where(bool(ev.decode.fits[0]), rate, 0.0)
 
 
-def layout_goodput(ev: Evaluation) -> GoodputPoint:
-    """Goodput of the layout (planner.goodput with N = 1), and TTFT and TPOT where it runs there.
-
-    The goodput charges the first decode step at the full batch's TPOT (an upper bound that keeps
-    the search separable: it prices every pair that way); TTFT and TPOT are then reported where
-    the layout runs at that rate (:func:`load_point`), so ``evaluate --rate <goodput>`` gives the
-    same numbers.
-    """
-    if not priced_whole(ev):
-        return pool_alone_goodput(ev)
+def _goodput_inputs(ev: Evaluation) -> tuple[tuple, dict]:
+    """(the scalar arguments, the (1,) array arguments) of ``planner.goodput.goodput`` for a layout priced
+    whole: layouts with equal scalars can be priced in one vector call (:func:`layout_goodputs`)."""
     sc, env, d = ev.scenario, ev.env, ev.layout.decode
-    slo = sc.slo
     tpot = _f(ev.decode.step_s) / env.tokens_per_step
     fits = bool(ev.decode.fits[0]) and (ev.prefill is None or bool(ev.prefill.fits[0]))
     side = prefill_side(ev)
@@ -472,13 +464,63 @@ def layout_goodput(ev: Evaluation) -> GoodputPoint:
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
     tpot_stat = tpot_slo_statistic_s(ev, tpot)
     chunked = not MODES[ev.layout.mode].prefill_pool
-    g = gp.goodput(slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
-                   service_s=np.array([side.service_s]), servers=np.array([side.servers]), fixed_s=np.array([fixed]),
-                   sequences=np.array([float(seqs)]), tpot_s=np.array([tpot]), fits=np.array([fits]),
-                   tpot_slo_s=np.array([tpot_stat]), admission=chunked,
-                   prefill_cv=np.array([side.prefill_cv]), output_cv=sc.workload.output_cv,
-                   tpot_rate_per_s=d.instances * tpot_limited_rate_per_s(ev) if chunked else None,
-                   input_cap_sd=sc.workload.input_cap_sd)
+    scalars = (sc.slo, sc.workload.input_cv, sc.workload.output_tokens, chunked, sc.workload.output_cv,
+               sc.workload.input_cap_sd)
+    arrays = {"service_s": np.array([side.service_s]), "servers": np.array([side.servers]),
+              "fixed_s": np.array([fixed]), "sequences": np.array([float(seqs)]), "tpot_s": np.array([tpot]),
+              "fits": np.array([fits]), "tpot_slo_s": np.array([tpot_stat]), "prefill_cv": np.array([side.prefill_cv])}
+    if chunked:
+        arrays["tpot_rate_per_s"] = np.asarray(d.instances * tpot_limited_rate_per_s(ev), dtype=float).reshape(1)
+    return scalars, arrays
+
+
+def _goodput_of(scalars: tuple, arrays: dict) -> gp.GoodputArrays:
+    slo, input_cv, output_tokens, chunked, output_cv, cap = scalars
+    return gp.goodput(slo, input_cv=input_cv, output_tokens=output_tokens, admission=chunked, output_cv=output_cv,
+                      input_cap_sd=cap, **arrays)
+
+
+def layout_goodputs(evs: list[Evaluation]) -> list[GoodputPoint]:
+    """:func:`layout_goodput` of each, the goodputs of layouts with the same scenario scalars priced in one
+    vector call (elementwise: each is what a call of its own gives)."""
+    out: list[GoodputPoint | None] = [None] * len(evs)
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for i, ev in enumerate(evs):
+        if not priced_whole(ev):
+            out[i] = pool_alone_goodput(ev)
+            continue
+        scalars, arrays = _goodput_inputs(ev)
+        key = (*scalars, tuple(sorted(arrays)))
+        groups.setdefault(key, []).append((i, scalars, arrays))
+    for members in groups.values():
+        scalars = members[0][1]
+        names = list(members[0][2])
+        g = _goodput_of(scalars, {n: np.concatenate([m[2][n] for m in members]) for n in names})
+        for j, (i, _, _) in enumerate(members):
+            cut = slice(j, j + 1)
+            one = gp.GoodputArrays(goodput_per_s=g.goodput_per_s[cut], prefill_rate_per_s=g.prefill_rate_per_s[cut],
+                                   decode_rate_per_s=g.decode_rate_per_s[cut], binding=g.binding[cut])
+            out[i] = layout_goodput(evs[i], one)
+    return out  # type: ignore[return-value]
+
+
+def layout_goodput(ev: Evaluation, priced: gp.GoodputArrays | None = None) -> GoodputPoint:
+    """Goodput of the layout (planner.goodput with N = 1), and TTFT and TPOT where it runs there.
+
+    The goodput charges the first decode step at the full batch's TPOT (an upper bound that keeps
+    the search separable: it prices every pair that way); TTFT and TPOT are then reported where
+    the layout runs at that rate (:func:`load_point`), so ``evaluate --rate <goodput>`` gives the
+    same numbers.  ``priced``: its goodput arrays already priced (:func:`layout_goodputs`).
+    """
+    if not priced_whole(ev):
+        return pool_alone_goodput(ev)
+    sc, env, d = ev.scenario, ev.env, ev.layout.decode
+    slo = sc.slo
+    tpot = _f(ev.decode.step_s) / env.tokens_per_step
+    fits = bool(ev.decode.fits[0]) and (ev.prefill is None or bool(ev.prefill.fits[0]))
+    seqs = d.instances * ev.layout.decode_attention_dies * d.batch
+    tpot_stat = tpot_slo_statistic_s(ev, tpot)
+    g = priced if priced is not None else _goodput_of(*_goodput_inputs(ev))
     rate, decode_rate = _f(g.goodput_per_s), _f(g.decode_rate_per_s)
     prefill_rate, binding = _f(g.prefill_rate_per_s), gp.BINDING[int(g.binding[0])]
     if not fits:  # name the pool that does not fit; each capacity is its own pool's (0 if it does not fit)

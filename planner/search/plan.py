@@ -14,7 +14,14 @@ import numpy as np
 
 from planner import goodput as gp
 from planner.errors import PlannerError
-from planner.evaluate import GoodputPoint, evaluate, layout_goodput, place_layout, priced_curves, priced_whole
+from planner.evaluate import (
+    GoodputPoint,
+    evaluate,
+    layout_goodputs,
+    place_layout,
+    priced_curves,
+    priced_whole,
+)
 from planner.inputs.layout import Layout, Mode, own_scenario, parse_layout
 from planner.inputs.scenario import Scenario
 from planner.modes import ALL_MODES, MODES
@@ -104,8 +111,10 @@ def _exact(listed: dict[str, tuple[Mode, Layout, float]], scenario: Scenario) ->
             for key, curve in zip(part, priced_curves([evs[k] for k in part]), strict=True):
                 evs[key] = replace(evs[key], curve=curve)
     found = {}
+    keys = list(listed)
+    points = dict(zip(keys, layout_goodputs([evs[k] for k in keys]), strict=True))
     for key, (mode, layout, rate) in listed.items():
-        metrics = layout_goodput(evs[key])
+        metrics = points[key]
         if metrics.meets_slo:
             found[key] = Planned(mode=mode, layout=layout, metrics=metrics, search_goodput_per_s=rate)
     return found

@@ -135,3 +135,22 @@ def test_curves_priced_together_are_each_curve_priced_alone(example):
         for f in dataclasses.fields(alone):
             a, b = getattr(steps, f.name), getattr(alone, f.name)
             assert (a is None and b is None) or np.array_equal(a, b), f.name
+
+
+def test_layouts_priced_together_equal_each_priced_alone():
+    # plan's exact pricing (planner.search.plan._exact) prices the listed layouts' goodputs in one vector
+    # call per scenario; each must be what its own call gives, to the bit: two CloudMatrix384 layouts
+    # (pd and transformerless, one group), a collocated H100 one (another group, chunked prefill).
+    from planner.evaluate import layout_goodputs
+    from planner.inputs.layout import load_layout
+
+    names = ("deepseek-v3-cloudmatrix384-pd", "deepseek-v3-cloudmatrix384-transformerless",
+             "llama-3.1-70b-h100-collocated")
+    evs = []
+    for name in names:
+        layout = load_layout(f"examples/{name}.toml")
+        evs.append(evaluate(layout, resolve_scenario(layout.scenario), "test"))
+    together = layout_goodputs(evs)
+    alone = [layout_goodput(ev) for ev in evs]
+    assert together == alone  # dataclasses: every field equal (floats to the bit)
+    assert all(p.goodput_requests_per_s > 0 for p in alone)
