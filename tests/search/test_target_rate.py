@@ -12,7 +12,7 @@ from planner.inputs.scenario import build_scenario, scenario_overrides
 from planner.modes import MODES
 from planner.search import space
 from planner.search.combine import admissible
-from planner.search.plan import plan
+from planner.search.plan import _chunked_side, plan
 from planner.search.score import score_decode, score_prefill
 from planner.serving.context import Env
 
@@ -47,12 +47,14 @@ def _smallest_serving(scenario, rate: float, below: int) -> list[tuple[str, int,
             if not len(rows):
                 continue
             if not entry.prefill_pool:
-                tp = dec.knob("tp", rows)
-                slots, fw = gp.request_slots(tp, dec.knob("prefill_chunk_tokens", rows), w.input_tokens,
-                                             dec.dies[rows] / tp)
-                g = gp.goodput(slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
-                               service_s=dec.chunk_step_s[rows] * fw, servers=slots * n_d, fixed_s=np.zeros(len(rows)),
-                               sequences=dec.sequences[rows] * n_d, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows])
+                # chunked prefill as the model prices it: the wait for a batch slot, TPOT at the occupancy
+                # the slots keep (planner.goodput.goodput with admission and tpot_rate_per_s)
+                service, slots, cv = _chunked_side(scenario, dec, rows)
+                g = gp.goodput(slo, input_cv=w.input_cv, output_tokens=w.output_tokens, service_s=service,
+                               servers=slots * n_d, fixed_s=np.zeros(len(rows)), sequences=dec.sequences[rows] * n_d,
+                               tpot_s=dec.tpot_s[rows], fits=dec.ok[rows], admission=True, prefill_cv=cv,
+                               output_cv=w.output_cv, tpot_rate_per_s=dec.rate_per_s[rows] * n_d,
+                               input_cap_sd=w.input_cap_sd)
                 hit = rows[g.goodput_per_s >= rate]
                 found += [(mode.value, int(dec.dies[i] * n_d), rate) for i in hit]
                 continue
