@@ -523,26 +523,29 @@ class OccupancyCurve:
         if seg is None:
             valid = np.isfinite(grid).sum(axis=1)
             seg = np.clip((grid <= b[:, None]).sum(axis=1) - 1, 0, valid - 2)
-        r = np.arange(n)
-        b0, b1 = grid[r, seg], grid[r, seg + 1]
+        # the segment's two points of every row, gathered by flat index (row-major: row * K + column)
+        i0 = np.arange(n) * grid.shape[1] + seg
+        i1 = i0 + 1
+        b0, b1 = np.take(grid, i0), np.take(grid, i1)
         w = (b - b0) / (b1 - b0)
 
-        def lerp(a):
+        def ends(a):
             a = np.asarray(a, dtype=float)
-            return a[r, seg] + w * (a[r, seg + 1] - a[r, seg])
+            return np.take(a, i0), np.take(a, i1)
 
-        step = np.asarray(self.step_s, dtype=float)
-        tpot = lerp(step) / self.tokens_per_step
+        def lerp(a0, a1):
+            return a0 + w * (a1 - a0)
+
+        s0, s1 = ends(self.step_s)
+        tpot = lerp(s0, s1) / self.tokens_per_step
         chunk = None
-        if self.chunk_step_s is None:
-            s0, s1 = step[r, seg], step[r, seg + 1]
-        else:
-            plain, full = np.asarray(self.plain_step_s, dtype=float), np.asarray(self.chunk_step_s, dtype=float)
+        if self.chunk_step_s is not None:
+            (p0, p1), (c0, c1) = ends(self.plain_step_s), ends(self.chunk_step_s)
             f = chunk_fraction(b, self.chunk_tokens, groups=self.groups, new_tokens=self.new_tokens,
                                output_tokens=self.output_tokens, tokens_per_step=self.tokens_per_step)
-            s0 = chunked_step_s(plain[r, seg], full[r, seg], f)
-            s1 = chunked_step_s(plain[r, seg + 1], full[r, seg + 1], f)
-            chunk = ChunkTerms.of(plain_step_s=lerp(plain), chunk_step_s=lerp(full), fraction=f, tp=self.tp,
+            s0 = chunked_step_s(p0, c0, f)
+            s1 = chunked_step_s(p1, c1, f)
+            chunk = ChunkTerms.of(plain_step_s=lerp(p0, p1), chunk_step_s=lerp(c0, c1), fraction=f, tp=self.tp,
                                   chunk_tokens=self.chunk_tokens, new_tokens=self.new_tokens)
         if q is None:
             return tpot, tpot
