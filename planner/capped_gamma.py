@@ -49,8 +49,10 @@ ArrayLike = np.ndarray | float
 _STEPS = 60
 # Newton steps of :func:`_solve` (converged in ~6 from the uncapped gamma for caps >= ~1.2x the smallest).
 _NEWTON_STEPS = 12
-# Solved (k, y) by (cv, cap_sd): a plan asks for the same few prefill CVs at one cap many times.
+# Solved (k, y) by (cv, cap_sd): a plan asks for the same few prefill CVs at one cap many times.  Emptied
+# when it reaches _SOLVED_MAX entries, so a long-lived process (a test session, a service) stays bounded.
 _SOLVED: dict[tuple[float, float], tuple[float, float]] = {}
+_SOLVED_MAX = 4096
 
 
 def min_cap_sd(cv: float) -> float:
@@ -154,6 +156,8 @@ def shape_and_cap_rate(cv: ArrayLike, cap_sd: ArrayLike) -> tuple[Array, Array]:
         if np.any(new[:, 1] <= [min_cap_sd(c) for c in new[:, 0]]):
             raise ValueError("a cap closer to the mean than min_cap_sd(cv): no gamma capped there has that CV")
         ks, ys = _solve(new[:, 0], new[:, 1])
+        if len(_SOLVED) + len(new) > _SOLVED_MAX:
+            _SOLVED.clear()
         pairs_new = zip(new.tolist(), ks.tolist(), ys.tolist(), strict=True)
         _SOLVED.update({(a, b): (kk, yy) for (a, b), kk, yy in pairs_new})
     solved = np.array([_SOLVED[(a, b)] for a, b in pairs.tolist()])[index.reshape(-1)]
