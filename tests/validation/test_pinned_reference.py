@@ -49,3 +49,17 @@ def test_pinned_copy_matches_shared(name: str) -> None:
     else:
         stale = sorted(rid for rid, row in pinned.items() if reference.get(rid) != row)
         assert not stale, f"pinned rows differ from {source}: {stale}"
+
+
+@pytest.mark.shared
+def test_every_reference_system_row_is_used_or_excluded_with_a_reason() -> None:
+    """measurements/validation.json accounts for every row of the reference file: predicted, or
+    listed under ``excluded`` with the reason (so a new reference row cannot be silently left out)."""
+    source = SHARED / "validation_public.json"
+    if not source.is_file():
+        pytest.skip(f"{source} not present (research notes beside the repository)")
+    data = json.loads((ROOT / "measurements" / "validation.json").read_text(encoding="utf-8"))
+    accounted = {r["id"] for r in data["rows"]} | {e["id"] for e in data["excluded"]}
+    reference = set(_rows(source))
+    assert reference - accounted == set(), "add these rows to validation.json, or to its excluded list with a reason"
+    assert accounted - reference == set(), "validation.json names rows the reference does not have"

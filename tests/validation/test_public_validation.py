@@ -59,6 +59,15 @@ def test_row_within_its_band(table, row_id):
         f"{row_id}: error {r['error']:+.1%} outside +-{r['tolerance']:.0%} ({r['band_reason']})"
 
 
+def test_every_left_out_reference_row_says_why():
+    data = json.loads((ROOT / "measurements" / "validation.json").read_text(encoding="utf-8"))
+    excluded = [e["id"] for e in data["excluded"]]
+    assert len(set(excluded)) == len(excluded)
+    assert not set(excluded) & {r["id"] for r in data["rows"]}, "a row is both used and excluded"
+    for entry in data["excluded"]:
+        assert len(entry["reason"]) > 40, entry["id"]
+
+
 def test_every_row_states_its_band():
     for row in load_rows():
         assert 0 < row["tolerance"] < 1 and len(row["band_reason"]) > 60, row["id"]
