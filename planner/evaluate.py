@@ -226,31 +226,32 @@ class PrefillSide:
     servers: float
     kv_transfer_s: float
     first_step: bool  # the first decode step adds to TTFT (a separate prefill pool)
-    prefill_cv: float  # CV of a request's own prefill time (planner.goodput.prefill_cv)
+    quantum_s: float  # entering and leaving at step boundaries, at zero load (planner.goodput.prefill_queue)
+    quantum_load_s: float  # its part growing with the prefill stream's utilization
 
 
 def prefill_side(ev: Evaluation) -> PrefillSide:
     env, lay = ev.env, ev.layout
     if not MODES[lay.mode].prefill_pool:
         d = lay.decode
-        slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env.new_input_tokens,  # type: ignore
-                                           d.dies_per_instance / d.tp)
-        cv = _f(gp.prefill_cv(ev.scenario.workload.input_cv, d.tp, d.prefill_chunk_tokens,  # type: ignore
-                              env.new_input_tokens))
-        # a request in prefill rides ``forwards`` steps that each carry a chunk
-        return PrefillSide(service_s=float(forwards[()] * _f(ev.decode.chunk_step_s)),
-                           servers=float(slots[()] * d.instances),
-                           kv_transfer_s=0.0, first_step=False, prefill_cv=cv)
+        # a token stream per TP group whose forward is a step carrying a chunk
+        service, slots, quantum, load = gp.prefill_queue(d.tp, d.prefill_chunk_tokens,  # type: ignore
+                                                         env.new_input_tokens, d.dies_per_instance / d.tp,
+                                                         _f(ev.decode.chunk_step_s), _f(ev.decode.plain_step_s))
+        return PrefillSide(service_s=_f(service), servers=_f(slots) * d.instances,
+                           kv_transfer_s=0.0, first_step=False, quantum_s=_f(quantum), quantum_load_s=_f(load))
     p = lay.prefill
     assert p is not None and ev.prefill is not None
-    slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
-    service, servers = float(forwards[()] * _f(ev.prefill.step_s)), float(slots[()] * p.instances)
-    cv = _f(gp.prefill_cv(ev.scenario.workload.input_cv, p.tp, p.batch_tokens, env.new_input_tokens))
+    svc, slots, q, qload = gp.prefill_queue(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp,
+                                            _f(ev.prefill.step_s))
+    service, servers, quantum, load = _f(svc), _f(slots) * p.instances, _f(q), _f(qload)
     if lay.decode is None:  # a prefill pool priced alone: the hand-off and first step belong to the decode pool
-        return PrefillSide(service_s=service, servers=servers, kv_transfer_s=0.0, first_step=False, prefill_cv=cv)
+        return PrefillSide(service_s=service, servers=servers, kv_transfer_s=0.0, first_step=False, quantum_s=quantum,
+                           quantum_load_s=load)
     kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
                          decode_tp=lay.decode.tp, same_pod=ev.placement.same_pod, p2p_s=env.calls.p2p_s)
-    return PrefillSide(service_s=service, servers=servers, kv_transfer_s=_f(kv), first_step=True, prefill_cv=cv)
+    return PrefillSide(service_s=service, servers=servers, kv_transfer_s=_f(kv), first_step=True, quantum_s=quantum,
+                       quantum_load_s=load)
 
 
 # Batch points of the TPOT(b) curve the decode fixed point is solved on (one vector call).
@@ -411,21 +412,24 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     first = (tpot if first_step_tpot_s is None else first_step_tpot_s) if side.first_step else 0.0
 
     # chunked prefill: a prompt takes a batch slot before its first chunk (planner.goodput, "Admission")
-    residence = w.output_tokens * float(tpots[-1]) if not MODES[ev.layout.mode].prefill_pool else None
+    residence = (float(gp.slot_residence_s(w.output_tokens, float(tpots[-1]), side.service_s))
+                 if not MODES[ev.layout.mode].prefill_pool else None)
 
-    fixed = side.kv_transfer_s + first
+    fixed = side.kv_transfer_s + first + side.quantum_s
     # every reported TTFT percentile and the SLO's in one vector call (elementwise: each is what a
     # call of its own gives)
     levels = (slo.ttft_percentile, *_percentiles(slo.ttft_percentile))
     totals, prefills = (np.broadcast_to(np.asarray(x, dtype=float), (len(levels),)) for x in gp.ttft_parts_s(
-        np.array(levels) / 100.0, w.input_cv, rate_per_s, side.service_s, side.servers, fixed, side.prefill_cv,
+        np.array(levels) / 100.0, w.input_cv, rate_per_s, side.service_s, side.servers, fixed, w.input_cv,
         sequences=None if residence is None else float(seqs), residence_s=residence, residence_cv=w.output_cv,
-        input_cap_sd=w.input_cap_sd))
+        input_cap_sd=w.input_cap_sd, quantum_load_s=side.quantum_load_s))
 
     def ttft_at(i: int) -> TtftBreakdown:
         total, prefill = float(totals[i]), float(prefills[i])
         total = np.inf if saturated else total
-        return TtftBreakdown(percentile=levels[i], queueing_s=total - fixed - prefill, prefill_s=prefill,
+        # the quantum (entering and leaving at forward boundaries) is shown with the own prefill
+        return TtftBreakdown(percentile=levels[i], queueing_s=total - fixed - prefill,
+                             prefill_s=prefill + side.quantum_s,
                              kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first, total_s=total)
 
     ttft_slo = ttft_at(0).total_s
@@ -460,7 +464,7 @@ def _goodput_inputs(ev: Evaluation) -> tuple[tuple, dict]:
     tpot = _f(ev.decode.step_s) / env.tokens_per_step
     fits = bool(ev.decode.fits[0]) and (ev.prefill is None or bool(ev.prefill.fits[0]))
     side = prefill_side(ev)
-    fixed = side.kv_transfer_s + (tpot if side.first_step else 0.0)
+    fixed = side.kv_transfer_s + (tpot if side.first_step else 0.0) + side.quantum_s
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
     tpot_stat = tpot_slo_statistic_s(ev, tpot)
     chunked = not MODES[ev.layout.mode].prefill_pool
@@ -468,7 +472,8 @@ def _goodput_inputs(ev: Evaluation) -> tuple[tuple, dict]:
                sc.workload.input_cap_sd)
     arrays = {"service_s": np.array([side.service_s]), "servers": np.array([side.servers]),
               "fixed_s": np.array([fixed]), "sequences": np.array([float(seqs)]), "tpot_s": np.array([tpot]),
-              "fits": np.array([fits]), "tpot_slo_s": np.array([tpot_stat]), "prefill_cv": np.array([side.prefill_cv])}
+              "fits": np.array([fits]), "tpot_slo_s": np.array([tpot_stat]),
+              "quantum_load_s": np.array([side.quantum_load_s])}
     if chunked:
         arrays["tpot_rate_per_s"] = np.asarray(d.instances * tpot_limited_rate_per_s(ev), dtype=float).reshape(1)
     return scalars, arrays
@@ -577,17 +582,20 @@ def pool_alone_goodput(ev: Evaluation) -> GoodputPoint:
     side = prefill_side(ev)
     service, servers = side.service_s, side.servers
     fits = bool(ev.prefill.fits[0])
-    rate = _f(gp.ttft_limited_rate_per_s(slo, w.input_cv, np.array([service]), np.array([servers]), np.zeros(1),
-                                         np.array([side.prefill_cv]), w.input_cap_sd))
+    rate = _f(gp.ttft_limited_rate_per_s(slo, w.input_cv, np.array([service]), np.array([servers]),
+                                         np.array([side.quantum_s]), None, w.input_cap_sd,
+                                         np.array([side.quantum_load_s])))
     rate = rate if fits else 0.0
     binding = ("memory: the prefill pool does not fit" if not fits else
                "ttft" if rate <= 0 else "prefill alone (ttft: waiting + prefill)")
     breakdown = None
     if rate > 0:
         total, prefill = (_f(x) for x in gp.ttft_parts_s(slo.ttft_percentile / 100.0, w.input_cv, rate, service,
-                                                          servers, 0.0, side.prefill_cv,
-                                                          input_cap_sd=w.input_cap_sd))
-        breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=total - prefill, prefill_s=prefill,
+                                                          servers, side.quantum_s, w.input_cv,
+                                                          input_cap_sd=w.input_cap_sd,
+                                                          quantum_load_s=side.quantum_load_s))
+        breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=total - side.quantum_s - prefill,
+                                  prefill_s=prefill + side.quantum_s,
                                   kv_transfer_s=0.0, first_decode_step_s=0.0, total_s=total)
     return GoodputPoint(goodput_requests_per_s=rate, **_per_die(ev, rate),
                         ttft_s=breakdown.total_s if breakdown else None, tpot_s=None, tpot_at_layout_batch_s=None,

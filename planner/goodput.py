@@ -3,21 +3,22 @@
 One vectorized model, called by the search with N candidate layouts and by ``planner evaluate``
 with N = 1, so both report the same number for the same layout (a property test checks it).
 
-Prefill side (an M/G/c queue per pool)
-    A TP group of ``tp`` dies prefills ``k = tp * tokens_per_die / new_tokens`` requests per
-    forward.  ``k >= 1``: ``floor(k)`` request slots, each served in one forward; ``k < 1``: one
-    slot whose request takes ``ceil(1/k)`` forwards (chunked).  Servers = slots x groups x
-    instances; service time = forwards x forward time.  TTFT = wait + the request's own prefill +
-    fixed, where fixed = KV hand-off + first decode step (pd and transformerless) or 0
-    (collocated: the first token comes out of the chunk's step; a forward is a decode step
-    carrying a chunk, see "chunked prefill" below).  Its SLO percentile is that of the sum: the
-    own prefill is gamma with the mean service and the CV of :func:`prefill_cv` (a prompt at the
-    99th percentile of MLPerf Llama-3.1-405B's lengths, CV 0.43, takes ~2.3x the mean's chunk
-    steps; ~2.0x capped at the dataset's longest prompt: planner.capped_gamma), independent of the
-    wait (FIFO).  Not the waiting quantile plus the mean service,
-    which sits ~35% under the p90 of step-level simulations of chunked prefill with such prompts
-    (tests/validation/test_tpot_distribution_des.py; the sum's quantiles are within 5% at p50 and
-    p90 there).
+Prefill side (a token stream per TP group: :func:`prefill_queue`)
+    A TP group of ``tp`` dies takes ``tp * tokens_per_die`` prompt tokens per forward, filled FCFS
+    from the waiting prompts (a prompt split across forwards, several sharing one).  Servers =
+    groups x instances; service time = ``new_tokens / (tp tokens_per_die)`` forwards.  TTFT = wait +
+    the request's own prefill + one forward (entering at a forward boundary, leaving at the end of
+    the forward with its last token) + fixed, where fixed = KV hand-off + first decode step (pd
+    and transformerless) or 0 (collocated: the first token comes out of the chunk's step; a
+    forward is a decode step carrying a chunk, see "chunked prefill" below).  Its SLO percentile
+    is that of the sum: the own prefill is gamma with the mean service and the prompt length's CV
+    (a prompt at the 99th percentile of MLPerf Llama-3.1-405B's lengths, CV 0.43, takes ~2.3x the
+    mean's forwards; ~2.0x capped at the dataset's longest prompt: planner.capped_gamma),
+    independent of the wait (FIFO).  Not the waiting quantile plus the mean service, which sits
+    ~35% under the p90 of step-level simulations of chunked prefill with such prompts
+    (tests/validation/test_tpot_distribution_des.py).  Not whole forwards per prompt either (a
+    slot per prompt, ``ceil`` forwards each): that leaves the budget's remainder idle, and where a
+    prompt is 1.33 forwards it prices the pool's goodput 32% under the simulated engine's.
 Decode side (continuous batching)
     ``S`` sequences in flight (instances x attention dies x batch per die) sustain
     ``S / (output_tokens * TPOT)`` requests/s by Little's law, when TPOT meets its SLO and the
@@ -25,8 +26,9 @@ Decode side (continuous batching)
 Admission (chunked prefill: collocated)
     A prompt is admitted to the batch (takes a sequence slot) before its first chunk, so when
     every slot is taken it waits for one: the ``S`` slots are the servers of an M/G/c queue
-    whose service time is a request's residence, ``output_tokens * TPOT`` at the full batch
-    (cs^2 = output_cv^2: a request holds its slot for its own output).  The decode side's rate is also
+    whose service time is a request's residence, its own prefill plus ``output_tokens * TPOT`` at
+    the full batch (:func:`slot_residence_s`; cs^2 = output_cv^2: a request holds its slot for its
+    own output).  The decode side's rate is also
     capped by the largest rate whose waiting quantile for a slot fits the TTFT budget left by
     the prefill service: at the Little's-law rate the slots are saturated and that wait is
     unbounded.  Each queue (prompt chunks, batch slots) gets the whole TTFT budget (its wait plus
@@ -84,8 +86,25 @@ class Slo(Protocol):
     def tpot_percentile(self) -> float | None: ...
 
 
-def request_slots(tp: Array, tokens_per_die: Array, new_tokens: float, groups: Array) -> tuple[Array, Array]:
-    """Request slots of one instance and forwards per request, (N,) each.
+def prefill_queue(tp: Array, tokens_per_die: Array, new_tokens: float, groups: Array, forward_s: Array,
+                  idle_step_s: Array | float = 0.0) -> tuple[Array, Array, Array, Array]:
+    """(service time, servers, quantum at zero load, quantum's load part) of one instance's prefill, (N,)
+    each: a token stream per TP group.
+
+    The engine fills each forward's budget of ``tp * tokens_per_die`` prompt tokens FCFS from the
+    prompts waiting, a prompt split across forwards as needed and several sharing one
+    (TensorRT-LLM's chunked context, vLLM's and SGLang's chunked prefill): no budget is left idle
+    while prompts wait.  So each TP group is one server, and a prompt's service is its share of
+    forwards, ``new_tokens / (tp C)`` forwards of ``forward_s`` (a fraction when prompts share a
+    forward).  The prompt enters at a step boundary and its first token comes out at the end of
+    the forward that holds its last token: with the pool busy that is one forward (half a
+    forward's residual on entry, half a forward on average after its last token); idle, it is the
+    step the pool runs without prompts (``idle_step_s``: a collocated pool's decode step, half of
+    it on entry and, its last forward being partial, one such step's fixed part shared out over
+    the prompt's forwards; a prefill pool starts a forward at once: 0).  In between it grows with
+    the prefill stream's utilization ``rho``: quantum = ``idle + rho (forward - idle)``
+    (:func:`ttft_parts_s`).  Checked against step-level simulations of the engine, at 30% load and
+    at the rate where the p99 TTFT crosses the SLO (tests/validation/test_tpot_distribution_des.py).
 
     Parameters
     ----------
@@ -93,58 +112,55 @@ def request_slots(tp: Array, tokens_per_die: Array, new_tokens: float, groups: A
     tokens_per_die : prompt tokens each die takes per forward (prefill batch or collocated chunk), (N,)
     new_tokens : prompt tokens per request that need computing (cache hits excluded)
     groups : TP groups per instance, (N,)
+    forward_s : time of one forward carrying a full budget, (N,)
+    idle_step_s : the step the pool runs with no prompt waiting (collocated: the decode step without a
+        chunk; a prefill pool: 0), (N,)
     """
-    k = np.asarray(tp, dtype=float) * np.asarray(tokens_per_die, dtype=float) / new_tokens
-    slots = np.asarray(groups, dtype=float) * np.where(k >= 1, np.floor(k), 1.0)
-    forwards = np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
-    return slots, forwards
-
-
-def prefill_cv(input_cv: float, tp: Array, tokens_per_die: Array, new_tokens: float) -> Array:
-    """Coefficient of variation of one request's own prefill time, (N,).
-
-    A prompt of ``n`` tokens needs ``n / (tp C)`` forwards' worth of tokens (``C`` per die and
-    forward): linearised, its prefill time has the standard deviation ``input_cv * N / (tp C)``
-    forwards about the mean :func:`request_slots` prices (``forwards``), so the CV is
-    ``input_cv * N / (tp C forwards)``: ``input_cv / k`` when ``k = tp C / N >= 1`` prompts share a
-    forward (a prompt shorter than the budget still takes one forward), close to ``input_cv`` when a
-    prompt spans many chunks (``(1/k) / ceil(1/k)``).  The step quantisation is left out.
-    """
-    k = np.asarray(tp, dtype=float) * np.asarray(tokens_per_die, dtype=float) / new_tokens
-    forwards = np.where(k >= 1, 1.0, np.ceil(1.0 / np.maximum(k, 1e-12)))
-    return input_cv / (np.maximum(k, 1e-12) * forwards)
+    budget = np.asarray(tp, dtype=float) * np.asarray(tokens_per_die, dtype=float)
+    forward = np.asarray(forward_s, dtype=float)
+    idle = np.broadcast_to(np.asarray(idle_step_s, dtype=float), np.shape(forward))
+    with np.errstate(invalid="ignore", over="ignore"):
+        service = forward * (new_tokens / budget)
+        load = forward - idle
+    return service, np.asarray(groups, dtype=float) * np.ones(np.shape(budget)), idle, load
 
 
 def ttft_limited_rate_per_s(slo: Slo, input_cv: float, service_s: Array, servers: Array, fixed_s: Array,
-                            prefill_cv: Array | float | None = None, input_cap_sd: float = np.inf) -> Array:
+                            prefill_cv: Array | float | None = None, input_cap_sd: float = np.inf,
+                            quantum_load_s: Array | float = 0.0) -> Array:
     """Largest request rate whose TTFT percentile meets the SLO, (N,); 0 when even zero load misses it.
 
     TTFT = wait (M/G/c, Allen-Cunneen) + the request's own prefill + ``fixed_s``, its percentile
     that of the sum (queueing.mgc_wait_plus_gamma_quantile_s): the prefill is gamma of mean
-    ``service_s`` and CV ``prefill_cv`` (:func:`prefill_cv`; default ``input_cv``), independent of
+    ``service_s`` and CV ``prefill_cv`` (default ``input_cv``: the prompt length's), independent of
     the wait (FIFO), capped ``input_cap_sd`` standard deviations above its mean where prompts have a
     maximum (Workload.input_cap_sd; planner.capped_gamma).  The queue's service-time variability
-    follows the prompt-length variability (cs^2 = input_cv^2).
+    follows the prompt-length variability (cs^2 = input_cv^2).  ``quantum_load_s`` x the stream's
+    utilization adds to ``fixed_s`` (:func:`prefill_queue`).
     """
     budget = slo.ttft_s - np.asarray(fixed_s, dtype=float)
     cv = input_cv if prefill_cv is None else prefill_cv
     return queueing.max_arrival_rate_per_s(budget, slo.ttft_percentile / 100.0, service_s, input_cv**2, servers,
                                            BISECTION_STEPS, extra_mean_s=service_s, extra_cv=cv,
-                                           extra_cap_sd=input_cap_sd)
+                                           extra_cap_sd=input_cap_sd, budget_slope_s=quantum_load_s)
 
 
 def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array, servers: Array, fixed_s: Array,
                  prefill_cv: Array | float, sequences: Array | None = None,
                  residence_s: Array | None = None, residence_cv: float = 0.0,
-                 input_cap_sd: float = np.inf) -> tuple[Array, Array]:
+                 input_cap_sd: float = np.inf, quantum_load_s: Array | float = 0.0) -> tuple[Array, Array]:
     """(TTFT q-quantile, the prefill part of it), (N,) each, at ``rate_per_s``.
 
     TTFT = wait + own prefill + ``fixed_s`` (:func:`ttft_limited_rate_per_s`); with ``sequences``
     (chunked prefill) the wait for a batch slot too (:func:`admission_limited_rate_per_s`): each
     queue's wait plus the prefill, the longer of the two quantiles (as each gets the whole budget).
-    The prefill part is the q-quantile prompt's own prefill; the rest of the quantile is queueing.
+    The prefill part is the q-quantile prompt's own prefill; the rest of the quantile is queueing
+    (with the quantum's load part, ``quantum_load_s`` x the stream's utilization: :func:`prefill_queue`).
     """
     svc = np.asarray(service_s, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        busy = np.asarray(quantum_load_s, dtype=float) * np.minimum(1.0, np.asarray(rate_per_s, dtype=float) * svc
+                                                                     / np.asarray(servers, dtype=float))
     # the quantile's bisection on t (between bounds within a few x of each other): 2**-40 ~ 1e-12 relative
     total = queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, svc, input_cv**2, servers, svc, prefill_cv,
                                                     iterations=BISECTION_STEPS, extra_cap_sd=input_cap_sd)
@@ -153,13 +169,22 @@ def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array,
                                                                           residence_cv**2, sequences, svc,
                                                                           prefill_cv, iterations=BISECTION_STEPS,
                                                                           extra_cap_sd=input_cap_sd))
-    return (total + np.asarray(fixed_s, dtype=float),
+    return (total + np.asarray(fixed_s, dtype=float) + busy,
             queueing.gamma_quantile(q, svc, prefill_cv, input_cap_sd))
+
+
+def slot_residence_s(output_tokens: float, tpot_s: Array, service_s: Array) -> Array:
+    """Mean time a request holds its batch slot (chunked prefill), (N,): admitted before its first chunk,
+    it holds the slot through its own prefill (``service_s``, its share of the chunk steps) and its
+    ``output_tokens`` decode steps.  The wait for chunk budget after admission is left out (in
+    simulations of the engine at 16 slots it adds up to ~10% to the goodput: optimistic there)."""
+    return output_tokens * np.asarray(tpot_s, dtype=float) + np.asarray(service_s, dtype=float)
 
 
 def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array, service_s: Array,
                                  fixed_s: Array, prefill_cv: Array | float = 0.0, residence_cv: float = 0.0,
-                                 input_cap_sd: float = np.inf) -> Array:
+                                 input_cap_sd: float = np.inf, quantum_load_s: Array | float = 0.0,
+                                 prefill_servers: Array | float = 1.0) -> Array:
     """Largest request rate whose wait for a batch slot meets the TTFT SLO at its percentile, (N,).
 
     The ``sequences`` slots of the pool are the servers of an M/G/c queue (queueing.mgc_wait_quantile_s) whose
@@ -178,10 +203,17 @@ def admission_limited_rate_per_s(slo: Slo, sequences: Array, residence_s: Array,
     budget = slo.ttft_s - np.asarray(fixed_s, dtype=float)
     res = np.asarray(residence_s, dtype=float)
     ok = (budget >= 0) & np.isfinite(res) & (res > 0)
+    seqs = np.asarray(sequences, dtype=float)
+    # the prefill stream's utilization at slot utilization r: lambda = r S / R, rho = lambda E[S_p] / c_p
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(ok, seqs * np.asarray(service_s, dtype=float) / (np.where(ok, res, 1.0)
+                                                                          * np.asarray(prefill_servers, dtype=float)),
+                         0.0)
     rate = queueing.max_arrival_rate_per_s(np.where(ok, budget, 0.0), slo.ttft_percentile / 100.0,
-                                           np.where(ok, res, 1.0), residence_cv**2, np.asarray(sequences, dtype=float),
+                                           np.where(ok, res, 1.0), residence_cv**2, seqs,
                                            BISECTION_STEPS, extra_mean_s=service_s, extra_cv=prefill_cv,
-                                           extra_cap_sd=input_cap_sd)
+                                           extra_cap_sd=input_cap_sd, budget_slope_s=quantum_load_s,
+                                           slope_scale=scale)
     return np.where(ok, rate, 0.0)
 
 
@@ -213,7 +245,8 @@ class GoodputArrays:
 def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array, fixed_s: Array,
             sequences: Array, tpot_s: Array, fits: Array, tpot_slo_s: Array | None = None,
             admission: bool = False, prefill_cv: Array | float | None = None, output_cv: float = 0.0,
-            tpot_rate_per_s: Array | None = None, input_cap_sd: float = np.inf) -> GoodputArrays:
+            tpot_rate_per_s: Array | None = None, input_cap_sd: float = np.inf,
+            quantum_load_s: Array | float = 0.0) -> GoodputArrays:
     """Goodput of N layouts, (N,): ``min(TTFT-limited prefill rate, decode rate)``.
 
     Parameters
@@ -225,29 +258,37 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
     tpot_slo_s : the TPOT statistic the SLO bounds, (N,) (default: the mean)
     admission : a prompt takes a batch slot before its prefill (chunked prefill): the decode rate is
         also capped by the wait for a slot (:func:`admission_limited_rate_per_s`)
-    prefill_cv : CV of a request's own prefill time, (N,) (:func:`prefill_cv`; default ``input_cv``)
+    prefill_cv : CV of a request's own prefill time, (N,) (default ``input_cv``: the prompt length's)
     output_cv : CV of the output length: of a request's residence in its batch slot (``admission``)
     tpot_rate_per_s : the largest rate of the pool at which TPOT meets its SLO, (N,) (chunked prefill:
         Little's law at the occupancy :meth:`OccupancyCurve.tpot_limited_batch`, where the slot wait
         keeps the batch part full); given, it replaces the TPOT check at the full batch
     input_cap_sd : the longest prompt in standard deviations above the mean (Workload.input_cap_sd; inf: none)
+    quantum_load_s : the part of the prefill quantum that grows with the stream's utilization (:func:`prefill_queue`)
     """
     cv = input_cv if prefill_cv is None else prefill_cv
-    pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s, cv, input_cap_sd)
+    pre = ttft_limited_rate_per_s(slo, input_cv, service_s, servers, fixed_s, cv, input_cap_sd, quantum_load_s)
+    if admission:  # a slot is held through the prompt's prefill too: Little's law on the whole residence
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            residence = slot_residence_s(output_tokens, tpot_s, service_s)
+            per_residence = np.asarray(sequences, dtype=float) / residence
+
+    def rate_of(stat: Array | None) -> Array:  # Little's law where TPOT and memory allow, else 0
+        rate = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, stat)
+        return np.where(rate > 0, per_residence, 0.0) if admission else rate
+
     if tpot_rate_per_s is None:
-        little = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, tpot_slo_s)
+        little = rate_of(tpot_slo_s)
         tpot_caps = np.zeros(np.shape(little), dtype=bool)
     else:
-        full = decode_rate_per_s(slo, sequences, output_tokens, tpot_s, fits, np.zeros(np.shape(tpot_s)))
+        full = rate_of(np.zeros(np.shape(tpot_s)))
         limit = np.asarray(tpot_rate_per_s, dtype=float)
         little = np.minimum(full, limit)
         tpot_caps = limit < full * (1 - ADMISSION_BINDS_REL)
     slots = little
     if admission:
-        with np.errstate(invalid="ignore", over="ignore"):
-            residence = output_tokens * np.asarray(tpot_s, dtype=float)
         slots = np.minimum(little, admission_limited_rate_per_s(slo, sequences, residence, service_s, fixed_s, cv,
-                                                                      output_cv, input_cap_sd))
+                                                                output_cv, input_cap_sd, quantum_load_s, servers))
     dec = np.where(little > 0, slots, 0.0)
     fits = np.asarray(fits, dtype=bool)
     if tpot_rate_per_s is None:
@@ -261,9 +302,10 @@ def goodput(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array
 
 
 def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, service_s: Array, servers: Array,
-                          sequences: Array, tpot_s: Array, fits: Array, tpot_rate_per_s: Array,
-                          prefill_cv: Array | float, output_cv: float, input_cap_sd: float = np.inf) -> Array:
-    """``goodput(..., admission=True).goodput_per_s`` of chunked-prefill pools (no fixed TTFT part), (N,).
+                          fixed_s: Array, sequences: Array, tpot_s: Array, fits: Array, tpot_rate_per_s: Array,
+                          prefill_cv: Array | float, output_cv: float, input_cap_sd: float = np.inf,
+                          quantum_load_s: Array | float = 0.0) -> Array:
+    """``goodput(..., admission=True).goodput_per_s`` of chunked-prefill pools, (N,).
 
     The same numbers, cheaper: where TTFT at its percentile meets the SLO at the decode side's rate
     (Little's law at the full batch or the TPOT limit), both TTFT caps lie above that rate (TTFT
@@ -272,11 +314,12 @@ def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, se
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         tpot = np.asarray(tpot_s, dtype=float)
         seqs = np.asarray(sequences, dtype=float)
-        full = np.where(np.asarray(fits, dtype=bool), seqs / (output_tokens * tpot), 0.0)
+        residence = slot_residence_s(output_tokens, tpot, service_s)
+        full = np.where(np.asarray(fits, dtype=bool), seqs / residence, 0.0)
         rate = np.minimum(full, np.asarray(tpot_rate_per_s, dtype=float))
-        at, _ = ttft_parts_s(slo.ttft_percentile / 100.0, input_cv, rate, service_s, servers, 0.0, prefill_cv,
-                             sequences=seqs, residence_s=output_tokens * tpot, residence_cv=output_cv,
-                             input_cap_sd=input_cap_sd)
+        at, _ = ttft_parts_s(slo.ttft_percentile / 100.0, input_cv, rate, service_s, servers, fixed_s, prefill_cv,
+                             sequences=seqs, residence_s=residence, residence_cv=output_cv,
+                             input_cap_sd=input_cap_sd, quantum_load_s=quantum_load_s)
     met = (rate > 0) & np.isfinite(at) & (at <= slo.ttft_s)
     out = np.where(rate > 0, rate, 0.0)
     rest = np.flatnonzero((rate > 0) & ~met)
@@ -284,9 +327,10 @@ def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, se
         def take(a):
             return a if np.ndim(a) == 0 else np.asarray(a)[rest]
         out[rest] = goodput(slo, input_cv=input_cv, output_tokens=output_tokens, service_s=take(service_s),
-                            servers=take(servers), fixed_s=np.zeros(len(rest)), sequences=take(seqs),
+                            servers=take(servers), fixed_s=take(fixed_s), sequences=take(seqs),
                             tpot_s=take(tpot), fits=take(np.asarray(fits, dtype=bool)), admission=True,
                             prefill_cv=take(prefill_cv), output_cv=output_cv, input_cap_sd=input_cap_sd,
+                            quantum_load_s=take(quantum_load_s),
                             tpot_rate_per_s=take(np.asarray(tpot_rate_per_s, dtype=float))).goodput_per_s
     return out
 

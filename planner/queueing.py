@@ -367,7 +367,8 @@ def mgc_wait_plus_gamma_quantile_s(p: ArrayLike, arrival_rate_per_s: ArrayLike, 
 def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_s: ArrayLike,
                            service_cv2: ArrayLike, servers: ArrayLike, iterations: int = 60, *,
                            arrival_cv2: ArrayLike = 1.0, extra_mean_s: ArrayLike = 0.0,
-                           extra_cv: ArrayLike = 0.0, extra_cap_sd: ArrayLike = np.inf) -> Array:
+                           extra_cv: ArrayLike = 0.0, extra_cap_sd: ArrayLike = np.inf,
+                           budget_slope_s: ArrayLike = 0.0, slope_scale: ArrayLike = 1.0) -> Array:
     """Largest arrival rate whose p-quantile waiting time (plus X) fits the budget, in 1/s.
 
     Parameters
@@ -384,6 +385,10 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
         with ``extra_cv = 0`` everywhere X is the constant ``extra_mean_s``, taken off the budget.
     extra_cap_sd : array_like, default inf
         X's cap in standard deviations above its mean (:mod:`planner.capped_gamma`; inf: a gamma).
+    budget_slope_s, slope_scale : array_like, default 0 and 1
+        A part of the budget taken by a term that grows with the load: at utilization ``rho`` the
+        budget is ``wait_budget_s - budget_slope_s * min(1, slope_scale * rho)`` (non-increasing in
+        ``rho``, so the feasible rates stay an interval).
     iterations : int, default 60
         Bisection steps (on the utilization in ``[0, 1 - STABILITY_MARGIN]``).
 
@@ -408,6 +413,8 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     """
     budget_s, q, s, cs2, c, ca2, m, v, z = _as_float_arrays(wait_budget_s, p, service_mean_s, service_cv2,
                                                             servers, arrival_cv2, extra_mean_s, extra_cv, extra_cap_sd)
+    slope_s, slope_k = np.asarray(budget_slope_s, dtype=float), np.asarray(slope_scale, dtype=float)
+    sloped = bool(np.any(slope_s != 0.0))
     spread = bool(np.any(v > 0.0))
     extra = _extra_gamma(m, v, z) if spread else None
     total_s, budget_s = budget_s, budget_s - m if np.any(m != 0.0) else budget_s  # X constant: off the budget
@@ -417,9 +424,10 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
 
     def meets_budget(rho: Array) -> Array:  # called under np.errstate(all="ignore")
         log_c, scale_s = _wait_scale_from(rho * c / s * s, s, c, cs2, half_cv2_s, log_c_factorial, md_c_term)
-        ok = _wait_quantile_from(q, log_c, scale_s) <= budget_s
+        taken = slope_s * np.minimum(1.0, slope_k * rho) if sloped else 0.0
+        ok = _wait_quantile_from(q, log_c, scale_s) <= budget_s - taken
         if spread:  # P(W + X > budget) <= 1 - p where X varies
-            ok = np.where(v > 0.0, _wait_plus_gamma_tail(total_s, log_c, scale_s, extra) <= 1.0 - q, ok)
+            ok = np.where(v > 0.0, _wait_plus_gamma_tail(total_s - taken, log_c, scale_s, extra) <= 1.0 - q, ok)
         return ok
 
     rho_max = 1.0 - STABILITY_MARGIN

@@ -120,6 +120,7 @@ class _Curve:
     step_s: np.ndarray   # (S, G)
     fits: np.ndarray     # (S, G)
     chunk_step_s: np.ndarray  # (S, G): a step carrying a prefill chunk (chunked prefill; else the step)
+    plain_step_s: np.ndarray  # (S, G): a step without a chunk (chunked prefill; else the step)
     tpot_slo_s: np.ndarray    # (S, G): the TPOT statistic the SLO bounds (planner.goodput.tpot_slo_statistic_s)
     occupancy: gp.OccupancyCurve | None  # chunked prefill: each sample's curve (planner.evaluate.occupancy_curve)
 
@@ -161,6 +162,7 @@ def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: i
             draft_tokens=env.draft_tokens, acceptance=scenario.mtp.acceptance)
     return _Curve(batches=grid_b, tpot_s=tpot, step_s=step_s, fits=grid(step.fits),
                   chunk_step_s=step_s if step.chunk_step_s is None else grid(step.chunk_step_s),
+                  plain_step_s=step_s if step.plain_step_s is None else grid(step.plain_step_s),
                   tpot_slo_s=stat.reshape(shape), occupancy=occupancy), env
 
 
@@ -174,7 +176,8 @@ class _Prefill:
     kv_s: np.ndarray
     fits: np.ndarray
     first_step: bool
-    prefill_cv: float  # CV of a request's own prefill time (planner.goodput.prefill_cv)
+    quantum_s: np.ndarray  # the quantum at zero load, as service_s (planner.goodput.prefill_queue)
+    quantum_load_s: np.ndarray  # its part growing with the prefill stream's utilization, as service_s
 
 
 def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, curve: _Curve,
@@ -182,28 +185,29 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
     """As planner.evaluate.prefill_side, per sample (and per decode batch in chunked modes)."""
     d = layout.decode
     if not MODES[layout.mode].prefill_pool:
-        slots, forwards = gp.request_slots(d.tp, d.prefill_chunk_tokens, env_d.new_input_tokens,  # type: ignore
-                                           d.dies_per_instance / d.tp)
-        cv = float(gp.prefill_cv(scenario.workload.input_cv, d.tp, d.prefill_chunk_tokens,  # type: ignore
-                                 env_d.new_input_tokens)[()])
-        return _Prefill(step_s=np.full(samples, np.nan), service_s=float(forwards[()]) * curve.chunk_step_s,
-                        servers=float(slots[()] * d.instances), kv_s=np.zeros((samples, 1)),
-                        fits=np.ones((samples, 1), dtype=bool), first_step=False, prefill_cv=cv)
+        service, slots, quantum, load = gp.prefill_queue(d.tp, d.prefill_chunk_tokens,  # type: ignore
+                                                         env_d.new_input_tokens, d.dies_per_instance / d.tp,
+                                                         curve.chunk_step_s, curve.plain_step_s)
+        return _Prefill(step_s=np.full(samples, np.nan), service_s=service,
+                        servers=float(np.asarray(slots).reshape(-1)[0] * d.instances), kv_s=np.zeros((samples, 1)),
+                        fits=np.ones((samples, 1), dtype=bool), first_step=False, quantum_s=quantum,
+                        quantum_load_s=load)
     p = layout.prefill
     assert p is not None
     env = _env(scenario, values, 1)
     knobs = {k: np.full(samples, float(v)) for k, v in p.model_dump().items() if isinstance(v, int | float)}
     step = prefill_step(env, prefill_arrays(knobs))
     step_s = np.broadcast_to(step.step_s, (samples,))
-    slots, forwards = gp.request_slots(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp)
+    service, slots, quantum, load = gp.prefill_queue(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp,
+                                                     step_s)
     same_pod = place_layout(layout, scenario).same_pod
     kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
                          decode_tp=d.tp, same_pod=same_pod, p2p_s=env.calls.p2p_s)
-    return _Prefill(step_s=step_s, service_s=(float(forwards[()]) * step_s)[:, None],
-                    servers=float(slots[()] * p.instances), kv_s=np.broadcast_to(kv, (samples,))[:, None],
-                    fits=np.broadcast_to(step.fits, (samples,))[:, None], first_step=True,
-                    prefill_cv=float(gp.prefill_cv(scenario.workload.input_cv, p.tp, p.batch_tokens,
-                                                   env.new_input_tokens)[()]))
+    return _Prefill(step_s=step_s, service_s=service[:, None],
+                    servers=float(np.asarray(slots).reshape(-1)[0] * p.instances),
+                    kv_s=np.broadcast_to(kv, (samples,))[:, None],
+                    fits=np.broadcast_to(step.fits, (samples,))[:, None], first_step=True, quantum_s=quantum[:, None],
+                    quantum_load_s=load[:, None])
 
 
 def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, env: Env) -> tuple[Array, Array]:
@@ -232,10 +236,10 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
     tpot = at(curve.tpot_s)
     res = gp.goodput(sc.slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
                      service_s=at(pre.service_s), servers=np.full(s, pre.servers),
-                     fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0),
+                     fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0) + at(pre.quantum_s),
                      sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
                      fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool,
-                     prefill_cv=pre.prefill_cv, output_cv=sc.workload.output_cv, tpot_rate_per_s=limit,
+                     output_cv=sc.workload.output_cv, tpot_rate_per_s=limit, quantum_load_s=at(pre.quantum_load_s),
                      input_cap_sd=sc.workload.input_cap_sd)
     return np.where(last >= 0, res.goodput_per_s, 0.0), last
 
@@ -253,6 +257,8 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
     rows, has = np.arange(s), last >= 0
     k = np.maximum(last, 0)
     service = np.broadcast_to(pre.service_s, (s, g))[rows, k]
+    quantum = np.broadcast_to(pre.quantum_s, (s, g))[rows, k]
+    quantum_load = np.broadcast_to(pre.quantum_load_s, (s, g))[rows, k]
     kv = pre.kv_s[:, 0]
     dies = float(layout.decode_attention_dies)
     tpot_full = curve.tpot_s[rows, k]
@@ -271,13 +277,15 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
         tpot[i] = queueing.fixed_point_on_curve(batches, tpots, to_decode[i] / d.instances, w.output_tokens, dies)[1]
     ttft = np.full(s, np.inf)
     if queued.any():
-        fixed = kv[queued] + (tpot[queued] if pre.first_step else 0.0)
+        fixed = kv[queued] + (tpot[queued] if pre.first_step else 0.0) + quantum[queued]
         chunked = not MODES[layout.mode].prefill_pool  # and the wait for a batch slot (planner.goodput)
         ttft[queued] = gp.ttft_parts_s(sc.slo.ttft_percentile / 100.0, w.input_cv, rate[queued], service[queued],
-                                       np.full(int(queued.sum()), pre.servers), fixed, pre.prefill_cv,
+                                       np.full(int(queued.sum()), pre.servers), fixed, w.input_cv,
                                        sequences=d.instances * dies * curve.batches[k][queued] if chunked else None,
-                                       residence_s=w.output_tokens * tpot_full[queued] if chunked else None,
-                                       residence_cv=w.output_cv, input_cap_sd=w.input_cap_sd)[0]
+                                       residence_s=gp.slot_residence_s(w.output_tokens, tpot_full[queued],
+                                                                       service[queued]) if chunked else None,
+                                       residence_cv=w.output_cv, input_cap_sd=w.input_cap_sd,
+                                       quantum_load_s=quantum_load[queued])[0]
     return ttft, tpot
 
 

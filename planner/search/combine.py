@@ -120,7 +120,8 @@ def prefill_envelope(scenario: Scenario, budget: int, score: PrefillScore, fixed
     n = _counts(reps)
     keep = admissible(score.dies[rows], n, scenario.hardware.pod_dies)
     rows, n = rows[keep], n[keep]
-    rate = prefill_rates(scenario, score.service_s[rows], score.slots[rows] * n, fixed_s, score.prefill_cv[rows])
+    rate = prefill_rates(scenario, score.service_s[rows], score.slots[rows] * n, fixed_s + score.quantum_s[rows],
+                         score.quantum_load_s[rows])
     return scatter_best(budget, score.dies[rows] * n, rate, rows, n)
 
 

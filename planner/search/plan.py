@@ -139,9 +139,10 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
                          & (scenario.prefill_hardware is None),
                          p2p_s=env.calls.p2p_s)
     g = gp.goodput(scenario.slo, input_cv=scenario.workload.input_cv, output_tokens=scenario.workload.output_tokens,
-                   service_s=pre.service_s[pi], servers=pre.slots[pi] * pn, fixed_s=kv + dec.tpot_s[di],
+                   service_s=pre.service_s[pi], servers=pre.slots[pi] * pn,
+                   fixed_s=kv + dec.tpot_s[di] + pre.quantum_s[pi],
                    sequences=dec.sequences[di] * dn, tpot_s=dec.tpot_s[di], fits=pre.ok[pi] & dec.ok[di],
-                   tpot_slo_s=dec.tpot_slo_s[di], prefill_cv=pre.prefill_cv[pi],
+                   tpot_slo_s=dec.tpot_slo_s[di], quantum_load_s=pre.quantum_load_s[pi],
                    input_cap_sd=scenario.workload.input_cap_sd)
     return g.goodput_per_s
 
@@ -181,17 +182,16 @@ def _pd_like(scenario: Scenario, budget: int, mode: Mode, pre: PrefillScore, pre
 
 
 def _chunked_side(scenario: Scenario, dec: DecodeScore, rows: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(service time, request slots per instance, CV of a request's prefill) of decode rows that prefill
-    in chunks inside their steps.
-
-    A request in prefill rides ``forwards`` steps that each carry a chunk (planner.goodput.request_slots).
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(service time, servers per instance, quantum at zero load, its load part) of decode rows that
+    prefill in chunks inside their steps: a token stream per TP group whose forward is a step carrying
+    a chunk, idling on steps without one (planner.goodput.prefill_queue).
     """
     w = scenario.workload
     tp, chunk = dec.knob("tp", rows), dec.knob("prefill_chunk_tokens", rows)
     new_tokens = w.input_tokens * (1 - w.cache_hit_rate)
-    slots, forwards = gp.request_slots(tp, chunk, new_tokens, dec.dies[rows] / tp)
-    return dec.chunk_step_s[rows] * forwards, slots, gp.prefill_cv(w.input_cv, tp, chunk, new_tokens)
+    return gp.prefill_queue(tp, chunk, new_tokens, dec.dies[rows] / tp, dec.chunk_step_s[rows],
+                            dec.plain_step_s[rows])
 
 
 def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -199,11 +199,11 @@ def _chunked_goodput(scenario: Scenario, dec: DecodeScore, rows: np.ndarray, n: 
     w = scenario.workload
 
     def price(rows: np.ndarray, n: np.ndarray) -> np.ndarray:
-        service, slots, cv = _chunked_side(scenario, dec, rows)
+        service, slots, quantum, load = _chunked_side(scenario, dec, rows)
         return gp.chunked_goodput_per_s(scenario.slo, input_cv=w.input_cv, output_tokens=w.output_tokens,
-                                        service_s=service, servers=slots * n, sequences=dec.sequences[rows] * n,
-                                        tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
-                                        tpot_rate_per_s=dec.rate_per_s[rows] * n, prefill_cv=cv,
+                                        service_s=service, servers=slots * n, fixed_s=quantum, quantum_load_s=load,
+                                        sequences=dec.sequences[rows] * n, tpot_s=dec.tpot_s[rows], fits=dec.ok[rows],
+                                        tpot_rate_per_s=dec.rate_per_s[rows] * n, prefill_cv=w.input_cv,
                                         output_cv=w.output_cv, input_cap_sd=w.input_cap_sd)
 
     return dec.pair_rates(rows, n, price)
@@ -222,7 +222,7 @@ def _sized_counts(scenario: Scenario, budget: int, dec: DecodeScore, cand: np.nd
     A count must reach the decode side's linear rate, ``n >= target / rate``, and keep the prefill
     side below saturation, ``n >= target * service / slots``; totals are walked upward from there.
     """
-    service, slots, _ = _chunked_side(scenario, dec, cand)
+    service, slots, _, _ = _chunked_side(scenario, dec, cand)
     lower = np.maximum(np.ceil(target / dec.rate_per_s[cand] * (1 - 1e-12)),
                        np.ceil(target * service / slots * (1 - 1e-12)))
     dies = dec.dies[cand]
@@ -265,7 +265,7 @@ def _collocated_points(scenario: Scenario, budget: int, dec: DecodeScore, cand: 
     the envelope they give at its die total (a point below the envelope cannot move it), so the prefill
     side is ranked too, not only the decode rate.
     """
-    service, slots, _ = _chunked_side(scenario, dec, cand)
+    service, slots, _, _ = _chunked_side(scenario, dec, cand)
     u = np.minimum(dec.rate_per_s[cand], slots / service)
     order = np.lexsort((cand, -u, dec.dies[cand]))
     c, uc = cand[order], u[order]
@@ -366,8 +366,8 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
     if pre is not None and pre.ok.any():
         i = int(np.flatnonzero(pre.ok)[np.argmin(pre.service_s[pre.ok])])
         out.append({"mode": "pd/transformerless", "pool": "prefill",
-                    "best_ttft_s": float(pre.service_s[i] + fixed_s),
-                    "meets_ttft_slo": bool(pre.service_s[i] + fixed_s <= scenario.slo.ttft_s),
+                    "best_ttft_s": float(pre.service_s[i] + pre.quantum_s[i] + fixed_s),
+                    "meets_ttft_slo": bool(pre.service_s[i] + pre.quantum_s[i] + fixed_s <= scenario.slo.ttft_s),
                     "layout": _prefill_layout(pre, i, 1)})
     return out
 

@@ -63,6 +63,7 @@ class DecodeScore:
     tpot_slo_s: np.ndarray
     step_s: np.ndarray
     chunk_step_s: np.ndarray  # a step carrying a prefill chunk (chunked prefill; else the step)
+    plain_step_s: np.ndarray  # a step without a chunk (chunked prefill; else the step)
     max_batch: np.ndarray
     ok: np.ndarray
     rejected: Counter
@@ -234,7 +235,7 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     ok = out["fits"] & ~slo_miss
     return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=rate, sequences=sequences,
                        dies=dies.astype(np.int64), tpot_s=tpot, tpot_slo_s=tpot_slo, step_s=out["step_s"],
-                       chunk_step_s=out["chunk_step_s"],
+                       chunk_step_s=out["chunk_step_s"], plain_step_s=out["plain_step_s"],
                        max_batch=out["max_batch"],
                        ok=ok, rejected=rejected)
 
@@ -247,7 +248,8 @@ class PrefillScore:
     step_s: np.ndarray
     slots: np.ndarray
     service_s: np.ndarray
-    prefill_cv: np.ndarray  # CV of a request's own prefill time (planner.goodput.prefill_cv)
+    quantum_s: np.ndarray  # the quantum at zero load (0: a prefill pool starts a forward at once)
+    quantum_load_s: np.ndarray  # its part growing with the stream's utilization (planner.goodput.prefill_queue)
     dies: np.ndarray
     ok: np.ndarray
     rejected: Counter
@@ -256,7 +258,7 @@ class PrefillScore:
 def score_prefill(scenario: Scenario, cands: CandidateSet) -> PrefillScore:
     """Prefill candidates: slots per instance and the service time of one request.
 
-    Slots and forwards per request: planner.goodput.request_slots.
+    Servers (one token stream per TP group), service and quantum: planner.goodput.prefill_queue.
     """
     env = Env.of(scenario, draft_tokens=0)
 
@@ -266,17 +268,16 @@ def score_prefill(scenario: Scenario, cands: CandidateSet) -> PrefillScore:
 
     out = _chunked(run, cands)
     a = cands.arrays
-    slots, forwards = gp.request_slots(a["tp"], a["batch_tokens"], env.new_input_tokens, a["dies"] // a["tp"])
-    service = out["step_s"] * forwards
+    service, slots, quantum, load = gp.prefill_queue(a["tp"], a["batch_tokens"], env.new_input_tokens,
+                                                     a["dies"] // a["tp"], out["step_s"])
     rejected = Counter(memory=int((~out["fits"]).sum()))
     return PrefillScore(cands=cands, step_s=out["step_s"], slots=slots, service_s=service,
-                        prefill_cv=gp.prefill_cv(scenario.workload.input_cv, a["tp"], a["batch_tokens"],
-                                                 env.new_input_tokens),
+                        quantum_s=quantum, quantum_load_s=load,
                         dies=a["dies"].astype(np.int64), ok=out["fits"], rejected=rejected)
 
 
 def prefill_rates(scenario: Scenario, service_s: np.ndarray, servers: np.ndarray, fixed_s: np.ndarray | float,
-                  prefill_cv: np.ndarray) -> np.ndarray:
-    """Largest request rate with TTFT(p) <= SLO for M/G/c pools, (N,) (planner.goodput)."""
+                  quantum_load_s: np.ndarray | float = 0.0) -> np.ndarray:
+    """Largest request rate with TTFT(p) <= SLO for prefill token streams, (N,) (planner.goodput)."""
     return gp.ttft_limited_rate_per_s(scenario.slo, scenario.workload.input_cv, service_s, servers, fixed_s,
-                                      prefill_cv, scenario.workload.input_cap_sd)
+                                      None, scenario.workload.input_cap_sd, quantum_load_s)

@@ -55,7 +55,7 @@ def _steps(env: Env, knobs: dict[str, float], batch: float) -> tuple[float, floa
 
 def test_fixed_point_by_hand():
     """At a batch b on the TPOT grid, the rate lambda = A b / (L TPOT(b)) settles exactly at b, with
-    TPOT(b) = plain + (b N / (L C)) (chunk - plain); prefill service = ceil(N / (tp C)) chunk steps."""
+    TPOT(b) = plain + (b N / (L C)) (chunk - plain); prefill service = N / (tp C) chunk steps."""
     sc, lay = _scenario(), _layout()
     ev = evaluate(lay, sc)
     d, w = lay.decode, sc.workload
@@ -73,9 +73,10 @@ def test_fixed_point_by_hand():
     # the layout's own step is the same mix at its full batch: f = 32 / 64
     plain_b, chunk_b = _steps(ev.env, knobs, float(d.batch))
     assert float(ev.decode.step_s[0]) == pytest.approx(plain_b + 0.5 * (chunk_b - plain_b), rel=1e-12)
-    # prefill: 2048 tokens over tp 2 x 512 per step = 2 chunk steps per request, one request per TP group
+    # prefill: 2048 tokens over tp 2 x 512 per step = 2 chunk steps per request, one token stream per TP
+    # group; the prefill row shows the quantum at zero load with it: one step without a chunk
     ttft = point.ttft[0]
-    assert ttft.prefill_s == pytest.approx(2 * chunk_b, rel=1e-12)
+    assert ttft.prefill_s == pytest.approx(2 * chunk_b + plain_b, rel=1e-12)
 
 
 def test_chunk_share_by_hand():

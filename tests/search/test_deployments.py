@@ -102,9 +102,11 @@ def test_prefill_pool_alone_sees_only_its_part_of_ttft():
     ev = evaluate(lay, sc)
     g = layout_goodput(ev)
     step = float(ev.prefill.step_s[0])
-    # 32 dies x 8192 tokens / 4096-token prompts = 64 requests per forward, 2 instances: 128 servers
-    assert bool(ev.prefill.fits[0])
-    rate = gp.ttft_limited_rate_per_s(sc.slo, 0.0, np.array([step]), np.array([128.0]), np.zeros(1))[0]
+    # TP 1: each of the 32 dies of an instance is a token stream of 8192 tokens per forward; a 4096-token
+    # prompt is half a forward on one of 2 x 32 = 64 streams, plus a whole forward's quantum under load
+    assert bool(ev.prefill.fits[0]) and lay.prefill.tp == 1
+    rate = gp.ttft_limited_rate_per_s(sc.slo, 0.0, np.array([step / 2]), np.array([64.0]), np.zeros(1),
+                                      quantum_load_s=np.array([step]))[0]
     assert g.goodput_requests_per_s == pytest.approx(rate, rel=1e-12) and rate > 0
     assert g.ttft_breakdown.kv_transfer_s == 0 and g.ttft_breakdown.first_decode_step_s == 0
     assert g.ttft_s <= sc.slo.ttft_s * (1 + 1e-9)

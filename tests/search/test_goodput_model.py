@@ -24,13 +24,19 @@ class _Slo:
 SLO = _Slo()
 
 
-def test_request_slots_by_hand():
-    # tp 2 x 4096 tokens per die = 8192 tokens per forward; 2048-token prompts: k = 4 -> 4 slots per group,
-    # 3 groups -> 12 slots, one forward each.  4096 x 1 / 16384 = 1/4 -> one slot, ceil(4) = 4 forwards.
-    slots, forwards = gp.request_slots(np.array([2.0, 1.0]), np.array([4096.0, 4096.0]), 2048.0 * np.array([1, 8]),
-                                       np.array([3.0, 5.0]))
-    assert slots.tolist() == [12.0, 5.0]
-    assert forwards.tolist() == [1.0, 4.0]
+def test_prefill_queue_by_hand():
+    # One token stream per TP group (3 and 5 groups), service = the prompt's share of forwards:
+    # tp 2 x 4096 tokens per die = 8,192 tokens per forward, 2,048-token prompts -> 1/4 forward of 0.2 s;
+    # 4,096 x 1 tokens per forward, 16,384-token prompts -> 4 forwards of 0.1 s; 6,144-token prompts
+    # -> 1.5 forwards (no idle remainder: the next prompt fills it).  The quantum: the idle step at zero
+    # load (a prefill pool: 0; a collocated pool: its step without a chunk), a whole forward when busy.
+    service, servers, quantum, load = gp.prefill_queue(
+        np.array([2.0, 1.0, 1.0]), np.array([4096.0, 4096.0, 4096.0]), np.array([2048.0, 16384.0, 6144.0]),
+        np.array([3.0, 5.0, 5.0]), np.array([0.2, 0.1, 0.1]), np.array([0.0, 0.0, 0.04]))
+    assert servers.tolist() == [3.0, 5.0, 5.0]
+    assert service.tolist() == pytest.approx([0.05, 0.4, 0.15])
+    assert quantum.tolist() == [0.0, 0.0, 0.04]
+    assert load.tolist() == pytest.approx([0.2, 0.1, 0.06])
 
 
 def test_decode_rate_is_littles_law_and_zero_past_the_slo():
@@ -57,10 +63,10 @@ def test_goodput_is_the_smaller_side_and_names_it():
 
 
 def test_batch_slot_wait_by_hand_with_the_output_spread():
-    # One slot held 10 s per request; exponential residences (output CV 1) make it M/M/1, whose p90 wait is
-    # ln(rho / 0.1) / (mu - lambda) (rho > 0.1).  TTFT p90 = wait + 0.5 s prefill (constant) + 0.1 s <= 2 s:
-    # the wait may take 1.4 s; solved here by bisection on lambda.
-    mu, lo, hi = 0.1, 0.0, 0.1
+    # One slot held 10.5 s per request (0.5 s own prefill + 250 x 0.04 s); exponential residences (output CV 1)
+    # make it M/M/1, whose p90 wait is ln(rho / 0.1) / (mu - lambda) (rho > 0.1).  TTFT p90 = wait + 0.5 s
+    # prefill (constant) + 0.1 s <= 2 s: the wait may take 1.4 s; solved here by bisection on lambda.
+    mu, lo, hi = 1 / 10.5, 0.0, 1 / 10.5
     for _ in range(200):
         lam = 0.5 * (lo + hi)
         lo, hi = (lam, hi) if math.log(max(lam / mu, 0.1) / 0.1) / (mu - lam) <= 1.4 else (lo, lam)

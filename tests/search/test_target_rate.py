@@ -49,10 +49,10 @@ def _smallest_serving(scenario, rate: float, below: int) -> list[tuple[str, int,
             if not entry.prefill_pool:
                 # chunked prefill as the model prices it: the wait for a batch slot, TPOT at the occupancy
                 # the slots keep (planner.goodput.goodput with admission and tpot_rate_per_s)
-                service, slots, cv = _chunked_side(scenario, dec, rows)
+                service, slots, quantum, load = _chunked_side(scenario, dec, rows)
                 g = gp.goodput(slo, input_cv=w.input_cv, output_tokens=w.output_tokens, service_s=service,
-                               servers=slots * n_d, fixed_s=np.zeros(len(rows)), sequences=dec.sequences[rows] * n_d,
-                               tpot_s=dec.tpot_s[rows], fits=dec.ok[rows], admission=True, prefill_cv=cv,
+                               servers=slots * n_d, fixed_s=quantum, sequences=dec.sequences[rows] * n_d,
+                               tpot_s=dec.tpot_s[rows], fits=dec.ok[rows], admission=True, quantum_load_s=load,
                                output_cv=w.output_cv, tpot_rate_per_s=dec.rate_per_s[rows] * n_d,
                                input_cap_sd=w.input_cap_sd)
                 hit = rows[g.goodput_per_s >= rate]

@@ -98,12 +98,13 @@ def test_chunked_goodput_shortcut_equals_the_goodput_model():
     slo = _Slo()
     slo.ttft_s, slo.ttft_percentile = 4.5, 99.0
     kw = dict(input_cv=0.43, output_tokens=685.0, service_s=np.array([0.5, 1.5, 0.5, 0.5, 0.2, 0.5]),
-              servers=np.array([8.0, 1.0, 8.0, 8.0, 16.0, 8.0]), sequences=np.array([32.0, 32.0, 16.0, 64.0, 8.0, 8.0]),
+              servers=np.array([8.0, 1.0, 8.0, 8.0, 16.0, 8.0]), fixed_s=np.array([0.05, 0.1, 0.05, 0.05, 0.02, 0.05]),
+              sequences=np.array([32.0, 32.0, 16.0, 64.0, 8.0, 8.0]),
               tpot_s=np.array([0.05, 0.05, 0.06, 0.05, 0.04, 0.05]),
               fits=np.array([True, True, True, True, True, False]),
               tpot_rate_per_s=np.array([0.5, 0.5, 0.1, 2.0, 0.01, 0.5]), prefill_cv=0.3, output_cv=0.381)
     fast = gp.chunked_goodput_per_s(slo, **kw)
-    full = gp.goodput(slo, fixed_s=np.zeros(6), admission=True, **kw)
+    full = gp.goodput(slo, admission=True, **kw)
     assert fast == pytest.approx(full.goodput_per_s, rel=1e-12, abs=0)
     assert [gp.BINDING[b] for b in full.binding] == ["tpot", "prefill (ttft)", "tpot", "batch slots (ttft)", "tpot",
                                                     "memory"]

@@ -244,9 +244,9 @@ def test_admission_wait_matches_simulated_ttft_near_saturation():
     f = gp.chunk_fraction(b, c, groups=1.0, new_tokens=ADM_N, output_tokens=ADM_L, tokens_per_step=1.0)
     plain, chunk = ADM_S0 + ADM_S1 * b, ADM_S0 + ADM_S1 * b + ADM_EXTRA
     step = gp.chunked_step_s(plain, chunk, f)
-    slots, forwards = gp.request_slots(np.array([1.0]), c, ADM_N, np.array([1.0]))
-    kw = dict(input_cv=ADM_CV, output_tokens=ADM_L, service_s=forwards * chunk, servers=slots, fixed_s=np.zeros(1),
-              sequences=b, tpot_s=step, fits=np.array([True]))
+    service, servers, quantum, load = gp.prefill_queue(np.array([1.0]), c, ADM_N, np.array([1.0]), chunk, plain)
+    kw = dict(input_cv=ADM_CV, output_tokens=ADM_L, service_s=service, servers=servers, fixed_s=quantum,
+              quantum_load_s=load, sequences=b, tpot_s=step, fits=np.array([True]))
     little = float(gp.goodput(_AdmissionSlo, **kw).goodput_per_s[0])
     g = gp.goodput(_AdmissionSlo, admission=True, **kw)
     rate = float(g.goodput_per_s[0])
@@ -270,8 +270,9 @@ def test_admission_leaves_a_loose_ttft_slo_at_the_littles_law_rate():
     kw = dict(input_cv=ADM_CV, output_tokens=ADM_L, service_s=np.array([0.05]), servers=np.array([2.0]),
               fixed_s=np.zeros(1), sequences=np.array([64.0]), tpot_s=np.array([0.04]), fits=np.array([True]))
     g = gp.goodput(Loose, admission=True, **kw)
-    assert g.goodput_per_s[0] == pytest.approx(64.0 / (ADM_L * 0.04), rel=1e-4)
-    assert g.goodput_per_s[0] < 64.0 / (ADM_L * 0.04)
+    # a slot is held for the own prefill (0.05 s) and ADM_L steps of 0.04 s
+    assert g.goodput_per_s[0] == pytest.approx(64.0 / (ADM_L * 0.04 + 0.05), rel=1e-4)
+    assert g.goodput_per_s[0] < 64.0 / (ADM_L * 0.04 + 0.05)
     assert gp.BINDING[int(g.binding[0])] == "decode (batch x tpot)"
 
 
@@ -306,29 +307,70 @@ def test_ttft_quantiles_of_long_prompts_match_simulation():
     f = gp.chunk_fraction(b, c, groups=1.0, new_tokens=n, output_tokens=LONG["out_tokens"], tokens_per_step=1.0)
     chunk = LONG["s0"] + LONG["s1"] * b + LONG["extra"]
     step = gp.chunked_step_s(LONG["s0"] + LONG["s1"] * b, chunk, f)
-    slots, forwards = gp.request_slots(np.array([1.0]), c, n, np.array([1.0]))
-    own_cv = gp.prefill_cv(cv, np.array([1.0]), c, n)
-    assert (slots[0], forwards[0], own_cv[0]) == (1.0, 4.0, pytest.approx(cv))  # 2,048 tokens = 4 chunks of 512
-    service, residence = forwards * chunk, LONG["out_tokens"] * step
+    plain = LONG["s0"] + LONG["s1"] * b
+    service, slots, quantum, load = gp.prefill_queue(np.array([1.0]), c, n, np.array([1.0]), chunk, plain)
+    assert (slots[0], service[0]) == (1.0, pytest.approx(4 * chunk[0]))  # 2,048 tokens = 4 chunks of 512
+    residence = gp.slot_residence_s(LONG["out_tokens"], step, service)
     g = gp.goodput(_AdmissionSlo, input_cv=cv, output_tokens=LONG["out_tokens"], service_s=service, servers=slots,
-                   fixed_s=np.zeros(1), sequences=b, tpot_s=step, fits=np.array([True]), admission=True,
-                   prefill_cv=own_cv)
+                   fixed_s=quantum, quantum_load_s=load, sequences=b, tpot_s=step, fits=np.array([True]),
+                   admission=True)
     rate = 0.3 * float(g.goodput_per_s[0])
     sim = np.concatenate([_simulate_admission(rate, 40000, s, **LONG) for s in (1, 2, 3, 4)])
     for q, band in ((0.5, 0.08), (0.9, 0.08), (0.99, 0.15)):
-        model = gp.ttft_parts_s(q, cv, rate, service, slots, 0.0, own_cv, sequences=b, residence_s=residence)[0][0]
+        model = gp.ttft_parts_s(q, cv, rate, service, slots, quantum, cv, sequences=b, residence_s=residence,
+                                quantum_load_s=load)[0][0]
         assert model == pytest.approx(float(np.quantile(sim, q)), rel=band), (q, model)
     old = max(float(queueing.mgc_wait_quantile_s(0.9, rate, service, cv**2, slots)[0]),
               float(queueing.mgc_wait_quantile_s(0.9, rate, residence, 0.0, b)[0])) + service[0]
     assert old < 0.75 * float(np.quantile(sim, 0.9)), "wait quantile + mean prefill misses the long prompts"
 
 
-def test_prefill_cv_by_hand():
-    # k = tp C / N prompts per forward: k >= 1 -> one forward each, CV input_cv / k (a shorter prompt still
-    # takes the forward); k < 1 -> ceil(1/k) forwards, CV input_cv (1/k) / ceil(1/k)
-    cv = 0.5
-    out = gp.prefill_cv(cv, np.array([4.0, 1.0, 1.0]), np.array([256.0, 512.0, 512.0]), 222.0)
-    np.testing.assert_allclose(out, [cv * 222 / 1024, cv * 222 / 512, cv * 222 / 512])
-    out = gp.prefill_cv(cv, np.array([1.0, 2.0]), np.array([512.0, 256.0]), 2000.0)
-    np.testing.assert_allclose(out, [cv * (2000 / 512) / 4] * 2)
-    assert gp.prefill_cv(cv, np.array([1.0]), np.array([512.0]), 2048.0)[0] == pytest.approx(cv)
+# ----------------------------------------------------------------------------- prompts sharing chunk steps
+#
+# The engine above fills each step's budget from the admitted prompts FCFS, a prompt split as needed
+# and several sharing a step: a 2,048-token prompt over 1,536-token chunks takes 1.33 steps' worth
+# of budget, not two steps (planner.goodput.prefill_queue: one token stream per TP group).  The
+# goodput is the rate where the simulated p99 TTFT crosses the SLO: the model's rate meets it at
+# 0.95x and misses it at 1.05x (pooled over four seeds).  Band, from the seed spread and what the
+# closed form leaves out: the crossing moves by ~3% between groups of four seeded 20,000-step runs;
+# the wait for chunk budget after a prompt takes its slot is left out (optimistic: +5% to +12% in
+# these engines when the slots bind with a few chunks per prompt, measured at 16 slots), every step
+# is priced at the full batch (conservative), and the quantum's load part scales with the stream's
+# mean utilization while the p99 prompts arrive in busy periods, where it is a whole forward
+# (optimistic where the prompt stream binds).  Measured: +2% with 64 slots (slots bind), +6% with
+# 16 slots (the stream binds).  So: within 5% in the first case, -5% / +10% in the second.  The form
+# with whole steps per prompt (one slot each, ceil(1.33) = 2 steps) prices the first 32% under.
+
+SHARED = [dict(slots=64, out_tokens=128, prompt_tokens=2048.0, cv=0.431, max_tokens=10**9, chunk=1536, s0=0.020,
+               s1=0.0001, extra=0.030),
+          dict(slots=16, out_tokens=128, prompt_tokens=2048.0, cv=0.431, max_tokens=10**9, chunk=512, s0=0.020,
+               s1=0.0001, extra=0.030)]
+
+
+def _shared_goodput(kw: dict, whole_steps: bool = False) -> float:
+    b, c, n = np.array([float(kw["slots"])]), np.array([float(kw["chunk"])]), kw["prompt_tokens"]
+    f = gp.chunk_fraction(b, c, groups=1.0, new_tokens=n, output_tokens=kw["out_tokens"], tokens_per_step=1.0)
+    plain = kw["s0"] + kw["s1"] * b
+    chunk = plain + kw["extra"]
+    step = gp.chunked_step_s(plain, chunk, f)
+    service, servers, quantum, load = gp.prefill_queue(np.array([1.0]), c, n, np.array([1.0]), chunk, plain)
+    if whole_steps:  # one slot per prompt, ceil(N / C) whole steps each, no quantum
+        service, quantum, load = np.ceil(n / c) * chunk, np.zeros(1), np.zeros(1)
+    g = gp.goodput(_AdmissionSlo, input_cv=kw["cv"], output_tokens=kw["out_tokens"], service_s=service,
+                   servers=servers, fixed_s=quantum, quantum_load_s=load, sequences=b, tpot_s=step,
+                   fits=np.array([True]), admission=True)
+    return float(g.goodput_per_s[0])
+
+
+@pytest.mark.parametrize(("case", "under"), [(0, 0.95), (1, 0.90)], ids=["1.33-chunks-64-slots", "4-chunks-16-slots"])
+def test_goodput_of_prompts_sharing_chunk_steps_matches_simulation(case, under):
+    kw = SHARED[case]
+    rate = _shared_goodput(kw)
+
+    def p99(r: float) -> float:
+        return float(np.quantile(np.concatenate([_simulate_admission(r, 20000, s, **kw) for s in (1, 2, 3, 4)]), 0.99))
+
+    assert p99(rate * under) <= _AdmissionSlo.ttft_s
+    assert p99(rate * 1.05) > _AdmissionSlo.ttft_s
+    if case == 0:
+        assert _shared_goodput(kw, whole_steps=True) < 0.75 * rate, "whole steps per prompt idle the budget's rest"
