@@ -340,14 +340,27 @@ def test_ttft_quantiles_of_long_prompts_match_simulation():
 # (optimistic where the prompt stream binds).  Measured: +2% with 64 slots (slots bind), +6% with
 # 16 slots (the stream binds).  So: within 5% in the first case, -5% / +10% in the second.  The form
 # with whole steps per prompt (one slot each, ceil(1.33) = 2 steps) prices the first 32% under.
+# The third case is the planner's top layout of the MLPerf Llama-3.1-405B Interactive row (8 H200,
+# TP8, 32 slots, 1,024-token chunks per die: 8,192 per step, 1.15 steps per mean prompt; its steps
+# from planner.evaluate: 38.3 ms without a chunk, 840 ms with one; prompts capped at 19,988; p99
+# TTFT 4.5 s): there the quantum is most of a prompt's prefill, and the simulated crossing (three
+# groups of four 400,000-step runs: 0.353, 0.357, 0.359 req/s) sits within 2% of the model's 0.359
+# (= planner evaluate's goodput for that layout), where a whole chunk step as the quantum at every
+# load would be 22% under and the step without a chunk 7-9% over.  Band 5% (the groups'
+# spread and the left-out terms above).
 
 SHARED = [dict(slots=64, out_tokens=128, prompt_tokens=2048.0, cv=0.431, max_tokens=10**9, chunk=1536, s0=0.020,
                s1=0.0001, extra=0.030),
           dict(slots=16, out_tokens=128, prompt_tokens=2048.0, cv=0.431, max_tokens=10**9, chunk=512, s0=0.020,
-               s1=0.0001, extra=0.030)]
+               s1=0.0001, extra=0.030),
+          dict(slots=32, out_tokens=685, prompt_tokens=9429.0, cv=0.431, max_tokens=19988, chunk=8192, s0=0.0383,
+               s1=0.0, extra=0.8014)]
 
 
-def _shared_goodput(kw: dict, whole_steps: bool = False) -> float:
+def _shared_goodput(kw: dict, whole_steps: bool = False, slo_s: float = 1.0) -> float:
+    class Slo(_AdmissionSlo):
+        ttft_s = slo_s
+
     b, c, n = np.array([float(kw["slots"])]), np.array([float(kw["chunk"])]), kw["prompt_tokens"]
     f = gp.chunk_fraction(b, c, groups=1.0, new_tokens=n, output_tokens=kw["out_tokens"], tokens_per_step=1.0)
     plain = kw["s0"] + kw["s1"] * b
@@ -356,21 +369,24 @@ def _shared_goodput(kw: dict, whole_steps: bool = False) -> float:
     service, servers, quantum, load = gp.prefill_queue(np.array([1.0]), c, n, np.array([1.0]), chunk, plain)
     if whole_steps:  # one slot per prompt, ceil(N / C) whole steps each, no quantum
         service, quantum, load = np.ceil(n / c) * chunk, np.zeros(1), np.zeros(1)
-    g = gp.goodput(_AdmissionSlo, input_cv=kw["cv"], output_tokens=kw["out_tokens"], service_s=service,
+    cap_sd = (kw["max_tokens"] / n - 1) / kw["cv"] if kw["max_tokens"] < 10**9 else np.inf
+    g = gp.goodput(Slo, input_cv=kw["cv"], output_tokens=kw["out_tokens"], service_s=service, input_cap_sd=cap_sd,
                    servers=servers, fixed_s=quantum, quantum_load_s=load, sequences=b, tpot_s=step,
                    fits=np.array([True]), admission=True)
     return float(g.goodput_per_s[0])
 
 
-@pytest.mark.parametrize(("case", "under"), [(0, 0.95), (1, 0.90)], ids=["1.33-chunks-64-slots", "4-chunks-16-slots"])
-def test_goodput_of_prompts_sharing_chunk_steps_matches_simulation(case, under):
+@pytest.mark.parametrize(("case", "under", "slo_s", "steps"), [(0, 0.95, 1.0, 20000), (1, 0.90, 1.0, 20000),
+                                                           (2, 0.95, 4.5, 400000)],
+                         ids=["1.33-chunks-64-slots", "4-chunks-16-slots", "mlperf-405b-interactive-layout"])
+def test_goodput_of_prompts_sharing_chunk_steps_matches_simulation(case, under, slo_s, steps):
     kw = SHARED[case]
-    rate = _shared_goodput(kw)
+    rate = _shared_goodput(kw, slo_s=slo_s)
 
     def p99(r: float) -> float:
-        return float(np.quantile(np.concatenate([_simulate_admission(r, 20000, s, **kw) for s in (1, 2, 3, 4)]), 0.99))
+        return float(np.quantile(np.concatenate([_simulate_admission(r, steps, s, **kw) for s in (1, 2, 3, 4)]), 0.99))
 
-    assert p99(rate * under) <= _AdmissionSlo.ttft_s
-    assert p99(rate * 1.05) > _AdmissionSlo.ttft_s
+    assert p99(rate * under) <= slo_s
+    assert p99(rate * 1.05) > slo_s
     if case == 0:
         assert _shared_goodput(kw, whole_steps=True) < 0.75 * rate, "whole steps per prompt idle the budget's rest"
