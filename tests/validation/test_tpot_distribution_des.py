@@ -390,3 +390,75 @@ def test_goodput_of_prompts_sharing_chunk_steps_matches_simulation(case, under, 
     assert p99(rate * 1.05) > slo_s
     if case == 0:
         assert _shared_goodput(kw, whole_steps=True) < 0.75 * rate, "whole steps per prompt idle the budget's rest"
+
+
+# ----------------------------------------------------------------------------- a prefill pool's token stream
+#
+# A prefill pool (pd, transformerless) as an engine: Poisson prompts (gamma lengths, clipped at the
+# dataset's longest) queue FCFS; each forward takes up to ``B`` prompt tokens, a prompt split across
+# forwards and several sharing one; an idle pool starts a forward when a prompt arrives; a forward of
+# ``x`` tokens lasts ``t0 + (x / B)(T - t0)``; a prompt's TTFT (its prefill part) ends with the forward
+# holding its last token.  planner.goodput.prefill_queue prices it as one token stream of service
+# ``N / B`` forwards, the quantum 0 idle and a forward ``T`` at full utilization.  The goodput is where
+# the simulated p99 crosses the SLO.  Band, from two seeded runs of 40,000 prompts (the crossing
+# moves ~2% between seed pairs) and what the closed form leaves out: with ~9 prompts per forward the
+# model is within 1% (measured +0.3%): within 5%; with a prompt of 1.15 forwards (MLPerf 405B-like)
+# the quantum's whole forward at full utilization is conservative (measured -12%): the model's rate
+# meets the SLO at 0.95x and misses it only past 1.20x.  The form with whole forwards per prompt
+# (ceil(1 / 0.87) = 2 forwards each) is 78% under there.
+
+POOL_CASES = [  # N, cv, longest prompt, B, T, t0, SLO (s), over
+    (222.0, 0.771, 1021, 2048, 0.2, 0.01, 0.40, 1.05),
+    (9429.0, 0.431, 19988, 8192, 0.7, 0.02, 4.5, 1.20),
+]
+
+
+def _simulate_prefill_pool(rate_per_s: float, prompts: int, seed: int, n: float, cv: float, longest: int, budget: int,
+                           forward_s: float, t0_s: float) -> np.ndarray:
+    """Prefill part of TTFT per prompt after the warm-up fifth."""
+    from collections import deque
+
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1 / rate_per_s, prompts))
+    k = 1 / cv**2
+    lens = np.clip(np.round(rng.gamma(k, n / k, prompts)), 1, longest)
+    ttft = np.empty(prompts)
+    waiting: deque[list] = deque()
+    t, nxt = 0.0, 0
+    while nxt < prompts or waiting:
+        if not waiting:
+            t = max(t, arrivals[nxt])
+        while nxt < prompts and arrivals[nxt] <= t:
+            waiting.append([lens[nxt], nxt])
+            nxt += 1
+        left, done = budget, []
+        while left > 0 and waiting:
+            take = min(waiting[0][0], left)
+            waiting[0][0] -= take
+            left -= take
+            if waiting[0][0] <= 0:
+                done.append(waiting.popleft()[1])
+        t += t0_s + (budget - left) / budget * (forward_s - t0_s)
+        for i in done:
+            ttft[i] = t - arrivals[i]
+    return ttft[prompts // 5:]
+
+
+@pytest.mark.parametrize("case", range(len(POOL_CASES)), ids=["9-prompts-per-forward", "1.15-forwards-per-prompt"])
+def test_prefill_pool_goodput_matches_simulation(case):
+    n, cv, longest, budget, forward, t0, slo_s, over = POOL_CASES[case]
+
+    class Slo(_AdmissionSlo):
+        ttft_s = slo_s
+
+    service, servers, quantum, load = gp.prefill_queue(np.array([1.0]), np.array([float(budget)]), n, np.array([1.0]),
+                                                       np.array([forward]))
+    assert quantum[0] == 0.0 and load[0] == forward  # a prefill pool starts a forward at once
+    rate = float(gp.ttft_limited_rate_per_s(Slo, cv, service, servers, quantum, None, (longest / n - 1) / cv, load)[0])
+
+    def p99(r: float) -> float:
+        return float(np.quantile(np.concatenate([_simulate_prefill_pool(r, 40000, s, n, cv, longest, budget, forward, t0)
+                                                 for s in (1, 2)]), 0.99))
+
+    assert p99(rate * 0.95) <= slo_s
+    assert p99(rate * over) > slo_s
