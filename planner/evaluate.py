@@ -391,7 +391,11 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     batches, curve = _priced_curve(ev)
     tpots = _at_zero(curve.step_s) / env.tokens_per_step
     seqs = d.instances * ev.layout.decode_attention_dies * d.batch
-    decode_sat = seqs / (w.output_tokens * tpots[-1])
+    full_batch = seqs / (w.output_tokens * tpots[-1])  # Little's law with every sequence decoding
+    chunked = not MODES[ev.layout.mode].prefill_pool
+    # chunked prefill: a slot is also held through its prompt's prefill (planner.goodput.slot_residence_s)
+    decode_sat = (seqs / float(gp.slot_residence_s(w.output_tokens, float(tpots[-1]), side.service_s)) if chunked
+                  else full_batch)
     prefill_sat = side.servers / side.service_s
     # A rate within the reports' rounding (6 significant digits) of a capacity runs at it, not past it.
     at_most = 1 + 1e-6
@@ -400,7 +404,7 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     to_decode = min(rate_per_s, prefill_sat)  # what the prefill pool passes on
     if to_decode <= 0:
         batch, tpot = 0.0, float(tpots[0])
-    elif to_decode >= decode_sat * (1 - 1e-9):
+    elif to_decode >= full_batch * (1 - 1e-9):
         batch, tpot = float(d.batch), float(tpots[-1])
     else:
         batch, tpot = _operating_point(ev, batches, tpots, to_decode)
@@ -412,8 +416,7 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
     first = (tpot if first_step_tpot_s is None else first_step_tpot_s) if side.first_step else 0.0
 
     # chunked prefill: a prompt takes a batch slot before its first chunk (planner.goodput, "Admission")
-    residence = (float(gp.slot_residence_s(w.output_tokens, float(tpots[-1]), side.service_s))
-                 if not MODES[ev.layout.mode].prefill_pool else None)
+    residence = float(gp.slot_residence_s(w.output_tokens, float(tpots[-1]), side.service_s)) if chunked else None
 
     fixed = side.kv_transfer_s + first + side.quantum_s
     # every reported TTFT percentile and the SLO's in one vector call (elementwise: each is what a

@@ -262,7 +262,11 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
     kv = pre.kv_s[:, 0]
     dies = float(layout.decode_attention_dies)
     tpot_full = curve.tpot_s[rows, k]
-    decode_sat = d.instances * dies * curve.batches[k] / (w.output_tokens * tpot_full)
+    chunked = not MODES[layout.mode].prefill_pool
+    full_batch = d.instances * dies * curve.batches[k] / (w.output_tokens * tpot_full)
+    # chunked prefill: a slot is also held through its prompt's prefill (planner.goodput.slot_residence_s)
+    decode_sat = (d.instances * dies * curve.batches[k] / gp.slot_residence_s(w.output_tokens, tpot_full, service)
+                  if chunked else full_batch)
     prefill_sat = pre.servers / service
     # within rounding of the decode capacity a pool runs at it (as layout_goodput prices its goodput)
     near = rate_per_s <= decode_sat * (1 + 1e-6)
@@ -270,7 +274,7 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
     queued = has & near & (rate < prefill_sat)
     to_decode = np.minimum(rate, prefill_sat)
     tpot = np.where(~has, np.inf, np.where(to_decode <= 0, curve.tpot_s[:, 0],
-                                           np.where(to_decode >= decode_sat * (1 - 1e-9), tpot_full, np.nan)))
+                                           np.where(to_decode >= full_batch * (1 - 1e-9), tpot_full, np.nan)))
     for i in np.flatnonzero(np.isnan(tpot)):  # the fixed point of each sample's curve (scalar solver)
         batches = np.concatenate([[0.0], curve.batches[:k[i] + 1]])
         tpots = np.concatenate([[curve.tpot_s[i, 0]], curve.tpot_s[i, :k[i] + 1]])
@@ -278,7 +282,7 @@ def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, l
     ttft = np.full(s, np.inf)
     if queued.any():
         fixed = kv[queued] + (tpot[queued] if pre.first_step else 0.0) + quantum[queued]
-        chunked = not MODES[layout.mode].prefill_pool  # and the wait for a batch slot (planner.goodput)
+        # chunked: and the wait for a batch slot (planner.goodput)
         ttft[queued] = gp.ttft_parts_s(sc.slo.ttft_percentile / 100.0, w.input_cv, rate[queued], service[queued],
                                        np.full(int(queued.sum()), pre.servers), fixed, w.input_cv,
                                        sequences=d.instances * dies * curve.batches[k][queued] if chunked else None,
