@@ -156,13 +156,15 @@ REPORTED_PERCENTILES = (50.0, 90.0, 99.0)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TtftBreakdown:
     """TTFT at one percentile, by part (seconds): the prefill of the prompt at that percentile of prompt
-    lengths (planner.goodput.ttft_parts_s), the queueing the percentile adds on top (waiting for a
-    prefill or batch slot), the KV hand-off to the decode pool, and the first decode step (one TPOT;
-    0 for chunked-prefill modes)."""
+    lengths (planner.goodput.ttft_parts_s), the step boundaries (entering at one, leaving at the end
+    of the forward that holds the prompt's last token: planner.goodput.prefill_queue), the queueing
+    the percentile adds on top (waiting for prefill budget or a batch slot), the KV hand-off to the
+    decode pool, and the first decode step (one TPOT; 0 for chunked-prefill modes)."""
 
     percentile: float
     queueing_s: float
     prefill_s: float
+    step_boundary_s: float
     kv_transfer_s: float
     first_decode_step_s: float
     total_s: float
@@ -427,12 +429,14 @@ def load_point(ev: Evaluation, rate_per_s: float, *, first_step_tpot_s: float | 
         sequences=None if residence is None else float(seqs), residence_s=residence, residence_cv=w.output_cv,
         input_cap_sd=w.input_cap_sd, quantum_load_s=side.quantum_load_s))
 
+    boundary = _f(gp.prefill_quantum_s(side.quantum_s, side.quantum_load_s, rate_per_s, np.array([side.service_s]),
+                                       np.array([side.servers])))
+
     def ttft_at(i: int) -> TtftBreakdown:
         total, prefill = float(totals[i]), float(prefills[i])
         total = np.inf if saturated else total
-        # the quantum (entering and leaving at forward boundaries) is shown with the own prefill
-        return TtftBreakdown(percentile=levels[i], queueing_s=total - fixed - prefill,
-                             prefill_s=prefill + side.quantum_s,
+        return TtftBreakdown(percentile=levels[i], queueing_s=total - (fixed - side.quantum_s) - boundary - prefill,
+                             prefill_s=prefill, step_boundary_s=boundary,
                              kv_transfer_s=side.kv_transfer_s, first_decode_step_s=first, total_s=total)
 
     ttft_slo = ttft_at(0).total_s
@@ -597,8 +601,10 @@ def pool_alone_goodput(ev: Evaluation) -> GoodputPoint:
                                                           servers, side.quantum_s, w.input_cv,
                                                           input_cap_sd=w.input_cap_sd,
                                                           quantum_load_s=side.quantum_load_s))
-        breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=total - side.quantum_s - prefill,
-                                  prefill_s=prefill + side.quantum_s,
+        boundary = _f(gp.prefill_quantum_s(side.quantum_s, side.quantum_load_s, rate, np.array([service]),
+                                           np.array([servers])))
+        breakdown = TtftBreakdown(percentile=slo.ttft_percentile, queueing_s=total - boundary - prefill,
+                                  prefill_s=prefill, step_boundary_s=boundary,
                                   kv_transfer_s=0.0, first_decode_step_s=0.0, total_s=total)
     return GoodputPoint(goodput_requests_per_s=rate, **_per_die(ev, rate),
                         ttft_s=breakdown.total_s if breakdown else None, tpot_s=None, tpot_at_layout_batch_s=None,

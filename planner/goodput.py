@@ -125,6 +125,16 @@ def prefill_queue(tp: Array, tokens_per_die: Array, new_tokens: float, groups: A
     return service, np.asarray(groups, dtype=float) * np.ones(np.shape(budget)), idle, load
 
 
+def prefill_quantum_s(idle_s: Array | float, load_s: Array | float, rate_per_s: Array | float, service_s: Array,
+                      servers: Array) -> Array:
+    """The quantum at ``rate_per_s`` (:func:`prefill_queue`), (N,): ``idle + load * rho``, ``rho`` the prefill
+    stream's utilization ``lambda E[S] / c`` (at most 1)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.minimum(1.0, np.asarray(rate_per_s, dtype=float) * np.asarray(service_s, dtype=float)
+                         / np.asarray(servers, dtype=float))
+    return np.asarray(idle_s, dtype=float) + np.asarray(load_s, dtype=float) * rho
+
+
 def ttft_limited_rate_per_s(slo: Slo, input_cv: float, service_s: Array, servers: Array, fixed_s: Array,
                             prefill_cv: Array | float | None = None, input_cap_sd: float = np.inf,
                             quantum_load_s: Array | float = 0.0) -> Array:
@@ -158,9 +168,7 @@ def ttft_parts_s(q: float, input_cv: float, rate_per_s: Array, service_s: Array,
     (with the quantum's load part, ``quantum_load_s`` x the stream's utilization: :func:`prefill_queue`).
     """
     svc = np.asarray(service_s, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        busy = np.asarray(quantum_load_s, dtype=float) * np.minimum(1.0, np.asarray(rate_per_s, dtype=float) * svc
-                                                                     / np.asarray(servers, dtype=float))
+    busy = prefill_quantum_s(0.0, quantum_load_s, rate_per_s, svc, servers)
     # the quantile's bisection on t (between bounds within a few x of each other): 2**-40 ~ 1e-12 relative
     total = queueing.mgc_wait_plus_gamma_quantile_s(q, rate_per_s, svc, input_cv**2, servers, svc, prefill_cv,
                                                     iterations=BISECTION_STEPS, extra_cap_sd=input_cap_sd)

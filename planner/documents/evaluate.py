@@ -138,11 +138,13 @@ class DecodeMetrics(Part):
 
 
 class TtftParts(Part):
-    """TTFT at one percentile, by part (s): waiting for a prefill slot, prefill, KV hand-off, first decode step."""
+    """TTFT at one percentile, by part (s): waiting for prefill budget or a batch slot, prefill, step boundaries
+    (planner.goodput.prefill_queue), KV hand-off, first decode step."""
 
     percentile: float
     queueing_s: float | None
     prefill_s: float | None
+    step_boundary_s: float | None
     kv_transfer_s: float | None
     first_decode_step_s: float | None
     total_s: float | None

@@ -149,16 +149,17 @@ def load_table(title: str, point: LoadPointDoc) -> Table:
         verdict += f"; the {point.saturated_pool} pool saturates at {cap:.2f} req/s"
     table = Table(title=(f"{title}: {point.rate_requests_per_s:.2f} req/s, decode batch "
                          f"{point.decode_batch_per_die:.1f} per die; {verdict}"), title_justify="left")
-    for col in ("", "queueing", "prefill", "KV transfer", "first decode step", "TTFT", "TPOT"):
+    for col in ("", "queueing", "prefill", "step boundaries", "KV transfer", "first decode step", "TTFT", "TPOT"):
         table.add_column(col, justify="left" if not col else "right")
     tpot = {q.percentile: q.value_s for q in point.tpot}
     for t in point.ttft:
-        table.add_row(f"p{t.percentile:g}", _seconds(t.queueing_s), _seconds(t.prefill_s), _seconds(t.kv_transfer_s),
+        table.add_row(f"p{t.percentile:g}", _seconds(t.queueing_s), _seconds(t.prefill_s),
+                      _seconds(t.step_boundary_s), _seconds(t.kv_transfer_s),
                       _seconds(t.first_decode_step_s), _seconds(t.total_s),
                       _seconds(tpot[t.percentile]) if t.percentile in tpot else _NONE)
     for p in sorted(set(tpot) - {t.percentile for t in point.ttft}):
-        table.add_row(f"p{p:g}", *([_NONE] * 5), _seconds(tpot[p]))
-    table.add_row("mean", *([_NONE] * 5), _seconds(point.tpot_mean_s))
+        table.add_row(f"p{p:g}", *([_NONE] * 6), _seconds(tpot[p]))
+    table.add_row("mean", *([_NONE] * 6), _seconds(point.tpot_mean_s))
     return table
 
 

@@ -74,9 +74,13 @@ def test_fixed_point_by_hand():
     plain_b, chunk_b = _steps(ev.env, knobs, float(d.batch))
     assert float(ev.decode.step_s[0]) == pytest.approx(plain_b + 0.5 * (chunk_b - plain_b), rel=1e-12)
     # prefill: 2048 tokens over tp 2 x 512 per step = 2 chunk steps per request, one token stream per TP
-    # group; the prefill row shows the quantum at zero load with it: one step without a chunk
+    # group (4 instances of one group); the step boundaries: the step without a chunk, plus the stream's
+    # utilization rate x 2 chunk steps / 4 times the rest of a chunk step
     ttft = point.ttft[0]
-    assert ttft.prefill_s == pytest.approx(2 * chunk_b + plain_b, rel=1e-12)
+    assert ttft.prefill_s == pytest.approx(2 * chunk_b, rel=1e-12)
+    rho = rate * 2 * chunk_b / d.instances
+    assert 0 < rho < 1
+    assert ttft.step_boundary_s == pytest.approx(plain_b + rho * (chunk_b - plain_b), rel=1e-12)
 
 
 def test_chunk_share_by_hand():
