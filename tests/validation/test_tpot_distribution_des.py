@@ -193,6 +193,19 @@ ADM_SLOTS, ADM_L, ADM_N, ADM_CV, ADM_NMAX, ADM_C = 64, 64, 200.0, 0.771, 1021, 5
 ADM_S0, ADM_S1, ADM_EXTRA = 0.020, 0.0002, 0.020
 
 
+def _fill_budget(queue, budget: int) -> tuple[int, list[int]]:
+    """One step's prompt tokens taken FCFS from ``queue`` ([tokens left, request] items), a prompt split as
+    needed and several sharing the step: (budget left unused, requests whose last token the step holds)."""
+    left, done = budget, []
+    while left > 0 and queue:
+        take = min(queue[0][0], left)
+        queue[0][0] -= take
+        left -= take
+        if queue[0][0] <= 0:
+            done.append(queue.popleft()[1])
+    return left, done
+
+
 def _simulate_admission(rate_per_s: float, steps: int, seed: int, *, slots: int = ADM_SLOTS, out_tokens: int = ADM_L,
                         prompt_tokens: float = ADM_N, cv: float = ADM_CV, max_tokens: int = ADM_NMAX,
                         chunk: int = ADM_C, s0: float = ADM_S0, s1: float = ADM_S1,
@@ -218,13 +231,7 @@ def _simulate_admission(rate_per_s: float, steps: int, seed: int, *, slots: int 
             i = waiting.popleft()
             prefill.append([lens[i], i])
             used += 1
-        left, done = chunk, []
-        while left > 0 and prefill:
-            take = min(prefill[0][0], left)
-            prefill[0][0] -= take
-            left -= take
-            if prefill[0][0] <= 0:
-                done.append(prefill.popleft()[1])
+        left, done = _fill_budget(prefill, chunk)
         t += s0 + s1 * len(live) + extra * (chunk - left) / chunk
         while live and live[0] == j:
             live.popleft()
@@ -431,13 +438,7 @@ def _simulate_prefill_pool(rate_per_s: float, prompts: int, seed: int, n: float,
         while nxt < prompts and arrivals[nxt] <= t:
             waiting.append([lens[nxt], nxt])
             nxt += 1
-        left, done = budget, []
-        while left > 0 and waiting:
-            take = min(waiting[0][0], left)
-            waiting[0][0] -= take
-            left -= take
-            if waiting[0][0] <= 0:
-                done.append(waiting.popleft()[1])
+        left, done = _fill_budget(waiting, budget)
         t += t0_s + (budget - left) / budget * (forward_s - t0_s)
         for i in done:
             ttft[i] = t - arrivals[i]
