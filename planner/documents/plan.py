@@ -145,9 +145,10 @@ def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None =
 
 def expert_load_docs(p: Planned, sc: Scenario) -> dict[str, ExpertLoadDoc]:
     """Each pool's expert load and imbalance cost (planner.imbalance) of a listed layout, priced again (N = 1)
-    under its own scenario, as the search priced it (MTP off where the layout has it off)."""
-    return {pool: ExpertLoadDoc.of(load)
-            for pool, load in layout_load(evaluate(p.layout, own_scenario(p.layout, sc), "plan")).items()}
+    under its own scenario, as the search priced it (MTP off where the layout has it off): the search's
+    evaluation when it kept one (the same call, already made)."""
+    ev = p.evaluation if p.evaluation is not None else evaluate(p.layout, own_scenario(p.layout, sc), "plan")
+    return {pool: ExpertLoadDoc.of(load) for pool, load in layout_load(ev).items()}
 
 
 def file_hashes(scenario: Scenario) -> dict[str, str]:

@@ -15,7 +15,9 @@ import numpy as np
 from planner import goodput as gp
 from planner.errors import PlannerError
 from planner.evaluate import (
+    Evaluation,
     GoodputPoint,
+    StepMemo,
     evaluate,
     layout_goodputs,
     place_layout,
@@ -39,6 +41,8 @@ class Planned:
     layout: Layout
     metrics: GoodputPoint
     search_goodput_per_s: float
+    # the layout priced under its own scenario (``evaluate``), for the reports' per-pool details
+    evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
 
     @property
     def dies(self) -> int:
@@ -97,8 +101,18 @@ def _exact(listed: dict[str, tuple[Mode, Layout, float]], scenario: Scenario) ->
     """The listed layouts (key -> mode, layout, search rate) priced exactly (``evaluate`` + ``layout_goodput``),
     those meeting the SLOs kept in listing order.  The decode TPOT(b) curves of layouts of one mode and one
     scenario are priced together (the same floats as one by one: planner.evaluate.priced_curves)."""
-    evs = {key: evaluate(layout, own_scenario(layout, scenario), "search")
-           for key, (_, layout, _) in listed.items()}
+    # one Scenario per distinct [scenario] table (own_scenario builds a new one each call), so the memo's
+    # steps are shared by the layouts with the same pools under the same scenario
+    scenarios: dict[str | None, Scenario] = {}
+    memo: StepMemo = {}
+
+    def own(layout: Layout) -> Scenario:
+        doc = layout.scenario.model_dump_json() if layout.scenario is not None else None
+        if doc not in scenarios:
+            scenarios[doc] = own_scenario(layout, scenario)
+        return scenarios[doc]
+
+    evs = {key: evaluate(layout, own(layout), "search", memo) for key, (_, layout, _) in listed.items()}
     groups: dict[tuple, list[str]] = {}
     for key, ev in evs.items():
         lay = ev.layout
@@ -116,7 +130,8 @@ def _exact(listed: dict[str, tuple[Mode, Layout, float]], scenario: Scenario) ->
     for key, (mode, layout, rate) in listed.items():
         metrics = points[key]
         if metrics.meets_slo:
-            found[key] = Planned(mode=mode, layout=layout, metrics=metrics, search_goodput_per_s=rate)
+            found[key] = Planned(mode=mode, layout=layout, metrics=metrics, search_goodput_per_s=rate,
+                                 evaluation=evs[key])
     return found
 
 
