@@ -105,7 +105,8 @@ class DecodeScore:
         return len(self.rate_per_s)
 
 
-# The decode step's outputs per row (misfits: inf steps, chunk share 0).
+# The decode step's outputs per row (misfits: inf steps, chunk share 0); the last three only with chunked
+# prefill (elsewhere both steps are the step and the share is 0: not stored, 10 MB each in a default plan).
 _STEP_FIELDS = ("step_s", "plain_step_s", "chunk_step_s", "chunk_fraction")
 
 
@@ -123,16 +124,20 @@ def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str,
     for lo in range(0, len(cands), CHUNK):
         part = {k: v[lo:lo + CHUNK] for k, v in a.items()}
         out["fits"][lo:lo + CHUNK], out["max_batch"][lo:lo + CHUNK] = entry.fits(env, entry.step_arrays(part))
-    out["step_s"][:] = out["plain_step_s"][:] = out["chunk_step_s"][:] = np.inf
-    out["chunk_fraction"][:] = 0.0
+    fields = [f for f in _STEP_FIELDS if f in out]
+    for f in fields:
+        out[f][:] = 0.0 if f == "chunk_fraction" else np.inf
     keep = np.flatnonzero(out["fits"])
     for lo in range(0, len(keep), CHUNK):
         rows = keep[lo:lo + CHUNK]
         step = entry.price(env, {k: v[rows] for k, v in a.items()})
         chunked = step.chunk_step_s is not None
+        if chunked and len(fields) == 1:
+            raise ValueError(f"{entry.mode.value}: a step with prefill chunks in a mode with a prefill pool")
         out["step_s"][rows] = step.step_s
-        out["plain_step_s"][rows] = step.plain_step_s if chunked else step.step_s
-        out["chunk_step_s"][rows] = step.chunk_step_s if chunked else step.step_s
+        if len(fields) > 1:
+            out["plain_step_s"][rows] = step.plain_step_s if chunked else step.step_s
+            out["chunk_step_s"][rows] = step.chunk_step_s if chunked else step.step_s
         if chunked:
             out["chunk_fraction"][rows] = step.chunk_fraction
 
@@ -206,7 +211,8 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     w, a = scenario.workload, cands.arrays
     n, reps = len(cands), len(variants)
     # every variant's rows written into one (reps N,) array per field (no concatenation afterwards)
-    whole = {f: np.empty(reps * n) for f in (*_STEP_FIELDS, "max_batch", "tpot_s", "tpot_slo_s")}
+    steps = _STEP_FIELDS if not entry.prefill_pool else _STEP_FIELDS[:1]
+    whole = {f: np.empty(reps * n) for f in (*steps, "max_batch", "tpot_s", "tpot_slo_s")}
     whole["fits"] = np.empty(reps * n, dtype=bool)
     whole["mtp"] = np.repeat(np.asarray(variants, dtype=np.int64), n)
     if not entry.prefill_pool:
@@ -230,9 +236,9 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     out = whole
     tpot = out["tpot_s"]
     att = np.tile(entry.attention_dies(a), reps)
-    dies = np.tile(entry.instance_dies(a), reps)
+    dies = np.tile(entry.instance_dies(a).astype(np.int64), reps)
     batch = np.tile(a["batch"], reps)
-    sequences = (att * batch).astype(float)
+    sequences = np.asarray(att * batch, dtype=float)
     tpot_slo = out["tpot_slo_s"]
     rate = gp.decode_rate_per_s(scenario.slo, sequences, w.output_tokens, tpot, out["fits"], tpot_slo)
     slo_miss = out["fits"] & (tpot_slo > scenario.slo.tpot_s)
@@ -244,8 +250,8 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     rejected["tpot_slo"] = int(slo_miss.sum())
     ok = out["fits"] & ~slo_miss
     return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=rate, sequences=sequences,
-                       dies=dies.astype(np.int64), tpot_s=tpot, tpot_slo_s=tpot_slo, step_s=out["step_s"],
-                       chunk_step_s=out["chunk_step_s"],
+                       dies=dies, tpot_s=tpot, tpot_slo_s=tpot_slo, step_s=out["step_s"],
+                       chunk_step_s=out.get("chunk_step_s", out["step_s"]),
                        max_batch=out["max_batch"],
                        ok=ok, rejected=rejected)
 
