@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.evaluate import evaluate, layout_goodput
+from planner.imbalance import layout_load
 from planner.inputs.layout import load_layout, own_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,3 +48,18 @@ def test_memo_keys_on_the_scenario_object_so_another_scenario_is_priced_again():
     memo: dict = {}
     a, b = evaluate(layout, one, "test", memo), evaluate(layout, two, "test", memo)
     assert a.decode is not b.decode and np.array_equal(a.decode.step_s, b.decode.step_s)
+
+
+def test_load_memo_reprices_a_shared_pool_once_with_the_same_numbers():
+    layout = load_layout(EXAMPLE)
+    scenario = own_scenario(layout, None)
+    p, d = layout.prefill.instances, layout.decode.instances
+    memo: dict = {}
+    evs = [evaluate(v, scenario, "test", memo) for v in (layout, _with_instances(layout, p + 1, d + 1))]
+    load_memo: dict = {}
+    shared = [layout_load(ev, load_memo) for ev in evs]
+    alone = [layout_load(ev) for ev in evs]
+    assert shared == alone and shared[0]["decode"].expert_imbalance_cost_s > 0
+    # one (balanced, even) pair of Envs (both pools run on the scenario's hardware: one Env), and per pool two
+    # re-priced steps, whichever layout asked first
+    assert len(load_memo) == 1 + 2 * 2
