@@ -6,7 +6,7 @@ the search runs on millions — and turns the result into plain numbers for repo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -78,13 +78,34 @@ def pool_scenario(scenario: Scenario, hardware: str | None, where: str, pool: st
     return replace(scenario, hardware=hw)
 
 
-def evaluate(layout: Layout, scenario: Scenario, where: str = "layout") -> Evaluation:
+# Steps already priced within one caller's run (planner.search.plan prices ~60 listed layouts, which share
+# decode and prefill pools at different instance counts): (kind, id(scenario or Env), knobs) -> (owner, value).
+# The owner is kept so its id is not reused while the memo lives.
+StepMemo = dict[tuple, tuple[object, object]]
+
+
+def _memoized(memo: StepMemo | None, key: tuple, owner: object, build):
+    """``build()``, or the value priced before under ``key`` (``owner`` kept alive with it); no memo: build."""
+    if memo is None:
+        return build()
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (owner, build())
+    return hit[1]
+
+
+def evaluate(layout: Layout, scenario: Scenario, where: str = "layout", memo: StepMemo | None = None) -> Evaluation:
     """Price ``layout`` under ``scenario``; impossible layouts raise LayoutError (exit 2).
 
     Each pool runs on the scenario's hardware or on the profile it names (``hardware`` in its
     table); pools on different hardware sit in different pods and hand KV over the fabric joining
     pods.  A layout may leave out one pool of a pd or transformerless layout: the other is priced
     alone (its capacity at the SLO it can see).
+
+    ``memo``: a pool's step (and the Env of a scenario object) priced by an earlier call with the same
+    memo is reused, not priced again: the step models are pure functions of (Env, knobs), and the
+    instance count is not a knob of a step.  The caller keeps its scenario objects unchanged while the
+    memo lives (keys hold their ids).
     """
     check_layout(layout, scenario.model, where)
     pre_sc = pool_scenario(scenario, getattr(layout.prefill, "hardware", None), where, "prefill")
@@ -96,10 +117,17 @@ def evaluate(layout: Layout, scenario: Scenario, where: str = "layout") -> Evalu
             check_pods(pl, scenario.pods, sc.hardware.name, where)
         elif pl is not None and other is not None and sc.hardware.name == other.name:
             check_pods(pl, scenario.prefill_pods, sc.hardware.name, where, "prefill_pods")
-    env = Env.of(dec_sc)
-    pre_env = Env.of(pre_sc) if pre_sc is not dec_sc else env
-    prefill = prefill_step(pre_env, prefill_arrays(layout.prefill.model_dump())) if layout.prefill is not None else None
-    decode = MODES[layout.mode].price(env, decode_knobs(layout)) if layout.decode is not None else None
+    env = _memoized(memo, ("env", id(dec_sc)), dec_sc, lambda: Env.of(dec_sc))
+    pre_env = _memoized(memo, ("env", id(pre_sc)), pre_sc, lambda: Env.of(pre_sc)) if pre_sc is not dec_sc else env
+    prefill = decode = None
+    if layout.prefill is not None:
+        arrays = prefill_arrays(layout.prefill.model_dump())
+        key = ("prefill", id(pre_env), tuple(np.asarray(getattr(arrays, f.name)).tobytes() for f in fields(arrays)))
+        prefill = _memoized(memo, key, pre_env, lambda: prefill_step(pre_env, arrays))
+    if layout.decode is not None:
+        knobs = decode_knobs(layout)
+        key = ("decode", id(env), layout.mode, tuple(sorted(knobs.items())))
+        decode = _memoized(memo, key, env, lambda: MODES[layout.mode].price(env, knobs))
     return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env, prefill_env=pre_env,
                       placement=placement)
 

@@ -80,22 +80,56 @@ def _classes(step: PoolStep) -> tuple[LayerClassLoad, ...]:
     return tuple(out)
 
 
-def pool_load(ev: Evaluation, pool: str) -> PoolLoad:
-    """Expert load and imbalance cost of ``pool`` ("prefill" or "decode") of an evaluated layout."""
+# Re-priced steps shared by the layouts of one report (planner.documents.plan): (id(Env), pool, knobs) -> step,
+# and id(Env) -> its balanced and even variants; each entry keeps the Env it is keyed on alive.
+LoadMemo = dict[tuple, tuple[object, object]]
+
+
+def _variants(env: Env, memo: LoadMemo | None) -> tuple[Env, Env]:
+    """``env`` with perfect expert balance, and also without DP-rank imbalance."""
+    def build() -> tuple[Env, Env]:
+        balanced = replace(env, prefill_load=_perfect(env.prefill_load), decode_load=_perfect(env.decode_load))
+        return balanced, replace(balanced, dp_count_dispersion=0.0, decode_context_cv=0.0, prefill_work_cv=0.0)
+
+    if memo is None:
+        return build()
+    hit = memo.get(("variants", id(env)))
+    if hit is None:
+        hit = memo[("variants", id(env))] = (env, build())
+    return hit[1]  # type: ignore[return-value]
+
+
+def _step_s(ev: Evaluation, env: Env, pool: str, memo: LoadMemo | None) -> float:
+    """The pool's step under ``env`` (one of :func:`_variants`), priced once per (env, pool knobs) with a memo."""
+    if memo is None:
+        return _f(_price(ev, env, pool).step_s)
+    knobs = ev.layout.prefill.model_dump() if pool == "prefill" else decode_knobs(ev.layout)
+    key = (id(env), pool, ev.layout.mode, tuple(sorted((k, v) for k, v in knobs.items() if k != "instances")))
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (env, _f(_price(ev, env, pool).step_s))
+    return hit[1]  # type: ignore[return-value]
+
+
+def pool_load(ev: Evaluation, pool: str, memo: LoadMemo | None = None) -> PoolLoad:
+    """Expert load and imbalance cost of ``pool`` ("prefill" or "decode") of an evaluated layout.
+
+    ``memo``: shared by the layouts of one report whose evaluations share Env objects (planner.evaluate's
+    memo); a pool's re-priced steps are then priced once (the instance count is not a step knob).
+    """
     step = ev.prefill if pool == "prefill" else ev.decode
     assert step is not None
     env = ev.prefill_env if pool == "prefill" else ev.env
     load = env.prefill_load if pool == "prefill" else env.decode_load
-    balanced = replace(env, prefill_load=_perfect(env.prefill_load), decode_load=_perfect(env.decode_load))
-    even = replace(balanced, dp_count_dispersion=0.0, decode_context_cv=0.0, prefill_work_cv=0.0)
-    t, t_balanced, t_even = _f(step.step_s), _f(_price(ev, balanced, pool).step_s), _f(_price(ev, even, pool).step_s)
+    balanced, even = _variants(env, memo)
+    t, t_balanced, t_even = _f(step.step_s), _step_s(ev, balanced, pool, memo), _step_s(ev, even, pool, memo)
     return PoolLoad(policy=load.policy.value, rebalance_period_s=load.rebalance_period_s,
                     skew="measured" if load.counts is not None else "fitted", classes=_classes(step), step_s=t,
                     step_perfect_balance_s=t_balanced, step_no_imbalance_s=t_even,
                     expert_imbalance_cost_s=t - t_balanced, dp_imbalance_cost_s=t_balanced - t_even)
 
 
-def layout_load(ev: Evaluation) -> dict[str, PoolLoad]:
+def layout_load(ev: Evaluation, memo: LoadMemo | None = None) -> dict[str, PoolLoad]:
     """:func:`pool_load` of every pool the layout prices (prefill only when it has its own pool)."""
     steps = {"prefill": ev.prefill, "decode": ev.decode}
-    return {pool: pool_load(ev, pool) for pool, step in steps.items() if step is not None}
+    return {pool: pool_load(ev, pool, memo) for pool, step in steps.items() if step is not None}

@@ -221,12 +221,24 @@ def poisson_max_excess(n: int, c: Array) -> Array:
     small = c <= _EXACT_POISSON_MAX_C
     if small.any():
         cs = c[small]
-        lo = np.maximum(0.0, np.floor(cs - 10.0 * np.sqrt(cs) - 10.0))
-        width = int(np.ceil((20.0 * np.sqrt(cs) + 40.0).max()))
-        k = lo[:, None] + np.arange(width)[None, :]
-        tail = -np.expm1(n * np.log(np.maximum(pdtr(k, cs[:, None]), 1e-300)))
+        lo, log_cdf = _poisson_window(cs.tobytes())
+        tail = -np.expm1(n * log_cdf)
         out[small] = (lo + tail.sum(axis=1)) / cs - 1.0
     return out
+
+
+@lru_cache(maxsize=64)
+def _poisson_window(cs_bytes: bytes) -> tuple[Array, Array]:
+    """(window start ``lo``, ``log F(k)`` of Poisson(c) on ``lo .. lo + width``) of :func:`poisson_max_excess`,
+    (C,) and (C, width): independent of ``n``, so computed once per ``c`` array (cached by its bytes;
+    the search asks for every die count on :data:`C_GRID`, 47 counts in a default plan)."""
+    cs = np.frombuffer(cs_bytes, dtype=float)
+    lo = np.maximum(0.0, np.floor(cs - 10.0 * np.sqrt(cs) - 10.0))
+    width = int(np.ceil((20.0 * np.sqrt(cs) + 40.0).max()))
+    k = lo[:, None] + np.arange(width)[None, :]
+    log_cdf = np.log(np.maximum(pdtr(k, cs[:, None]), 1e-300))
+    lo.flags.writeable = log_cdf.flags.writeable = False
+    return lo, log_cdf
 
 
 @lru_cache(maxsize=1024)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -181,7 +182,7 @@ class _Prefill:
 
 
 def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, curve: _Curve,
-             env_d: Env) -> _Prefill:
+             env_d: Env, memo: OutcomeMemo | None = None) -> _Prefill:
     """As planner.evaluate.prefill_side, per sample (and per decode batch in chunked modes)."""
     d = layout.decode
     if not MODES[layout.mode].prefill_pool:
@@ -194,9 +195,7 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
                         quantum_load_s=load)
     p = layout.prefill
     assert p is not None
-    env = _env(scenario, values, 1)
-    knobs = {k: np.full(samples, float(v)) for k, v in p.model_dump().items() if isinstance(v, int | float)}
-    step = prefill_step(env, prefill_arrays(knobs))
+    env, step = _prefill_step(layout, scenario, values, samples, memo)
     step_s = np.broadcast_to(step.step_s, (samples,))
     service, slots, quantum, load = gp.prefill_queue(p.tp, p.batch_tokens, env.new_input_tokens, p.dies / p.tp,
                                                      step_s)
@@ -305,8 +304,42 @@ def supported(layout: Layout, scenario: Scenario) -> bool:
     return own and whole and scenario.prefill_hardware is None
 
 
+# Pools already priced under one set of samples (planner.decide.bands prices ~18 listed layouts, which share
+# decode and prefill pools at other instance counts): key -> (scenario kept alive, value).
+OutcomeMemo = dict[tuple, tuple[Scenario, object]]
+
+
+def _memoized(memo: OutcomeMemo | None, key: tuple, scenario: Scenario, build):
+    """``build()``, or what an earlier call with ``memo`` built under ``key`` (no memo: build)."""
+    if memo is None:
+        return build()
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (scenario, build())
+    return hit[1]
+
+
+def _pool_key(layout: Layout, scenario: Scenario) -> tuple:
+    """The decode pool's identity for :func:`_decode_curve`: scenario object, mode, knobs (no instance count)."""
+    return (id(scenario), layout.mode, tuple(sorted(decode_knobs(layout).items())))
+
+
+def _prefill_step(layout: Layout, scenario: Scenario, values: Values, samples: int,
+                  memo: OutcomeMemo | None) -> tuple[Env, Any]:
+    """The prefill pool's Env and step under each sample (the part of :func:`_prefill` without the hand-off)."""
+    p = layout.prefill
+    assert p is not None
+    knobs = {k: float(v) for k, v in p.model_dump().items() if isinstance(v, int | float) and k != "instances"}
+
+    def build() -> tuple[Env, Any]:
+        env = _env(scenario, values, 1)
+        return env, prefill_step(env, prefill_arrays({k: np.full(samples, v) for k, v in knobs.items()}))
+
+    return _memoized(memo, ("prefill", id(scenario), tuple(sorted(knobs.items()))), scenario, build)
+
+
 def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = None,
-                    rate_per_s: float | None = None) -> Outcomes:
+                    rate_per_s: float | None = None, memo: OutcomeMemo | None = None) -> Outcomes:
     """Goodput, step times, TTFT and TPOT of ``layout`` under each sample of ``values``, (S,).
 
     Parameters
@@ -315,6 +348,9 @@ def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = 
     scenario : the scenario it is priced under (for a planned layout: its own [scenario])
     values : profile parameters by dotted path, each a float or an (S,) array of samples
     rate_per_s : arrival rate (req/s) for TTFT and TPOT; None leaves them NaN
+    memo : shared by calls with the same ``values`` (and unchanged scenario objects): a decode pool's curve
+        and a prefill pool's step priced by an earlier call are reused (pure functions of the scenario, the
+        samples and the pool's knobs; the instance counts enter only after them)
 
     A layout :func:`supported` refuses is a LayoutError (exit 2).
     """
@@ -324,8 +360,9 @@ def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = 
                           fix="write both pools, on the scenario's hardware")
     values = dict(values or {})
     samples = _samples(values)
-    curve, env = _decode_curve(layout, scenario, values, samples)
-    pre = _prefill(layout, scenario, values, samples, curve, env)
+    curve, env = _memoized(memo, ("decode", *_pool_key(layout, scenario)), scenario,
+                           lambda: _decode_curve(layout, scenario, values, samples))
+    pre = _prefill(layout, scenario, values, samples, curve, env, memo)
     rate, last = _goodput(layout, scenario, curve, pre, env)
     batch = np.where(last >= 0, curve.batches[np.maximum(last, 0)], 0.0)
     if rate_per_s is None:

@@ -55,7 +55,7 @@ def dumps(payload: dict[str, Any]) -> str:
 class Part(BaseModel):
     """A closed, immutable object of a report."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Rounded(Part):
@@ -83,7 +83,7 @@ LayoutField = Annotated[LayoutFile, PlainSerializer(lambda layout: layout.to_dic
 class EfficiencySection(BaseModel):
     """One efficiency or overhead section of the hardware profile: its kind and its values (SI)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
     __pydantic_extra__: dict[str, int | float | str | None]
 
     kind: str

@@ -68,7 +68,8 @@ Status = Literal["pass", "fail", "known_miss", "known_miss_passes", "not_gated"]
 class ValidationRow(Part):
     """One published measurement predicted: signed error, its band and the reason for it, its status."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True,
+                              defer_build=True)
 
     id: str
     data_file: Literal["measurements/calibration.json", "measurements/validation.json"] = Field(alias="file")

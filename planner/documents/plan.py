@@ -21,7 +21,7 @@ from planner.documents.base import (
 from planner.documents.decide import CostDoc, EntryBands, FailureDoc, PriceDoc, UncertaintyDoc
 from planner.documents.evaluate import ExpertLoadDoc
 from planner.evaluate import evaluate
-from planner.imbalance import layout_load
+from planner.imbalance import LoadMemo, layout_load
 from planner.inputs.expert_load import expert_load_files, params_path
 from planner.inputs.layout import Mode, own_scenario
 from planner.inputs.scenario import Scenario, ScenarioFile
@@ -143,11 +143,12 @@ def plan_entry(p: Planned, rank: int, dies_per_chip: int, target: float | None =
                      pods=pods, pods_by_pool=by_pool, kv_fabric=kv)
 
 
-def expert_load_docs(p: Planned, sc: Scenario) -> dict[str, ExpertLoadDoc]:
+def expert_load_docs(p: Planned, sc: Scenario, memo: LoadMemo | None = None) -> dict[str, ExpertLoadDoc]:
     """Each pool's expert load and imbalance cost (planner.imbalance) of a listed layout, priced again (N = 1)
-    under its own scenario, as the search priced it (MTP off where the layout has it off)."""
-    return {pool: ExpertLoadDoc.of(load)
-            for pool, load in layout_load(evaluate(p.layout, own_scenario(p.layout, sc), "plan")).items()}
+    under its own scenario, as the search priced it (MTP off where the layout has it off): the search's
+    evaluation when it kept one (the same call, already made)."""
+    ev = p.evaluation if p.evaluation is not None else evaluate(p.layout, own_scenario(p.layout, sc), "plan")
+    return {pool: ExpertLoadDoc.of(load) for pool, load in layout_load(ev, memo).items()}
 
 
 def file_hashes(scenario: Scenario) -> dict[str, str]:
@@ -189,11 +190,12 @@ def plan_report(result: Plan, top: int, decisions: Decisions | None = None) -> P
         return decided(plan_entry(p, rank[id(p)], dpc, target, sc), p, decisions)
 
     loads: dict[int, dict[str, ExpertLoadDoc]] = {}
+    memo: LoadMemo = {}  # the pools the listed layouts share, re-priced once (planner.imbalance)
 
     def with_load(p: Planned) -> PlanEntry:
         """The top layouts and the best per mode also carry each pool's expert load (priced once each)."""
         if id(p) not in loads:
-            loads[id(p)] = expert_load_docs(p, sc)
+            loads[id(p)] = expert_load_docs(p, sc, memo)
         return entry(p).model_copy(update={"expert_load": loads[id(p)]})
 
     for p in result.layouts:

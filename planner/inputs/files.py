@@ -123,7 +123,7 @@ def lax(kind: Any) -> Any:
 class Strict(BaseModel):
     """Base: unknown keys are errors, types are strict (no bool-as-number, no "12"-as-int), immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class Kind(StrEnum):

@@ -9,7 +9,7 @@ fewest dies that keep its goodput.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,11 +24,27 @@ class Envelope:
     rate: np.ndarray       # (B+1,)
     index: np.ndarray      # candidate index, -1 where nothing fits
     instances: np.ndarray  # instance count of that candidate
+    _ordered: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def dies_for(self, rate: float) -> int:
         """Fewest dies whose best rate reaches ``rate``; -1 when no die count in the budget does."""
-        reach = self.rate >= rate * (1 - 1e-12)
-        return int(np.argmax(reach)) if reach.any() else -1
+        return int(self.dies_for_each(np.asarray([rate], dtype=float))[0])
+
+    def dies_for_each(self, rates: np.ndarray) -> np.ndarray:
+        """:meth:`dies_for` of each of ``rates``, (V,) int64.
+
+        The first die count with ``rate >= r (1 - 1e-12)``: a binary search, the envelope being a running
+        maximum (non-decreasing; checked once, else a scan per rate), so the search's cost grows with the
+        budget's length only through ``log B`` (a 21-pod budget has 16,129 die counts).
+        """
+        threshold = np.asarray(rates, dtype=float) * (1 - 1e-12)
+        if self._ordered is None:
+            self._ordered = bool(np.all(self.rate[1:] >= self.rate[:-1]))
+        if not self._ordered:
+            reach = self.rate[None, :] >= threshold[:, None]
+            return np.where(reach.any(axis=1), np.argmax(reach, axis=1), -1).astype(np.int64)
+        at = np.searchsorted(self.rate, threshold, side="left")
+        return np.where(at < len(self.rate), at, -1).astype(np.int64)
 
 
 def _prefix_max(rate: np.ndarray, index: np.ndarray, inst: np.ndarray) -> Envelope:
@@ -141,15 +157,23 @@ def combine(budget: int, pre: Envelope, dec: Envelope, pre_dies: np.ndarray, dec
     """Every split s of the budget: goodput min(G_P(s), G_D(B-s)), trimmed to the fewest dies."""
     s = np.arange(budget + 1)
     g = np.minimum(pre.rate[s], dec.rate[budget - s])
+    values = np.unique(g[g > 0])
+    sp, sd = pre.dies_for_each(values), dec.dies_for_each(values)
+    ok = (sp >= 0) & (sd >= 0) & (sp + sd <= budget)
+    return _splits(pre, dec, sp[ok], sd[ok], pre_dies, dec_dies)
+
+
+def _splits(pre: Envelope, dec: Envelope, sp: np.ndarray, sd: np.ndarray, pre_dies: np.ndarray,
+            dec_dies: np.ndarray) -> list[Split]:
+    """One Split per distinct (prefill, count, decode, count) the die counts ``sp``, ``sd`` (V,) pick, the first
+    occurrence kept, in order."""
+    pi, pn, di, dn = pre.index[sp], pre.instances[sp], dec.index[sd], dec.instances[sd]
+    dies = pn * pre_dies[pi] + dn * dec_dies[di]
+    rate = np.minimum(pre.rate[sp], dec.rate[sd])
     out: dict[tuple[int, int, int, int], Split] = {}
-    for value in np.unique(g[g > 0]):
-        sp, sd = pre.dies_for(value), dec.dies_for(value)
-        if sp < 0 or sd < 0 or sp + sd > budget:
-            continue
-        pi, pn, di, dn = int(pre.index[sp]), int(pre.instances[sp]), int(dec.index[sd]), int(dec.instances[sd])
-        dies = pn * int(pre_dies[pi]) + dn * int(dec_dies[di])
-        rate = float(min(pre.rate[sp], dec.rate[sd]))
-        out.setdefault((pi, pn, di, dn), Split(rate, pi, pn, di, dn, dies))
+    for r, a, b, c, d, e in zip(rate.tolist(), pi.tolist(), pn.tolist(), di.tolist(), dn.tolist(), dies.tolist(),
+                                strict=True):
+        out.setdefault((a, b, c, d), Split(r, a, b, c, d, e))
     return list(out.values())
 
 
@@ -168,12 +192,6 @@ def combine_separate(pre: Envelope, dec: Envelope, pre_dies: np.ndarray, dec_die
     """Pools on different hardware, each with its own budget (the envelopes' lengths): every goodput level
     either pool reaches, met by the fewest dies of each."""
     values = np.unique(np.concatenate([pre.rate[pre.rate > 0], dec.rate[dec.rate > 0]]))
-    out: dict[tuple[int, int, int, int], Split] = {}
-    for value in values:
-        sp, sd = pre.dies_for(value), dec.dies_for(value)
-        if sp < 0 or sd < 0:
-            continue
-        pi, pn, di, dn = int(pre.index[sp]), int(pre.instances[sp]), int(dec.index[sd]), int(dec.instances[sd])
-        dies = pn * int(pre_dies[pi]) + dn * int(dec_dies[di])
-        out.setdefault((pi, pn, di, dn), Split(float(min(pre.rate[sp], dec.rate[sd])), pi, pn, di, dn, dies))
-    return list(out.values())
+    sp, sd = pre.dies_for_each(values), dec.dies_for_each(values)
+    ok = (sp >= 0) & (sd >= 0)
+    return _splits(pre, dec, sp[ok], sd[ok], pre_dies, dec_dies)

@@ -23,7 +23,7 @@ from planner.search.space import CandidateSet
 from planner.serving.context import Env
 from planner.serving.prefill import prefill_step
 
-CHUNK = 32768  # candidates per vector evaluation (bounds memory; measured fastest of 8K-128K)
+CHUNK = 32768  # rows per vector evaluation (bounds memory; measured fastest of 4K-64K)
 
 
 def _f(a: np.ndarray) -> np.ndarray:
@@ -106,29 +106,41 @@ class DecodeScore:
         return len(self.rate_per_s)
 
 
-def _decode_eval(env: Env, entry: ModeEntry):
-    """Memory first (cheap), then step times for the candidates that fit; misfits get inf.
+# The decode step's outputs per row (misfits: inf steps, chunk share 0); the last three only with chunked
+# prefill (elsewhere both steps are the step and the share is 0: not stored, 10 MB each in a default plan).
+_STEP_FIELDS = ("step_s", "plain_step_s", "chunk_step_s", "chunk_fraction")
+
+
+def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str, np.ndarray]) -> None:
+    """Memory first (cheap, every row), then step times for the rows that fit, written into ``out``'s
+    (N,) views; misfits keep inf.
 
     Besides the (mean) step: the steps without and with a prefill chunk and the share of chunk
-    steps (chunked prefill; elsewhere both steps are the step and the share is 0).
+    steps (chunked prefill; elsewhere both steps are the step and the share is 0).  The fitting rows
+    are priced CHUNK at a time (not CHUNK candidates at a time, most of which may not fit): the step
+    models are elementwise, so the rows priced together do not change a row's floats, and fewer,
+    fuller calls cost less (transformerless, default plan: 0.73 -> 0.45 s measured).
     """
-
-    def run(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        fits, max_b = entry.fits(env, entry.step_arrays(a))
-        n = len(fits)
-        out = {"step_s": np.full(n, np.inf), "plain_step_s": np.full(n, np.inf), "chunk_step_s": np.full(n, np.inf),
-               "chunk_fraction": np.zeros(n), "fits": fits, "max_batch": max_b}
-        keep = np.flatnonzero(fits)
-        if len(keep):
-            step = entry.price(env, {k: v[keep] for k, v in a.items()})
-            out["step_s"][keep] = step.step_s
-            chunked = step.chunk_step_s is not None
-            out["plain_step_s"][keep] = step.plain_step_s if chunked else step.step_s
-            out["chunk_step_s"][keep] = step.chunk_step_s if chunked else step.step_s
-            if chunked:
-                out["chunk_fraction"][keep] = step.chunk_fraction
-        return out
-    return run
+    a = cands.arrays
+    for lo in range(0, len(cands), CHUNK):
+        part = {k: v[lo:lo + CHUNK] for k, v in a.items()}
+        out["fits"][lo:lo + CHUNK], out["max_batch"][lo:lo + CHUNK] = entry.fits(env, entry.step_arrays(part))
+    fields = [f for f in _STEP_FIELDS if f in out]
+    for f in fields:
+        out[f][:] = 0.0 if f == "chunk_fraction" else np.inf
+    keep = np.flatnonzero(out["fits"])
+    for lo in range(0, len(keep), CHUNK):
+        rows = keep[lo:lo + CHUNK]
+        step = entry.price(env, {k: v[rows] for k, v in a.items()})
+        chunked = step.chunk_step_s is not None
+        if chunked and len(fields) == 1:
+            raise ValueError(f"{entry.mode.value}: a step with prefill chunks in a mode with a prefill pool")
+        out["step_s"][rows] = step.step_s
+        if len(fields) > 1:
+            out["plain_step_s"][rows] = step.plain_step_s if chunked else step.step_s
+            out["chunk_step_s"][rows] = step.chunk_step_s if chunked else step.step_s
+        if chunked:
+            out["chunk_fraction"][rows] = step.chunk_fraction
 
 
 def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str, np.ndarray],
@@ -198,12 +210,19 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     """Evaluate decode candidates with MTP off and (when the model has it) on."""
     variants = [0] + ([scenario.mtp_draft_tokens] if scenario.mtp_draft_tokens else [])
     w, a = scenario.workload, cands.arrays
-    parts = []
-    for drafts in variants:
+    n, reps = len(cands), len(variants)
+    # every variant's rows written into one (reps N,) array per field (no concatenation afterwards)
+    steps = _STEP_FIELDS if not entry.prefill_pool else _STEP_FIELDS[:1]
+    whole = {f: np.empty(reps * n) for f in (*steps, "max_batch", "tpot_s", "tpot_slo_s")}
+    whole["fits"] = np.empty(reps * n, dtype=bool)
+    whole["mtp"] = np.repeat(np.asarray(variants, dtype=np.int64), n)
+    if not entry.prefill_pool:
+        whole["tpot_rate_per_s"] = np.empty(reps * n)
+    for v, drafts in enumerate(variants):
         env = Env.of(scenario, draft_tokens=drafts)
-        out = _chunked(_decode_eval(env, entry), cands)
-        out["mtp"] = np.full(len(cands), drafts, dtype=np.int64)
-        out["tpot_s"] = out["step_s"] / env.tokens_per_step
+        out = {k: x[v * n:(v + 1) * n] for k, x in whole.items()}
+        _decode_eval(env, entry, cands, out)
+        np.divide(out["step_s"], env.tokens_per_step, out=out["tpot_s"])
         chunk = None
         if not entry.prefill_pool:  # chunked prefill: the chunk steps widen the TPOT spread
             chunk = gp.ChunkTerms.of(plain_step_s=out["plain_step_s"], chunk_step_s=out["chunk_step_s"],
@@ -212,17 +231,15 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
         with np.errstate(invalid="ignore"):  # misfits (inf steps): nan, then inf
             stat = gp.tpot_slo_statistic_s(scenario.slo, tpot_s=out["tpot_s"], output_tokens=w.output_tokens,
                                            draft_tokens=drafts, acceptance=scenario.mtp.acceptance, chunk=chunk)
-        out["tpot_slo_s"] = np.where(out["fits"], stat, np.inf)
+        out["tpot_slo_s"][:] = np.where(out["fits"], stat, np.inf)
         if not entry.prefill_pool:
-            out["tpot_rate_per_s"] = _occupancy_rates(scenario, env, entry, a, out)
-        parts.append(out)
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    reps = len(variants)
+            out["tpot_rate_per_s"][:] = _occupancy_rates(scenario, env, entry, a, out)
+    out = whole
     tpot = out["tpot_s"]
     att = np.tile(entry.attention_dies(a), reps)
-    dies = np.tile(entry.instance_dies(a), reps)
+    dies = np.tile(entry.instance_dies(a).astype(np.int64), reps)
     batch = np.tile(a["batch"], reps)
-    sequences = (att * batch).astype(float)
+    sequences = np.asarray(att * batch, dtype=float)
     tpot_slo = out["tpot_slo_s"]
     rate = gp.decode_rate_per_s(scenario.slo, sequences, w.output_tokens, tpot, out["fits"], tpot_slo)
     slo_miss = out["fits"] & (tpot_slo > scenario.slo.tpot_s)
@@ -234,8 +251,9 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     rejected["tpot_slo"] = int(slo_miss.sum())
     ok = out["fits"] & ~slo_miss
     return DecodeScore(cands=cands, batch=batch, mtp=out["mtp"], rate_per_s=rate, sequences=sequences,
-                       dies=dies.astype(np.int64), tpot_s=tpot, tpot_slo_s=tpot_slo, step_s=out["step_s"],
-                       chunk_step_s=out["chunk_step_s"], plain_step_s=out["plain_step_s"],
+                       dies=dies, tpot_s=tpot, tpot_slo_s=tpot_slo, step_s=out["step_s"],
+                       chunk_step_s=out.get("chunk_step_s", out["step_s"]),
+                       plain_step_s=out.get("plain_step_s", out["step_s"]),
                        max_batch=out["max_batch"],
                        ok=ok, rejected=rejected)
 

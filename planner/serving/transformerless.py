@@ -65,12 +65,50 @@ class _Shape:
 DEDUP_MIN_ROWS = 4096
 
 
-def _with_distinct(s: _Shape) -> _Shape:
-    """The attention side depends only on (tp, tokens, sequences, shared placement): find its distinct rows
-    once per step, for every layer class to reuse (``np.unique`` over rows)."""
+def _with_distinct(s: _Shape, d: TransformerlessArrays) -> _Shape:
+    """The attention side depends only on (tp, tokens, sequences, shared placement), and tokens and sequences
+    per micro-batch only on (batch, micro-batches) within a step: group the rows by those knobs once per
+    step, for every layer class and the MTP layer to reuse.
+
+    Rows with equal knobs have equal attention inputs, so each row's floats are those of its own pricing
+    (a group may be finer than the equal-input rows: 4 / 2 = 2 / 1; that only prices a few more rows).
+    """
     if np.size(s.tokens) < DEDUP_MIN_ROWS:
         return replace(s, distinct=None)
-    return replace(s, distinct=distinct_rows(s.tp, s.tokens, s.seqs, s.replicas > 0))
+    knobs = (s.tp, _f(d.batch), _f(d.micro_batches), s.replicas > 0)
+    return replace(s, distinct=small_integer_rows(*knobs) or distinct_rows(*knobs))
+
+
+# A dense code table larger than this many entries per row falls back to sorting (distinct_rows).
+_DENSE_TABLE_PER_ROW = 4
+
+
+def small_integer_rows(*columns: Array) -> tuple[Array, Array] | None:
+    """:func:`distinct_rows` of columns holding small non-negative integers (as floats or bools), in O(N):
+    each column's values coded through a dense presence table, the rows' mixed-radix key through another,
+    no sort; the same first indices, inverse and order as :func:`distinct_rows`.  None when a column
+    holds anything else or the key table would be large (then sort)."""
+    n = np.size(columns[0])
+    limit = max(_DENSE_TABLE_PER_ROW * n, 1)
+    key, span = np.zeros(n, dtype=np.int64), 1
+    for col in columns:
+        values = np.asarray(col).reshape(-1)
+        ints = values.astype(np.int64)
+        if n == 0 or not np.array_equal(ints, values) or ints.min() < 0 or ints.max() >= limit:
+            return None
+        present = np.zeros(int(ints.max()) + 1, dtype=bool)
+        present[ints] = True
+        count = int(present.sum())
+        span *= count
+        if span > limit:
+            return None
+        key = key * count + (np.cumsum(present) - 1)[ints]
+    present = np.zeros(span, dtype=bool)
+    present[key] = True
+    inverse = (np.cumsum(present) - 1)[key]
+    first = np.full(int(present.sum()), n, dtype=np.int64)
+    np.minimum.at(first, inverse, np.arange(n, dtype=np.int64))
+    return first, inverse
 
 
 def distinct_rows(*columns: Array) -> tuple[Array, Array]:
@@ -236,7 +274,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     slots = (model.ffn.num_routed_experts + _f(d.redundant) + rep) / _f(d.ep)
     s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
                ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), replicas=rep)
-    s = _with_distinct(s)
+    s = _with_distinct(s, d)
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
         if cls.moe:
@@ -250,7 +288,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     extra = {"pipeline_tail": np.maximum.reduce(tails),
              "lm_head": lm_head(env, s.tp * _f(d.batch) * q, s.tp).time_s}
     if env.draft_tokens:
-        ds = _with_distinct(replace(s, tokens=b_mb, seqs=b_mb))
+        ds = replace(s, tokens=b_mb, seqs=b_mb)  # the same knob groups (tokens and sequences per micro-batch)
         _, period, tail = _moe_layer(env, LayerClass(False, True, 1), ds, m, D)
         proj = gemm(env.dev, s.tp * _f(d.batch), model.hidden, 2 * model.hidden, weight_bytes=env.by.weight,
                     act_bytes=env.by.out)
