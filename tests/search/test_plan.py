@@ -55,13 +55,16 @@ def test_more_dies_never_lowers_the_best_goodput(small, large, small_plan_of):
     assert _best(small_plan_of(large)) >= _best(small_plan_of(small)) * (1 - 1e-9)
 
 
+# The SLO monotonicity holds at any budget: on 16 dies (whose default-SLO plan the test above prices)
+# each tighter or looser SLO is one ~0.5 s search instead of ~0.85 s on 32, and the best goodput still
+# moves: 266.0 req/s at TPOT 0.03 and 0.05 s, 275.5 at 0.08 s, 260.6 at TTFT 0.5 s.
 @pytest.mark.parametrize(("loose", "tight"), [(0.05, 0.03), (0.08, 0.05)])
 def test_tighter_tpot_slo_never_raises_the_best_goodput(loose, tight, small_plan_of):
-    assert _best(small_plan_of(32, tpot_s=tight)) <= _best(small_plan_of(32, tpot_s=loose)) * (1 + 1e-9)
+    assert _best(small_plan_of(16, tpot_s=tight)) <= _best(small_plan_of(16, tpot_s=loose)) * (1 + 1e-9)
 
 
 def test_tighter_ttft_slo_never_raises_the_best_goodput(small_plan_of):
-    assert _best(small_plan_of(32, ttft_s=0.5)) <= _best(small_plan_of(32, ttft_s=2.0)) * (1 + 1e-9)
+    assert _best(small_plan_of(16, ttft_s=0.5)) <= _best(small_plan_of(16, ttft_s=2.0)) * (1 + 1e-9)
 
 
 def test_ranking_is_by_goodput_per_die(small_plan_of):
