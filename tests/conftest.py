@@ -311,11 +311,12 @@ def shared_plan() -> Callable[..., Any]:
 
 # The session fixtures above (and ``validate_run`` in tests/ops/conftest.py) are computed once per
 # pytest-xdist worker, and the validation predictions are memoized in the process
-# (planner.ops.validation.predict): a user on each worker pays each twice (~3 s for the default
-# plan, ~4 s for the validation rows).  Their users go first in the collection order, so
+# (planner.ops.validation.predict), and so are the plans of ``shared_plan``: a user on each worker
+# pays each twice (~3 s for the default plan, ~4 s for the validation rows, ~1 s for the small
+# scenario's 32-die plan).  Their users go first in the collection order, so
 # ``--dist worksteal`` hands them all to the first worker at the start (a worker steals from the
 # end of the other's queue); the other tests keep their order.
-SHARED_FIXTURES = frozenset({"default_plan", "validate_run", "small_plan"})
+SHARED_FIXTURES = frozenset({"default_plan", "validate_run", "small_plan", "shared_plan"})
 SHARED_MODULES = frozenset({"tests/ops/test_validate.py", "tests/validation/test_public_validation.py"})
 
 
