@@ -265,15 +265,58 @@ def small_plan(run_planner: Callable[..., Run]) -> Run:
     return run
 
 
+# --------------------------------------------------------------------------- library plans, priced once per worker
+
+_PLANS: list[tuple[Any, dict[str, Any], Any]] = []
+
+
+def _shared_plan(scenario: Any, **kwargs: Any) -> Any:
+    """``planner.search.plan.plan(scenario, **kwargs)``, priced once per worker for equal arguments.
+
+    ``plan`` is a pure function of its arguments (tests/search/test_plan.py checks two runs give the
+    same JSON, tests/cli/test_smoke.py a fresh process), so tests that only read a plan share one:
+    the same small scenario was priced by five tests in three modules.  Scenarios are compared with
+    ``==`` less their ``assumed`` field (the fields nobody gave, for the report's header; the search
+    never reads it), so a flag given at its default value is the same plan; keyword arguments are
+    compared after defaults are applied.  The result is shared: read it, never change it.
+    """
+    import dataclasses
+    import inspect
+
+    from planner.search.plan import plan
+
+    bound = inspect.signature(plan).bind(scenario, **kwargs)
+    bound.apply_defaults()
+    args = {k: v for k, v in bound.arguments.items() if k != "scenario"}
+    key = dataclasses.replace(scenario, assumed=())
+    for other, other_args, result in _PLANS:
+        try:
+            same = other_args == args and other == key
+        except ValueError:  # a field holds an array (a measured expert-load matrix): not shared
+            same = False
+        if same:
+            return result
+    result = plan(scenario, **kwargs)
+    _PLANS.append((key, args, result))
+    return result
+
+
+@pytest.fixture(scope="session")
+def shared_plan() -> Callable[..., Any]:
+    """:func:`_shared_plan`: ``shared_plan(scenario, **plan_kwargs) -> Plan``, priced once per worker."""
+    return _shared_plan
+
+
 # --------------------------------------------------------------------------- xdist: one worker per shared artifact
 
 # The session fixtures above (and ``validate_run`` in tests/ops/conftest.py) are computed once per
 # pytest-xdist worker, and the validation predictions are memoized in the process
-# (planner.ops.validation.predict): a user on each worker pays each twice (~3 s for the default
-# plan, ~4 s for the validation rows).  Their users go first in the collection order, so
+# (planner.ops.validation.predict), and so are the plans of ``shared_plan``: a user on each worker
+# pays each twice (~3 s for the default plan, ~4 s for the validation rows, ~1 s for the small
+# scenario's 32-die plan).  Their users go first in the collection order, so
 # ``--dist worksteal`` hands them all to the first worker at the start (a worker steals from the
 # end of the other's queue); the other tests keep their order.
-SHARED_FIXTURES = frozenset({"default_plan", "validate_run", "small_plan"})
+SHARED_FIXTURES = frozenset({"default_plan", "validate_run", "small_plan", "shared_plan"})
 SHARED_MODULES = frozenset({"tests/ops/test_validate.py", "tests/validation/test_public_validation.py"})
 
 

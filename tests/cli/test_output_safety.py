@@ -54,11 +54,18 @@ def test_write_layouts_never_writes_through_a_link(tmp_path, run_planner):
     assert 'mode = "pd"' in (folder / "rank01-pd.toml").read_text()
 
 
-def test_write_layouts_names_files_by_rank(tmp_path, run_planner):
-    run = run_planner(*SMALL, "--write-layouts", str(tmp_path / "out"), "--json", "-")
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, run_planner):
+    """(``plan SMALL --write-layouts DIR --json -``, DIR): one search for the two tests that read its JSON."""
+    folder = tmp_path_factory.mktemp("written") / "out"
+    return run_planner(*SMALL, "--write-layouts", str(folder), "--json", "-"), folder
+
+
+def test_write_layouts_names_files_by_rank(written):
+    run, folder = written
     assert run.returncode == EXIT_OK, run.stderr
     ranks = [(e["rank"], e["mode"]) for e in run.json()["layouts"]]
-    assert _names(tmp_path / "out") == [f"rank{r:02d}-{m}.toml" for r, m in ranks]
+    assert _names(folder) == [f"rank{r:02d}-{m}.toml" for r, m in ranks]
 
 
 # --------------------------------------------------------------------------- readable output
@@ -116,10 +123,10 @@ def test_a_closed_pipe_exits_quietly():
     assert err == b"", "quietly: no traceback, no message"
 
 
-def test_check_says_when_the_replan_has_no_top_layout(tmp_path, run_planner):
+def test_check_says_when_the_replan_has_no_top_layout(tmp_path, run_planner, written):
     import json
 
-    base = run_planner(*SMALL, "--json", "-")
+    base, _ = written  # the plan's JSON (--write-layouts writes files beside it, not into it)
     assert base.returncode == EXIT_OK, base.stderr
     doc = json.loads(base.stdout)
     doc["scenario"]["slo"]["tpot_s"] = 0.0002  # nothing meets it today

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -19,16 +18,16 @@ from planner.inputs.layout import load_layout
 from planner.inputs.scenario import build_scenario, resolve_scenario, scenario_overrides
 from planner.ops.calibration import with_params
 from planner.ops.spreads import profile_spreads
-from planner.search.plan import plan
 
 SMALL = dict(model="qwen3-30b-a3b", hardware="h100", weights_dtype="fp8", activations_dtype="fp8",
              input_tokens=2048, output_tokens=256, dies=16, pods=2)
 
 
-@lru_cache(maxsize=1)
-def _items() -> tuple[Priced, ...]:
-    """The small plan's best pd layout first (rank 1), then its best collocated one."""
-    result = plan(build_scenario(None, scenario_overrides(**SMALL)))
+@pytest.fixture(scope="module")
+def small_items(shared_plan) -> tuple[Priced, ...]:
+    """The small plan's best pd layout first (rank 1), then its best collocated one (``shared_plan``,
+    tests/conftest.py: tests/search/test_plan.py prices the same 16-die plan)."""
+    result = shared_plan(build_scenario(None, scenario_overrides(**SMALL)))
     chosen = [next(p for p in result.layouts if p.mode.value == m) for m in ("pd", "collocated")]
     out = []
     for p in chosen:
@@ -66,8 +65,8 @@ def test_shipped_spreads_come_from_the_measurements():
     assert not h100.system_pooled and not {p.path: p for p in h100.params}["efficiency.gemm.max_frac"].pooled
 
 
-def test_zero_residual_spread_gives_zero_width_bands_at_the_point():
-    items = list(_items())
+def test_zero_residual_spread_gives_zero_width_bands_at_the_point(small_items):
+    items = list(small_items)
     hw = items[0].scenario.hardware
     # a profile whose every fit group has zero residuals and whose system rows all miss by the same
     no_spread = build_spreads(hw, [Group(rows=("a", "b", "c"), params=frozenset({"efficiency.gemm.max_frac"}),
@@ -85,8 +84,8 @@ def test_zero_residual_spread_gives_zero_width_bands_at_the_point():
         assert b.batch_lowered_frac == 0.0
 
 
-def test_bands_are_seeded_deterministic_and_contain_the_point():
-    items = list(_items())
+def test_bands_are_seeded_deterministic_and_contain_the_point(small_items):
+    items = list(small_items)
     spreads = profile_spreads(items[0].scenario.hardware)
     first, again = layout_bands(items, spreads, 32, 7), layout_bands(items, spreads, 32, 7)
     assert first == again
@@ -106,13 +105,13 @@ def test_band_is_an_order_statistic_widened_to_the_point():
 
 
 @pytest.mark.parametrize("which", ["pd", "collocated", "transformerless"])
-def test_samples_priced_together_equal_each_sample_priced_alone(which):
+def test_samples_priced_together_equal_each_sample_priced_alone(which, small_items):
     if which == "transformerless":
         layout = load_layout("examples/deepseek-v3-cloudmatrix384-transformerless.toml")
         sc = build_scenario(layout.scenario, {})
         rate = layout_goodput(evaluate(layout, sc)).goodput_requests_per_s
     else:
-        it = next(i for i in _items() if i.layout.mode.value == which)
+        it = next(i for i in small_items if i.layout.mode.value == which)
         layout, sc, rate = it.layout, it.scenario, it.point.goodput_requests_per_s
     values = sample_values(profile_spreads(sc.hardware), samples=4, seed=11)
     together = layout_outcomes(layout, sc, values, rate_per_s=rate)

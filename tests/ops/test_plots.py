@@ -8,6 +8,7 @@ unimportable for one in-process CLI run.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 from functools import cache
@@ -136,8 +137,11 @@ def test_core_runs_without_matplotlib(no_matplotlib: None, run_planner) -> None:
 # --------------------------------------------------------------------------- terminal view
 
 
-def test_plan_output_shows_the_pareto_front(run_planner) -> None:
-    proc = run_planner(*SMALL_PLAN)
+def test_plan_output_shows_the_pareto_front(run_planner, plot_run, out_dir: Path) -> None:
+    # A drawing run prints the same tables (it adds the image and a stderr line): with matplotlib, the
+    # tables of the plan --plot .png run above, one search for both tests; without it, a plain run.
+    has_mpl = importlib.util.find_spec("matplotlib") is not None
+    proc = plot_run("plan", out_dir / "plan.png") if has_mpl else run_planner(*SMALL_PLAN)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Pareto front ("))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -49,19 +48,17 @@ def test_first_fit_placement_by_hand():
     assert not pl.same_pod and place([("prefill", 1, 4), ("decode", 1, 4)], 8).same_pod
 
 
-@lru_cache(maxsize=1)
-def _two_pods():
-    return plan(build_scenario(None, scenario_overrides(pods=2)), top=10)
-
-
 def test_plan_with_two_pods_places_pools_and_moves_kv_over_roce_across_pods():
     from planner.documents.plan import plan_report
 
-    doc = plan_report(_two_pods(), 10)
-    assert doc.budget_dies == 1536 and doc.pods == 2
+    # 896 dies over two 768-die pods: the listing has layouts across both pods and layouts in one, so
+    # both KV fabrics are checked (the whole 1,536 dies listed only two-pod layouts).
+    doc = plan_report(plan(build_scenario(None, scenario_overrides(pods=2, dies=896)), top=10), 10)
+    assert doc.budget_dies == 896 and doc.pods == 2
     crossing = [e for e in doc.layouts if e.pods > 1]
     single = [e for e in doc.layouts if e.pods == 1]
     assert crossing, "some listed layouts use both pods"
+    assert single, "some listed layouts fit one pod"
     for e in crossing:
         assert e.kv_fabric == "roce"
     for e in single:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from planner import goodput as gp
 from planner import queueing
 from planner.evaluate import evaluate, layout_goodput
 from planner.inputs.scenario import build_scenario, resolve_scenario, scenario_overrides
-from planner.search.plan import plan
 
 
 class _Slo:
@@ -105,15 +103,11 @@ SCENARIOS = {
 }
 
 
-@lru_cache(maxsize=8)
-def _plan(name: str):
-    return plan(build_scenario(None, scenario_overrides(**SCENARIOS[name])), top=10)
-
-
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_search_score_equals_exact_repricing(name):
-    """Every listed layout: the goodput the search ranked it by is what evaluate gives for its TOML."""
-    result = _plan(name)
+def test_search_score_equals_exact_repricing(name, shared_plan):
+    """Every listed layout: the goodput the search ranked it by is what evaluate gives for its TOML.
+    (``shared_plan``: qwen3-30b-h100-32 is the plan tests/search/test_plan.py checks too.)"""
+    result = shared_plan(build_scenario(None, scenario_overrides(**SCENARIOS[name])), top=10)
     assert result.layouts, name
     for p in result.layouts + result.pareto:
         layout = p.layout

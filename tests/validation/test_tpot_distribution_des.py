@@ -47,15 +47,19 @@ def _simulate(rate_per_s: float, drafts: int, acceptance: float, steps: int = 30
             start = np.concatenate([start, np.full(len(joined), t)])
         dt = S0 + S1 * len(left) / A
         t += dt
-        # tokens per step: 1 + number of consecutively accepted drafts
-        accepted = np.zeros(len(left))
-        alive = np.ones(len(left), dtype=bool)
-        for _d in range(drafts):
-            alive &= rng.random(len(left)) < acceptance
-            accepted += alive
-        left -= 1.0 + accepted
-        done = left <= 0
-        if done.any():
+        # tokens per step: 1 + number of consecutively accepted drafts (the same draws and floats as
+        # summing the alive masks from zeros, with fewer array operations per step)
+        if drafts:
+            alive = rng.random(len(left)) < acceptance
+            accepted = alive.astype(float)
+            for _d in range(1, drafts):
+                alive &= rng.random(len(left)) < acceptance
+                accepted += alive
+            left -= 1.0 + accepted
+        else:
+            left -= 1.0
+        if len(left) and left.min() <= 0:
+            done = left <= 0
             tpots.append((t - start[done]) / (L - 1))
             left, start = left[~done], start[~done]
     out = np.concatenate(tpots)
