@@ -133,3 +133,4 @@ def test_load_curve_plot(tmp_path, run_planner):
     sat = min(doc["load_curve"][0]["prefill_saturation_requests_per_s"],
               doc["load_curve"][0]["decode_saturation_requests_per_s"])
     assert rates[-1] < sat
+    assert b"<svg" in (tmp_path / "again.svg").read_bytes()[:1000]  # the curve written beside the JSON
