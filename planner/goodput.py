@@ -7,8 +7,9 @@ Prefill side (a token stream per TP group: :func:`prefill_queue`)
     A TP group of ``tp`` dies takes ``tp * tokens_per_die`` prompt tokens per forward, filled FCFS
     from the waiting prompts (a prompt split across forwards, several sharing one).  Servers =
     groups x instances; service time = ``new_tokens / (tp tokens_per_die)`` forwards.  TTFT = wait +
-    the request's own prefill + one forward (entering at a forward boundary, leaving at the end of
-    the forward with its last token) + fixed, where fixed = KV hand-off + first decode step (pd
+    the request's own prefill + the step boundaries (entering at one, leaving at the end of the
+    forward with its last token: the idle step at zero load, up to a whole forward as the stream
+    fills, :func:`prefill_quantum_s`) + fixed, where fixed = KV hand-off + first decode step (pd
     and transformerless) or 0 (collocated: the first token comes out of the chunk's step; a
     forward is a decode step carrying a chunk, see "chunked prefill" below).  Its SLO percentile
     is that of the sum: the own prefill is gamma with the mean service and the prompt length's CV
