@@ -154,3 +154,37 @@ def test_layouts_priced_together_equal_each_priced_alone():
     alone = [layout_goodput(ev) for ev in evs]
     assert together == alone  # dataclasses: every field equal (floats to the bit)
     assert all(p.goodput_requests_per_s > 0 for p in alone)
+
+
+def test_rate_limits_with_step_boundaries_sit_where_the_ttft_quantile_meets_the_slo():
+    """The two code paths of the step boundaries agree: the rate bisections take the boundaries' load part as
+    a budget that shrinks with the utilization (queueing.max_arrival_rate_per_s), ttft_parts_s adds it at
+    the rate.  At each limit the quantile meets the SLO, and 0.1% faster misses it (unless the limit is
+    the stability edge); a larger load part never raises a limit."""
+    rng = np.random.default_rng(5)
+    n = 64
+    service = rng.uniform(0.02, 0.8, n)
+    servers = rng.integers(1, 9, n).astype(float)
+    idle = rng.uniform(0.0, 0.05, n)
+    load = rng.uniform(0.0, 1.0, n) * service * rng.uniform(1.0, 8.0, n)
+    seqs = rng.integers(8, 256, n).astype(float)
+    residence = rng.uniform(5.0, 60.0, n)
+
+    class Slo:
+        ttft_s, ttft_percentile, tpot_s, tpot_percentile = 4.0, 99.0, 1.0, None
+
+    q = Slo.ttft_percentile / 100.0
+    pre = gp.ttft_limited_rate_per_s(Slo, 0.4, service, servers, idle, None, np.inf, load)
+    slot = gp.admission_limited_rate_per_s(Slo, seqs, residence, service, idle, 0.4, 0.381, np.inf, load, servers)
+    at = gp.ttft_parts_s(q, 0.4, pre, service, servers, idle, 0.4, quantum_load_s=load)[0]
+    assert np.all(at[pre > 0] <= Slo.ttft_s * (1 + 1e-9))
+    edge = pre >= servers / service * (1 - 1e-6)
+    over = gp.ttft_parts_s(q, 0.4, pre * 1.001, service, servers, idle, 0.4, quantum_load_s=load)[0]
+    assert np.all(over[(pre > 0) & ~edge] > Slo.ttft_s)
+    # the slot queue alone, its boundaries at the prefill stream's utilization
+    wait = queueing.mgc_wait_plus_gamma_quantile_s(q, slot, residence, 0.381**2, seqs, service, 0.4, iterations=60)
+    busy = gp.prefill_quantum_s(idle, load, slot, service, servers)
+    assert np.all((wait + busy)[slot > 0] <= Slo.ttft_s * (1 + 1e-6))
+    assert np.all(gp.ttft_limited_rate_per_s(Slo, 0.4, service, servers, idle, None, np.inf, 2 * load) <= pre)
+    assert np.all(gp.admission_limited_rate_per_s(Slo, seqs, residence, service, idle, 0.4, 0.381, np.inf, 2 * load,
+                                                  servers) <= slot)
