@@ -89,6 +89,26 @@ def test_max_arrival_rate_non_decreasing_in_budget(c: int, b1: float, b2: float,
 
 
 @CI
+@given(c=small_servers, b=budget_s, s=service_s, cs2=cv2, p=quantile_level,
+       slope1=st.floats(min_value=0.0, max_value=10.0), slope2=st.floats(min_value=0.0, max_value=10.0),
+       scale=st.floats(min_value=0.0, max_value=5.0))
+def test_max_arrival_rate_with_a_budget_that_shrinks_with_load(c: int, b: float, s: float, cs2: float, p: float,
+                                                               slope1: float, slope2: float, scale: float) -> None:
+    # The budget at utilization rho is b - slope * min(1, scale * rho) (a term that grows with the load, such as
+    # the step boundaries of planner.goodput.prefill_queue): the rate meets that budget where it is positive,
+    # a larger slope never raises it, and a zero slope is the plain call, bit for bit.
+    budget = b * s
+    lo, hi = sorted((slope1 * s, slope2 * s))
+    lam = max_arrival_rate_per_s(np.array([budget, budget, budget]), p, s, cs2, c,
+                                 budget_slope_s=np.array([0.0, lo, hi]), slope_scale=scale)
+    assert lam[0] == max_arrival_rate_per_s(budget, p, s, cs2, c)
+    assert lam[2] <= lam[1] <= lam[0]
+    rho = lam * s / c
+    left = budget - np.array([0.0, lo, hi]) * np.minimum(1.0, scale * rho)
+    assert np.all(mgc_wait_quantile_s(p, lam, s, cs2, c)[lam > 0] <= left[lam > 0] * (1 + REL) + 1e-12)
+
+
+@CI
 @given(c=small_servers, extra=st.integers(min_value=1, max_value=100), b=budget_s, s=service_s, cs2=cv2,
        p=quantile_level)
 def test_max_arrival_rate_non_decreasing_in_servers(c: int, extra: int, b: float, s: float, cs2: float,
