@@ -84,7 +84,7 @@ def pool_scenario(scenario: Scenario, hardware: str | None, where: str, pool: st
 StepMemo = dict[tuple, tuple[object, object]]
 
 
-def _memoized(memo: StepMemo | None, key: tuple, owner: object, build):
+def memoized(memo: StepMemo | None, key: tuple, owner: object, build):
     """``build()``, or the value priced before under ``key`` (``owner`` kept alive with it); no memo: build."""
     if memo is None:
         return build()
@@ -117,17 +117,17 @@ def evaluate(layout: Layout, scenario: Scenario, where: str = "layout", memo: St
             check_pods(pl, scenario.pods, sc.hardware.name, where)
         elif pl is not None and other is not None and sc.hardware.name == other.name:
             check_pods(pl, scenario.prefill_pods, sc.hardware.name, where, "prefill_pods")
-    env = _memoized(memo, ("env", id(dec_sc)), dec_sc, lambda: Env.of(dec_sc))
-    pre_env = _memoized(memo, ("env", id(pre_sc)), pre_sc, lambda: Env.of(pre_sc)) if pre_sc is not dec_sc else env
+    env = memoized(memo, ("env", id(dec_sc)), dec_sc, lambda: Env.of(dec_sc))
+    pre_env = memoized(memo, ("env", id(pre_sc)), pre_sc, lambda: Env.of(pre_sc)) if pre_sc is not dec_sc else env
     prefill = decode = None
     if layout.prefill is not None:
         arrays = prefill_arrays(layout.prefill.model_dump())
         key = ("prefill", id(pre_env), tuple(np.asarray(getattr(arrays, f.name)).tobytes() for f in fields(arrays)))
-        prefill = _memoized(memo, key, pre_env, lambda: prefill_step(pre_env, arrays))
+        prefill = memoized(memo, key, pre_env, lambda: prefill_step(pre_env, arrays))
     if layout.decode is not None:
         knobs = decode_knobs(layout)
         key = ("decode", id(env), layout.mode, tuple(sorted(knobs.items())))
-        decode = _memoized(memo, key, env, lambda: MODES[layout.mode].price(env, knobs))
+        decode = memoized(memo, key, env, lambda: MODES[layout.mode].price(env, knobs))
     return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env, prefill_env=pre_env,
                       placement=placement)
 

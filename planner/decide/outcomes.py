@@ -33,7 +33,7 @@ from planner import goodput as gp
 from planner import queueing
 from planner.cost.roofline import Array
 from planner.errors import LayoutError
-from planner.evaluate import curve_batches, decode_knobs, place_layout
+from planner.evaluate import StepMemo, curve_batches, decode_knobs, memoized, place_layout
 from planner.inputs.hardware import HardwareSpec
 from planner.inputs.layout import Layout
 from planner.inputs.scenario import Scenario
@@ -305,18 +305,9 @@ def supported(layout: Layout, scenario: Scenario) -> bool:
 
 
 # Pools already priced under one set of samples (planner.decide.bands prices ~18 listed layouts, which share
-# decode and prefill pools at other instance counts): key -> (scenario kept alive, value).
-OutcomeMemo = dict[tuple, tuple[Scenario, object]]
-
-
-def _memoized(memo: OutcomeMemo | None, key: tuple, scenario: Scenario, build):
-    """``build()``, or what an earlier call with ``memo`` built under ``key`` (no memo: build)."""
-    if memo is None:
-        return build()
-    hit = memo.get(key)
-    if hit is None:
-        hit = memo[key] = (scenario, build())
-    return hit[1]
+# decode and prefill pools at other instance counts): key -> (scenario kept alive, value); the lookup is
+# planner.evaluate.memoized.
+OutcomeMemo = StepMemo
 
 
 def _pool_key(layout: Layout, scenario: Scenario) -> tuple:
@@ -335,7 +326,7 @@ def _prefill_step(layout: Layout, scenario: Scenario, values: Values, samples: i
         env = _env(scenario, values, 1)
         return env, prefill_step(env, prefill_arrays({k: np.full(samples, v) for k, v in knobs.items()}))
 
-    return _memoized(memo, ("prefill", id(scenario), tuple(sorted(knobs.items()))), scenario, build)
+    return memoized(memo, ("prefill", id(scenario), tuple(sorted(knobs.items()))), scenario, build)
 
 
 def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = None,
@@ -360,7 +351,7 @@ def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = 
                           fix="write both pools, on the scenario's hardware")
     values = dict(values or {})
     samples = _samples(values)
-    curve, env = _memoized(memo, ("decode", *_pool_key(layout, scenario)), scenario,
+    curve, env = memoized(memo, ("decode", *_pool_key(layout, scenario)), scenario,
                            lambda: _decode_curve(layout, scenario, values, samples))
     pre = _prefill(layout, scenario, values, samples, curve, env, memo)
     rate, last = _goodput(layout, scenario, curve, pre, env)
