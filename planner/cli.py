@@ -33,13 +33,12 @@ PROG = "planner"
 NameOrPath = Annotated[str, typer.Argument(
     metavar="NAME|PATH", help="A shipped name (see 'list') or a path to a .toml file.", show_default=False)]
 Paths = Annotated[list[str], typer.Argument(metavar="PATH...", help="Files to validate.", show_default=False)]
-JsonOut = Annotated[str | None, typer.Option(
-    "--json", metavar="PATH|-", help="Also write JSON (sorted keys) to PATH; '-' writes only JSON to stdout.")]
-
+JsonOut = Annotated[str | None, typer.Option("--json", metavar="PATH|-", help=(
+    "Also write JSON (sorted keys) to PATH (an existing file is kept unless --force); '-': only JSON, to stdout."))]
 
 
 def force_flag(files: str) -> Any:
-    """The ``--force`` option of a command that writes ``files`` (README "Output files")."""
+    """The ``--force`` option of a command that writes ``files`` (README: "Output files are never replaced")."""
     return Annotated[bool, typer.Option("--force", help=(
         f"Replace {files}; without it an existing file is an error and nothing is written."))]
 
@@ -501,6 +500,8 @@ def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict
 _CI_RECIPE = """CI recipe (one baseline per deployed scenario, reviewed and committed):
 
 planner plan my-scenario.toml --json baselines/my-scenario.json
+
+(re-creating it after an intended change: add --force, as the file exists)
 
 for f in baselines/*.json; do planner check "$f" || exit $?; done
 
