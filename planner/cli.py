@@ -370,6 +370,8 @@ def plan_cmd(
     if plot is not None:
         plots.check_target(plot)
     _claim(force, ("--json", json_out), ("--plot", plot))
+    if write_layouts is not None:
+        outputs.claim_folder("--write-layouts", write_layouts)
     start = time.perf_counter()
     base = load_scenario_file(scenario_file) if scenario_file else None
     scenario = build_scenario(base, overrides or {}, where=f"{scenario_file or 'default scenario'} + flags")

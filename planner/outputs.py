@@ -49,6 +49,13 @@ def claim(targets: Iterable[Target], *, force: bool) -> None:
                                fix="create the directory first, or choose another path")
 
 
+def claim_folder(option: str, folder: Path) -> None:
+    """Refuse, before any work, a folder to write into that is a file (its files are named only later)."""
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise PlannerError(f"{folder} exists and is not a directory", where=option,
+                           fix="choose a directory (it is created if missing)")
+
+
 def write_all(outputs: Sequence[Output], *, force: bool) -> None:
     """Write every output, or none if any target is taken and not ``force`` (missing folders are created)."""
     _refuse_taken([(o.option, o.path) for o in outputs], force=force)

@@ -131,6 +131,15 @@ def test_a_taken_json_keeps_write_layouts_from_creating_its_folder(tmp_path: Pat
     assert not (tmp_path / "lay").exists()
 
 
+def test_write_layouts_into_a_file_is_refused_before_the_search(tmp_path: Path, no_work: None,
+                                                                run_planner) -> None:
+    (tmp_path / "lay").write_bytes(MINE)
+    run = run_planner(*SMALL_PLAN, "--write-layouts", str(tmp_path / "lay"))
+    assert run.returncode == EXIT_BAD_INPUT, run.stderr
+    assert run.stderr_line().startswith(f"planner: error: --write-layouts: {tmp_path / 'lay'} exists and is not a dir")
+    assert (tmp_path / "lay").read_bytes() == MINE
+
+
 @pytest.mark.parametrize("args", [("profiles", "show", "h100", "--json"), ("models", "show", "deepseek-v3", "--json"),
                                   ("models", "import", HF_CONFIG, "--output")], ids=["profiles", "models", "import"])
 def test_dash_is_stdout_and_never_refused(tmp_path: Path, run_planner, args: tuple[str, ...]) -> None:
