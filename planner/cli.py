@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from planner import catalog, report
+from planner import catalog, outputs, report
 from planner.decide.failures import FailureKind
 from planner.decide.plan import RankBy
 from planner.documents import ReportName
@@ -33,8 +33,22 @@ PROG = "planner"
 NameOrPath = Annotated[str, typer.Argument(
     metavar="NAME|PATH", help="A shipped name (see 'list') or a path to a .toml file.", show_default=False)]
 Paths = Annotated[list[str], typer.Argument(metavar="PATH...", help="Files to validate.", show_default=False)]
-JsonOut = Annotated[str | None, typer.Option(
-    "--json", metavar="PATH|-", help="Also write JSON (sorted keys) to PATH; '-' writes only JSON to stdout.")]
+JsonOut = Annotated[str | None, typer.Option("--json", metavar="PATH|-", help=(
+    "Also write JSON (sorted keys) to PATH (an existing file is kept unless --force); '-': only JSON, to stdout."))]
+
+
+def force_flag(files: str) -> Any:
+    """The ``--force`` option of a command that writes ``files`` (README: "Output files are never replaced")."""
+    return Annotated[bool, typer.Option("--force", help=(
+        f"Replace {files}; without it an existing file is an error and nothing is written."))]
+
+
+ForceJson = force_flag("an existing --json file")
+ForceOutput = force_flag("an existing --output file")
+ForceEvaluate = force_flag("existing --json, --plot and --plot-load files")
+ForcePlan = force_flag(
+    "existing --json and --plot files and files (or links, never their targets) in --write-layouts DIR")
+ForceSensitivity = force_flag("existing --json and --plot files")
 
 # Scenario flags shared by `plan` and `evaluate`, declared once (None = not given: the scenario's
 # value stays).  `scenario_flags` adds them to a command, which receives them as `overrides`.
@@ -121,29 +135,36 @@ def _error_line(exc: PlannerError) -> None:
     print(f"{PROG}: error: {exc.one_line()}", file=sys.stderr)
 
 
-def _write_text(path: Path, text: str, *, overwrite: bool) -> None:
-    """Write an output file; an existing file is kept unless ``overwrite``."""
-    try:
-        with path.open("w" if overwrite else "x", encoding="utf-8") as handle:
-            handle.write(text)
-    except FileExistsError:
-        raise PlannerError("file exists; not overwritten", where=str(path),
-                           fix="pass --force or choose another --output path") from None
-    except OSError as exc:
-        raise PlannerError(f"cannot write file ({exc.strerror})", where=str(path),
-                           fix="check that the directory exists and is writable") from None
+def _targets(*named: tuple[str, str | Path | None]) -> list[outputs.Target]:
+    """The (option, file) pairs given: None (option not given) and ``-`` (stdout) name no file."""
+    return [(option, Path(value)) for option, value in named if value is not None and str(value) != "-"]
 
 
-def _show(tables: list[Any], payload: Any, json_out: str | None) -> None:
-    """Render tables, or a report's JSON to stdout (``-``), or both tables and a JSON file."""
+def _claim(force: bool, *named: tuple[str, str | Path | None]) -> None:
+    """Before any work: refuse a file in the way (unless --force) at once, not after a search."""
+    outputs.claim(_targets(*named), force=force)
+
+
+def _image(option: str, path: Path | None, draw: Callable[[Path], bytes]) -> list[outputs.Output]:
+    """The plot ``option`` asked for, drawn in memory (written by :func:`_show` with the rest)."""
+    return [] if path is None else [outputs.Output(option=option, path=path, data=draw(path))]
+
+
+def _show(tables: list[Any], payload: Any, json_out: str | None, *, force: bool,
+          files: list[outputs.Output] | tuple[()] = ()) -> None:
+    """Write the JSON file (``--json PATH``) and ``files``, all or none; then the tables, or JSON on stdout (``-``)."""
+    json_file = [] if json_out in (None, "-") else [
+        outputs.Output(option="--json", path=Path(json_out), data=report.dumps(payload).encode("utf-8"))]
+    outputs.write_all([*json_file, *files], force=force)
     if json_out == "-":
         typer.echo(report.dumps(payload), nl=False)
-        return
-    out = report.console()
-    for table in tables:
-        out.print(table)
-    if json_out:
-        _write_text(Path(json_out), report.dumps(payload), overwrite=True)
+    else:
+        out = report.console()
+        for table in tables:
+            out.print(table)
+    for file in files:
+        if file.option != "--write-layouts":
+            print(f"{PROG}: wrote {file.path}", file=sys.stderr)
 
 
 def _validate_all(paths: list[str], load: Callable[[str], object]) -> None:
@@ -172,10 +193,11 @@ def profiles_list() -> None:
 
 
 @profiles_app.command("show")
-def profiles_show(name: NameOrPath, json_out: JsonOut = None) -> None:
+def profiles_show(name: NameOrPath, json_out: JsonOut = None, force: ForceJson = False) -> None:
     """Show every field of a hardware profile, with units and sources."""
+    _claim(force, ("--json", json_out))
     spec = catalog.hardware(name)
-    _show(report.profile_tables(spec), report.profile_json(spec), json_out)
+    _show(report.profile_tables(spec), report.profile_json(spec), json_out, force=force)
 
 
 @profiles_app.command("validate")
@@ -195,10 +217,11 @@ def models_list() -> None:
 
 
 @models_app.command("show")
-def models_show(name: NameOrPath, json_out: JsonOut = None) -> None:
+def models_show(name: NameOrPath, json_out: JsonOut = None, force: ForceJson = False) -> None:
     """Show every field of a model card and its derived vs reported parameter counts."""
+    _claim(force, ("--json", json_out))
     spec = catalog.model(name)
-    _show(report.model_tables(spec), report.model_json(spec), json_out)
+    _show(report.model_tables(spec), report.model_json(spec), json_out, force=force)
 
 
 @models_app.command("validate")
@@ -213,19 +236,20 @@ def models_import(
                                            help="A Hugging Face config.json.")],
     name: Annotated[str | None, typer.Option(
         help="Card name (default: the file stem, or the folder of a config.json).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o",
-                                                help="Write the card here instead of stdout.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output file.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH|-",
+                                                help="Write the card here instead of stdout ('-': stdout).")] = None,
+    force: ForceOutput = False,
 ) -> None:
     """Convert a Hugging Face config.json into a model card TOML."""
     from planner.inputs.hf_import import import_hf_config
 
+    _claim(force, ("--output", output))
     _card, text = import_hf_config(config, name=name)
     text = text if text.endswith("\n") else text + "\n"
-    if output is None:
+    if output is None or str(output) == "-":
         typer.echo(text, nl=False)
         return
-    _write_text(output, text, overwrite=force)
+    outputs.write_all([outputs.Output(option="--output", path=output, data=text.encode("utf-8"))], force=force)
     typer.echo(f"wrote {output}")
 
 
@@ -251,6 +275,7 @@ def evaluate_cmd(
     failures: Annotated[bool, Opt("--failures", help=(
         "Also give the goodput that survives the worst k-die, node and pod failure."))] = False,
     failed_dies: FailedDies = 1,
+    force: ForceEvaluate = False,
 ) -> None:
     """Price one layout: step times, goodput under the SLOs, latency at a load, per-layer breakdown, memory.
 
@@ -268,6 +293,7 @@ def evaluate_cmd(
     for flag, target in (("--plot", plot), ("--plot-load", plot_load)):
         if target is not None:
             plots.check_target(target, flag)
+    _claim(force, ("--json", json_out), ("--plot", plot), ("--plot-load", plot_load))
     spec = load_layout(layout)
     scenario = build_scenario(spec.scenario, overrides, where=f"{layout} + flags")
     ev = evaluate(spec, scenario, str(layout))
@@ -275,13 +301,9 @@ def evaluate_cmd(
     decisions = decide_layout(ev, layout_goodput(ev), spreads=_spreads(scenario, samples), samples=samples,
                               seed=seed, failures=failures, failed_dies=failed_dies)
     doc = doc.model_copy(update=layout_decision_fields(decisions, scenario))
-    _show(report.evaluate_tables(doc), doc, json_out)
-    if plot is not None:
-        plots.draw_breakdown(doc, plot)
-        print(f"{PROG}: wrote {plot}", file=sys.stderr)
-    if plot_load is not None:
-        plots.draw_load(doc, plot_load)
-        print(f"{PROG}: wrote {plot_load}", file=sys.stderr)
+    files = [*_image("--plot", plot, lambda path: plots.breakdown_image(doc, path)),
+             *_image("--plot-load", plot_load, lambda path: plots.load_image(doc, path))]
+    _show(report.evaluate_tables(doc), doc, json_out, force=force, files=files)
 
 
 # --------------------------------------------------------------------------- plan
@@ -322,7 +344,7 @@ def plan_cmd(
     write_layouts: Annotated[Path | None, Opt(help=(
         "Write the listed layouts as rankNN-MODE.toml files here (an existing file or link is kept unless --force)."))
     ] = None,
-    force: Annotated[bool, Opt("--force", help="Replace existing files (or links) in --write-layouts DIR.")] = False,
+    force: ForcePlan = False,
     samples: Samples = 64,
     seed: Seed = 0,
     rank_by: Annotated[RankBy, Opt("--rank-by", help=(
@@ -347,6 +369,9 @@ def plan_cmd(
 
     if plot is not None:
         plots.check_target(plot)
+    _claim(force, ("--json", json_out), ("--plot", plot))
+    if write_layouts is not None:
+        outputs.claim_folder("--write-layouts", write_layouts)
     start = time.perf_counter()
     base = load_scenario_file(scenario_file) if scenario_file else None
     scenario = build_scenario(base, overrides or {}, where=f"{scenario_file or 'default scenario'} + flags")
@@ -358,13 +383,13 @@ def plan_cmd(
                                tolerate=tolerate_failures, failed_dies=failed_dies)
     doc = plan_report(result, top, decisions)
     if not doc.layouts:
-        _emit_infeasible(doc, json_out, target)
-    if write_layouts is not None:  # first: a file in the way is an error before anything is shown
-        _write_layouts(write_layouts, result, top, force=force)
-    _show(report.plan_tables(doc), doc, json_out)
-    if plot is not None:
-        plots.draw_plan(plan_report(result, len(result.layouts)), plot)
-        print(f"{PROG}: wrote {plot}", file=sys.stderr)
+        _emit_infeasible(doc, json_out, target, force=force)
+    layouts = _layout_files(write_layouts, result, top)
+    every = functools.partial(plan_report, result, len(result.layouts))  # the plot's faint points: every ranked one
+    files = [*layouts, *_image("--plot", plot, lambda path: plots.plan_image(every(), path))]
+    _show(report.plan_tables(doc), doc, json_out, force=force, files=files)
+    if layouts:
+        print(f"{PROG}: wrote {len(layouts)} layouts to {write_layouts}", file=sys.stderr)
     print(f"{PROG}: planned in {time.perf_counter() - start:.2f} s ({result.candidates_evaluated:,} candidates)",
           file=sys.stderr)
 
@@ -386,15 +411,10 @@ def _check_ranking(rank_by: RankBy, tolerate: FailureKind | None, target: float 
                            fix="pass --usd-per-chip-hour or --usd-per-die-hour, or set [cost] in the scenario")
 
 
-def _emit_infeasible(doc: Any, json_out: str | None, target: float | None) -> None:
+def _emit_infeasible(doc: Any, json_out: str | None, target: float | None, *, force: bool) -> None:
     from planner.errors import InfeasibleError
 
-    if json_out == "-":
-        typer.echo(report.dumps(doc), nl=False)
-    elif doc.near_misses:
-        report.console().print(report.near_miss_table(doc))
-    if json_out and json_out != "-":
-        _write_text(Path(json_out), report.dumps(doc), overwrite=True)
+    _show([report.near_miss_table(doc)] if doc.near_misses else [], doc, json_out, force=force)
     if target is not None and not doc.near_misses:
         raise InfeasibleError(f"no layout within the die budget serves {target:g} req/s within the SLOs",
                               fix="raise --dies (the cap) or lower the target")
@@ -402,39 +422,15 @@ def _emit_infeasible(doc: Any, json_out: str | None, target: float | None) -> No
                           fix="relax --ttft-s/--tpot-s, add dies, or change precision")
 
 
-def _write_layouts(folder: Path, result: Any, top: int, *, force: bool) -> None:
-    """``rankNN-MODE.toml`` per listed layout.  Without ``force`` nothing is written if any of the files
-    exists (a link counts, dangling or not); with it, each is replaced -- a link itself, never its target."""
+def _layout_files(folder: Path | None, result: Any, top: int) -> list[outputs.Output]:
+    """``--write-layouts DIR``: ``DIR/rankNN-MODE.toml`` per listed layout (DIR is created when written)."""
     from planner.inputs.layout import layout_toml
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PlannerError(f"cannot create directory ({exc.strerror})", where=str(folder)) from None
-    files = [(folder / f"rank{i:02d}-{p.mode.value}.toml", layout_toml(p.layout))
-             for i, p in enumerate(result.layouts[:top], start=1)]
-    taken = [path for path, _ in files if path.is_symlink() or path.exists()]
-    if taken and not force:
-        kind = "a link" if taken[0].is_symlink() else "a file"
-        raise PlannerError(f"{len(taken)} of the {len(files)} layout files exist ({taken[0].name} is {kind}); "
-                           "nothing written", where=str(folder), fix="pass --force to replace them, or choose another "
-                           "--write-layouts directory")
-    for path, text in files:
-        _write_new(path, text, replace=force)
-    print(f"{PROG}: wrote {len(files)} layouts to {folder}", file=sys.stderr)
-
-
-def _write_new(path: Path, text: str, *, replace: bool) -> None:
-    """Create ``path``; never through a symlink (O_NOFOLLOW, O_EXCL).  ``replace`` removes what is there first."""
-    try:
-        if replace and (path.is_symlink() or path.is_file()):
-            path.unlink()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as exc:
-        raise PlannerError(f"cannot write file ({exc.strerror})", where=str(path),
-                           fix="check that the directory is writable and the name is free") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    if folder is None:
+        return []
+    return [outputs.Output(option="--write-layouts", path=folder / f"rank{i:02d}-{p.mode.value}.toml",
+                           data=layout_toml(p.layout).encode("utf-8"))
+            for i, p in enumerate(result.layouts[:top], start=1)]
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -454,6 +450,7 @@ def sensitivity_cmd(
     json_out: JsonOut = None,
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the tornado to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
+    force: ForceSensitivity = False,
 ) -> None:
     """Which input decides the deployment: goodput per die of the top layout with each input moved by +-delta.
 
@@ -466,12 +463,11 @@ def sensitivity_cmd(
 
     if plot is not None:
         plots.check_target(plot)
+    _claim(force, ("--json", json_out), ("--plot", plot))
     spec, scenario, source = _top_layout(scenario_file, layout, overrides or {}, tuple(modes or ()))
     doc = sensitivity_report(sensitivity(spec, scenario, delta), spec, scenario, source)
-    _show(report.sensitivity_tables(doc), doc, json_out)
-    if plot is not None:
-        plots.draw_tornado(doc, plot)
-        print(f"{PROG}: wrote {plot}", file=sys.stderr)
+    _show(report.sensitivity_tables(doc), doc, json_out, force=force,
+          files=_image("--plot", plot, lambda path: plots.tornado_image(doc, path)))
 
 
 def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict[str, Any],
@@ -507,6 +503,8 @@ _CI_RECIPE = """CI recipe (one baseline per deployed scenario, reviewed and comm
 
 planner plan my-scenario.toml --json baselines/my-scenario.json
 
+(re-creating it after an intended change: add --force, as the file exists)
+
 for f in baselines/*.json; do planner check "$f" || exit $?; done
 
 Exit 0 within tolerance (improvements are reported, not failed), 1 on a regression, 2 on a bad baseline."""
@@ -518,6 +516,7 @@ def check_cmd(
                                              help="A saved 'planner plan --json' report.")],
     tolerance: Annotated[float, Opt(min=0.0, help="Accepted relative drop of the best goodput per die.")] = 0.05,
     json_out: JsonOut = None,
+    force: ForceJson = False,
 ) -> None:
     """Re-plan a saved plan baseline with today's data files and diff the top layout (exit 1 on a regression).
 
@@ -527,8 +526,9 @@ def check_cmd(
     from planner.errors import EXIT_REGRESSION
     from planner.ops.check import check
 
+    _claim(force, ("--json", json_out))
     doc = check(baseline, tolerance)
-    _show(report.check_tables(doc), doc, json_out)
+    _show(report.check_tables(doc), doc, json_out, force=force)
     if doc.verdict == "regression":
         items = [c.item for c in doc.changes if c.effect == "regression"]
         files = ", ".join(doc.data_files_changed) or "no data file"
@@ -538,7 +538,7 @@ def check_cmd(
 
 
 @app.command("validate")
-def validate_cmd(json_out: JsonOut = None) -> None:
+def validate_cmd(json_out: JsonOut = None, force: ForceJson = False) -> None:
     """Predict the shipped published measurements against their bands (exit 1 if a row misses its band unmarked).
 
     Rows marked as known misses are listed apart and do not fail; a marked row back inside its
@@ -547,8 +547,9 @@ def validate_cmd(json_out: JsonOut = None) -> None:
     from planner.errors import EXIT_REGRESSION
     from planner.ops.validation import validate
 
+    _claim(force, ("--json", json_out))
     doc = validate()
-    _show(report.validate_tables(doc), doc, json_out)
+    _show(report.validate_tables(doc), doc, json_out, force=force)
     if doc.verdict == "fail":
         print(f"{PROG}: validate: {report.validate_failure(doc)}", file=sys.stderr)
         raise typer.Exit(EXIT_REGRESSION)

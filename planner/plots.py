@@ -1,5 +1,5 @@
 """Pictures: the plan's Pareto front, the evaluate per-layer breakdown and load curve, the sensitivity
-tornado, as PNG or SVG.
+tornado, as PNG or SVG bytes (the CLI writes them through :mod:`planner.outputs`).
 
 A renderer like ``report.py`` (it converts seconds to ms for the axes) and the only module that
 imports matplotlib, lazily inside functions: matplotlib is the optional ``plot`` extra, so the
@@ -9,11 +9,12 @@ nothing is recomputed here.
 
 Output is deterministic: the Agg canvas (no pyplot, no GUI backend), a fixed figure size and
 DPI, and for SVG a fixed ``svg.hashsalt`` and no date, so two runs with the same matplotlib
-write identical bytes.
+give identical bytes.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,23 +68,20 @@ def _figure(width_in: float, height_in: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> None:
-    fmt = path.suffix.lower().lstrip(".")
-    metadata = {"Date": None} if fmt == "svg" else {}
-    try:
-        fig.savefig(path, format=fmt, dpi=DPI, metadata=metadata)
-    except OSError as exc:
-        raise PlannerError(f"cannot write plot ({exc.strerror})", where=str(path),
-                           fix="check that the directory exists and is writable") from None
+def _encoded(fig: Any, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else {})
+    return buffer.getvalue()
 
 
-def _draw(path: Path, draw: Any, doc: Any, size_in: tuple[float, float]) -> None:
+def _draw(path: Path, draw: Any, doc: Any, size_in: tuple[float, float]) -> bytes:
+    """The image for ``path`` (its suffix picks PNG or SVG); the CLI writes it (planner.outputs)."""
     check_target(path)
     matplotlib = _matplotlib()
     with matplotlib.rc_context(_RC):
         fig = _figure(*size_in)
         draw(fig, doc)
-        _save(fig, path)
+        return _encoded(fig, path.suffix.lower().lstrip("."))
 
 
 # --------------------------------------------------------------------------- plan: Pareto front
@@ -148,11 +146,11 @@ def _plan_figure(fig: Any, doc: PlanReport) -> None:
     ax.legend(loc="upper left")
 
 
-def draw_plan(doc: PlanReport, path: Path) -> None:
+def plan_image(doc: PlanReport, path: Path) -> bytes:
     """Pareto front of a plan report (pass every ranked layout for the faint points)."""
     if not doc.layouts:
         raise PlannerError("no ranked layout to plot", where="--plot")
-    _draw(path, _plan_figure, doc, (8.0, 5.0))
+    return _draw(path, _plan_figure, doc, (8.0, 5.0))
 
 
 # --------------------------------------------------------------------------- evaluate: breakdown
@@ -221,9 +219,9 @@ def _evaluate_figure(fig: Any, doc: EvaluateReport) -> None:
                   "then the layer time over all micro-batches with overlap", fontsize=8)
 
 
-def draw_breakdown(doc: EvaluateReport, path: Path) -> None:
+def breakdown_image(doc: EvaluateReport, path: Path) -> bytes:
     """Stacked per-layer bars of an evaluate report, one panel per pool."""
-    _draw(path, _evaluate_figure, doc, (10.0, 6.0))
+    return _draw(path, _evaluate_figure, doc, (10.0, 6.0))
 
 
 # --------------------------------------------------------------------------- load curve
@@ -275,11 +273,11 @@ def _load_figure(fig: Any, doc: EvaluateReport) -> None:
                  f"up to saturation", fontsize=10)
 
 
-def draw_load(doc: EvaluateReport, path: Path) -> None:
+def load_image(doc: EvaluateReport, path: Path) -> bytes:
     """TTFT and TPOT percentiles against the arrival rate (an evaluate report with its ``load_curve``)."""
     if not doc.load_curve:
         raise PlannerError("the report has no load curve", where="--plot-load", fix="run evaluate with --plot-load")
-    _draw(path, _load_figure, doc, (8.0, 6.5))
+    return _draw(path, _load_figure, doc, (8.0, 6.5))
 
 
 # --------------------------------------------------------------------------- sensitivity: tornado
@@ -304,6 +302,6 @@ def _tornado_figure(fig: Any, doc: SensitivityReport) -> None:
                  f"moved alone; decides: {doc.decides or 'none'}", fontsize=10)
 
 
-def draw_tornado(doc: SensitivityReport, path: Path) -> None:
+def tornado_image(doc: SensitivityReport, path: Path) -> bytes:
     """The sensitivity tornado: goodput-per-die change at -delta and +delta per input, largest first."""
-    _draw(path, _tornado_figure, doc, (8.0, 0.35 * len(doc.inputs) + 1.6))
+    return _draw(path, _tornado_figure, doc, (8.0, 0.35 * len(doc.inputs) + 1.6))

@@ -20,7 +20,8 @@ Then gate every pull request on the baselines and on the published measurements:
 
 A regression is: the best goodput per die down by more than ``--tolerance`` (default 5%), the
 top layout changed without such a gain, or the scenario no longer feasible.  When a change is
-intended, re-create the baseline with ``planner plan ... --json`` and commit the diff; the
+intended, re-create the baseline with ``planner plan ... --json PATH --force`` (the file exists, and
+no output file is replaced without ``--force``) and commit the diff; the
 check output names the data files whose content changed since the baseline was written.
 """
 
@@ -39,7 +40,7 @@ from planner.inputs.files import read_capped
 from planner.inputs.layout import Mode
 
 DEFAULT_TOLERANCE = 0.05
-_FIX = "re-create the baseline with 'planner plan ... --json PATH'"
+_FIX = "re-create the baseline with 'planner plan ... --json PATH --force'"
 # A plan report is ~0.1 MB; a baseline is read only if it is a regular file of at most this size.
 MAX_BASELINE_BYTES = 16 << 20
 
