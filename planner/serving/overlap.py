@@ -11,7 +11,6 @@ micro-batches, arrays of shape (N,).  ``m = 1`` is always serial: compute then c
   low-latency all-to-all (DeepEP LL: no SMs in flight) pairs each communication with one stage
   of the other micro-batch, ``max(stage, its comm)``: dispatch under shared experts + attention
   projections, the expert MLP with nothing in flight, combine under core attention + o_proj.
-  TP all-reduces run on SMs of the compute stream: serial in every micro-batch.
   Normal-mode all-to-all (prefill) takes ``comm_sm_frac`` of the SMs for the whole overlapped
   forward (DeepSeek: 24 of 132), so the compute side of every op runs on the rest.
 - ``ascend-multi-stream`` (cann-recipes, rows B_l1-B_l2): attention and MoE run as concurrent
@@ -33,10 +32,6 @@ from planner.inputs.hardware import Overlap
 PROJECTIONS, SHARED, EXPERTS, CORE, WAIT = "projections", "shared", "experts", "core", "wait"
 _PROJECTION_OPS = {"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "kv_b_proj", "absorb_uk", "qkv_proj", "elementwise",
                    "mla_prolog"}
-
-
-# The stage-paired form's serial TP all-reduces (SM kernels on the compute stream): a pair of its own.
-TP_ALLREDUCE_PAIR = "TP all-reduce (SM kernels on the compute stream, serial)"
 
 
 def stage_of(op: str) -> str:
@@ -118,11 +113,6 @@ def stage_paired(ops: dict[str, Cost], comm: dict[str, Array], m: Array,
     0.06 ms alone).  Waits for the slowest rank (``*_wait`` ops) are serial.  Fill and drain are the
     mirror pairs of the neighbouring layers: no tail.
 
-    TP all-reduces (TP attention / dense FFN) are not paired: NCCL's and the custom all-reduce
-    kernels run on SMs of the compute stream, unlike the low-latency all-to-all the pairing hides
-    (row C_o2: 0 SMs in flight), and DeepSeek's decode runs DP attention, so its trace pairs no
-    all-reduce.  They add to each micro-batch, serial (the pair ``TP all-reduce``, compute side).
-
     ``stream_s`` = (``s_d``, ``s_c``): what one dispatch / combine call holds the compute stream for
     (profile ``[overlap] calls_on_stream``: the calibrated per-call cost ``[collectives] dispatch_s`` /
     ``combine_s``).  DeepEP's low-latency kernels use no SMs *while in flight*, but the send kernel
@@ -130,16 +120,12 @@ def stage_paired(ops: dict[str, Cost], comm: dict[str, Array], m: Array,
     dispatch in DeepEP's unit test), so only the wire time hides under the paired stage.
     """
     st = _stages(ops)
-    zero = np.zeros_like(st[CORE])
-    d, c = zero + comm.get("dispatch", 0.0), zero + comm.get("combine", 0.0)
-    s_d = np.where(d > 0, stream_s[0], 0.0)
-    s_c = np.where(c > 0, stream_s[1], 0.0)
+    d, c = _comm(comm, st[CORE])
+    s_d = np.where(comm.get("dispatch", 0.0 * d) > 0, stream_s[0], 0.0)
+    s_c = np.where(comm.get("combine", 0.0 * c) > 0, stream_s[1], 0.0)
     pairs = {"dispatch || projections + shared (+ send/recv kernels)": (st[PROJECTIONS] + st[SHARED] + s_d, d),
              "experts (nothing in flight)": (st[EXPERTS], 0.0 * d),
              "combine || core attention + o_proj (+ send/recv kernels)": (st[CORE] + s_c, c)}
-    allreduce = zero + comm.get("tp_allreduce_attention", 0.0) + comm.get("tp_allreduce_ffn", 0.0)
-    if np.any(allreduce > 0):
-        pairs[TP_ALLREDUCE_PAIR] = (allreduce, 0.0 * allreduce)
     per_mb = sum(np.maximum(s, k) for s, k in pairs.values()) + st[WAIT]
     return Pairing(m * per_mb, 0.0 * per_mb, pairs)
 

@@ -84,19 +84,3 @@ def test_hopper_profiles_take_the_calibrated_call_costs_and_the_measured_host_ga
 
 def _fields(ov: Overlap) -> dict:
     return {f: getattr(ov, f) for f in Overlap.__dataclass_fields__}
-
-
-def test_tp_allreduce_is_serial_in_every_micro_batch() -> None:
-    """TP all-reduces (SM kernels on the compute stream) are not paired: with a dispatch of 70 and a
-    combine of 80, all-reduces of 5 + 7 add 12 us to each micro-batch: 2 x (190 + 12) us; a dense layer
-    (no all-to-all) with two micro-batches is twice one micro-batch, c + k = 160 + 12 us, nothing hidden."""
-    ar = {"tp_allreduce_attention": np.array([5 * US]), "tp_allreduce_ffn": np.array([7 * US])}
-    comm = {"dispatch": np.array([70 * US]), "combine": np.array([80 * US]), **ar}
-    plain = Overlap(**{**_fields(GPU), "calls_on_stream": False})
-    two = overlap.overlapped(OPS, comm, np.array([2.0]), plain, bulk_comm=False)
-    assert two.layer_s[0] == pytest.approx(2 * (190 + 12) * US)
-    dense_one = overlap.overlapped(OPS, ar, np.array([1.0]), plain, bulk_comm=False)
-    dense_two = overlap.overlapped(OPS, ar, np.array([2.0]), plain, bulk_comm=False)
-    assert dense_one.layer_s[0] == pytest.approx((160 + 12) * US)
-    assert dense_two.layer_s[0] == pytest.approx(2 * (160 + 12) * US)
-    assert float(two.pairs[overlap.TP_ALLREDUCE_PAIR][0][0]) == pytest.approx(12 * US)
