@@ -320,7 +320,8 @@ def occupancy_curve(ev: Evaluation) -> gp.OccupancyCurve:
                              cap=np.array([float(d.batch)]),
                              attention_dies=np.array([float(ev.layout.decode_attention_dies)]),
                              tp=np.array([knobs.get("tp", 1.0)]), chunk_tokens=np.array([chunk]),
-                             groups=np.atleast_1d(synchronised_groups(env, knobs["dies"], knobs["tp"]))
+                             groups=np.atleast_1d(synchronised_groups(env, knobs["dies"], knobs["tp"],
+                                                                     knobs.get("pp")))
                              if chunked else np.ones(1),
                              new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
                              tokens_per_step=env.tokens_per_step, draft_tokens=env.draft_tokens,

@@ -28,6 +28,7 @@ class WeightShare:
     attention_side: bool = True
     expert_side: bool = True
     shared_slots: Array | float = 0.0
+    pp: Array | float = 1.0  # pipeline stages: a die holds 1/pp of the layers (dense models)
 
 
 def weight_bytes(model: ModelSpec, by: BytesPerElement, share: WeightShare) -> dict[str, Array]:
@@ -39,21 +40,25 @@ def weight_bytes(model: ModelSpec, by: BytesPerElement, share: WeightShare) -> d
     """
     mtp = model.num_mtp_layers
     t = np.asarray(share.tp, dtype=float)
+    pp = np.asarray(share.pp, dtype=float)
     slots = np.asarray(share.slots, dtype=float)
     layers_moe = model.num_moe_layers + (mtp if model.is_moe else 0)
     out: dict[str, Array] = {}
     zero = np.zeros(np.broadcast_shapes(t.shape, slots.shape))
     if share.attention_side:
         att_layers = model.num_layers + mtp
-        out["attention"] = zero + att_layers * model.attention.params_per_die(t) * by.weight
+        out["attention"] = zero + att_layers * model.attention.params_per_die(t) * by.weight / pp
         dense_layers = model.num_dense_layers + (mtp if not model.is_moe else 0)
-        out["dense_ffn"] = zero + dense_layers * model.dense_ffn_params() / t * by.weight
+        out["dense_ffn"] = zero + dense_layers * model.dense_ffn_params() / t * by.weight / pp
         on_token_die = np.asarray(share.shared_slots) <= 0
         out["shared_experts"] = zero + on_token_die * layers_moe * model.shared_expert_params() / t * by.weight
         out["router"] = zero + layers_moe * model.router_params() * by.head
         mtp_proj = mtp * 2 * model.hidden * model.hidden * by.weight
         counts = model.param_counts()
-        out["embedding_head"] = zero + (counts.embedding + counts.lm_head) / t * by.head + mtp_proj
+        # one stage: embedding and head; a pipeline's first stage holds the embedding, its last the
+        # head: every die must fit, so the larger of the two
+        ends = np.where(pp > 1, max(counts.embedding, counts.lm_head), counts.embedding + counts.lm_head)
+        out["embedding_head"] = zero + ends / t * by.head + mtp_proj
     if share.expert_side and model.is_moe:
         out["routed_experts"] = zero + layers_moe * slots * model.expert_params() * by.weight
         if np.any(np.asarray(share.shared_slots) > 0):

@@ -158,7 +158,7 @@ def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: i
             plain_step_s=at_zero(grid(step.plain_step_s)), chunk_step_s=at_zero(grid(step.chunk_step_s)),
             cap=each(d.batch), attention_dies=each(layout.decode_attention_dies), tp=each(k["tp"]),
             chunk_tokens=each(k["prefill_chunk_tokens"]),
-            groups=np.broadcast_to(synchronised_groups(env, k["dies"], k["tp"]), (samples,)).astype(float),
+            groups=np.broadcast_to(synchronised_groups(env, k["dies"], k["tp"], k.get("pp")), (samples,)).astype(float),
             new_tokens=env.new_input_tokens, output_tokens=env.output_tokens, tokens_per_step=env.tokens_per_step,
             draft_tokens=env.draft_tokens, acceptance=scenario.mtp.acceptance)
     return _Curve(batches=grid_b, tpot_s=tpot, step_s=step_s, fits=grid(step.fits),

@@ -5,10 +5,12 @@ The key names are a user-facing contract (README, ``planner plan --write-layouts
     mode = "collocated" | "pd" | "transformerless"
     [prefill]   instances, dies (per instance), tp, ep, batch_tokens (per die per forward), micro_batches,
                 redundant_experts (optional, default 0)           # pd and transformerless only
+                pp (optional, default 1: pipeline stages; dense models)
     [decode]    instances, tp, ep, batch (sequences per attention die), micro_batches, redundant_experts
                 dies                                 # pd and collocated: per instance
                 attention_dies, expert_dies, domains # transformerless only (per instance)
                 prefill_chunk_tokens                 # collocated only
+                pp (optional, default 1)             # pd and collocated: pipeline stages (dense models)
     [scenario]  optional: the scenario the layout was planned for (see planner.inputs.scenario)
 
 The file is a union discriminated by ``mode``: each mode has its own decode-pool schema, so a
@@ -36,6 +38,7 @@ Redundant = ranged(int, 0, 100_000, "EPLB adds a few replicas per die: published
                    "experts")
 BatchTokens = ranged(int, 1, 1_048_576, "tokens per die per forward; published prefill uses 4K-16K", "tokens")
 Batch = ranged(int, 1, 65_536, "sequences per die; published decode batches are 8-256", "sequences")
+Pp = ranged(int, 1, 64, "pipeline stages (a stage holds whole layers): published dense deployments use 1-2", "stages")
 
 
 class Mode(StrEnum):
@@ -57,6 +60,12 @@ class PrefillPool(Strict):
     batch_tokens: BatchTokens
     micro_batches: MicroBatches = 1
     redundant_experts: Redundant = 0
+    pp: Pp | None = None
+
+    @property
+    def stages(self) -> int:
+        """Pipeline stages (1 when ``pp`` is not set)."""
+        return self.pp or 1
 
 
 class DecodePool(Strict):
@@ -90,6 +99,11 @@ class DecodePool(Strict):
         return self.shared_expert_replicas or 0
 
     @property
+    def stages(self) -> int:
+        """Pipeline stages of an instance (1 where the pool has no ``pp`` or leaves it out)."""
+        return getattr(self, "pp", None) or 1
+
+    @property
     def attention_dies_per_instance(self) -> int:
         """Dies running attention in one instance (they hold the batch)."""
         return self.dies  # type: ignore[attr-defined]
@@ -106,11 +120,13 @@ class DecodePool(Strict):
 
 class PdDecodePool(DecodePool):
     dies: Dies
+    pp: Pp | None = None
 
 
 class CollocatedDecodePool(DecodePool):
     dies: Dies
     prefill_chunk_tokens: BatchTokens
+    pp: Pp | None = None
 
 
 class TransformerlessDecodePool(DecodePool):
@@ -250,7 +266,8 @@ def check_mode_keys(data: dict[str, Any], where: str) -> None:
         own = _decode_keys(mode)
         for key in sorted(k for k in decode if k not in own and any(k in _decode_keys(m) for m in Mode)):
             _fail(f"decode.{key}", f"is not a {mode.value} key", where, f"remove it (it belongs to {_owner(key)})")
-        for key in sorted(_decode_keys(mode) - set(DecodePool.model_fields) - set(decode)):
+        fields = DECODE_POOLS[mode].model_fields
+        for key in sorted(k for k in _decode_keys(mode) - set(decode) if fields[k].is_required()):
             _fail(f"decode.{key}", f"is required in {mode.value} mode", where, "add it")
     if mode == Mode.COLLOCATED and "prefill" in data:
         _fail("prefill", "is not used in collocated mode", where, "remove [prefill]; set decode.prefill_chunk_tokens")
@@ -259,11 +276,21 @@ def check_mode_keys(data: dict[str, Any], where: str) -> None:
               "add a [decode] table, a [prefill] table, or both (a pool alone is priced alone)")
 
 
-def _check_parallel(pool: str, dies: int, tp: int, ep: int, model: ModelSpec, where: str) -> None:
+def _check_parallel(pool: str, dies: int, tp: int, ep: int, model: ModelSpec, where: str, pp: int = 1) -> None:
     heads = model.attention.num_heads
     if dies % tp:
         _fail(f"{pool}.tp", f"= {tp} does not divide the pool's {dies} dies", where,
               "choose tp dividing dies")
+    if pp > 1:
+        if model.is_moe:
+            _fail(f"{pool}.pp", f"= {pp} but pipeline parallelism is modelled for dense models only ({model.name} "
+                  "has routed experts)", where, "set pp = 1 (or leave it out) and spread the experts with ep")
+        if dies % (tp * pp):
+            _fail(f"{pool}.pp", f"= {pp} with tp = {tp}: tp x pp does not divide the pool's {dies} dies", where,
+                  "choose dies a multiple of tp x pp")
+        if pp > model.num_layers:
+            _fail(f"{pool}.pp", f"= {pp} is more stages than {model.name}'s {model.num_layers} layers", where,
+                  "choose pp <= num_layers")
     if heads % tp:
         _fail(f"{pool}.tp", f"= {tp} does not divide the model's {heads} attention heads",
               where, "choose a tp dividing num_heads")
@@ -290,7 +317,7 @@ def check_layout(layout: Layout, model: ModelSpec, where: str) -> None:
     d = layout.decode
     if layout.prefill is not None:
         p = layout.prefill
-        _check_parallel("prefill", p.dies, p.tp, p.ep, model, where)
+        _check_parallel("prefill", p.dies, p.tp, p.ep, model, where, p.stages)
         _check_experts("prefill", p.dies, p.ep, p.redundant_experts, model, where)
     if d is None:
         return
@@ -302,7 +329,7 @@ def check_layout(layout: Layout, model: ModelSpec, where: str) -> None:
                   where, "choose domains dividing attention_dies")
         _check_parallel("decode", d.attention_dies, d.tp, 1, model, where)
     else:
-        _check_parallel("decode", d.dies_per_instance, d.tp, d.ep, model, where)
+        _check_parallel("decode", d.dies_per_instance, d.tp, d.ep, model, where, d.stages)
     if d.shared_replicas and not model.ffn.num_shared_experts:
         _fail("decode.shared_expert_replicas", f"= {d.shared_replicas} but {model.name} has no shared experts", where,
               "leave out shared_experts / shared_expert_replicas")

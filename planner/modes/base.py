@@ -66,8 +66,9 @@ class ModeEntry:
 
 def prefill_arrays(k: Knobs) -> PrefillArrays:
     """Prefill-pool knobs (layout keys) -> the prefill step model's arrays (every mode with a prefill pool)."""
+    pp = np.maximum(knob(k, "pp"), 1.0) if k.get("pp") is not None else None
     return PrefillArrays(dies=knob(k, "dies"), tp=knob(k, "tp"), ep=knob(k, "ep"), batch_tokens=knob(k, "batch_tokens"),
-                         micro_batches=knob(k, "micro_batches"), redundant=knob(k, "redundant_experts"))
+                         micro_batches=knob(k, "micro_batches"), redundant=knob(k, "redundant_experts"), pp=pp)
 
 
 def chunk_terms(env: Env, step: PoolStep, knobs: Knobs) -> gp.ChunkTerms | None:

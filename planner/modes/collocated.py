@@ -58,9 +58,15 @@ def occupancy_batches(batch: float, micro_batches: float) -> np.ndarray:
     return np.concatenate([np.asarray(BELOW_GRID) * mb, on_grid, [float(batch)]])
 
 
-def synchronised_groups(env: Env, dies, tp):
-    """TP groups of an instance that step together: an MoE's (the expert all-to-all joins them); else 1."""
-    return np.asarray(dies, dtype=float) / np.asarray(tp, dtype=float) if env.model.is_moe else np.ones(np.shape(dies))
+def synchronised_groups(env: Env, dies, tp, pp=None):
+    """TP groups of an instance that step together: an MoE's (the expert all-to-all joins them); a
+    dense pipeline's ``pp`` micro-batches (a round of stage steps takes ``pp`` times its heaviest
+    micro-batch's stage: one carrying a chunk holds up the others, planner.serving.pipeline); else 1."""
+    if env.model.is_moe:
+        return np.asarray(dies, dtype=float) / np.asarray(tp, dtype=float)
+    if pp is None:
+        return np.ones(np.shape(dies))
+    return np.maximum(np.asarray(pp, dtype=float), 1.0) + np.zeros(np.shape(dies))
 
 
 def _take(a, idx):
@@ -110,7 +116,7 @@ def collocated_step(env: Env, d: DecodeArrays) -> PoolStep:
     """
     chunk = shared_decode_step(env, d)
     plain = _plain_step(env, d)
-    f = gp.chunk_fraction(d.batch, d.chunk_tokens, groups=synchronised_groups(env, d.dies, d.tp),
+    f = gp.chunk_fraction(d.batch, d.chunk_tokens, groups=synchronised_groups(env, d.dies, d.tp, d.pp),
                           new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
                           tokens_per_step=env.tokens_per_step)
 

@@ -28,7 +28,12 @@ def step_arrays(k: Knobs) -> DecodeArrays:
     chunk = knob(k, "prefill_chunk_tokens") if "prefill_chunk_tokens" in k else 0.0 * knob(k, "batch")
     return DecodeArrays(dies=knob(k, "dies"), tp=knob(k, "tp"), ep=knob(k, "ep"), batch=knob(k, "batch"),
                         micro_batches=knob(k, "micro_batches"), redundant=knob(k, "redundant_experts"),
-                        chunk_tokens=chunk, shared_replicas=replicas(k))
+                        chunk_tokens=chunk, shared_replicas=replicas(k), pp=stages(k))
+
+
+def stages(k: Knobs):
+    """Pipeline stages (a layout's None / 0 and a missing knob are 1)."""
+    return np.maximum(knob(k, "pp"), 1.0) if k.get("pp") is not None else 1.0 + 0.0 * knob(k, "batch")
 
 
 def replicas(k: Knobs):
@@ -43,12 +48,13 @@ def dies(k: Knobs):
 
 def summary(d: Knobs) -> str:
     shared = f" S{d['shared_expert_replicas']}" if d.get("shared_expert_replicas") else ""
-    return (f"D {d['instances']}x{d['dies']} tp{d['tp']} ep{d['ep']} b{d['batch']} m{d['micro_batches']} "
+    pp = f" pp{d['pp']}" if (d.get("pp") or 1) > 1 else ""
+    return (f"D {d['instances']}x{d['dies']} tp{d['tp']}{pp} ep{d['ep']} b{d['batch']} m{d['micro_batches']} "
             f"R{d['redundant_experts']}{shared}")
 
 
 PD = ModeEntry(mode=Mode.PD, prefill_pool=True,
-               decode_keys=("dies", "tp", "ep", "batch", "micro_batches", "redundant_experts",
+               decode_keys=("dies", "tp", "pp", "ep", "batch", "micro_batches", "redundant_experts",
                             "shared_expert_replicas"),
                candidates=candidates, step_arrays=step_arrays, fits=decode_fits, step=shared_decode_step,
                attention_dies=dies, instance_dies=dies, summary=summary)

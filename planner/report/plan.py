@@ -39,7 +39,8 @@ def layout_summary(entry: Ranked) -> str:
     mtp = "MTP" if entry.mtp else "no MTP"
     dec = MODES[lay.mode].summary(d.model_dump())
     p = lay.prefill
-    pre = f"P {p.instances}x{p.dies} tp{p.tp} ep{p.ep} {p.batch_tokens // 1024}K m{p.micro_batches} | " if p else ""
+    pp = f" pp{p.pp}" if p and p.stages > 1 else ""
+    pre = f"P {p.instances}x{p.dies} tp{p.tp}{pp} ep{p.ep} {p.batch_tokens // 1024}K m{p.micro_batches} | " if p else ""
     pods = getattr(entry, "pods", 1)
     where = f" | {pods} pods, KV over {entry.kv_fabric}" if pods > 1 and getattr(entry, "kv_fabric", None) else ""
     return f"{pre}{dec} | {mtp}{where}"

@@ -71,11 +71,15 @@ class Plan:
 
 def _prefill_layout(p: PrefillScore, i: int, n: int, hardware: str | None = None) -> dict[str, int | str]:
     out: dict[str, int | str] = {"instances": n, **{k: int(v[i]) for k, v in p.cands.arrays.items()}}
+    if out.get("pp") == 1:  # one stage: the key's default, left out
+        out.pop("pp")
     return {"hardware": hardware, **out} if hardware else out
 
 
 def _decode_layout(d: DecodeScore, i: int, n: int, mode: Mode) -> dict[str, int | str]:
     out: dict[str, int | str] = {"instances": n, **{k: int(d.knob(k, i)) for k in MODES[mode].decode_keys}}
+    if out.get("pp") == 1:  # one stage: the key's default, left out
+        out.pop("pp")
     if not out.get("shared_expert_replicas"):  # the default placement: on the token's die
         out.pop("shared_expert_replicas", None)
     else:

@@ -198,7 +198,8 @@ def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str
                             chunk_step_s=values["chunk_step_s"], cap=batch,
                             attention_dies=entry.attention_dies({k: v[fit] for k, v in a.items()}), tp=tp,
                             chunk_tokens=a["prefill_chunk_tokens"][fit].astype(float),
-                            groups=collocated.synchronised_groups(env, a["dies"][fit], tp),
+                            groups=collocated.synchronised_groups(env, a["dies"][fit], tp,
+                                                                 a["pp"][fit] if "pp" in a else None),
                             new_tokens=env.new_input_tokens, output_tokens=env.output_tokens,
                             tokens_per_step=env.tokens_per_step, draft_tokens=env.draft_tokens,
                             acceptance=scenario.mtp.acceptance)

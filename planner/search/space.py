@@ -26,6 +26,10 @@ DECODE_BATCH_GRID = (*BATCH_GRID, *LARGE_BATCHES)
 PREFILL_BATCH_TOKENS = (2048, 4096, 8192, 16384, 32768)
 REDUNDANT = (0, 16, 32, 64, 128, 256)
 TP_GRID = (1, 2, 4, 8)
+# Pipeline stages searched for dense models (a stage holds whole layers; planner.serving.pipeline):
+# Nebius's MLPerf Llama-3.1-405B Offline on 8 H200 runs TP4 PP2. MoE pools keep pp = 1 (their
+# experts spread with EP; pipelined MoE is not modelled).
+PP_GRID = (1, 2, 4, 8)
 
 
 @dataclass
@@ -94,12 +98,15 @@ def shared_die_pools(model: ModelSpec, budget: int, *, knob: str, knob_values: t
     """Pools whose dies hold attention and experts (prefill, pd decode, collocated).
 
     ``dies`` per instance = ``ep * replicas`` for MoE models (replicas in 1, 2, 4 of the expert
-    set), a multiple of ``tp``; for dense models one TP group per instance (``dies = tp``).
+    set), a multiple of ``tp``, ``pp = 1``; for dense models one pipeline of ``pp`` stages of one
+    TP group each per instance (``dies = tp * pp``).
     """
     tps = tp_choices(model, budget)
     if not model.is_moe:
-        c = product(tp=tps, **{knob: knob_values}, micro_batches=micro_batches)
-        c.arrays.update(dies=c.arrays["tp"].copy(), ep=np.ones_like(c.arrays["tp"]),
+        pps = [p for p in PP_GRID if p <= model.num_layers]
+        c = product(tp=tps, pp=pps, **{knob: knob_values}, micro_batches=micro_batches)
+        c.keep(c.arrays["tp"] * c.arrays["pp"] <= budget, "over_budget")
+        c.arrays.update(dies=c.arrays["tp"] * c.arrays["pp"], ep=np.ones_like(c.arrays["tp"]),
                         redundant_experts=np.zeros_like(c.arrays["tp"]))
         return c
     pairs = np.array(expert_placements(model, budget, REDUNDANT, shared), dtype=np.int64).reshape(-1, 3)
@@ -111,6 +118,7 @@ def shared_die_pools(model: ModelSpec, budget: int, *, knob: str, knob_values: t
     if shared != (0,):
         a["shared_expert_replicas"] = pairs[pair, 2]
     a["dies"] = a["ep"] * a.pop("replicas")
+    a["pp"] = np.ones_like(a["dies"])
     c.keep(a["dies"] <= budget, "over_budget")
     c.keep(a["dies"] % a["tp"] == 0, "tp_not_dividing_dies")
     c.keep((a["ep"] > 1) | (a["redundant_experts"] == 0), "redundancy_without_ep")
@@ -118,6 +126,6 @@ def shared_die_pools(model: ModelSpec, budget: int, *, knob: str, knob_values: t
 
 
 def prefill_pools(model: ModelSpec, budget: int) -> CandidateSet:
-    """Prefill instances: dies, tp, ep, redundant experts, batch tokens per die, micro-batches."""
+    """Prefill instances: dies, tp, pp, ep, redundant experts, batch tokens per die, micro-batches."""
     return shared_die_pools(model, budget, knob="batch_tokens", knob_values=PREFILL_BATCH_TOKENS,
                             micro_batches=(1, 2))

@@ -23,6 +23,7 @@ from planner.serving.layers import (
     shared_die_layer,
     shared_die_layers,
 )
+from planner.serving.pipeline import pipeline_extra
 from planner.serving.result import PoolStep
 
 
@@ -38,6 +39,7 @@ class DecodeArrays:
     redundant: Array
     chunk_tokens: Array
     shared_replicas: Array | None = None  # replicas of the shared experts on expert slots (None / 0: token die)
+    pp: Array | None = None  # pipeline stages (None: 1); planner.serving.pipeline
 
 
 def _as_float(x: Array) -> Array:
@@ -91,7 +93,8 @@ def decode_memory(env: Env, d: DecodeArrays, imb: Array) -> tuple[dict[str, Arra
     model, by = env.model, env.by
     tp, batch = _as_float(d.tp), _as_float(d.batch)
     slots = (model.ffn.num_routed_experts + _as_float(d.redundant)) / _as_float(d.ep)
-    weights = mem.weight_bytes(model, by, mem.WeightShare(tp, slots, shared_slots=_replicas(d) / _as_float(d.ep)))
+    weights = mem.weight_bytes(model, by, mem.WeightShare(tp, slots, shared_slots=_replicas(d) / _as_float(d.ep),
+                                                          pp=1.0 if d.pp is None else _as_float(d.pp)))
     kv_seq = mem.kv_bytes_per_sequence(model, by, context=env.max_context_tokens, tp=tp)
     q = 1 + env.draft_tokens
     k = model.ffn.top_k if model.is_moe else 0
@@ -141,6 +144,8 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
         draft_shape = replace(shape, group_tokens=tp * b_mb, die_tokens=b_mb)
         draft_attn = _attention_fn(env, tp * b_mb, tp * b_mb, tp, np.zeros_like(tp))
         extra["mtp"] = env.draft_tokens * mtp_draft_s(env, draft_shape, tp, _as_float(d.batch), m, draft_attn)
+    extra.update(pipeline_extra(env, d.pp, tp, tp * (_as_float(d.batch) * q + _as_float(d.chunk_tokens)),
+                                extra["lm_head"]))
     extra["scheduler_gap"] = np.full(np.shape(tp), env.dev.scheduler_gap_s)
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
     k = model.ffn.top_k if model.is_moe else 1

@@ -20,6 +20,7 @@ from planner.serving.layers import (
     SharedDieShape,
     shared_die_layers,
 )
+from planner.serving.pipeline import pipeline_extra
 from planner.serving.result import PoolStep
 
 
@@ -31,6 +32,7 @@ class PrefillArrays:
     batch_tokens: Array
     micro_batches: Array
     redundant: Array
+    pp: Array | None = None  # pipeline stages (None: 1); planner.serving.pipeline
 
 
 def _f(x: Array) -> Array:
@@ -58,8 +60,9 @@ def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
 
     layers, layer_s, counts, tail = shared_die_layers(env, shape, attention, m)
     seqs = tp * _f(p.batch_tokens) / N
-    extra = {"pipeline_tail": tail, "lm_head": lm_head(env, seqs, tp).time_s,
-             "scheduler_gap": np.full(np.shape(tp), env.dev.scheduler_gap_s)}
+    extra = {"pipeline_tail": tail, "lm_head": lm_head(env, seqs, tp).time_s}
+    extra.update(pipeline_extra(env, p.pp, tp, tp * _f(p.batch_tokens), extra["lm_head"]))
+    extra["scheduler_gap"] = np.full(np.shape(tp), env.dev.scheduler_gap_s)
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
     memory, fits = _memory(env, p, shape)
     return PoolStep(step_s=step, layers=layers, layer_s=layer_s, layer_counts=counts, extra=extra, memory=memory,
@@ -69,7 +72,7 @@ def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
 def _memory(env: Env, p: PrefillArrays, shape: SharedDieShape) -> tuple[dict[str, Array], Array]:
     model, by = env.model, env.by
     tp, B = _f(p.tp), _f(p.batch_tokens)
-    weights = mem.weight_bytes(model, by, mem.WeightShare(tp, shape.slots))
+    weights = mem.weight_bytes(model, by, mem.WeightShare(tp, shape.slots, pp=1.0 if p.pp is None else _f(p.pp)))
     seqs = tp * B / env.new_input_tokens
     kv = seqs * mem.kv_bytes_per_sequence(model, by, context=env.input_tokens, tp=tp) / tp
     k = model.ffn.top_k if model.is_moe else 0

@@ -82,11 +82,12 @@ def _divisors(n: int, cap: int) -> list[int]:
 
 @st.composite
 def parallelism(draw: st.DrawFn, sc: Scenario) -> dict[str, int]:
-    """tp dividing the heads; for an MoE, redundant experts and an ep that places them evenly."""
+    """tp dividing the heads; for an MoE, redundant experts and an ep that places them evenly; for a
+    dense model, pipeline stages."""
     model = sc.model
     tp = draw(st.sampled_from(_divisors(model.attention.num_heads, 16)))
     if not model.is_moe:
-        return {"tp": tp, "ep": 1, "redundant": 0}
+        return {"tp": tp, "ep": 1, "redundant": 0, "pp": draw(st.sampled_from([1, 2, 4]))}
     redundant = draw(st.sampled_from([0, 16, 32, 64]))
     ep = draw(st.sampled_from(_divisors(model.ffn.num_routed_experts + redundant, 320)))
     return {"tp": tp, "ep": ep, "redundant": redundant}
@@ -97,13 +98,13 @@ def decode_candidate(draw: st.DrawFn, sc: Scenario, chunked: bool) -> dict[str, 
     par = draw(parallelism(sc))
     m = draw(st.integers(1, 4))
     chunk = draw(st.integers(64, 4096)) if chunked else 0
-    return {**par, "dies": max(par["tp"], par["ep"]), "micro_batches": m, "batch": m * draw(st.integers(1, 64)),
-            "chunk_tokens": chunk}
+    return {**par, "dies": max(par["tp"] * par.get("pp", 1), par["ep"]), "micro_batches": m,
+            "batch": m * draw(st.integers(1, 64)), "chunk_tokens": chunk}
 
 
 @st.composite
 def transformerless_candidate(draw: st.DrawFn, sc: Scenario) -> dict[str, int]:
-    par = draw(parallelism(sc))
+    par = {k: v for k, v in draw(parallelism(sc)).items() if k != "pp"}
     domains, m = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     return {**par, "attention_dies": domains * par["tp"] * draw(st.integers(1, 64)), "expert_dies": par["ep"],
             "domains": domains, "micro_batches": m, "batch": m * draw(st.integers(1, 64))}
@@ -112,7 +113,7 @@ def transformerless_candidate(draw: st.DrawFn, sc: Scenario) -> dict[str, int]:
 @st.composite
 def prefill_candidate(draw: st.DrawFn, sc: Scenario) -> dict[str, int]:
     par = draw(parallelism(sc))
-    return {**par, "dies": max(par["tp"], par["ep"]), "micro_batches": draw(st.integers(1, 2)),
+    return {**par, "dies": max(par["tp"] * par.get("pp", 1), par["ep"]), "micro_batches": draw(st.integers(1, 2)),
             "batch_tokens": draw(st.integers(256, 32_768))}
 
 

@@ -190,3 +190,27 @@ def test_a_layout_needing_more_pods_than_asked_names_the_pods(run_planner, tmp_p
                     "[scenario]\ndies = 768\n")
     run = run_planner("evaluate", str(path))
     assert run.returncode == 2 and "needs 2 pods of cloudmatrix384" in run.stderr and "--pods 2" in run.stderr
+
+
+def test_a_dense_model_too_large_for_one_server_pipelines_across_two():
+    """Llama-3.1-405B (FP8 weights, BF16 KV) on two 8-GPU H100 servers: TP8 in one server leaves
+    80 GB - 50.6 GB of weights ~ 20 GB for KV (2 sequences of ~10k tokens per die); TP8 x PP2 over
+    both servers halves the weights per die and so holds several times the sequences.  The search
+    finds the pipeline, its layout file says pp = 2, spans both pods, and evaluates to the goodput
+    the search listed; MoE candidates never carry a pipeline."""
+    from planner.search import space
+
+    sc = build_scenario(None, scenario_overrides(model="llama-3.1-405b", hardware="h100", dies=16, pods=2,
+                                                 weights_dtype="fp8", activations_dtype="fp8", kv_dtype="bf16",
+                                                 mtp_acceptance=0.0, ttft_s=3600.0, tpot_s=60.0))
+    result = plan(sc, top=3)
+    best = result.layouts[0]
+    d = best.layout.decode
+    assert (d.tp, d.pp, d.dies) == (8, 2, 16), best.layout.to_dict()
+    assert best.layout.to_dict()["decode"]["pp"] == 2
+    ev = evaluate(parse_layout({**best.layout.to_dict(), "scenario": best.layout.scenario.model_dump(mode="json")},
+                               "t"), sc, "t")
+    assert ev.placement.decode.pods_used == 2
+    assert layout_goodput(ev).goodput_requests_per_s == pytest.approx(best.metrics.goodput_requests_per_s, rel=1e-9)
+    assert best.metrics.goodput_requests_per_s == pytest.approx(best.search_goodput_per_s, rel=1e-6)
+    assert set(space.prefill_pools(build_scenario(None, {}).model, 64).arrays["pp"]) == {1}
