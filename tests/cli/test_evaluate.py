@@ -28,6 +28,7 @@ EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.toml")
 PD_EXAMPLE = "deepseek-v3-cloudmatrix384-pd.toml"
 TL_EXAMPLE = "deepseek-v3-cloudmatrix384-transformerless.toml"
 COLLOCATED_EXAMPLE = "llama-3.1-70b-h100-collocated.toml"
+PIPELINE_EXAMPLE = "llama-3.1-405b-h200-tp4-pp2.toml"
 REL = 1e-12
 
 
@@ -135,7 +136,7 @@ def test_decode_rates(example: str, json_run) -> None:
     assert dec["output_tokens_per_s_per_chip"] == _approx(dec["output_tokens_per_s_per_die"] * per_chip)
 
 
-@pytest.mark.parametrize("example", [e for e in EXAMPLES if e != COLLOCATED_EXAMPLE])
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if _layout(e)["mode"] != "collocated"])
 def test_prefill_rates(example: str, json_run) -> None:
     doc, layout = json.loads(json_run(example).stdout), _layout(example)
     pre, p = doc["prefill"], layout["prefill"]
@@ -181,6 +182,7 @@ RICH_NEEDLES = {
     "deepseek-v3-h800-pd.toml": ["dispatch", "combine"],
     TL_EXAMPLE: ["a2e", "e2a"],
     COLLOCATED_EXAMPLE: ["tp_allreduce"],
+    PIPELINE_EXAMPLE: ["tp_allreduce", "pipeline_sends", "pipeline_last_stage"],
 }
 
 
