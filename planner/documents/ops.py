@@ -65,6 +65,20 @@ Role = Literal["fit", "check", "upper_bound", "gap", "system"]
 Status = Literal["pass", "fail", "known_miss", "known_miss_passes", "not_gated"]
 
 
+class LatencyCheck(Part):
+    """A Server / Interactive row's latency, not gated: the planner's top layout at the run's request
+    rate (per GPU, times the layout's dies) against the run's published p99 TTFT and TPOT.  The
+    planner's values are at the row's SLO percentiles; None where the layout saturates at that rate."""
+
+    layout: str
+    rate_requests_per_s: float
+    measured_ttft_s: float
+    predicted_ttft_s: float | None
+    measured_tpot_s: float
+    predicted_tpot_s: float | None
+    saturated_pool: Literal["prefill", "decode"] | None
+
+
 class ValidationRow(Part):
     """One published measurement predicted: signed error, its band and the reason for it, its status."""
 
@@ -85,6 +99,7 @@ class ValidationRow(Part):
     gated: bool
     within: bool | None
     status: Status
+    latency: LatencyCheck | None = None
 
 
 class ErrorStats(Part):
@@ -96,8 +111,13 @@ class ErrorStats(Part):
 
 
 class ValidationSummary(Part):
+    """Medians never mixed: fitted rows, held-out rows (check + system), and the system rows alone
+    (with and without the known misses)."""
+
     calibration: ErrorStats
     held_out: ErrorStats
+    system: ErrorStats | None = None
+    system_without_known_misses: ErrorStats | None = None
 
 
 class ValidateReport(Report):

@@ -146,10 +146,41 @@ def validate_summary_table(doc: ValidateReport) -> Table:
     table = Table(title="median absolute error (bound and gap rows excluded)", title_justify="left")
     for col in ("rows", "count", "median |error|", "max |error|"):
         table.add_column(col, justify="left" if col == "rows" else "right")
-    labels = {"calibration": "calibration (fitted on)", "held_out": "held out (check + system rows)"}
+    labels = {"calibration": "calibration (fitted on)", "held_out": "held out (check + system rows)",
+              "system": "system rows (validation.json)",
+              "system_without_known_misses": "system rows without the known misses"}
     for key, label in labels.items():
         s = getattr(doc.summary, key)
-        table.add_row(label, str(s.rows), _pct_abs(s.median_abs_error), _pct_abs(s.max_abs_error))
+        if s is not None:
+            table.add_row(label, str(s.rows), _pct_abs(s.median_abs_error), _pct_abs(s.max_abs_error))
+    return table
+
+
+def _latency_pair(predicted: float | None, measured: float, unbounded: str) -> tuple[str, str, str]:
+    """(planner, published, error) cells of one latency; the planner's None is ``unbounded``."""
+    if predicted is None:
+        return unbounded, fmt_seconds(measured), _NONE
+    return fmt_seconds(predicted), fmt_seconds(measured), f"{predicted / measured - 1:+.1%}"
+
+
+def latency_table(doc: ValidateReport) -> Table | None:
+    """Server / Interactive rows: the planner's top layout at the run's request rate, p99 TTFT and TPOT
+    against the published ones (not gated)."""
+    rows = [r for r in doc.rows if r.latency is not None]
+    if not rows:
+        return None
+    table = Table(title="latency at the measured rate (not gated): the planner's top layout at the run's "
+                        "requests/s per GPU, p99 against the published p99", title_justify="left")
+    for col in ("row", "planner's layout", "req/s", "TTFT p99", "published", "error", "TPOT p99", "published",
+                "error"):
+        table.add_column(col, justify="left" if col in ("row", "planner's layout") else "right", overflow="fold")
+    for r in rows:
+        lat = r.latency
+        assert lat is not None
+        unbounded = f"saturated ({lat.saturated_pool})" if lat.saturated_pool else "unbounded"
+        table.add_row(_cell(r.id), lat.layout, f"{lat.rate_requests_per_s:.3g}",
+                      *_latency_pair(lat.predicted_ttft_s, lat.measured_ttft_s, unbounded),
+                      *_latency_pair(lat.predicted_tpot_s, lat.measured_tpot_s, unbounded))
     return table
 
 
@@ -174,4 +205,6 @@ def validate_tables(doc: ValidateReport) -> list[Table | Text]:
     else:
         verdict = (f"validate: ok: every gated row is within its band or a marked known miss "
                    f"({len(doc.known_misses)} known misses, listed above with the reason)")
-    return [validate_rows_table(doc), known_misses_table(doc), validate_summary_table(doc), Text(verdict)]
+    latency = latency_table(doc)
+    return [validate_rows_table(doc), known_misses_table(doc), *([latency] if latency else []),
+            validate_summary_table(doc), Text(verdict)]

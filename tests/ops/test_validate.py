@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_validate_exits_0_and_prints_both_medians_and_the_known_misses(run_planner):
     run = run_planner("validate")
@@ -90,3 +92,68 @@ def test_a_calibration_fit_row_off_by_2x_exits_1(data, run_planner):
     _edit_row(data, "calibration.json", "deepgemm-dense-m4096-n24576-k1536", measured_si=lambda m: m * 2)
     run = run_planner("validate", data=data)
     assert run.returncode == 1 and "deepgemm-dense-m4096-n24576-k1536" in run.stderr_line()
+
+
+def test_system_medians_are_the_system_rows_alone(validate_run):
+    """The summary's system medians are the median |error| of the system rows, with and without marks."""
+    import statistics
+
+    doc = validate_run.json()
+    system = [r for r in doc["rows"] if r["role"] == "system"]
+    s = doc["summary"]
+    assert s["system"]["rows"] == len(system) >= 20
+    # the JSON keeps 6 significant digits
+    every = [abs(r["error"]) for r in system]
+    assert s["system"]["median_abs_error"] == pytest.approx(statistics.median(every), rel=1e-5)
+    unmarked = [abs(r["error"]) for r in system if not r["known_miss"]]
+    assert s["system_without_known_misses"]["median_abs_error"] == pytest.approx(statistics.median(unmarked), rel=1e-5)
+
+
+def test_measured_latency_entries_match_the_published_notes():
+    """Each row's measured_latency: rate = published tokens/s / output tokens per sample / GPUs, and the
+    p99 TTFT / TPOT as the run's summary states them (read from the row's own notes)."""
+    import re
+    from pathlib import Path
+
+    rows = json.loads((Path(__file__).resolve().parents[2] / "measurements/validation.json").read_text())["rows"]
+    checked = 0
+    for r in rows:
+        notes = r.get("published_notes") or ""
+        m = re.search(r"p99 TTFT ([\d,.]+) ms, p99 TPOT ([\d,.]+) ms", notes)
+        assert (m is not None) == ("measured_latency" in r), r["id"]
+        if m is None:
+            continue
+        per_sample = float(re.search(r"samples/s\) = ([\d,]+)", notes).group(1).replace(",", ""))
+        lat = r["measured_latency"]
+        assert lat["requests_per_s_per_die"] == pytest.approx(r["measured"] / per_sample / r["scale"], rel=1e-8)
+        assert lat["ttft_p99_s"] == float(m.group(1).replace(",", "")) / 1e3
+        assert lat["tpot_p99_s"] == float(m.group(2).replace(",", "")) / 1e3
+        assert r["scenario"]["slo"]["ttft_percentile"] == r["scenario"]["slo"]["tpot_percentile"] == 99.0
+        checked += 1
+    assert checked >= 9
+
+
+def test_latency_at_the_measured_rate_agrees_with_the_goodput(validate_run):
+    """The top layout meets both p99 SLOs at the run's rate exactly when its goodput per GPU is at least
+    that rate (the goodput is the largest rate meeting them): rows the planner over-predicts show finite
+    p99s within the SLOs, rows it under-predicts miss one or saturate."""
+    from pathlib import Path
+
+    rows = {r["id"]: r for r in
+            json.loads((Path(__file__).resolve().parents[2] / "measurements/validation.json").read_text())["rows"]}
+    seen = 0
+    for doc_row in validate_run.json()["rows"]:
+        lat = doc_row.get("latency")
+        if lat is None:
+            continue
+        row = rows[doc_row["id"]]
+        slo = row["scenario"]["slo"]
+        goodput_per_gpu = doc_row["predicted"] / row["scale"] / row["scenario"]["workload"]["output_tokens"]
+        measured = row["measured_latency"]["requests_per_s_per_die"]
+        meets = (lat["predicted_ttft_s"] is not None and lat["predicted_tpot_s"] is not None
+                 and lat["predicted_ttft_s"] <= slo["ttft_s"] * (1 + 1e-6)
+                 and lat["predicted_tpot_s"] <= slo["tpot_s"] * (1 + 1e-6))
+        if abs(goodput_per_gpu / measured - 1) > 1e-3:  # away from the edge
+            assert meets == (goodput_per_gpu > measured), (doc_row["id"], goodput_per_gpu, measured, lat)
+        seen += 1
+    assert seen >= 9
