@@ -67,6 +67,9 @@ class Breakdown(Part):
 
     # the profile's [overlap] discipline (m >= 2 micro-batches); a transformerless decode pool: its own pipeline
     overlap_discipline: str = "ideal"
+    # the pool's micro-batches: with one, every layer is serial (compute then communication) and no
+    # stage is paired (``stage_pairs`` empty)
+    micro_batches: int | None = None
     layers: dict[str, LayerCost]
     per_step: dict[str, float | None]
     memory_bytes: dict[str, float | None]
@@ -287,8 +290,12 @@ def _pairs(cost) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def breakdown(step: PoolStep, discipline: str = "ideal") -> Breakdown:
-    """Per layer class: per-op time and binding side, per-collective time; once-per-step costs."""
+def breakdown(step: PoolStep, discipline: str = "ideal", micro_batches: int | None = None) -> Breakdown:
+    """Per layer class: per-op time and binding side, per-collective time; once-per-step costs.
+
+    With one micro-batch (not a transformerless decode pool, which pipelines its domains) the layer
+    is serial: the discipline's stage pairs do not apply and are left out."""
+    serial = micro_batches == 1 and discipline != TRANSFORMERLESS_DISCIPLINE
     layers = {}
     for name, cost in step.layers.items():
         ops = {op: OpCost(time_s=_f(c.time_s), bound="compute" if bool(c.compute_bound[0]) else "memory",
@@ -297,10 +304,10 @@ def breakdown(step: PoolStep, discipline: str = "ideal") -> Breakdown:
         layers[name] = LayerCost(count=step.layer_counts[name], layer_s=_f(step.layer_s[name]),
                                  compute_s_per_micro_batch=_f(cost.compute_s),
                                  communication_s_per_micro_batch=_f(cost.comm_s), ops=ops, communication=comm,
-                                 stage_pairs=_pairs(cost))
+                                 stage_pairs={} if serial else _pairs(cost))
     memory = {k: _f(v) for k, v in step.memory.items()}
     per_die = sum(v for k, v in memory.items() if not k.startswith("expert_die_"))
-    return Breakdown(overlap_discipline=discipline, layers=layers,
+    return Breakdown(overlap_discipline=discipline, micro_batches=micro_batches, layers=layers,
                      per_step={k: _f(v) for k, v in step.extra.items()}, memory_bytes=memory,
                      usable_memory_bytes=step.capacity_bytes,
                      memory_shortfall_bytes=max(0.0, per_die - step.capacity_bytes))
@@ -319,7 +326,7 @@ def prefill_metrics(ev: Evaluation) -> PrefillMetrics | None:
                           input_tokens_per_s_per_die=tokens_per_s / dies,
                           input_tokens_per_s_per_chip=tokens_per_s / dies * ev.prefill_env.hw.dies_per_chip,
                           fits_memory=bool(step.fits[0]),
-                          breakdown=breakdown(step, str(ev.prefill_env.hw.overlap.discipline)),
+                          breakdown=breakdown(step, str(ev.prefill_env.hw.overlap.discipline), p.micro_batches),
                           expert_load=ExpertLoadDoc.of(pool_load(ev, "prefill")))
 
 
@@ -338,7 +345,7 @@ def decode_metrics(ev: Evaluation) -> DecodeMetrics | None:
                          output_tokens_per_s=out_per_s, output_tokens_per_s_per_die=out_per_s / dies,
                          output_tokens_per_s_per_chip=out_per_s / dies * env.hw.dies_per_chip,
                          breakdown=breakdown(step, TRANSFORMERLESS_DISCIPLINE if ev.layout.mode == Mode.TRANSFORMERLESS
-                                             else str(env.hw.overlap.discipline)),
+                                             else str(env.hw.overlap.discipline), d.micro_batches),
                          expert_load=ExpertLoadDoc.of(pool_load(ev, "decode")))
 
 

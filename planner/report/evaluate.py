@@ -15,9 +15,12 @@ from planner.units import GIGA, fmt_bytes, fmt_rate, fmt_seconds
 # --------------------------------------------------------------------------- evaluate
 
 
-def _layer_table(pool: str, name: str, layer: LayerCost, discipline: str = "ideal") -> Table:
+def _layer_table(pool: str, name: str, layer: LayerCost, discipline: str = "ideal",
+                 micro_batches: int | None = None) -> Table:
+    serial = micro_batches == 1 and not layer.stage_pairs
+    overlap = f"overlap: none, one micro-batch ({discipline} needs two)" if serial else f"overlap: {discipline}"
     title = (f"{pool}: {name} x{layer.count}  layer {fmt_seconds(layer.layer_s)}  "
-             f"overlap: {discipline}  "
+             f"{overlap}  "
              f"(per micro-batch: compute {fmt_seconds(layer.compute_s_per_micro_batch)}, "
              f"communication {fmt_seconds(layer.communication_s_per_micro_batch)})")
     table = Table(title=title, title_justify="left")
@@ -179,7 +182,8 @@ def evaluate_tables(doc: EvaluateReport) -> list[Table]:
         if metrics is None:
             continue
         bd = metrics.breakdown
-        tables.extend(_layer_table(pool, name, layer, bd.overlap_discipline) for name, layer in bd.layers.items())
+        tables.extend(_layer_table(pool, name, layer, bd.overlap_discipline, bd.micro_batches)
+                      for name, layer in bd.layers.items())
         tables.append(_per_step_table(pool, bd))
         tables.append(_memory_table(pool, bd))
     return tables

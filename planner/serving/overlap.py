@@ -86,6 +86,16 @@ def _stages(ops: dict[str, Cost], compute_share: float = 1.0, slowdown: float = 
     return out
 
 
+def _comm_names(comm: dict[str, Array]) -> tuple[str, str]:
+    """What the (dispatch side, combine side) communications are, for the pair names: the all-to-all
+    halves, a TP group's all-reduces (a dense model's layer, or ep = 1), or both."""
+    def name(a2a: str, allreduce: str, label: str) -> str:
+        parts = [a2a] if a2a in comm else []
+        return " + ".join(parts + [label] if allreduce in comm else parts) or a2a
+    return (name("dispatch", "tp_allreduce_attention", "attention all-reduce"),
+            name("combine", "tp_allreduce_ffn", "FFN all-reduce"))
+
+
 def _comm(comm: dict[str, Array], like: Array) -> tuple[Array, Array]:
     """(dispatch side, combine side): the all-to-all halves, each with the TP all-reduce before it."""
     zero = np.zeros_like(like)
@@ -123,9 +133,11 @@ def stage_paired(ops: dict[str, Cost], comm: dict[str, Array], m: Array,
     d, c = _comm(comm, st[CORE])
     s_d = np.where(comm.get("dispatch", 0.0 * d) > 0, stream_s[0], 0.0)
     s_c = np.where(comm.get("combine", 0.0 * c) > 0, stream_s[1], 0.0)
-    pairs = {"dispatch || projections + shared (+ send/recv kernels)": (st[PROJECTIONS] + st[SHARED] + s_d, d),
-             "experts (nothing in flight)": (st[EXPERTS], 0.0 * d),
-             "combine || core attention + o_proj (+ send/recv kernels)": (st[CORE] + s_c, c)}
+    first, second = _comm_names(comm)
+    kernels = " (+ send/recv kernels)" if "dispatch" in comm else ""
+    pairs = {f"{first} || projections + shared{kernels}": (st[PROJECTIONS] + st[SHARED] + s_d, d),
+             "experts (nothing in flight)" if "dispatch" in comm else "FFN (nothing in flight)": (st[EXPERTS], 0.0 * d),
+             f"{second} || core attention + o_proj{kernels}": (st[CORE] + s_c, c)}
     per_mb = sum(np.maximum(s, k) for s, k in pairs.values()) + st[WAIT]
     return Pairing(m * per_mb, 0.0 * per_mb, pairs)
 
@@ -142,8 +154,10 @@ def sm_shared(ops: dict[str, Cost], comm: dict[str, Array], m: Array, comm_sm_fr
     st = _stages(ops, compute_share=1.0 - comm_sm_frac)
     d, c = _comm(comm, st[CORE])
     attn = st[PROJECTIONS] + st[CORE]
-    pairs = {"combine || attention + shared": (attn + st[SHARED], c), "dispatch || attention": (attn, d),
-             "dispatch || experts": (st[EXPERTS], d), "combine || experts + shared": (st[EXPERTS] + st[SHARED], c)}
+    first, second = _comm_names(comm)
+    ffn = "experts" if "dispatch" in comm else "FFN"
+    pairs = {f"{second} || attention + shared": (attn + st[SHARED], c), f"{first} || attention": (attn, d),
+             f"{first} || {ffn}": (st[EXPERTS], d), f"{second} || {ffn} + shared": (st[EXPERTS] + st[SHARED], c)}
     per_mb = 0.5 * sum(np.maximum(s, k) for s, k in pairs.values()) + st[WAIT]
     return Pairing(m * per_mb, 0.0 * per_mb, {k: (0.5 * s, 0.5 * v) for k, (s, v) in pairs.items()})
 

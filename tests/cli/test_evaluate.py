@@ -298,3 +298,18 @@ def test_unknown_model(run_planner) -> None:
 
 def test_missing_layout_file(tmp_path: Path, run_planner) -> None:
     _assert_bad(run_planner("evaluate", str(tmp_path / "nowhere.toml")), "nowhere.toml", "cannot read")
+
+
+def test_one_micro_batch_pairs_nothing_and_a_dense_layer_pairs_its_all_reduces(json_run, run_planner) -> None:
+    """With one micro-batch a layer is serial: no stage pairs in the JSON, and the table says so. A
+    dense TP layer with two micro-batches pairs its TP all-reduces (it has no dispatch / combine)."""
+    one = json.loads(json_run(COLLOCATED_EXAMPLE).stdout)["decode"]["breakdown"]
+    assert one["micro_batches"] == 1 and all(not layer["stage_pairs"] for layer in one["layers"].values())
+    assert "overlap: none, one micro-batch (gpu-two-batch needs two)" in " ".join(
+        run_planner("evaluate", f"examples/{COLLOCATED_EXAMPLE}").stdout.split())
+    two = json.loads(json_run(PIPELINE_EXAMPLE).stdout)["decode"]["breakdown"]
+    names = [name for layer in two["layers"].values() for name in layer["stage_pairs"]]
+    assert two["micro_batches"] == 2 and names
+    assert any(n.startswith("attention all-reduce || ") for n in names)
+    assert any(n.startswith("FFN all-reduce || ") for n in names)
+    assert not any("dispatch" in n or "combine" in n for n in names)
