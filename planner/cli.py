@@ -97,6 +97,8 @@ SCENARIO_FLAGS: dict[str, Any] = {
 Samples = Annotated[int, typer.Option("--samples", min=0, max=4096, help=(
     "Efficiency samples for the p10-p90 bands (0: no bands)."))]
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of the band samples (same seed, same bands).")]
+MaxPp = Annotated[int | None, typer.Option("--max-pp", min=1, max=64, metavar="N", help=(
+    "Search pools of at most N pipeline stages (1: none; dense models search 1, 2, 4, 8 by default)."))]
 FailedDies = Annotated[int, typer.Option("--failed-dies", min=1, max=1024, help=(
     "Dies that fail in the 'dies' what-if (each in a different instance)."))]
 
@@ -331,6 +333,7 @@ def plan_cmd(
     overrides: dict[str, Any] | None = None,
     modes: Annotated[ModeList | None, Opt(parser=parse_modes, metavar="MODE[,MODE...]", help=(
         f"Comma list of: {', '.join(m.value for m in Mode)} (default: all)."))] = None,
+    max_pp: MaxPp = None,
     top: Annotated[int, Opt(min=1, help="Layouts to list.")] = 10,
     target_rate: Annotated[float | None, Opt("--target-rate", min=0.0, metavar="REQ/S", help=(
         "Inverse sizing: the fewest dies (and the layout) that serve this request rate within the SLOs; "
@@ -378,7 +381,8 @@ def plan_cmd(
     target = sizing_target_per_s(scenario, requests_per_s=target_rate,
                                  output_tokens_per_s=target_output_tokens_per_s)
     _check_ranking(rank_by, tolerate_failures, target, scenario)
-    result, decisions = decide(plan(scenario, modes=tuple(modes or ALL_MODES), top=top, target_rate_per_s=target),
+    result, decisions = decide(plan(scenario, modes=tuple(modes or ALL_MODES), top=top, target_rate_per_s=target,
+                                    max_pp=max_pp),
                                top, spreads=_spreads(scenario, samples), samples=samples, seed=seed, rank_by=rank_by,
                                tolerate=tolerate_failures, failed_dies=failed_dies)
     doc = plan_report(result, top, decisions)
@@ -447,6 +451,7 @@ def sensitivity_cmd(
     delta: Annotated[float, Opt("--delta", min=0.001, max=0.9, help="Move each input by this fraction.")] = 0.10,
     modes: Annotated[ModeList | None, Opt(parser=parse_modes, metavar="MODE[,MODE...]", help=(
         "Modes the plan searches for its rank 1 (default: all)."))] = None,
+    max_pp: MaxPp = None,
     json_out: JsonOut = None,
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the tornado to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
@@ -464,14 +469,14 @@ def sensitivity_cmd(
     if plot is not None:
         plots.check_target(plot)
     _claim(force, ("--json", json_out), ("--plot", plot))
-    spec, scenario, source = _top_layout(scenario_file, layout, overrides or {}, tuple(modes or ()))
+    spec, scenario, source = _top_layout(scenario_file, layout, overrides or {}, tuple(modes or ()), max_pp)
     doc = sensitivity_report(sensitivity(spec, scenario, delta), spec, scenario, source)
     _show(report.sensitivity_tables(doc), doc, json_out, force=force,
           files=_image("--plot", plot, lambda path: plots.tornado_image(doc, path)))
 
 
 def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict[str, Any],
-                modes: tuple[Mode, ...]) -> tuple[Any, Any, str]:
+                modes: tuple[Mode, ...], max_pp: int | None = None) -> tuple[Any, Any, str]:
     """(layout, the scenario it is priced under, where it came from): a layout file, or the plan's rank 1."""
     from planner.errors import InfeasibleError
     from planner.evaluate import evaluate
@@ -489,7 +494,7 @@ def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict
         return spec, scenario, str(layout)
     base = load_scenario_file(scenario_file) if scenario_file else None
     scenario = build_scenario(base, overrides, where=f"{scenario_file or 'default scenario'} + flags")
-    result = plan(scenario, modes=modes or ALL_MODES)
+    result = plan(scenario, modes=modes or ALL_MODES, max_pp=max_pp)
     if not result.layouts:
         raise InfeasibleError("no layout meets the SLOs for this budget: nothing to analyse",
                               fix="run 'planner plan' with the same flags to see the nearest misses")

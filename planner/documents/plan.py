@@ -109,6 +109,8 @@ class PlanReport(Report):
     pods: int = 1
     pod_dies: int | None = None
     modes: Annotated[list[Mode], Field(min_length=1)] = list(ALL_MODES)
+    # the most pipeline stages the search allowed (``--max-pp``; None: its whole grid)
+    max_pp: Annotated[int, Field(ge=1)] | None = None
     top: Annotated[int, Field(ge=1)] = DEFAULT_TOP
     search: SearchSummary
     layouts: list[PlanEntry]
@@ -208,7 +210,7 @@ def plan_report(result: Plan, top: int, decisions: Decisions | None = None) -> P
         schema_version=SCHEMA_VERSION, scenario=sc.document(), efficiencies=efficiencies_used(sc.hardware),
         note=ROOFLINE_NOTE, data_files=file_hashes(sc), tpot_definition=TPOT_DEFINITION, budget_dies=result.budget,
         pods=sc.pods, pod_dies=pod,
-        modes=list(result.modes), top=top, search=search,
+        modes=list(result.modes), max_pp=result.max_pp, top=top, search=search,
         layouts=[with_load(p) for p in result.layouts[:top]], best_per_mode=best,
         pareto=[entry(p) for p in result.pareto], near_misses=result.near_misses,
         pareto_dropped=dict(sorted(result.pareto_dropped.items())), assumed_defaults=list(sc.assumed),

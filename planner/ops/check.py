@@ -182,5 +182,8 @@ def check(path: Path, tolerance: float = DEFAULT_TOLERANCE) -> CheckReport:
 
     baseline = load_baseline(path)
     scenario = build_scenario(baseline.scenario, {}, where=f"{path}: scenario")
-    today = plan_report(plan(scenario, modes=tuple(baseline.modes), top=baseline.top), baseline.top)
+    # the same question: modes, top, an inverse sizing's target and the pipeline-stage cap as saved
+    today = plan_report(plan(scenario, modes=tuple(baseline.modes), top=baseline.top,
+                             target_rate_per_s=baseline.target_rate_requests_per_s, max_pp=baseline.max_pp),
+                        baseline.top)
     return compare(baseline, PlanReport.model_validate_json(today.to_json()), tolerance, path.name)

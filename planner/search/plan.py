@@ -67,6 +67,7 @@ class Plan:
     pareto_dropped: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     target_rate_per_s: float | None = None
+    max_pp: int | None = None  # the most pipeline stages searched (None: the whole grid)
 
 
 def _prefill_layout(p: PrefillScore, i: int, n: int, hardware: str | None = None) -> dict[str, int | str]:
@@ -474,6 +475,13 @@ def instance_cap(scenario: Scenario, budget: int) -> int:
     return min(budget, max(scenario.hardware.pod_dies, SPAN_LIMIT_DIES))
 
 
+def _within_max_pp(cands: space.CandidateSet, max_pp: int | None) -> space.CandidateSet:
+    """Drop the candidates of more pipeline stages than ``max_pp`` (counted under their reason)."""
+    if max_pp is not None and "pp" in cands.arrays:
+        cands.keep(cands.arrays["pp"] <= max_pp, "pp_over_max_pp")
+    return cands
+
+
 def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan) -> tuple:
     """Score every mode's decode candidates, and the prefill pools when a mode with candidates needs them."""
     model = scenario.model
@@ -481,7 +489,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     scores: dict[Mode, DecodeScore] = {}
     for mode in modes:
         entry = MODES[mode]
-        cands = entry.candidates(model, cap)
+        cands = _within_max_pp(entry.candidates(model, cap), plan.max_pp)
         plan.rejected.update(cands.rejected)
         if len(cands) == 0:
             continue
@@ -492,7 +500,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     pre = None
     if any(MODES[mode].prefill_pool for mode in scores):
         pre_sc = prefill_scenario(scenario)
-        cands = space.prefill_pools(model, instance_cap(pre_sc, pre_sc.dies))
+        cands = _within_max_pp(space.prefill_pools(model, instance_cap(pre_sc, pre_sc.dies)), plan.max_pp)
         plan.rejected.update(cands.rejected)
         pre = score_prefill(pre_sc, cands)
         plan.candidates_evaluated += len(cands)
@@ -545,7 +553,7 @@ CANDIDATES_PER_MODE = 10
 
 
 def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 10,
-         target_rate_per_s: float | None = None) -> Plan:
+         target_rate_per_s: float | None = None, max_pp: int | None = None) -> Plan:
     """Search ``modes`` for the scenario's die budget; rank by goodput per die.
 
     The ranking does not depend on ``top`` (a report lists its first ``top`` layouts, and a rank is
@@ -554,10 +562,13 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
 
     With ``target_rate_per_s``: inverse sizing.  Layouts whose goodput reaches the target, ranked
     by fewest dies (then highest goodput); the die budget is only a cap.
+
+    With ``max_pp``: no pool of more pipeline stages (1: none; dense models only search them).
     """
     start = time.perf_counter()
     budget = min(scenario.dies, scenario.pods * scenario.hardware.pod_dies)
-    result = Plan(scenario=scenario, budget=budget, modes=tuple(modes), target_rate_per_s=target_rate_per_s)
+    result = Plan(scenario=scenario, budget=budget, modes=tuple(modes), target_rate_per_s=target_rate_per_s,
+                  max_pp=max_pp)
     pre, scores = _pools(scenario, budget, modes, result)
     # The search charges TTFT the KV hand-off but not the first decode step (it depends on the decode
     # pool, unknown while prefill is scored): optimistic by one TPOT, independent of the SLO, so the

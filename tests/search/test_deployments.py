@@ -214,3 +214,8 @@ def test_a_dense_model_too_large_for_one_server_pipelines_across_two():
     assert layout_goodput(ev).goodput_requests_per_s == pytest.approx(best.metrics.goodput_requests_per_s, rel=1e-9)
     assert best.metrics.goodput_requests_per_s == pytest.approx(best.search_goodput_per_s, rel=1e-6)
     assert set(space.prefill_pools(build_scenario(None, {}).model, 64).arrays["pp"]) == {1}
+    # --max-pp 1: the same question without pipelines; every layout one stage, a lower best per die
+    flat = plan(sc, top=3, max_pp=1)
+    assert flat.rejected["pp_over_max_pp"] > 0 and all(p.layout.decode.stages == 1 for p in flat.layouts)
+    per_die = [p.metrics.output_tokens_per_s / p.dies for p in (best, flat.layouts[0])]
+    assert per_die[1] < per_die[0]
