@@ -144,8 +144,9 @@ def shared_decode_step(env: Env, d: DecodeArrays) -> PoolStep:
         draft_shape = replace(shape, group_tokens=tp * b_mb, die_tokens=b_mb)
         draft_attn = _attention_fn(env, tp * b_mb, tp * b_mb, tp, np.zeros_like(tp))
         extra["mtp"] = env.draft_tokens * mtp_draft_s(env, draft_shape, tp, _as_float(d.batch), m, draft_attn)
+    layers_s = sum(layer_s[n] * counts[n] for n in layer_s)
     extra.update(pipeline_extra(env, d.pp, tp, tp * (_as_float(d.batch) * q + _as_float(d.chunk_tokens)),
-                                extra["lm_head"]))
+                                extra["lm_head"], layers_s))
     extra["scheduler_gap"] = np.full(np.shape(tp), env.dev.scheduler_gap_s)
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
     k = model.ffn.top_k if model.is_moe else 1

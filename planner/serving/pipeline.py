@@ -11,8 +11,10 @@ two tokens of a sequence, is the TP group's step, plus:
   stage (a peer-to-peer send per die, as TensorRT-LLM's PP send of the full hidden state); on
   the pod's fabric, or on the fabric joining pods where consecutive stages sit in different
   pods (an instance larger than a pod spans whole pods: ``ceil(tp pp / pod) - 1`` boundaries);
-- the last stage: the LM head runs on the last stage only, and the round takes ``pp`` times the
-  slowest stage, so ``(pp - 1)`` times the head is added (stages of equal layers).
+- the slowest stage: the round takes ``pp`` times the slowest stage.  Its layers: ``ceil(L / pp)``,
+  so the layers cost ``pp ceil(L / pp) / L`` times the group's (126 layers in 4 stages of 32, 32,
+  31, 31: +1.6%); and the LM head runs on the last stage only, so ``(pp - 1)`` times the head is
+  added.
 
 Throughput per die is the TP group's at the same batch per die; what a pipeline buys is memory:
 a die holds ``1/pp`` of the layers' weights (planner.cost.memory.WeightShare.pp), while its KV
@@ -31,11 +33,13 @@ from planner.serving.context import Env
 from planner.xccl import p2p_s
 
 
-def pipeline_extra(env: Env, pp: Array | None, tp: Array, group_tokens: Array, head_s: Array) -> dict[str, Array]:
+def pipeline_extra(env: Env, pp: Array | None, tp: Array, group_tokens: Array, head_s: Array,
+                   layers_s: Array) -> dict[str, Array]:
     """Once-per-round costs of ``pp`` stages (seconds, (N,)); empty where no candidate has a pipeline.
 
     ``group_tokens``: tokens one TP group moves through a stage per round (all micro-batches of
-    the two-batch overlap together); ``head_s``: the LM head's time at those tokens.
+    the two-batch overlap together); ``head_s``: the LM head's time at those tokens; ``layers_s``:
+    the TP group's time in all its layers (the step's layer part).
     """
     if pp is None or not np.any(np.asarray(pp) > 1):
         return {}
@@ -50,4 +54,7 @@ def pipeline_extra(env: Env, pp: Array | None, tp: Array, group_tokens: Array, h
     else:
         across = np.minimum(hops, np.maximum(np.ceil(np.asarray(tp, dtype=float) * stages / hw.pod_dies) - 1.0, 0.0))
         sends = (hops - across) * inside + across * p2p_s(cluster, bytes_per_die, 1.0, env.calls.p2p_s)
-    return {"pipeline_sends": np.where(stages > 1, sends, 0.0), "pipeline_last_stage": hops * head_s}
+    layers = env.model.num_layers
+    uneven = stages * np.ceil(layers / stages) / layers - 1.0
+    return {"pipeline_sends": np.where(stages > 1, sends, 0.0),
+            "pipeline_last_stage": hops * head_s + uneven * np.asarray(layers_s, dtype=float)}

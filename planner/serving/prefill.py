@@ -61,7 +61,8 @@ def prefill_step(env: Env, p: PrefillArrays) -> PoolStep:
     layers, layer_s, counts, tail = shared_die_layers(env, shape, attention, m)
     seqs = tp * _f(p.batch_tokens) / N
     extra = {"pipeline_tail": tail, "lm_head": lm_head(env, seqs, tp).time_s}
-    extra.update(pipeline_extra(env, p.pp, tp, tp * _f(p.batch_tokens), extra["lm_head"]))
+    extra.update(pipeline_extra(env, p.pp, tp, tp * _f(p.batch_tokens), extra["lm_head"],
+                                sum(layer_s[n] * counts[n] for n in layer_s)))
     extra["scheduler_gap"] = np.full(np.shape(tp), env.dev.scheduler_gap_s)
     step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
     memory, fits = _memory(env, p, shape)

@@ -3,8 +3,9 @@
 Each expected value is worked by hand from the model card and the profile TOML (read with
 tomllib, not through the planner), following planner/serving/pipeline.py's docstring:
 a die holds 1/pp of the layers and the larger of embedding / LM head; a round is the TP group's
-step plus ``pp - 1`` peer-to-peer sends of every token's hidden state (bf16) and ``pp - 1``
-LM heads; a chunk in any of the ``pp`` micro-batches holds up the round.
+step plus ``pp - 1`` peer-to-peer sends of every token's hidden state (bf16), ``pp - 1`` LM
+heads and the slowest stage's extra layers (``ceil(L / pp)`` of them); a chunk in any of the
+``pp`` micro-batches holds up the round.
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ def test_a_pipeline_over_two_servers_sends_once_over_infiniband() -> None:
     four = shared_decode_step(env, _decode(8, 4))
     assert float(two.extra["pipeline_sends"][0]) == pytest.approx(send_s, rel=1e-9)
     assert float(four.extra["pipeline_sends"][0]) == pytest.approx(3 * send_s, rel=1e-9)
+    # four stages of Llama-3.1-405B's 126 layers: 32, 32, 31, 31; the round takes 4 x 32 layers'
+    # time, 128 / 126 of the group's, plus three LM heads
+    group = shared_decode_step(env, _decode(8, None))
+    layers_s = float(group.step_s[0]) - sum(float(v[0]) for v in group.extra.values())
+    assert float(four.extra["pipeline_last_stage"][0]) == pytest.approx(
+        3 * float(group.extra["lm_head"][0]) + (4 * 32 / 126 - 1) * layers_s, rel=1e-9)
+    assert float(two.extra["pipeline_last_stage"][0]) == pytest.approx(float(group.extra["lm_head"][0]), rel=1e-9)
 
 
 def test_a_chunk_in_any_micro_batch_holds_up_the_round() -> None:
