@@ -5,12 +5,15 @@ Alpha-beta per fabric: ``t = call_overhead + latency + bytes / (bandwidth * eff(
 talk: DeepEP-Ascend 146 GB/s at EP8 to 57 GB/s at EP128).  The fabric is chosen by which dies
 talk: the narrowest fabric whose one domain joins the group.  On a hierarchical machine
 (NVLink servers + InfiniBand) an all-to-all over ``n`` ranks splits into traffic inside the
-sender's domain and traffic across domains; the slower level sets the time.
+sender's domain and traffic across domains; the slower level sets the time.  A TP all-reduce
+is a ring, or, on a fabric whose switch reduces (NVLink SHARP, ``[fabrics.in_switch_reduction]``),
+the faster of the ring and the in-switch (NVLS) form per message (:func:`allreduce_s`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -173,14 +176,57 @@ def a2e(hw: HardwareSpec, *, bytes_per_copy: float, tokens_per_attention_die: Ar
     return A2ETimes(call_s=call_s + call, attention_link_s=att, expert_link_s=exp)
 
 
-def allreduce_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float) -> Array:
-    """Ring all-reduce of ``bytes_`` per die among ``ranks`` dies: 2(n-1)/n of the data, 2(n-1) hops."""
+class AllReduce(StrEnum):
+    """Which all-reduce algorithm to price: the fastest the fabric offers (NCCL's tuner), or one."""
+
+    FASTEST = "fastest"
+    RING = "ring"
+    IN_SWITCH = "in_switch"
+
+
+def allreduce_s(hw: HardwareSpec, bytes_: Array, ranks: Array, call_s: float,
+                algorithm: AllReduce = AllReduce.FASTEST) -> Array:
+    """All-reduce of ``bytes_`` per die among ``ranks`` dies, seconds, (N,).
+
+    Parameters
+    ----------
+    bytes_ : message per die (the tensor every die holds), bytes, (N,)
+    ranks : dies in the group, (N,)
+    call_s : per-call software cost (profile ``collectives.collective_s``)
+    algorithm : ``FASTEST`` (default): per message the faster of the algorithms the fabric offers,
+        as NCCL's tuner picks; ``RING`` / ``IN_SWITCH``: that one alone (a benchmark forcing
+        ``NCCL_ALGO``; ``IN_SWITCH`` on a fabric without it is ``inf``)
+
+    Notes
+    -----
+    Ring (every fabric): ``2 (n - 1)`` hops of the fabric latency and ``2 (n - 1) / n`` of the data
+    through each die's link, ``B (= bandwidth * eff(n))``.  In-switch reduction (NVLink SHARP,
+    NCCL's NVLS; fabrics with ``[fabrics.in_switch_reduction]``): the switch reads and sums the
+    dies' copies of each 1/n slice (multimem.ld_reduce) and multicasts the sum back (multimem.st),
+    so each die's link carries ``V = (n + 1) / n * bytes`` per direction, at a rate that rises with
+    the message (pipeline fill of the chunked transfer, fewer channels for small messages):
+
+        t = call + latency + V / (bandwidth * max_frac) * (1 + sqrt(half_rate_bytes / bytes))
+
+    (half the asymptotic rate at ``bytes = half_rate_bytes``).  The fabric spanning the group
+    (the narrowest whose domain joins ``n`` dies) carries it; an all-reduce over a wider fabric
+    is a ring over that one.
+    """
     n = np.asarray(ranks, dtype=float)
+    b = np.asarray(bytes_, dtype=float)
     fabrics, top = _levels(hw, n)
-    t = np.zeros(np.broadcast_shapes(n.shape, np.shape(bytes_)))
+    t = np.zeros(np.broadcast_shapes(n.shape, b.shape))
     for i, fabric in enumerate(fabrics):
-        wire = 2 * (n - 1) / np.maximum(n, 1) * bytes_ / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, n))
-        t = np.where(top == i, 2 * (n - 1) * fabric.latency_s + wire, t)
+        wire = 2 * (n - 1) / np.maximum(n, 1) * b / (fabric.bandwidth_bytes_per_s * fabric_efficiency(fabric, n))
+        ring = 2 * (n - 1) * fabric.latency_s + wire
+        isr = fabric.in_switch_reduction
+        if isr is None:
+            switch = np.full_like(ring, np.inf)
+        else:
+            rate = fabric.bandwidth_bytes_per_s * isr.max_frac
+            switch = isr.latency_s + (n + 1) / np.maximum(n, 1) * (b + np.sqrt(b * isr.half_rate_bytes)) / rate
+        level = {AllReduce.RING: ring, AllReduce.IN_SWITCH: switch}.get(algorithm, np.minimum(ring, switch))
+        t = np.where(top == i, level, t)
     return np.where(n > 1, call_s + t, 0.0)
 
 

@@ -57,11 +57,12 @@ def hardware_with(hw: HardwareSpec, values: Values) -> HardwareSpec:
 
     Paths as planner.ops.calibration.with_params: ``efficiency.gemm.max_frac``,
     ``efficiency.gemm.by_dtype.fp4.memory_frac`` (a dtype table the profile has),
-    ``fabrics.ub.efficiency.max_frac``, ``fabrics.ub.bandwidth_bytes_per_s``, ``peak.bf16_flops_per_s``.
+    ``fabrics.ub.efficiency.max_frac``, ``fabrics.ub.bandwidth_bytes_per_s``,
+    ``fabrics.nvlink.in_switch_reduction.max_frac`` (a fabric that has one), ``peak.bf16_flops_per_s``.
     Peaks must stay floats (the dtype checks read them as scalars).
     """
     changes: dict[str, dict[str, object]] = {}
-    fabrics = {f.name: (f, {}, {}) for f in hw.fabrics}
+    fabrics = {f.name: (f, {}, {}, {}) for f in hw.fabrics}  # (fabric, own fields, efficiency, in-switch reduction)
     by_dtype: dict[Dtype, dict[str, object]] = {}
     for path, value in values.items():
         head, _, name = path.rpartition(".")
@@ -69,7 +70,8 @@ def hardware_with(hw: HardwareSpec, values: Values) -> HardwareSpec:
             by_dtype.setdefault(Dtype(head.rpartition(".")[2]), {})[name] = value
         elif head.startswith("fabrics."):
             fabric = head.split(".")[1]
-            fabrics[fabric][2 if head.endswith(".efficiency") else 1][name] = value
+            part = 2 if head.endswith(".efficiency") else 3 if head.endswith(".in_switch_reduction") else 1
+            fabrics[fabric][part][name] = value
         else:
             changes.setdefault(_SECTIONS[head], {})[name] = value
     if by_dtype:
@@ -77,9 +79,12 @@ def hardware_with(hw: HardwareSpec, values: Values) -> HardwareSpec:
         changes.setdefault("gemm_efficiency", {})["by_dtype"] = {
             **own, **{d: dataclasses.replace(own[d], **fields) for d, fields in by_dtype.items()}}
     update = {attr: dataclasses.replace(getattr(hw, attr), **fields) for attr, fields in changes.items()}
-    if any(own or eff for _, own, eff in fabrics.values()):
-        update["fabrics"] = tuple(dataclasses.replace(f, **own, efficiency=dataclasses.replace(f.efficiency, **eff))
-                                  for f, own, eff in fabrics.values())
+    if any(own or eff or isr for _, own, eff, isr in fabrics.values()):
+        update["fabrics"] = tuple(
+            dataclasses.replace(f, **own, efficiency=dataclasses.replace(f.efficiency, **eff),
+                                in_switch_reduction=dataclasses.replace(f.in_switch_reduction, **isr) if isr
+                                else f.in_switch_reduction)
+            for f, own, eff, isr in fabrics.values())
     return dataclasses.replace(hw, **update)
 
 

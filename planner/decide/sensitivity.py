@@ -7,8 +7,9 @@ point values; the inputs are ranked by the larger of the two changes (a tornado)
 the input that decides the deployment: the one whose error costs (or buys) the most goodput.
 
 Inputs: dense peaks (every dtype), HBM bandwidth, each fabric's bandwidth, the GEMM, attention
-and memory-streaming efficiencies, the fabric efficiencies (all fabrics together), the fixed costs
-(kernel, launch, scheduler gap and communication call costs: +X% is slower), the expert skew
+and memory-streaming efficiencies, the fabric efficiencies (all fabrics together, with the rate of
+an in-switch all-reduce), the fixed costs (kernel, launch, scheduler gap, communication call costs
+and the in-switch all-reduce's start-up: +X% is slower), the expert skew
 (both popularity sigmas of measurements/expert_load.toml; ``balance = "eplb"`` or ``"none"``
 only), the MTP acceptance (a layout with MTP on), and the input and output lengths.  Fractions
 of peak are capped at 1 and the acceptance at 1.
@@ -96,9 +97,16 @@ def _peaks(hw: HardwareSpec) -> list[str]:
     return [f"peak.{d.value}_flops_per_s" for d in hw.supported_dtypes]
 
 
+def _fabric_fracs(hw: HardwareSpec) -> list[str]:
+    """Each fabric's efficiency and, where it has one, its in-switch reduction's fraction of the link rate."""
+    return [*(f"fabrics.{f.name}.efficiency.max_frac" for f in hw.fabrics),
+            *(f"fabrics.{f.name}.in_switch_reduction.max_frac" for f in hw.fabrics if f.in_switch_reduction)]
+
+
 def _fixed_costs(hw: HardwareSpec) -> list[str]:
     return ["overheads.kernel_s", "overheads.eager_launch_s", "overheads.scheduler_gap_s", "collectives.dispatch_s",
-            "collectives.combine_s", "collectives.p2p_s", "collectives.collective_s", "collectives.low_latency_copy_s"]
+            "collectives.combine_s", "collectives.p2p_s", "collectives.collective_s", "collectives.low_latency_copy_s",
+            *(f"fabrics.{f.name}.in_switch_reduction.latency_s" for f in hw.fabrics if f.in_switch_reduction)]
 
 
 def _skew(sc: Scenario, f: float) -> tuple[Scenario, Values]:
@@ -143,8 +151,7 @@ def inputs(scenario: Scenario) -> list[tuple[str, Variant, bool]]:
                                                       "efficiency.attention.memory_frac"], cap=True), True),
         ("memory-streaming efficiency", _hardware(lambda h: ["efficiency.memory.frac", *_by_dtype(h, "memory_frac")],
                                                   cap=True), True),
-        ("fabric efficiencies", _hardware(lambda h: [f"fabrics.{f.name}.efficiency.max_frac" for f in h.fabrics],
-                                          cap=True), True),
+        ("fabric efficiencies", _hardware(_fabric_fracs, cap=True), True),
         ("fixed costs (kernels, scheduler, calls)", _hardware(_fixed_costs), True),
         ("expert skew", _skew, skew_applies),
         ("MTP acceptance", _mtp, scenario.mtp_draft_tokens > 0),

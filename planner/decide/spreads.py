@@ -116,7 +116,8 @@ class Group:
 
 def level_values(hw: HardwareSpec) -> list[tuple[str, float, int]]:
     """(path, value, effect) of every level parameter of ``hw``: efficiencies (with the per-dtype GEMM
-    ones the profile has), overheads, call costs, and each fabric's ``max_frac``."""
+    ones the profile has), overheads, call costs, each fabric's ``max_frac``, and the in-switch
+    reduction's ``max_frac`` and ``latency_s`` where a fabric has one."""
     out = []
     for path, (section, name), effect in _LEVELS:
         out.append((path, float(getattr(getattr(hw, section), name)), effect))
@@ -125,6 +126,9 @@ def level_values(hw: HardwareSpec) -> list[tuple[str, float, int]]:
                 for name in ("max_frac", "memory_frac") if (value := getattr(own, name)) is not None]
     for fabric in hw.fabrics:
         out.append((f"fabrics.{fabric.name}.efficiency.max_frac", float(fabric.efficiency.max_frac), FASTER))
+        if (isr := fabric.in_switch_reduction) is not None:  # [fabrics.in_switch_reduction]: its rate and start-up
+            out += [(f"fabrics.{fabric.name}.in_switch_reduction.max_frac", float(isr.max_frac), FASTER),
+                    (f"fabrics.{fabric.name}.in_switch_reduction.latency_s", float(isr.latency_s), SLOWER)]
     return out
 
 

@@ -80,6 +80,8 @@ StepGap = ranged(float, 0.0, 1.0, "a CPU gap per decode step is milliseconds", "
 FabricBandwidth = ranged(float, 1e8, 1e14, "link bandwidth per die: shipped fabrics have 25-900 GB/s",
                          "bytes/s")
 RankCount = ranged(float, 1.0, 1e5, "a number of communicating ranks", "ranks")
+HalfRateBytes = ranged(float, 0.0, 1e10, "a collective reaches half its asymptotic bandwidth at kB-GB messages",
+                       "bytes")
 DecayExponent = ranged(float, 0.0, 2.0, "eff falls as n^-decay: 2 quarters it per doubling of ranks, steeper "
                        "than any measured fabric, shipped <= 0.34")
 Dies = ranged(int, 1, 100_000, "the largest systems have ~1e5 dies", "dies")
@@ -276,6 +278,20 @@ class FabricEfficiency(Factor):
     decay: DecayExponent = 0.0
 
 
+class InSwitchReduction(Factor):
+    """All-reduce reduced inside the switch (NVLink SHARP, NCCL's NVLS algorithm), when the fabric has it.
+
+    Each die sends and receives ``(n + 1) / n`` of the message once (not the ring's ``2 (n - 1) / n``);
+    the achieved rate is ``max_frac`` of the link bandwidth for large messages and
+    ``max_frac / (1 + sqrt(half_rate_bytes / bytes))`` below (half of it at ``half_rate_bytes``),
+    after a fixed start-up ``latency_s`` (planner.xccl.allreduce_s).
+    """
+
+    latency_s: FixedCost
+    max_frac: Fraction
+    half_rate_bytes: HalfRateBytes = 0.0
+
+
 class FabricSection(Sourced):
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
     scope: lax(Scope)
@@ -283,6 +299,7 @@ class FabricSection(Sourced):
     bandwidth_bytes_per_s: FabricBandwidth
     latency_s: FixedCost
     efficiency: FabricEfficiency
+    in_switch_reduction: InSwitchReduction | None = None
 
 
 class CollectiveSection(Factor):

@@ -133,8 +133,21 @@ class FabricEfficiency:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InSwitchReduction:
+    """All-reduce reduced in the switch (NVLS): start-up, large-message fraction of the link rate and the
+    message size at half that rate (``[fabrics.in_switch_reduction]``; planner.xccl.allreduce_s)."""
+
+    latency_s: float
+    max_frac: float
+    half_rate_bytes: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Fabric:
-    """One level of the interconnect: the dies one domain joins, bandwidth and latency per die."""
+    """One level of the interconnect: the dies one domain joins, bandwidth and latency per die.
+
+    ``in_switch_reduction``: the switch reduces all-reduce traffic itself (NVLink SHARP), None if not.
+    """
 
     name: str
     scope: Scope
@@ -142,6 +155,7 @@ class Fabric:
     bandwidth_bytes_per_s: float
     latency_s: float
     efficiency: FabricEfficiency
+    in_switch_reduction: InSwitchReduction | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,7 +188,10 @@ class HardwareSpec:
     def from_file(cls, file: HardwareFile, path: Path) -> HardwareSpec:
         """Plain values of a validated profile."""
         e = file.efficiency
-        fabrics = tuple(plain(Fabric, f, efficiency=plain(FabricEfficiency, f.efficiency)) for f in file.fabrics)
+        fabrics = tuple(plain(Fabric, f, efficiency=plain(FabricEfficiency, f.efficiency),
+                              in_switch_reduction=None if f.in_switch_reduction is None
+                              else plain(InSwitchReduction, f.in_switch_reduction))
+                        for f in file.fabrics)
         return cls(
             name=file.name, description=file.description, chip=file.chip, path=path,
             dies_per_chip=file.dies_per_chip, num_dies=file.num_dies, dies_per_node=_dies_per_node(file),

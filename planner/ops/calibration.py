@@ -27,7 +27,7 @@ from planner.inputs.hardware import HardwareSpec, hardware_from_document
 from planner.ops import expert_load_fit
 from planner.serving.overlap import core_split_slowdown
 from planner.units import Dtype
-from planner.xccl import CallCosts, a2e, all_to_all_s, allreduce_s, distinct, p2p_s, transfer_s
+from planner.xccl import AllReduce, CallCosts, a2e, all_to_all_s, allreduce_s, distinct, p2p_s, transfer_s
 
 Row = Mapping[str, Any]
 ROWS_FILE = "calibration.json"
@@ -227,15 +227,21 @@ def _a2e_latency(hw: HardwareSpec, p: Row) -> float:
 
 
 def _allreduce_busbw(hw: HardwareSpec, p: Row) -> float:
-    """All-reduce bus bandwidth, bytes/s: ``algbw * 2 (n - 1) / n`` (nccl-tests)."""
+    """All-reduce bus bandwidth, bytes/s: ``algbw * 2 (n - 1) / n`` (nccl-tests).
+
+    ``algorithm`` (``ring`` / ``in_switch``; default ``fastest``): the one the benchmark forced or
+    reported (planner.xccl.AllReduce).
+    """
     n = p["ranks"]
-    t = allreduce_s(hw, _one(p["bytes"]), _one(n), CallCosts.of(hw).collective_s)
+    t = allreduce_s(hw, _one(p["bytes"]), _one(n), CallCosts.of(hw).collective_s,
+                    AllReduce(p.get("algorithm", AllReduce.FASTEST)))
     return float(p["bytes"] / t[0] * 2 * (n - 1) / n)
 
 
 def _allreduce_latency(hw: HardwareSpec, p: Row) -> float:
     """Seconds of one all-reduce of ``bytes`` per die among ``ranks`` dies (decode TP all-reduce)."""
-    return float(allreduce_s(hw, _one(p["bytes"]), _one(p["ranks"]), CallCosts.of(hw).collective_s)[0])
+    return float(allreduce_s(hw, _one(p["bytes"]), _one(p["ranks"]), CallCosts.of(hw).collective_s,
+                             AllReduce(p.get("algorithm", AllReduce.FASTEST)))[0])
 
 
 def _fabric_bandwidth(hw: HardwareSpec, p: Row) -> float:
@@ -376,6 +382,7 @@ _PARAM_RULES: list[tuple[str, tuple[float, float], float, float]] = [
     ("decay_start_ranks", (1.0, 1024.0), 8.0, 10.0),
     ("decay", (0.0, 2.0), 0.1, 1.0),
     ("core_split_exponent", (0.0, 1.0), 0.5, 1.0),
+    ("half_rate_bytes", (0.0, 1e9), 1e6, 1e6),
     ("copy_s", (0.0, 5e-6), 0.1e-6, 1e-7),
     ("_s", (0.0, 100e-6), 10e-6, 1e-5),
 ]

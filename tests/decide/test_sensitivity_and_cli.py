@@ -99,3 +99,28 @@ def test_per_dtype_gemm_efficiency_is_a_level_the_bands_sample():
     assert list(Device.of(sampled, Dtype.FP4).gemm_max_frac) == [0.5, 0.6]
     assert Device.of(sampled, Dtype.FP4).gemm_memory_frac == own.memory_frac
     assert Device.of(sampled, Dtype.FP8).gemm_max_frac == hw.gemm_efficiency.max_frac
+
+
+def test_in_switch_reduction_is_a_level_the_bands_sample():
+    """H200's NVLS rate and start-up ([fabrics.in_switch_reduction]) are level parameters: listed with their
+    values, and a sampled array reaches the in-switch all-reduce only (the ring keeps its efficiency)."""
+    import numpy as np
+
+    from planner import catalog
+    from planner.decide.outcomes import hardware_with
+    from planner.decide.spreads import level_values
+    from planner.xccl import AllReduce, allreduce_s
+
+    hw = catalog.hardware("h200")
+    isr = hw.fabric_named("nvlink").in_switch_reduction
+    levels = {path: value for path, value, _ in level_values(hw)}
+    assert levels["fabrics.nvlink.in_switch_reduction.max_frac"] == isr.max_frac
+    assert levels["fabrics.nvlink.in_switch_reduction.latency_s"] == isr.latency_s
+    assert not any("in_switch" in p for p, _, _ in level_values(catalog.hardware("gb200-nvl72")))
+    frac = np.array([isr.max_frac / 2, isr.max_frac])
+    sampled = hardware_with(hw, {"fabrics.nvlink.in_switch_reduction.max_frac": frac})
+    S, n = np.full(2, 8e9), np.full(2, 8.0)
+    t = allreduce_s(sampled, S, n, 6.6e-6, AllReduce.IN_SWITCH)
+    assert t[1] == allreduce_s(hw, S[:1], n[:1], 6.6e-6, AllReduce.IN_SWITCH)[0]
+    assert t[0] > 1.9 * t[1]  # half the rate: ~twice the time for an 8 GB message
+    assert np.all(allreduce_s(sampled, S, n, 6.6e-6, AllReduce.RING) == allreduce_s(hw, S, n, 6.6e-6, AllReduce.RING))

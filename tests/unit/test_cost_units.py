@@ -26,7 +26,7 @@ from planner.inputs.scenario import build_scenario, scenario_overrides
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, shared_decode_step
 from planner.units import Dtype
-from planner.xccl import allreduce_s, distinct
+from planner.xccl import AllReduce, allreduce_s, distinct
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -287,7 +287,7 @@ def test_ring_allreduce(hw: str, n: int, fabric_name: str) -> None:
     B = 16e6
     expected = (p["collectives"]["collective_s"] + 2 * (n - 1) * fabric["latency_s"]
                 + 2 * (n - 1) / n * B / (fabric["bandwidth_bytes_per_s"] * eff))
-    got = allreduce_s(catalog.hardware(hw), _one(B), _one(n), p["collectives"]["collective_s"])[0]
+    got = allreduce_s(catalog.hardware(hw), _one(B), _one(n), p["collectives"]["collective_s"], AllReduce.RING)[0]
     assert got == pytest.approx(expected, rel=1e-12)
 
 
@@ -304,6 +304,58 @@ def test_ring_allreduce_by_hand(npu: Any, n: int, by_hand_s: float) -> None:
 
 def test_allreduce_of_one_die_is_free() -> None:
     assert allreduce_s(catalog.hardware("h800"), _one(1e9), _one(1), 6.6e-6)[0] == 0.0
+
+
+def test_in_switch_allreduce_by_hand() -> None:
+    """NVLS on 8 H200, 268 MB (a Llama-405B TP8 prefill chunk of 8192 tokens, 16384 x 2 bytes each):
+    6.6 us + 21.6 us + 9/8 * (S + sqrt(S * 2.73e6)) / (450e9 * 0.696) with S = 268435456:
+    sqrt(S * 2.73e6) = 27.0709e6, 9/8 * 295.506e6 = 332.445e6 bytes, / 313.2e9 = 1061.45 us; total 1089.65 us."""
+    got = allreduce_s(catalog.hardware("h200"), _one(268435456), _one(8), 6.6e-6, AllReduce.IN_SWITCH)[0]
+    assert got == pytest.approx(1089.65e-6, rel=1e-4)
+
+
+def test_in_switch_allreduce_between_the_measured_sizes() -> None:
+    """Azure's NVLS sweep on 8 H200 (rows az-h200-nccl-ar-nvls-134M / -1G) measured busBW 412.45 GB/s at
+    128 MiB and 467.58 at 1 GiB; the model's busBW at 268 MB (not a fitted size) lies between them."""
+    S = 268435456
+    t = allreduce_s(catalog.hardware("h200"), _one(S), _one(8), 6.6e-6, AllReduce.IN_SWITCH)[0]
+    assert 412.45e9 < S / t * 2 * 7 / 8 < 467.58e9
+
+
+def test_fastest_allreduce_is_the_faster_algorithm_per_message() -> None:
+    """NCCL's tuner: a 1 MB decode all-reduce rides the ring (15 us start-up against NVLS's 28 us),
+    a 268 MB prefill all-reduce NVLS (the ring moves 2 (n-1)/n = 1.75 x the message, NVLS 9/8 x)."""
+    hw, S, n = catalog.hardware("h200"), np.array([1e6, 268435456.0]), np.array([8.0, 8.0])
+    ring = allreduce_s(hw, S, n, 6.6e-6, AllReduce.RING)
+    switch = allreduce_s(hw, S, n, 6.6e-6, AllReduce.IN_SWITCH)
+    fastest = allreduce_s(hw, S, n, 6.6e-6)
+    assert fastest[0] == ring[0] < switch[0]
+    assert fastest[1] == switch[1] < ring[1]
+    # vector == scalar
+    for i in range(2):
+        assert allreduce_s(hw, S[i:i + 1], n[i:i + 1], 6.6e-6)[0] == fastest[i]
+
+
+@pytest.mark.parametrize(("hw", "n"), [("h200", 16), ("gb200-nvl72", 8), ("b200", 8), ("cloudmatrix384", 16)])
+def test_no_in_switch_reduction_is_a_ring(hw: str, n: int) -> None:
+    """Beyond the NVSwitch (16 H200 span InfiniBand) or on a fabric without in-switch reduction in its
+    profile, the fastest all-reduce is the ring and a forced in-switch one is impossible (inf)."""
+    h, S = catalog.hardware(hw), _one(268435456)
+    assert allreduce_s(h, S, _one(n), 6.6e-6)[0] == allreduce_s(h, S, _one(n), 6.6e-6, AllReduce.RING)[0]
+    assert np.isinf(allreduce_s(h, S, _one(n), 6.6e-6, AllReduce.IN_SWITCH)[0])
+
+
+def test_allreduce_is_monotone_in_message_and_bandwidth() -> None:
+    """Larger messages never take less time; more NVLink bandwidth never more (both algorithms, and their min)."""
+    from planner.ops.calibration import with_params
+    hw = catalog.hardware("h200")
+    S = np.geomspace(1e3, 1e10, 200)
+    n = np.full_like(S, 8.0)
+    for algorithm in AllReduce:
+        t = allreduce_s(hw, S, n, 6.6e-6, algorithm)
+        assert np.all(np.diff(t) >= 0)
+        faster = with_params(hw, {"fabrics.nvlink.bandwidth_bytes_per_s": 900e9})
+        assert np.all(allreduce_s(faster, S, n, 6.6e-6, algorithm) <= t)
 
 
 # --------------------------------------------------------------------------- (f) distinct targets

@@ -215,8 +215,8 @@ def test_fit_reproduces_the_stored_profile_values(profile):
 def _section(file: HardwareFile, path: str):
     """The provenance-carrying section of the profile file that holds the parameter ``path``."""
     keys = path.split(".")[:-1]
-    if keys[0] == "fabrics":
-        return next(f for f in file.fabrics if f.name == keys[1]).efficiency
+    if keys[0] == "fabrics":  # fabrics.<name>.efficiency.max_frac, fabrics.<name>.in_switch_reduction.latency_s
+        return getattr(next(f for f in file.fabrics if f.name == keys[1]), keys[2])
     obj = file
     for key in keys:
         obj = getattr(obj, key)
@@ -244,6 +244,7 @@ def test_every_calibrated_from_id_is_a_shipped_row(profile):
     f = load_file(HardwareFile, hw.path)
     factors = [f.memory_reserve, f.efficiency.gemm, f.efficiency.attention, f.efficiency.memory,
                f.overheads, f.collectives, *(fabric.efficiency for fabric in f.fabrics),
+               *(fabric.in_switch_reduction for fabric in f.fabrics if fabric.in_switch_reduction is not None),
                *(x for x in (f.overlap, f.kernels, f.attention_math) if x is not None)]
     for factor in factors:
         assert set(factor.calibrated_from) <= ids, f"{profile}: {set(factor.calibrated_from) - ids}"
