@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from planner.evaluate import evaluate, layout_goodput
-from planner.inputs.layout import Mode, parse_layout
+from planner.inputs.layout import Mode, own_scenario, parse_layout
 from planner.inputs.scenario import build_scenario, scenario_overrides
 from planner.modes import MODES
 from planner.placement import place
@@ -214,6 +214,14 @@ def test_a_dense_model_too_large_for_one_server_pipelines_across_two():
     assert layout_goodput(ev).goodput_requests_per_s == pytest.approx(best.metrics.goodput_requests_per_s, rel=1e-9)
     assert best.metrics.goodput_requests_per_s == pytest.approx(best.search_goodput_per_s, rel=1e-6)
     assert set(space.prefill_pools(build_scenario(None, {}).model, 64).arrays["pp"]) == {1}
+    # each listed layout's pricing inside the plan (pools of several stage counts priced together) is the
+    # layout priced alone: the same step and the same once-per-step parts (no pipeline part at one stage)
+    for p in result.layouts:
+        alone = evaluate(p.layout, own_scenario(p.layout, sc), "t").decode
+        inside = p.evaluation.decode
+        assert inside.step_s.tobytes() == alone.step_s.tobytes()
+        assert set(inside.extra) == set(alone.extra), (p.layout.decode.stages, set(inside.extra) ^ set(alone.extra))
+    assert {p.layout.decode.stages for p in result.layouts} == {1, 2}
     # --max-pp 1: the same question without pipelines; every layout one stage, a lower best per die
     flat = plan(sc, top=3, max_pp=1)
     assert flat.rejected["pp_over_max_pp"] > 0 and all(p.layout.decode.stages == 1 for p in flat.layouts)
