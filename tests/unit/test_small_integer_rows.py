@@ -32,8 +32,9 @@ def test_small_integer_rows_refuses_what_it_cannot_code_densely() -> None:
 
 
 def test_grouped_step_equals_each_row_priced_alone() -> None:
-    """A step over more than DEDUP_MIN_ROWS rows (grouped attention side) gives each row the floats of that
-    row priced alone (N = 1, no grouping): bitwise, on rows with and without MTP."""
+    """A step over more than DEDUP_MIN_ROWS rows (grouped attention and expert sides) gives each row the floats
+    of that row priced alone (N = 1, no grouping): bitwise, on rows with and without MTP, with and without
+    shared-expert replicas on the expert dies."""
     scenario = build_scenario(None, {})
     entry = MODES[Mode.TRANSFORMERLESS]
     cands = entry.candidates(scenario.model, 768)
@@ -43,6 +44,8 @@ def test_grouped_step_equals_each_row_priced_alone() -> None:
     for drafts in (0, 1):
         env = Env.of(scenario, draft_tokens=drafts)
         many = entry.price(env, knobs).step_s
-        for i in (0, 17, len(rows) - 1):
+        replicated = np.flatnonzero(knobs["shared_expert_replicas"] > 0)[:2]
+        assert len(replicated) == 2
+        for i in (0, 17, len(rows) - 1, *replicated):
             one = entry.price(env, {k: v[i:i + 1] for k, v in knobs.items()}).step_s
             assert one[0] == many[i], (drafts, i)
