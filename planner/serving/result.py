@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
-from planner.cost.roofline import Array
+from planner.cost.roofline import Array, Cost
 from planner.serving.layers import LayerCost
 
 
@@ -36,3 +37,23 @@ class PoolStep:
     chunk_step_s: Array | None = None
     chunk_fraction: Array | None = None
 
+
+    def row(self, i: int, n: int) -> PoolStep:
+        """Row ``i`` of a step priced for ``n`` candidates, as an N = 1 step: each (n, ...) array cut to (1, ...)
+        (a copy), everything else (counts, constants, broadcast (1,) arrays) kept."""
+        return replace(self, **{f.name: _row(getattr(self, f.name), i, n) for f in fields(self)})
+
+
+def _row(x: Any, i: int, n: int) -> Any:
+    if isinstance(x, np.ndarray):
+        return x[i:i + 1].copy() if x.ndim and x.shape[0] == n else x
+    if isinstance(x, dict):
+        return {k: _row(v, i, n) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(_row(v, i, n) for v in x)
+    if isinstance(x, Cost):
+        return Cost(*(_row(getattr(x, f.name), i, n) for f in fields(x)))
+    if isinstance(x, LayerCost):
+        return LayerCost(ops=_row(x.ops, i, n), comm=_row(x.comm, i, n), load_ratio=_row(x.load_ratio, i, n),
+                         load_ratio_hottest=_row(x.load_ratio_hottest, i, n), pairs=_row(x.pairs, i, n))
+    return x

@@ -1,0 +1,81 @@
+"""planner.evaluate.price_decode_pools prices many layouts' decode pools in one vector call: each row's PoolStep
+(PoolStep.row) is, array for array and key for key, the one a call of its own (N = 1) returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from planner.evaluate import StepMemo, evaluate, price_decode_pools
+from planner.inputs.layout import load_layout
+from planner.inputs.scenario import build_scenario
+from planner.modes import MODES
+from planner.serving.context import Env
+
+
+def _leaves(x: Any, path: str = "") -> dict[str, Any]:
+    """Every array and scalar of a PoolStep by its path; dict keys (in order) as leaves of their own."""
+    out: dict[str, Any] = {}
+    if isinstance(x, np.ndarray):
+        out[path] = x
+    elif isinstance(x, dict):
+        out[path + ".keys"] = tuple(x)
+        for k, v in x.items():
+            out.update(_leaves(v, f"{path}.{k}"))
+    elif isinstance(x, tuple):
+        for i, v in enumerate(x):
+            out.update(_leaves(v, f"{path}[{i}]"))
+    elif dataclasses.is_dataclass(x):
+        for f in dataclasses.fields(x):
+            out.update(_leaves(getattr(x, f.name), f"{path}.{f.name}"))
+    else:
+        out[path] = x
+    return out
+
+
+def _same(a: Any, b: Any) -> None:
+    la, lb = _leaves(a), _leaves(b)
+    assert list(la) == list(lb)
+    for path, x in la.items():
+        y = lb[path]
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y, equal_nan=True), path
+        else:
+            assert x == y, path
+
+
+def test_rows_priced_together_are_each_priced_alone() -> None:
+    """Every mode, MTP off and on, rows with and without shared-expert replicas (priced in separate calls,
+    as price_decode_pools groups them): each row's whole PoolStep is bitwise the N = 1 step."""
+    scenario = build_scenario(None, {})
+    rng = np.random.default_rng(5)
+    for drafts in (0, 1):
+        env = Env.of(scenario, draft_tokens=drafts)
+        for entry in MODES.values():
+            cands = entry.candidates(scenario.model, 768)
+            replicated = cands.arrays.get("shared_expert_replicas", np.zeros(len(cands))) > 0
+            for group in (np.flatnonzero(replicated), np.flatnonzero(~replicated)):
+                rows = rng.choice(group, 12, replace=False)
+                many = entry.price(env, {k: v[rows] for k, v in cands.arrays.items()})
+                for i in (0, 5, 11):
+                    alone = entry.price(env, {k: float(v[rows[i]]) for k, v in cands.arrays.items()})
+                    _same(many.row(i, len(rows)), alone)
+
+
+def test_primed_memo_gives_the_evaluation_of_each_layout() -> None:
+    """Layouts of one mode (one with replicas, two without) primed into a memo, then evaluated: the decode
+    steps are those of evaluate without a memo (the two without replicas priced together, the one with them
+    left to evaluate: a group of one)."""
+    scenario = build_scenario(None, {})
+    base = load_layout("examples/deepseek-v3-cloudmatrix384-pd.toml")
+    plain = base.decode.model_copy(update={"shared_experts": None, "shared_expert_replicas": None,
+                                            "redundant_experts": 160})  # (256 + 160) / 208 dies
+    layouts = [base, base.model_copy(update={"decode": plain}),
+               base.model_copy(update={"decode": plain.model_copy(update={"batch": 16})})]
+    memo: StepMemo = {}
+    price_decode_pools([(lay, scenario) for lay in layouts], "test", memo)
+    assert sum(k[0] == "decode" for k in memo) == 2
+    for lay in layouts:
+        _same(evaluate(lay, scenario, "test", memo).decode, evaluate(lay, scenario, "test").decode)
