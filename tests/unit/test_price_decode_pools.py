@@ -79,3 +79,24 @@ def test_primed_memo_gives_the_evaluation_of_each_layout() -> None:
     assert sum(k[0] == "decode" for k in memo) == 2
     for lay in layouts:
         _same(evaluate(lay, scenario, "test", memo).decode, evaluate(lay, scenario, "test").decode)
+
+
+def test_primed_variants_give_each_layouts_expert_load() -> None:
+    """planner.imbalance.price_variants (the balanced and even steps of many pools in one call each) then
+    layout_load: the same PoolLoad floats as layout_load without a memo, layout by layout."""
+    from planner.imbalance import LoadMemo, layout_load, price_variants
+
+    scenario = build_scenario(None, {})
+    base = load_layout("examples/deepseek-v3-cloudmatrix384-pd.toml")
+    plain = base.decode.model_copy(update={"shared_experts": None, "shared_expert_replicas": None,
+                                           "redundant_experts": 160})
+    layouts = [base.model_copy(update={"decode": plain}),
+               base.model_copy(update={"decode": plain.model_copy(update={"batch": 16}),
+                                       "prefill": base.prefill.model_copy(update={"batch_tokens": 8192})})]
+    memo: StepMemo = {}
+    evs = [evaluate(lay, scenario, "test", memo) for lay in layouts]
+    load_memo: LoadMemo = {}
+    price_variants(evs, load_memo)
+    assert sum(isinstance(v[1], float) for v in load_memo.values()) == 8  # 2 layouts x 2 pools x 2 variants
+    for ev in evs:
+        assert layout_load(ev, load_memo) == layout_load(ev)
