@@ -78,7 +78,7 @@ def _plain_step(env: Env, d: DecodeArrays) -> PoolStep:
     for a in fields:
         new[1:] |= a[1:] != a[:-1]
     first = np.flatnonzero(new)
-    if len(first) == n:
+    if len(first) == n or env.per_row:  # per-row (sampled) hardware: equal knobs are not equal rows
         return shared_decode_step(env, replace(d, chunk_tokens=np.zeros(n)))
     rows = {k: _take(getattr(d, k), first) for k in DecodeArrays.__dataclass_fields__}
     rows["chunk_tokens"] = np.zeros(len(first))

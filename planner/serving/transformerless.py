@@ -67,7 +67,7 @@ class _Shape:
 DEDUP_MIN_ROWS = 4096
 
 
-def _with_distinct(s: _Shape, d: TransformerlessArrays) -> _Shape:
+def _with_distinct(env: Env, s: _Shape, d: TransformerlessArrays) -> _Shape:
     """The attention side depends only on (tp, tokens, sequences, shared placement), and tokens and sequences
     per micro-batch only on (batch, micro-batches) within a step: group the rows by those knobs once per
     step, for every layer class and the MTP layer to reuse.  Likewise the expert side (attention dies per
@@ -77,7 +77,7 @@ def _with_distinct(s: _Shape, d: TransformerlessArrays) -> _Shape:
     Rows with equal knobs have equal attention inputs, so each row's floats are those of its own pricing
     (a group may be finer than the equal-input rows: 4 / 2 = 2 / 1; that only prices a few more rows).
     """
-    if np.size(s.tokens) < DEDUP_MIN_ROWS:
+    if np.size(s.tokens) < DEDUP_MIN_ROWS or env.per_row:  # per-row (sampled) hardware: rows differ beyond knobs
         return replace(s, distinct=None, experts=None)
     knobs = (s.tp, _f(d.batch), _f(d.micro_batches), s.replicas > 0)
     # the expert side reads (A_d, tokens, E, ep, redundant, replicas); tokens are seqs x (1 + drafts) or seqs
@@ -312,7 +312,7 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     slots = (model.ffn.num_routed_experts + _f(d.redundant) + rep) / _f(d.ep)
     s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
                ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), replicas=rep)
-    s = _with_distinct(s, d)
+    s = _with_distinct(env, s, d)
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
         if cls.moe:
