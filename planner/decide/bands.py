@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.cost.roofline import Array
-from planner.decide.outcomes import OutcomeMemo, layout_outcomes
+from planner.decide.outcomes import OutcomeMemo, layout_outcomes, price_decode_curves
 from planner.decide.spreads import Spreads
 from planner.evaluate import GoodputPoint, stable_rate
 from planner.inputs.layout import Layout
@@ -129,6 +129,7 @@ def layout_bands(items: list[Priced], spreads: Spreads, samples: int = DEFAULT_S
     drawn = sample_values(spreads, samples, seed)
     values = {p.path: np.concatenate([[p.value], drawn[p.path]]) for p in spreads.params}  # the point first
     memo: OutcomeMemo = {}  # pools shared by the layouts (other instance counts) priced once under the samples
+    price_decode_curves([(it.layout, it.scenario) for it in items], values, memo)
     priced = [_bands(it, values, memo) for it in items]
     if not priced:
         return []

@@ -128,11 +128,55 @@ class _Curve:
 
 def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: int) -> tuple[_Curve, Env]:
     grid_b = curve_batches(layout)
-    g = len(grid_b)
-    env = _env(scenario, values, g)
-    knobs = {k: np.full(samples * g, v) for k, v in decode_knobs(layout).items()}
+    env = _env(scenario, values, len(grid_b))
+    knobs = _curve_knobs(layout, grid_b, samples)
+    return _curve(layout, scenario, env, MODES[layout.mode].price(env, knobs), knobs, grid_b, samples), env
+
+
+def _curve_knobs(layout: Layout, grid_b: np.ndarray, samples: int) -> dict[str, np.ndarray]:
+    """The decode pool's knobs on rows (sample, batch of the grid), sample-major, (S G,) each."""
+    knobs = {k: np.full(samples * len(grid_b), v) for k, v in decode_knobs(layout).items()}
     knobs["batch"] = np.tile(grid_b, samples)
-    step = MODES[layout.mode].price(env, knobs)
+    return knobs
+
+
+def price_decode_curves(items: list[tuple[Layout, Scenario]], values: Values, memo: OutcomeMemo) -> None:
+    """:func:`_decode_curve` of many layouts' decode pools into ``memo`` ahead of :func:`layout_outcomes`: the
+    pools not priced yet, in one vector call per (scenario, mode, shared-expert replicas placed or not), each
+    layout's rows (sample, batch) after the other's with their own sample values, instead of one call each.
+
+    Every row is priced on its own (per-row hardware is never grouped: Env.per_row), so each layout's rows are
+    those of its own call (tests/decide/test_price_decode_curves.py); its curve keeps an Env of its own.
+    Bands of a default plan: 16 calls -> 4.
+    """
+    samples = _samples(values)
+    groups: dict[tuple, tuple[Scenario, dict[tuple, Layout]]] = {}
+    for layout, scenario in items:
+        key = ("decode", *_pool_key(layout, scenario))
+        if key not in memo and supported(layout, scenario):
+            shape = (id(scenario), layout.mode, decode_knobs(layout).get("shared_expert_replicas", 0.0) > 0)
+            groups.setdefault(shape, (scenario, {}))[1].setdefault(key, layout)
+    for scenario, members in groups.values():
+        if len(members) < 2:
+            continue
+        layouts = list(members.values())
+        grids = [curve_batches(layout) for layout in layouts]
+        tiled = {k: np.concatenate([np.repeat(v, len(g)) for g in grids]) if np.ndim(v) else v
+                 for k, v in values.items()}
+        env = Env.of(dataclasses.replace(scenario, hardware=hardware_with(scenario.hardware, tiled)))
+        parts = [_curve_knobs(layout, g, samples) for layout, g in zip(layouts, grids, strict=True)]
+        step = MODES[layouts[0].mode].price(env, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        lo, total = 0, samples * sum(len(g) for g in grids)
+        for key, layout, g, knobs in zip(members, layouts, grids, parts, strict=True):
+            own, hi = _env(scenario, values, len(g)), lo + samples * len(g)
+            memo[key] = (scenario, (_curve(layout, scenario, own, step.part(lo, hi, total), knobs, g, samples), own))
+            lo = hi
+
+
+def _curve(layout: Layout, scenario: Scenario, env: Env, step: Any, knobs: dict[str, np.ndarray], grid_b: np.ndarray,
+           samples: int) -> _Curve:
+    """The decode pool's curve from its step priced on :func:`_curve_knobs` rows under ``env``."""
+    g = len(grid_b)
     shape = (samples, g)
 
     def grid(a: np.ndarray) -> np.ndarray:
@@ -164,7 +208,7 @@ def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: i
     return _Curve(batches=grid_b, tpot_s=tpot, step_s=step_s, fits=grid(step.fits),
                   chunk_step_s=step_s if step.chunk_step_s is None else grid(step.chunk_step_s),
                   plain_step_s=step_s if step.plain_step_s is None else grid(step.plain_step_s),
-                  tpot_slo_s=stat.reshape(shape), occupancy=occupancy), env
+                  tpot_slo_s=stat.reshape(shape), occupancy=occupancy)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

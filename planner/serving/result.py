@@ -38,22 +38,27 @@ class PoolStep:
     chunk_fraction: Array | None = None
 
 
+    def part(self, lo: int, hi: int, n: int) -> PoolStep:
+        """Rows ``lo:hi`` of a step priced for ``n`` candidates, as a step of their own: each (n, ...) array cut
+        to (hi - lo, ...) (a copy), everything else (counts, constants, broadcast (1,) arrays) kept."""
+        return replace(self, **{f.name: _part(getattr(self, f.name), lo, hi, n) for f in fields(self)})
+
     def row(self, i: int, n: int) -> PoolStep:
-        """Row ``i`` of a step priced for ``n`` candidates, as an N = 1 step: each (n, ...) array cut to (1, ...)
-        (a copy), everything else (counts, constants, broadcast (1,) arrays) kept."""
-        return replace(self, **{f.name: _row(getattr(self, f.name), i, n) for f in fields(self)})
+        """Row ``i`` of a step priced for ``n`` candidates, as an N = 1 step (:meth:`part`)."""
+        return self.part(i, i + 1, n)
 
 
-def _row(x: Any, i: int, n: int) -> Any:
+def _part(x: Any, lo: int, hi: int, n: int) -> Any:
     if isinstance(x, np.ndarray):
-        return x[i:i + 1].copy() if x.ndim and x.shape[0] == n else x
+        return x[lo:hi].copy() if x.ndim and x.shape[0] == n else x
     if isinstance(x, dict):
-        return {k: _row(v, i, n) for k, v in x.items()}
+        return {k: _part(v, lo, hi, n) for k, v in x.items()}
     if isinstance(x, tuple):
-        return tuple(_row(v, i, n) for v in x)
+        return tuple(_part(v, lo, hi, n) for v in x)
     if isinstance(x, Cost):
-        return Cost(*(_row(getattr(x, f.name), i, n) for f in fields(x)))
+        return Cost(*(_part(getattr(x, f.name), lo, hi, n) for f in fields(x)))
     if isinstance(x, LayerCost):
-        return LayerCost(ops=_row(x.ops, i, n), comm=_row(x.comm, i, n), load_ratio=_row(x.load_ratio, i, n),
-                         load_ratio_hottest=_row(x.load_ratio_hottest, i, n), pairs=_row(x.pairs, i, n))
+        return LayerCost(ops=_part(x.ops, lo, hi, n), comm=_part(x.comm, lo, hi, n),
+                         load_ratio=_part(x.load_ratio, lo, hi, n),
+                         load_ratio_hottest=_part(x.load_ratio_hottest, lo, hi, n), pairs=_part(x.pairs, lo, hi, n))
     return x
