@@ -146,8 +146,8 @@ def layout_load(ev: Evaluation, memo: LoadMemo | None = None) -> dict[str, PoolL
 def price_variants(evs: list[Evaluation], memo: LoadMemo) -> None:
     """The balanced and even steps :func:`layout_load` asks of ``evs``' pools, priced into ``memo`` ahead: one
     vector call per (variant Env, pool, mode, shared-expert replicas placed or not) instead of one per pool
-    (the step models price every row on its own: each row's step is its own call's).  A plan report's dozen
-    listed layouts: ~0.06 -> ~0.02 s."""
+    (the step models price every row on its own: each row's step is its own call's).  A default plan's report:
+    16 decode calls -> 8 (0.059 -> 0.036 s)."""
     groups: dict[tuple, tuple[Env, str, Evaluation, dict[tuple, dict]]] = {}
     for ev in evs:
         for pool, step in (("prefill", ev.prefill), ("decode", ev.decode)):

@@ -37,7 +37,6 @@ class PoolStep:
     chunk_step_s: Array | None = None
     chunk_fraction: Array | None = None
 
-
     def part(self, lo: int, hi: int, n: int) -> PoolStep:
         """Rows ``lo:hi`` of a step priced for ``n`` candidates, as a step of their own: each (n, ...) array cut
         to (hi - lo, ...) (a copy), everything else (counts, constants, broadcast (1,) arrays) kept."""
