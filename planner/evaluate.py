@@ -149,8 +149,8 @@ def price_decode_pools(items: list[tuple[Layout, Scenario]], where: str, memo: S
     The step models price every row on its own, so each row's PoolStep (every array, the breakdown included)
     is the one a call of its own returns (:meth:`PoolStep.row`); the one structure the rows of a call share
     is the breakdown's shared-expert-replica ops, present when any row places replicas, hence the split
-    (tests/unit/test_price_decode_pools.py).  A default plan's exact pricing: 42 step calls -> 8 (curves included)
-    (the exact pricing 0.25 -> 0.12 s).
+    (tests/unit/test_price_decode_pools.py).  A default plan's exact pricing: 42 step calls -> 8 (curves
+    included), 0.25 -> 0.12 s.
     """
     groups: dict[tuple, tuple[Env, Layout, dict[tuple, dict[str, float]]]] = {}
     for layout, scenario in items:
