@@ -526,12 +526,47 @@ def tpot_limited_rate_per_s(ev: Evaluation) -> np.ndarray:
     up to which TPOT (with that occupancy's chunk share and batch spread) meets the SLO
     (planner.goodput.OccupancyCurve.tpot_limited_batch); 0 where the pool does not fit.
     """
-    occ = occupancy_curve(ev)
-    rate = occ.rate_per_s(occ.tpot_limited_batch(ev.scenario.slo))
-    return np.where(bool(ev.decode.fits[0]), rate, 0.0)
+    return tpot_limited_rates_per_s([ev])[0]
 
 
-def _goodput_inputs(ev: Evaluation) -> tuple[tuple, dict]:
+def tpot_limited_rates_per_s(evs: list[Evaluation]) -> list[np.ndarray]:
+    """:func:`tpot_limited_rate_per_s` of each, the layouts with the same SLO and scenario scalars as the rows
+    of one OccupancyCurve (shorter curves padded with nan, as the search's: every row is priced on its own)."""
+    groups: dict[tuple, list[int]] = {}
+    curves = [occupancy_curve(ev) for ev in evs]
+    for i, (ev, c) in enumerate(zip(evs, curves, strict=True)):
+        key = (ev.scenario.slo, c.new_tokens, c.output_tokens, c.tokens_per_step, c.draft_tokens, c.acceptance,
+               c.plain_step_s is None)
+        groups.setdefault(key, []).append(i)
+    out: list[np.ndarray] = [np.zeros(1)] * len(evs)
+    for members in groups.values():
+        occ = _stacked([curves[i] for i in members])
+        rate = occ.rate_per_s(occ.tpot_limited_batch(evs[members[0]].scenario.slo))
+        for j, i in enumerate(members):
+            out[i] = np.where(bool(evs[i].decode.fits[0]), rate[j:j + 1], 0.0)
+    return out
+
+
+def _stacked(curves: list[gp.OccupancyCurve]) -> gp.OccupancyCurve:
+    """One-row curves (equal scalars) as the rows of one, the (1, K) arrays padded with nan to the widest."""
+    if len(curves) == 1:
+        return curves[0]
+    width = max(c.batches.shape[1] for c in curves)
+
+    def rows(name: str) -> np.ndarray | None:
+        parts = [getattr(c, name) for c in curves]
+        if parts[0] is None:
+            return None
+        if np.ndim(parts[0]) == 1:
+            return np.concatenate(parts)
+        return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=np.nan) for p in parts])
+
+    arrays = ("batches", "step_s", "plain_step_s", "chunk_step_s", "cap", "attention_dies", "tp", "chunk_tokens",
+              "groups")
+    return replace(curves[0], **{name: rows(name) for name in arrays})
+
+
+def _goodput_inputs(ev: Evaluation, tpot_rate_per_s: np.ndarray | None = None) -> tuple[tuple, dict]:
     """(the scalar arguments, the (1,) array arguments) of ``planner.goodput.goodput`` for a layout priced
     whole: layouts with equal scalars can be priced in one vector call (:func:`layout_goodputs`)."""
     sc, env, d = ev.scenario, ev.env, ev.layout.decode
@@ -549,7 +584,8 @@ def _goodput_inputs(ev: Evaluation) -> tuple[tuple, dict]:
               "fits": np.array([fits]), "tpot_slo_s": np.array([tpot_stat]),
               "quantum_load_s": np.array([side.quantum_load_s])}
     if chunked:
-        arrays["tpot_rate_per_s"] = np.asarray(d.instances * tpot_limited_rate_per_s(ev), dtype=float).reshape(1)
+        limit = tpot_limited_rate_per_s(ev) if tpot_rate_per_s is None else tpot_rate_per_s
+        arrays["tpot_rate_per_s"] = np.asarray(d.instances * limit, dtype=float).reshape(1)
     return scalars, arrays
 
 
@@ -564,11 +600,13 @@ def layout_goodputs(evs: list[Evaluation]) -> list[GoodputPoint]:
     vector call (elementwise: each is what a call of its own gives)."""
     out: list[GoodputPoint | None] = [None] * len(evs)
     groups: dict[tuple, list[tuple[int, dict]]] = {}
+    chunked = [i for i, ev in enumerate(evs) if priced_whole(ev) and not MODES[ev.layout.mode].prefill_pool]
+    limits = dict(zip(chunked, tpot_limited_rates_per_s([evs[i] for i in chunked]), strict=True))
     for i, ev in enumerate(evs):
         if not priced_whole(ev):
             out[i] = pool_alone_goodput(ev)
             continue
-        scalars, arrays = _goodput_inputs(ev)
+        scalars, arrays = _goodput_inputs(ev, limits.get(i))
         key = (*scalars, tuple(sorted(arrays)))
         groups.setdefault(key, []).append((i, scalars, arrays))
     for members in groups.values():

@@ -100,3 +100,23 @@ def test_primed_variants_give_each_layouts_expert_load() -> None:
     assert sum(isinstance(v[1], float) for v in load_memo.values()) == 8  # 2 layouts x 2 pools x 2 variants
     for ev in evs:
         assert layout_load(ev, load_memo) == layout_load(ev)
+
+
+def test_tpot_limited_rates_of_many_collocated_layouts_are_each_layouts_own() -> None:
+    """planner.evaluate.tpot_limited_rates_per_s: collocated layouts' occupancy curves (grids of different lengths,
+    padded with nan) as the rows of one, each rate the one of its own curve."""
+    from planner.evaluate import tpot_limited_rate_per_s, tpot_limited_rates_per_s
+    from planner.inputs.layout import parse_layout
+    from planner.inputs.scenario import scenario_overrides
+
+    scenario = build_scenario(None, scenario_overrides(model="qwen3-30b-a3b", hardware="h100", weights_dtype="fp8",
+                                                       activations_dtype="fp8", input_tokens=2048,
+                                                       output_tokens=256, dies=16, pods=2))
+    evs = [evaluate(parse_layout({"mode": "collocated", "decode": {"instances": 2, "dies": 1, "batch": b,
+                                                                    "prefill_chunk_tokens": c}}, "test"), scenario)
+           for b, c in ((64, 2048), (8, 512), (256, 1024), (24, 4096))]
+    rates = tpot_limited_rates_per_s(evs)
+    for ev, rate in zip(evs, rates, strict=True):
+        alone = tpot_limited_rate_per_s(ev)
+        assert rate.shape == alone.shape == (1,) and rate[0] == alone[0]
+    assert sum(r[0] > 0 for r in rates) >= 3
