@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from planner.evaluate import StepMemo, evaluate, price_decode_pools
-from planner.inputs.layout import load_layout
+from planner.inputs.layout import Mode, load_layout
 from planner.inputs.scenario import build_scenario
 from planner.modes import MODES
 from planner.serving.context import Env
@@ -20,7 +21,7 @@ def _leaves(x: Any, path: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(x, np.ndarray):
         out[path] = x
-    elif isinstance(x, dict):
+    elif isinstance(x, Mapping):  # a dict, or a breakdown built on first use (planner.serving.result.Deferred)
         out[path + ".keys"] = tuple(x)
         for k, v in x.items():
             out.update(_leaves(v, f"{path}.{k}"))
@@ -120,3 +121,30 @@ def test_tpot_limited_rates_of_many_collocated_layouts_are_each_layouts_own() ->
         alone = tpot_limited_rate_per_s(ev)
         assert rate.shape == alone.shape == (1,) and rate[0] == alone[0]
     assert sum(r[0] > 0 for r in rates) >= 3
+
+
+def test_deferred_breakdown_is_built_once_and_sliced_lazily() -> None:
+    """planner.serving.result.Deferred: built on first read, once; PoolStep.part keeps it deferred, and reading
+    a part gives the rows of the whole."""
+    from planner.serving.result import Deferred
+
+    calls = []
+
+    def build() -> dict:
+        calls.append(1)
+        return {"a": np.arange(4.0)}
+
+    d = Deferred(build)
+    assert not calls
+    assert list(d) == ["a"] and len(d) == 1 and np.array_equal(d["a"], np.arange(4.0)) and len(calls) == 1
+    scenario = build_scenario(None, {})
+    entry = MODES[Mode.COLLOCATED]
+    cands = entry.candidates(scenario.model, 768)
+    step = entry.price(Env.of(scenario), {k: v[:6] for k, v in cands.arrays.items()})
+    assert isinstance(step.layers, Deferred)
+    part = step.part(2, 4, 6)
+    assert isinstance(part.layers, Deferred)
+    for name, layer in part.layers.items():
+        whole = step.layers[name].ops
+        for op, cost in layer.ops.items():
+            assert np.array_equal(cost.time_s, whole[op].time_s[2:4]), (name, op)
