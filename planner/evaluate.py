@@ -107,6 +107,26 @@ def evaluate(layout: Layout, scenario: Scenario, where: str = "layout", memo: St
     instance count is not a knob of a step.  The caller keeps its scenario objects unchanged while the
     memo lives (keys hold their ids).
     """
+    placement, env, pre_env = _pools(layout, scenario, where, memo)
+    prefill = decode = None
+    if layout.prefill is not None:
+        arrays = prefill_arrays(layout.prefill.model_dump())
+        key = ("prefill", id(pre_env), tuple(np.asarray(getattr(arrays, f.name)).tobytes() for f in fields(arrays)))
+        prefill = memoized(memo, key, pre_env, lambda: prefill_step(pre_env, arrays))
+    if layout.decode is not None:
+        knobs = decode_knobs(layout)
+        decode = memoized(memo, _decode_key(env, layout, knobs), env, lambda: MODES[layout.mode].price(env, knobs))
+    return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env, prefill_env=pre_env,
+                      placement=placement)
+
+
+def _decode_key(env: Env, layout: Layout, knobs: dict[str, float]) -> tuple:
+    return ("decode", id(env), layout.mode, tuple(sorted(knobs.items())))
+
+
+def _pools(layout: Layout, scenario: Scenario, where: str, memo: StepMemo | None
+           ) -> tuple[LayoutPlacement, Env, Env]:
+    """The layout checked and placed, and the Env of its decode and prefill pools (memoized per scenario object)."""
     check_layout(layout, scenario.model, where)
     pre_sc = pool_scenario(scenario, getattr(layout.prefill, "hardware", None), where, "prefill")
     dec_sc = pool_scenario(scenario, getattr(layout.decode, "hardware", None), where, "decode")
@@ -119,17 +139,36 @@ def evaluate(layout: Layout, scenario: Scenario, where: str = "layout", memo: St
             check_pods(pl, scenario.prefill_pods, sc.hardware.name, where, "prefill_pods")
     env = memoized(memo, ("env", id(dec_sc)), dec_sc, lambda: Env.of(dec_sc))
     pre_env = memoized(memo, ("env", id(pre_sc)), pre_sc, lambda: Env.of(pre_sc)) if pre_sc is not dec_sc else env
-    prefill = decode = None
-    if layout.prefill is not None:
-        arrays = prefill_arrays(layout.prefill.model_dump())
-        key = ("prefill", id(pre_env), tuple(np.asarray(getattr(arrays, f.name)).tobytes() for f in fields(arrays)))
-        prefill = memoized(memo, key, pre_env, lambda: prefill_step(pre_env, arrays))
-    if layout.decode is not None:
+    return placement, env, pre_env
+
+
+def price_decode_pools(items: list[tuple[Layout, Scenario]], where: str, memo: StepMemo) -> None:
+    """Price the decode pools of ``items`` into ``memo`` ahead of :func:`evaluate`: the pools not priced yet, in
+    one vector call per (Env, mode, shared-expert replicas placed or not) instead of one call each (N = 1).
+
+    The step models price every row on its own, so each row's PoolStep (every array, the breakdown included)
+    is the one a call of its own returns (:meth:`PoolStep.row`); the one structure the rows of a call share
+    is the breakdown's shared-expert-replica ops, present when any row places replicas, hence the split
+    (tests/unit/test_price_decode_pools.py).  A default plan's exact pricing: 42 step calls -> 8 (curves
+    included), 0.25 -> 0.12 s.
+    """
+    groups: dict[tuple, tuple[Env, Layout, dict[tuple, dict[str, float]]]] = {}
+    for layout, scenario in items:
+        if layout.decode is None:
+            continue
+        _, env, _ = _pools(layout, scenario, where, memo)
         knobs = decode_knobs(layout)
-        key = ("decode", id(env), layout.mode, tuple(sorted(knobs.items())))
-        decode = memoized(memo, key, env, lambda: MODES[layout.mode].price(env, knobs))
-    return Evaluation(scenario=scenario, layout=layout, prefill=prefill, decode=decode, env=env, prefill_env=pre_env,
-                      placement=placement)
+        key = _decode_key(env, layout, knobs)
+        if key not in memo:
+            shape = (id(env), layout.mode, knobs.get("shared_expert_replicas", 0.0) > 0)
+            groups.setdefault(shape, (env, layout, {}))[2][key] = knobs
+    for env, layout, members in groups.values():
+        if len(members) < 2:
+            continue
+        knobs = {k: np.array([m[k] for m in members.values()]) for k in next(iter(members.values()))}
+        step = MODES[layout.mode].price(env, knobs)
+        for i, key in enumerate(members):
+            memo[key] = (env, step.row(i, len(members)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -488,12 +527,47 @@ def tpot_limited_rate_per_s(ev: Evaluation) -> np.ndarray:
     up to which TPOT (with that occupancy's chunk share and batch spread) meets the SLO
     (planner.goodput.OccupancyCurve.tpot_limited_batch); 0 where the pool does not fit.
     """
-    occ = occupancy_curve(ev)
-    rate = occ.rate_per_s(occ.tpot_limited_batch(ev.scenario.slo))
-    return np.where(bool(ev.decode.fits[0]), rate, 0.0)
+    return tpot_limited_rates_per_s([ev])[0]
 
 
-def _goodput_inputs(ev: Evaluation) -> tuple[tuple, dict]:
+def tpot_limited_rates_per_s(evs: list[Evaluation]) -> list[np.ndarray]:
+    """:func:`tpot_limited_rate_per_s` of each, the layouts with the same SLO and scenario scalars as the rows
+    of one OccupancyCurve (shorter curves padded with nan, as the search's: every row is priced on its own)."""
+    groups: dict[tuple, list[int]] = {}
+    curves = [occupancy_curve(ev) for ev in evs]
+    for i, (ev, c) in enumerate(zip(evs, curves, strict=True)):
+        key = (ev.scenario.slo, c.new_tokens, c.output_tokens, c.tokens_per_step, c.draft_tokens, c.acceptance,
+               c.plain_step_s is None)
+        groups.setdefault(key, []).append(i)
+    out: list[np.ndarray] = [np.zeros(1)] * len(evs)
+    for members in groups.values():
+        occ = _stacked([curves[i] for i in members])
+        rate = occ.rate_per_s(occ.tpot_limited_batch(evs[members[0]].scenario.slo))
+        for j, i in enumerate(members):
+            out[i] = np.where(bool(evs[i].decode.fits[0]), rate[j:j + 1], 0.0)
+    return out
+
+
+def _stacked(curves: list[gp.OccupancyCurve]) -> gp.OccupancyCurve:
+    """One-row curves (equal scalars) as the rows of one, the (1, K) arrays padded with nan to the widest."""
+    if len(curves) == 1:
+        return curves[0]
+    width = max(c.batches.shape[1] for c in curves)
+
+    def rows(name: str) -> np.ndarray | None:
+        parts = [getattr(c, name) for c in curves]
+        if parts[0] is None:
+            return None
+        if np.ndim(parts[0]) == 1:
+            return np.concatenate(parts)
+        return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=np.nan) for p in parts])
+
+    arrays = ("batches", "step_s", "plain_step_s", "chunk_step_s", "cap", "attention_dies", "tp", "chunk_tokens",
+              "groups")
+    return replace(curves[0], **{name: rows(name) for name in arrays})
+
+
+def _goodput_inputs(ev: Evaluation, tpot_rate_per_s: np.ndarray | None = None) -> tuple[tuple, dict]:
     """(the scalar arguments, the (1,) array arguments) of ``planner.goodput.goodput`` for a layout priced
     whole: layouts with equal scalars can be priced in one vector call (:func:`layout_goodputs`)."""
     sc, env, d = ev.scenario, ev.env, ev.layout.decode
@@ -511,7 +585,8 @@ def _goodput_inputs(ev: Evaluation) -> tuple[tuple, dict]:
               "fits": np.array([fits]), "tpot_slo_s": np.array([tpot_stat]),
               "quantum_load_s": np.array([side.quantum_load_s])}
     if chunked:
-        arrays["tpot_rate_per_s"] = np.asarray(d.instances * tpot_limited_rate_per_s(ev), dtype=float).reshape(1)
+        limit = tpot_limited_rate_per_s(ev) if tpot_rate_per_s is None else tpot_rate_per_s
+        arrays["tpot_rate_per_s"] = np.asarray(d.instances * limit, dtype=float).reshape(1)
     return scalars, arrays
 
 
@@ -526,11 +601,13 @@ def layout_goodputs(evs: list[Evaluation]) -> list[GoodputPoint]:
     vector call (elementwise: each is what a call of its own gives)."""
     out: list[GoodputPoint | None] = [None] * len(evs)
     groups: dict[tuple, list[tuple[int, dict]]] = {}
+    chunked = [i for i, ev in enumerate(evs) if priced_whole(ev) and not MODES[ev.layout.mode].prefill_pool]
+    limits = dict(zip(chunked, tpot_limited_rates_per_s([evs[i] for i in chunked]), strict=True))
     for i, ev in enumerate(evs):
         if not priced_whole(ev):
             out[i] = pool_alone_goodput(ev)
             continue
-        scalars, arrays = _goodput_inputs(ev)
+        scalars, arrays = _goodput_inputs(ev, limits.get(i))
         key = (*scalars, tuple(sorted(arrays)))
         groups.setdefault(key, []).append((i, scalars, arrays))
     for members in groups.values():

@@ -99,12 +99,20 @@ def _variants(env: Env, memo: LoadMemo | None) -> tuple[Env, Env]:
     return hit[1]  # type: ignore[return-value]
 
 
+def _knobs(ev: Evaluation, pool: str) -> dict:
+    return ev.layout.prefill.model_dump() if pool == "prefill" else decode_knobs(ev.layout)  # type: ignore[union-attr]
+
+
+def _key(ev: Evaluation, env: Env, pool: str) -> tuple:
+    knobs = _knobs(ev, pool)
+    return (id(env), pool, ev.layout.mode, tuple(sorted((k, v) for k, v in knobs.items() if k != "instances")))
+
+
 def _step_s(ev: Evaluation, env: Env, pool: str, memo: LoadMemo | None) -> float:
     """The pool's step under ``env`` (one of :func:`_variants`), priced once per (env, pool knobs) with a memo."""
     if memo is None:
         return _f(_price(ev, env, pool).step_s)
-    knobs = ev.layout.prefill.model_dump() if pool == "prefill" else decode_knobs(ev.layout)
-    key = (id(env), pool, ev.layout.mode, tuple(sorted((k, v) for k, v in knobs.items() if k != "instances")))
+    key = _key(ev, env, pool)
     hit = memo.get(key)
     if hit is None:
         hit = memo[key] = (env, _f(_price(ev, env, pool).step_s))
@@ -133,3 +141,30 @@ def layout_load(ev: Evaluation, memo: LoadMemo | None = None) -> dict[str, PoolL
     """:func:`pool_load` of every pool the layout prices (prefill only when it has its own pool)."""
     steps = {"prefill": ev.prefill, "decode": ev.decode}
     return {pool: pool_load(ev, pool, memo) for pool, step in steps.items() if step is not None}
+
+
+def price_variants(evs: list[Evaluation], memo: LoadMemo) -> None:
+    """The balanced and even steps :func:`layout_load` asks of ``evs``' pools, priced into ``memo`` ahead: one
+    vector call per (variant Env, pool, mode, shared-expert replicas placed or not) instead of one per pool
+    (the step models price every row on its own: each row's step is its own call's).  A default plan's report:
+    16 decode calls -> 8 (0.059 -> 0.036 s)."""
+    groups: dict[tuple, tuple[Env, str, Evaluation, dict[tuple, dict]]] = {}
+    for ev in evs:
+        for pool, step in (("prefill", ev.prefill), ("decode", ev.decode)):
+            if step is None:
+                continue
+            knobs = _knobs(ev, pool)
+            for env in _variants(ev.prefill_env if pool == "prefill" else ev.env, memo):
+                key = _key(ev, env, pool)
+                if key not in memo:
+                    shape = (id(env), pool, ev.layout.mode, (knobs.get("shared_expert_replicas") or 0) > 0)
+                    groups.setdefault(shape, (env, pool, ev, {}))[3][key] = knobs
+    for env, pool, ev, members in groups.values():
+        if len(members) < 2:
+            continue
+        names = [k for k, v in next(iter(members.values())).items() if v is None or isinstance(v, int | float)]
+        knobs = {k: np.array([m[k] for m in members.values()], dtype=float) for k in names}
+        step = (prefill_step(env, prefill_arrays(knobs)) if pool == "prefill"
+                else MODES[ev.layout.mode].price(env, knobs))
+        for i, key in enumerate(members):
+            memo[key] = (env, float(step.step_s[i]))

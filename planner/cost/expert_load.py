@@ -80,8 +80,20 @@ _EXACT_POISSON_MAX_C = 400.0
 def expected_max_normal(n: Array) -> Array:
     """Expected largest of ``n`` i.i.d. standard normals (Blom's approximation), 0 for n <= 1."""
     n = np.asarray(n, dtype=float)
+    if n.size >= _TABLE_MIN_SIZE:  # a search's rank counts: whole numbers, few distinct
+        ints = n.astype(np.int64)
+        if np.array_equal(ints, n) and ints.min() >= 0 and ints.max() < _TABLE_MAX_RANKS:
+            return _blom(np.arange(ints.max() + 1, dtype=float))[ints]  # each value's own floats, tabulated
+    return _blom(n)
+
+
+def _blom(n: Array) -> Array:
     m = np.maximum(n, 1.0)
     return np.where(n > 1, ndtri((m - 0.375) / (m + 0.25)), 0.0)
+
+
+# expected_max_normal tabulates whole rank counts 0..max for arrays this large (ndtri is ~25 ns an element)
+_TABLE_MIN_SIZE, _TABLE_MAX_RANKS = 4096, 1 << 16
 
 
 # --------------------------------------------------------------------------- skew

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.cost.roofline import Array
-from planner.decide.outcomes import OutcomeMemo, layout_outcomes
+from planner.decide.outcomes import Outcomes, outcomes_of
 from planner.decide.spreads import Spreads
 from planner.evaluate import GoodputPoint, stable_rate
 from planner.inputs.layout import Layout
@@ -98,16 +98,18 @@ class Priced:
     point: GoodputPoint
 
 
-def _bands(it: Priced, values: dict[str, Array], memo: OutcomeMemo | None = None) -> tuple[LayoutBands, Array]:
-    """The bands of one layout and its goodput per die in each sample, (S,).
+def _rate(it: Priced) -> float:
+    """The rate the point's TTFT and TPOT were priced at (a hair inside a binding decode capacity)."""
+    return stable_rate(it.point.goodput_requests_per_s, it.point.decode_capacity_requests_per_s)
 
-    ``values`` holds the point's parameters first, then the samples: one vector call prices both,
+
+def _bands(it: Priced, out: Outcomes) -> tuple[LayoutBands, Array]:
+    """The bands of one layout and its goodput per die in each sample, (S,), from its outcomes at :func:`_rate`.
+
+    ``values`` held the point's parameters first, then the samples: one vector call priced both,
     and the point's step times come from the first column.
     """
     point, layout = it.point, it.layout
-    # at the rate the point's TTFT and TPOT were priced at (a hair inside a binding decode capacity)
-    rate = stable_rate(point.goodput_requests_per_s, point.decode_capacity_requests_per_s)
-    out = layout_outcomes(layout, it.scenario, values, rate_per_s=rate, memo=memo)
     per_die = out.goodput_requests_per_s[1:] * it.scenario.workload.output_tokens / layout.dies
     pre = out.prefill_step_s
     bands = LayoutBands(
@@ -128,8 +130,9 @@ def layout_bands(items: list[Priced], spreads: Spreads, samples: int = DEFAULT_S
     """
     drawn = sample_values(spreads, samples, seed)
     values = {p.path: np.concatenate([[p.value], drawn[p.path]]) for p in spreads.params}  # the point first
-    memo: OutcomeMemo = {}  # pools shared by the layouts (other instance counts) priced once under the samples
-    priced = [_bands(it, values, memo) for it in items]
+    # every layout under the same samples at once: shared pools priced once, curves and goodputs together
+    outs = outcomes_of([(it.layout, it.scenario, _rate(it)) for it in items], values)
+    priced = [_bands(it, out) for it, out in zip(items, outs, strict=True)]
     if not priced:
         return []
     first_band, first = priced[0][0].output_tokens_per_s_per_die, priced[0][1]

@@ -133,11 +133,55 @@ class _Curve:
 
 def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: int) -> tuple[_Curve, Env]:
     grid_b = curve_batches(layout)
-    g = len(grid_b)
-    env = _env(scenario, values, g)
-    knobs = {k: np.full(samples * g, v) for k, v in decode_knobs(layout).items()}
+    env = _env(scenario, values, len(grid_b))
+    knobs = _curve_knobs(layout, grid_b, samples)
+    return _curve(layout, scenario, env, MODES[layout.mode].price(env, knobs), knobs, grid_b, samples), env
+
+
+def _curve_knobs(layout: Layout, grid_b: np.ndarray, samples: int) -> dict[str, np.ndarray]:
+    """The decode pool's knobs on rows (sample, batch of the grid), sample-major, (S G,) each."""
+    knobs = {k: np.full(samples * len(grid_b), v) for k, v in decode_knobs(layout).items()}
     knobs["batch"] = np.tile(grid_b, samples)
-    step = MODES[layout.mode].price(env, knobs)
+    return knobs
+
+
+def price_decode_curves(items: list[tuple[Layout, Scenario]], values: Values, memo: OutcomeMemo) -> None:
+    """:func:`_decode_curve` of many layouts' decode pools into ``memo`` ahead of :func:`layout_outcomes`: the
+    pools not priced yet, in one vector call per (scenario, mode, shared-expert replicas placed or not), each
+    layout's rows (sample, batch) after the other's with their own sample values, instead of one call each.
+
+    Every row is priced on its own (per-row hardware is never grouped: Env.per_row), so each layout's rows are
+    those of its own call (tests/decide/test_price_decode_curves.py); its curve keeps an Env of its own.
+    Bands of a default plan: 16 calls -> 4.
+    """
+    samples = _samples(values)
+    groups: dict[tuple, tuple[Scenario, dict[tuple, Layout]]] = {}
+    for layout, scenario in items:
+        key = ("decode", *_pool_key(layout, scenario))
+        if key not in memo and supported(layout, scenario):
+            shape = (id(scenario), layout.mode, decode_knobs(layout).get("shared_expert_replicas", 0.0) > 0)
+            groups.setdefault(shape, (scenario, {}))[1].setdefault(key, layout)
+    for scenario, members in groups.values():
+        if len(members) < 2:
+            continue
+        layouts = list(members.values())
+        grids = [curve_batches(layout) for layout in layouts]
+        tiled = {k: np.concatenate([np.repeat(v, len(g)) for g in grids]) if np.ndim(v) else v
+                 for k, v in values.items()}
+        env = Env.of(dataclasses.replace(scenario, hardware=hardware_with(scenario.hardware, tiled)))
+        parts = [_curve_knobs(layout, g, samples) for layout, g in zip(layouts, grids, strict=True)]
+        step = MODES[layouts[0].mode].price(env, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        lo, total = 0, samples * sum(len(g) for g in grids)
+        for key, layout, g, knobs in zip(members, layouts, grids, parts, strict=True):
+            own, hi = _env(scenario, values, len(g)), lo + samples * len(g)
+            memo[key] = (scenario, (_curve(layout, scenario, own, step.part(lo, hi, total), knobs, g, samples), own))
+            lo = hi
+
+
+def _curve(layout: Layout, scenario: Scenario, env: Env, step: Any, knobs: dict[str, np.ndarray], grid_b: np.ndarray,
+           samples: int) -> _Curve:
+    """The decode pool's curve from its step priced on :func:`_curve_knobs` rows under ``env``."""
+    g = len(grid_b)
     shape = (samples, g)
 
     def grid(a: np.ndarray) -> np.ndarray:
@@ -169,7 +213,7 @@ def _decode_curve(layout: Layout, scenario: Scenario, values: Values, samples: i
     return _Curve(batches=grid_b, tpot_s=tpot, step_s=step_s, fits=grid(step.fits),
                   chunk_step_s=step_s if step.chunk_step_s is None else grid(step.chunk_step_s),
                   plain_step_s=step_s if step.plain_step_s is None else grid(step.plain_step_s),
-                  tpot_slo_s=stat.reshape(shape), occupancy=occupancy), env
+                  tpot_slo_s=stat.reshape(shape), occupancy=occupancy)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,11 +258,12 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
                     quantum_load_s=load[:, None])
 
 
-def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, env: Env) -> tuple[Array, Array]:
-    """(goodput, index of the batch it is priced at; -1 when none meets TPOT), (S,) each.
+def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill) -> tuple[Array, dict[str, Any]]:
+    """(index of the batch the goodput is priced at, -1 when none meets TPOT, (S,); the planner.goodput.goodput
+    arguments there, (S,) arrays and the scenario's scalars).
 
-    The batch: the largest on the curve whose TPOT statistic meets the SLO and that fits; then
-    planner.goodput.goodput at that batch, one vector call over the samples.
+    The batch: the largest on the curve whose TPOT statistic meets the SLO and that fits; the goodput is
+    then one vector call over the samples (:func:`outcomes_of`: over the layouts too).
     """
     sc, d = scenario, layout.decode
     s, g = curve.tpot_s.shape
@@ -238,14 +283,32 @@ def _goodput(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, e
         return np.broadcast_to(a, (s, g))[rows, k]
 
     tpot = at(curve.tpot_s)
-    res = gp.goodput(sc.slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
-                     service_s=at(pre.service_s), servers=np.full(s, pre.servers),
-                     fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0) + at(pre.quantum_s),
-                     sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
-                     fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool,
-                     output_cv=sc.workload.output_cv, tpot_rate_per_s=limit, quantum_load_s=at(pre.quantum_load_s),
-                     input_cap_sd=sc.workload.input_cap_sd)
-    return np.where(last >= 0, res.goodput_per_s, 0.0), last
+    return last, dict(slo=sc.slo, input_cv=sc.workload.input_cv, output_tokens=sc.workload.output_tokens,
+                      service_s=at(pre.service_s), servers=np.full(s, pre.servers),
+                      fixed_s=at(pre.kv_s) + (tpot if pre.first_step else 0.0) + at(pre.quantum_s),
+                      sequences=d.instances * layout.decode_attention_dies * curve.batches[k], tpot_s=tpot,
+                      fits=at(fits), tpot_slo_s=at(curve.tpot_slo_s), admission=not MODES[layout.mode].prefill_pool,
+                      output_cv=sc.workload.output_cv, tpot_rate_per_s=limit, quantum_load_s=at(pre.quantum_load_s),
+                      input_cap_sd=sc.workload.input_cap_sd)
+
+
+def _goodputs(calls: list[dict[str, Any]]) -> list[Array]:
+    """``planner.goodput.goodput(**call).goodput_per_s`` of each, the calls with the same scalars as one vector
+    call (elementwise over rows: each is what its own call gives)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, call in enumerate(calls):
+        key = tuple((k, True, None) if np.ndim(v) else (k, False, v) for k, v in call.items())  # arrays: any values
+        groups.setdefault(key, []).append(i)
+    out: list[Array] = [np.zeros(0)] * len(calls)
+    for members in groups.values():
+        first = calls[members[0]]
+        args = {k: np.concatenate([calls[i][k] for i in members]) if np.ndim(v) else v for k, v in first.items()}
+        rate = gp.goodput(**args).goodput_per_s
+        lo = 0
+        for i in members:
+            n = len(calls[i]["tpot_s"])
+            out[i], lo = rate[lo:lo + n], lo + n
+    return out
 
 
 def _at_rate(layout: Layout, scenario: Scenario, curve: _Curve, pre: _Prefill, last: Array,
@@ -350,20 +413,38 @@ def layout_outcomes(layout: Layout, scenario: Scenario, values: Values | None = 
 
     A layout :func:`supported` refuses is a LayoutError (exit 2).
     """
-    if not supported(layout, scenario):
-        raise LayoutError("has a pool priced alone or on other hardware than the scenario's: bands and "
-                          "sensitivity need both pools on one profile", where="layout",
-                          fix="write both pools, on the scenario's hardware")
+    return outcomes_of([(layout, scenario, rate_per_s)], values, memo)[0]
+
+
+def outcomes_of(items: list[tuple[Layout, Scenario, float | None]], values: Values | None = None,
+                memo: OutcomeMemo | None = None) -> list[Outcomes]:
+    """:func:`layout_outcomes` of each ``(layout, scenario, rate_per_s)`` under the same samples: the decode
+    curves priced together (:func:`price_decode_curves`) and the goodputs of layouts with the same scenario
+    scalars in one vector call; each the floats of its own call (tests/decide/test_price_decode_curves.py)."""
+    for layout, scenario, _ in items:
+        if not supported(layout, scenario):
+            raise LayoutError("has a pool priced alone or on other hardware than the scenario's: bands and "
+                              "sensitivity need both pools on one profile", where="layout",
+                              fix="write both pools, on the scenario's hardware")
     values = dict(values or {})
     samples = _samples(values)
-    curve, env = memoized(memo, ("decode", *_pool_key(layout, scenario)), scenario,
-                           lambda: _decode_curve(layout, scenario, values, samples))
-    pre = _prefill(layout, scenario, values, samples, curve, env, memo)
-    rate, last = _goodput(layout, scenario, curve, pre, env)
-    batch = np.where(last >= 0, curve.batches[np.maximum(last, 0)], 0.0)
-    if rate_per_s is None:
-        ttft = tpot = np.full(samples, np.nan)
-    else:
-        ttft, tpot = _at_rate(layout, scenario, curve, pre, last, rate_per_s)
-    return Outcomes(goodput_requests_per_s=rate, decode_batch=batch, decode_step_s=curve.step_s[:, -1].copy(),
-                    prefill_step_s=np.asarray(pre.step_s, dtype=float).copy(), ttft_s=ttft, tpot_s=tpot)
+    memo = {} if memo is None else memo
+    price_decode_curves([(layout, scenario) for layout, scenario, _ in items], values, memo)
+    staged = []
+    for layout, scenario, _ in items:
+        curve, env = memoized(memo, ("decode", *_pool_key(layout, scenario)), scenario,
+                              lambda: _decode_curve(layout, scenario, values, samples))  # noqa: B023 (called here)
+        pre = _prefill(layout, scenario, values, samples, curve, env, memo)
+        staged.append((curve, pre, *_goodput(layout, scenario, curve, pre)))
+    rates = _goodputs([call for _, _, _, call in staged])
+    out = []
+    for (layout, scenario, rate_per_s), (curve, pre, last, _), rate in zip(items, staged, rates, strict=True):
+        batch = np.where(last >= 0, curve.batches[np.maximum(last, 0)], 0.0)
+        if rate_per_s is None:
+            ttft = tpot = np.full(samples, np.nan)
+        else:
+            ttft, tpot = _at_rate(layout, scenario, curve, pre, last, rate_per_s)
+        out.append(Outcomes(goodput_requests_per_s=np.where(last >= 0, rate, 0.0), decode_batch=batch,
+                            decode_step_s=curve.step_s[:, -1].copy(),
+                            prefill_step_s=np.asarray(pre.step_s, dtype=float).copy(), ttft_s=ttft, tpot_s=tpot))
+    return out

@@ -21,7 +21,7 @@ from planner.documents.base import (
 from planner.documents.decide import CostDoc, EntryBands, FailureDoc, PriceDoc, UncertaintyDoc
 from planner.documents.evaluate import ExpertLoadDoc
 from planner.evaluate import evaluate
-from planner.imbalance import LoadMemo, layout_load
+from planner.imbalance import LoadMemo, layout_load, price_variants
 from planner.inputs.expert_load import expert_load_files, params_path
 from planner.inputs.layout import Mode, own_scenario
 from planner.inputs.scenario import Scenario, ScenarioFile
@@ -200,6 +200,9 @@ def plan_report(result: Plan, top: int, decisions: Decisions | None = None) -> P
             loads[id(p)] = expert_load_docs(p, sc, memo)
         return entry(p).model_copy(update={"expert_load": loads[id(p)]})
 
+    firsts = {p.mode: p for p in reversed(result.layouts)}  # the best of each mode (the first listed)
+    shown = {id(p): p for p in [*firsts.values(), *result.layouts[:top]]}  # the layouts with_load is asked for
+    price_variants([p.evaluation for p in shown.values() if p.evaluation is not None], memo)
     for p in result.layouts:
         if p.mode not in best:
             best[p.mode] = with_load(p)

@@ -23,7 +23,7 @@ from planner.search.space import CandidateSet
 from planner.serving.context import Env
 from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
 from planner.serving.layers import LayerCost
-from planner.serving.result import PoolStep
+from planner.serving.result import Deferred, PoolStep
 
 CHUNK_TOKENS = (256, 512, 1024, 2048, 4096)
 COST_FIELDS = ("time_s", "flops", "bytes", "compute_s", "memory_s")  # planner.cost.roofline.Cost, in order
@@ -84,7 +84,7 @@ def _plain_step(env: Env, d: DecodeArrays) -> PoolStep:
     for a in fields:
         new[1:] |= a[1:] != a[:-1]
     first = np.flatnonzero(new)
-    if len(first) == n:
+    if len(first) == n or env.per_row:  # per-row (sampled) hardware: equal knobs are not equal rows
         return shared_decode_step(env, replace(d, chunk_tokens=np.zeros(n)))
     rows = {k: _take(getattr(d, k), first) for k in DecodeArrays.__dataclass_fields__}
     rows["chunk_tokens"] = np.zeros(len(first))
@@ -102,7 +102,8 @@ def _plain_step(env: Env, d: DecodeArrays) -> PoolStep:
                          pairs=None if c.pairs is None else
                          {k: tuple(spread(x) for x in v) for k, v in c.pairs.items()})
 
-    return replace(step, step_s=spread(step.step_s), layers={k: layer(v) for k, v in step.layers.items()},
+    layers = Deferred(lambda: {k: layer(v) for k, v in step.layers.items()})  # the breakdown: built when read
+    return replace(step, step_s=spread(step.step_s), layers=layers,
                    layer_s={k: spread(v) for k, v in step.layer_s.items()},
                    extra={k: spread(v) for k, v in step.extra.items()})
 
@@ -133,7 +134,7 @@ def collocated_step(env: Env, d: DecodeArrays) -> PoolStep:
                          load_ratio=a.load_ratio, load_ratio_hottest=a.load_ratio_hottest, pairs=pairs)
 
     return replace(chunk, step_s=gp.chunked_step_s(plain.step_s, chunk.step_s, f),
-                   layers={k: mix_layer(v, plain.layers[k]) for k, v in chunk.layers.items()},
+                   layers=Deferred(lambda: {k: mix_layer(v, plain.layers[k]) for k, v in chunk.layers.items()}),
                    layer_s={k: mix(v, plain.layer_s[k]) for k, v in chunk.layer_s.items()},
                    extra={k: mix(v, plain.extra.get(k)) for k, v in chunk.extra.items()},
                    plain_step_s=plain.step_s, chunk_step_s=chunk.step_s, chunk_fraction=f)

@@ -21,6 +21,7 @@ from planner.evaluate import (
     evaluate,
     layout_goodputs,
     place_layout,
+    price_decode_pools,
     priced_curves,
     priced_whole,
 )
@@ -117,6 +118,7 @@ def _exact(listed: dict[str, tuple[Mode, Layout, float]], scenario: Scenario) ->
             scenarios[doc] = own_scenario(layout, scenario)
         return scenarios[doc]
 
+    price_decode_pools([(layout, own(layout)) for _, layout, _ in listed.values()], "search", memo)
     evs = {key: evaluate(layout, own(layout), "search", memo) for key, (_, layout, _) in listed.items()}
     groups: dict[tuple, list[str]] = {}
     for key, ev in evs.items():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+import numpy as np
 
 from planner.cost.expert_load import decode_context_cv, prefill_work_cv
 from planner.cost.precision import BytesPerElement, attention_math_dtype
@@ -56,6 +58,14 @@ class Env:
             max_context_tokens=float(scenario.max_context_tokens), draft_tokens=drafts,
             tokens_per_step=1.0 + sum(acc**i for i in range(1, drafts + 1)),
         )
+
+    @property
+    def per_row(self) -> bool:
+        """Whether hardware parameters are arrays, one value per row (planner.decide prices each sample of the
+        efficiencies on rows of its own): rows then differ beyond their knobs, so a step model must not price
+        rows with equal knobs once (planner.serving.transformerless.DEDUP_MIN_ROWS)."""
+        parts = [self.dev, self.calls, *self.hw.fabrics, *(f.efficiency for f in self.hw.fabrics)]
+        return any(np.ndim(getattr(p, f.name)) > 0 for p in parts for f in fields(p))
 
     @property
     def window(self) -> float:

@@ -224,3 +224,17 @@ def test_layer_classes_cache_equals_a_fresh_computation() -> None:
     sliding = replace(model, sliding_layers=(10,))
     assert layer_classes(sliding) == layer_classes.__wrapped__(sliding)
     assert len(layer_classes(sliding)) == len(layer_classes(model)) + 1
+
+
+def test_expected_max_normal_tabulated_is_the_formula_bit_for_bit() -> None:
+    """Large arrays of whole rank counts read a table of 0..max (the search's dispatch waits); each value is the
+    formula's own float; fractional or huge counts take the formula."""
+    from planner.cost.expert_load import _TABLE_MIN_SIZE, _blom, expected_max_normal
+
+    rng = np.random.default_rng(2)
+    whole = rng.integers(0, 300, _TABLE_MIN_SIZE + 10).astype(float)
+    assert np.array_equal(expected_max_normal(whole), _blom(whole))
+    assert np.array_equal(expected_max_normal(whole.reshape(-1, 2)), _blom(whole.reshape(-1, 2)))
+    odd = whole + 0.5
+    assert np.array_equal(expected_max_normal(odd), _blom(odd))
+    assert expected_max_normal(np.full(_TABLE_MIN_SIZE, 70000.0))[0] == _blom(np.array([70000.0]))[0]

@@ -32,8 +32,9 @@ def test_small_integer_rows_refuses_what_it_cannot_code_densely() -> None:
 
 
 def test_grouped_step_equals_each_row_priced_alone() -> None:
-    """A step over more than DEDUP_MIN_ROWS rows (grouped attention side) gives each row the floats of that
-    row priced alone (N = 1, no grouping): bitwise, on rows with and without MTP."""
+    """A step over more than DEDUP_MIN_ROWS rows (grouped attention and expert sides) gives each row the floats
+    of that row priced alone (N = 1, no grouping): bitwise, on rows with and without MTP, with and without
+    shared-expert replicas on the expert dies."""
     scenario = build_scenario(None, {})
     entry = MODES[Mode.TRANSFORMERLESS]
     cands = entry.candidates(scenario.model, 768)
@@ -43,6 +44,29 @@ def test_grouped_step_equals_each_row_priced_alone() -> None:
     for drafts in (0, 1):
         env = Env.of(scenario, draft_tokens=drafts)
         many = entry.price(env, knobs).step_s
-        for i in (0, 17, len(rows) - 1):
+        replicated = np.flatnonzero(knobs["shared_expert_replicas"] > 0)[:2]
+        assert len(replicated) == 2
+        for i in (0, 17, len(rows) - 1, *replicated):
             one = entry.price(env, {k: v[i:i + 1] for k, v in knobs.items()}).step_s
             assert one[0] == many[i], (drafts, i)
+
+
+def test_sampled_hardware_is_never_grouped_by_knobs() -> None:
+    """Bands price each efficiency sample on rows of its own (per-row hardware arrays, Env.per_row): rows with
+    equal knobs then differ, so a transformerless step over more than DEDUP_MIN_ROWS such rows prices every
+    row (it used to group them and fail to broadcast: `plan --samples 400`); each sample's decode step is the
+    one a small call of that sample gives."""
+    from planner.decide.bands import sample_values
+    from planner.decide.outcomes import layout_outcomes
+    from planner.evaluate import curve_batches
+    from planner.inputs.layout import load_layout
+    from planner.ops.spreads import profile_spreads
+
+    scenario = build_scenario(None, {})
+    layout = load_layout("examples/deepseek-v3-cloudmatrix384-transformerless.toml")
+    samples = DEDUP_MIN_ROWS // len(curve_batches(layout)) + 8
+    values = sample_values(profile_spreads(scenario.hardware), samples, 0)
+    whole = layout_outcomes(layout, scenario, values).decode_step_s
+    for part in (slice(0, 3), slice(samples - 3, samples)):
+        alone = layout_outcomes(layout, scenario, {k: v[part] for k, v in values.items()}).decode_step_s
+        assert np.array_equal(whole[part], alone)
