@@ -148,7 +148,8 @@ def price_decode_pools(items: list[tuple[Layout, Scenario]], where: str, memo: S
 
     The step models price every row on its own, so each row's PoolStep (every array, the breakdown included)
     is the one a call of its own returns (:meth:`PoolStep.row`); the one structure the rows of a call share
-    is the breakdown's shared-expert-replica ops, present when any row places replicas, hence the split
+    is the breakdown's shared-expert-replica ops, present when any row places replicas, and the pipeline's
+    once-per-step parts, present when any row has stages, hence the split
     (tests/unit/test_price_decode_pools.py).  A default plan's exact pricing: 42 step calls -> 8 (curves
     included), 0.25 -> 0.12 s.
     """
@@ -160,7 +161,7 @@ def price_decode_pools(items: list[tuple[Layout, Scenario]], where: str, memo: S
         knobs = decode_knobs(layout)
         key = _decode_key(env, layout, knobs)
         if key not in memo:
-            shape = (id(env), layout.mode, knobs.get("shared_expert_replicas", 0.0) > 0)
+            shape = (id(env), layout.mode, knobs.get("shared_expert_replicas", 0.0) > 0, knobs.get("pp", 0.0) > 1)
             groups.setdefault(shape, (env, layout, {}))[2][key] = knobs
     for env, layout, members in groups.values():
         if len(members) < 2:

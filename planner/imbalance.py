@@ -157,7 +157,8 @@ def price_variants(evs: list[Evaluation], memo: LoadMemo) -> None:
             for env in _variants(ev.prefill_env if pool == "prefill" else ev.env, memo):
                 key = _key(ev, env, pool)
                 if key not in memo:
-                    shape = (id(env), pool, ev.layout.mode, (knobs.get("shared_expert_replicas") or 0) > 0)
+                    shape = (id(env), pool, ev.layout.mode, (knobs.get("shared_expert_replicas") or 0) > 0,
+                             (knobs.get("pp") or 1) > 1)
                     groups.setdefault(shape, (env, pool, ev, {}))[3][key] = knobs
     for env, pool, ev, members in groups.values():
         if len(members) < 2:

@@ -159,7 +159,8 @@ def price_decode_curves(items: list[tuple[Layout, Scenario]], values: Values, me
     for layout, scenario in items:
         key = ("decode", *_pool_key(layout, scenario))
         if key not in memo and supported(layout, scenario):
-            shape = (id(scenario), layout.mode, decode_knobs(layout).get("shared_expert_replicas", 0.0) > 0)
+            knobs = decode_knobs(layout)
+            shape = (id(scenario), layout.mode, knobs.get("shared_expert_replicas", 0.0) > 0, knobs.get("pp", 0.0) > 1)
             groups.setdefault(shape, (scenario, {}))[1].setdefault(key, layout)
     for scenario, members in groups.values():
         if len(members) < 2:

@@ -64,9 +64,18 @@ class ModeEntry:
         return self.step(env, self.step_arrays(knobs))
 
 
+def stages(k: Knobs) -> Array:
+    """Pipeline stages of a knob set, (N,): a layout's None / 0, a missing knob or nan (a layout without the
+    key in a vector of knobs) is one stage."""
+    if k.get("pp") is None:
+        return 1.0 + 0.0 * knob(k, "batch" if "batch" in k else "batch_tokens")
+    pp = knob(k, "pp")
+    return np.where(np.isfinite(pp) & (pp > 1.0), pp, 1.0)
+
+
 def prefill_arrays(k: Knobs) -> PrefillArrays:
     """Prefill-pool knobs (layout keys) -> the prefill step model's arrays (every mode with a prefill pool)."""
-    pp = np.maximum(knob(k, "pp"), 1.0) if k.get("pp") is not None else None
+    pp = stages(k) if k.get("pp") is not None else None
     return PrefillArrays(dies=knob(k, "dies"), tp=knob(k, "tp"), ep=knob(k, "ep"), batch_tokens=knob(k, "batch_tokens"),
                          micro_batches=knob(k, "micro_batches"), redundant=knob(k, "redundant_experts"), pp=pp)
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from planner.inputs.layout import Mode
 from planner.inputs.model import ModelSpec
-from planner.modes.base import Knobs, ModeEntry, knob
+from planner.modes.base import Knobs, ModeEntry, knob, stages
 from planner.search import space
 from planner.search.space import CandidateSet
 from planner.serving.decode import DecodeArrays, decode_fits, shared_decode_step
@@ -31,9 +31,7 @@ def step_arrays(k: Knobs) -> DecodeArrays:
                         chunk_tokens=chunk, shared_replicas=replicas(k), pp=stages(k))
 
 
-def stages(k: Knobs):
-    """Pipeline stages (a layout's None / 0 and a missing knob are 1)."""
-    return np.maximum(knob(k, "pp"), 1.0) if k.get("pp") is not None else 1.0 + 0.0 * knob(k, "batch")
+
 
 
 def replicas(k: Knobs):
