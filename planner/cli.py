@@ -531,6 +531,9 @@ def check_cmd(
     from planner.errors import EXIT_REGRESSION
     from planner.ops.check import check
 
+    if json_out not in (None, "-") and Path(json_out).resolve() == baseline.resolve():
+        raise PlannerError(f"--json {json_out} is the baseline being checked: the report would replace it",
+                           where="check", fix="write the report to another path (the baseline stays as it is)")
     _claim(force, ("--json", json_out))
     doc = check(baseline, tolerance)
     _show(report.check_tables(doc), doc, json_out, force=force)

@@ -237,3 +237,13 @@ def test_a_missing_folder_is_refused_early_and_created_at_the_write(tmp_path: Pa
         outputs.claim([("--json", target)], force=False)
     outputs.write_all([_out(target)], force=False)
     assert target.read_bytes() == b"new\n"
+
+
+def test_check_never_writes_its_report_over_the_baseline(tmp_path, run_planner):
+    """Even with --force: the baseline is the command's input, and the report is another document."""
+    base = tmp_path / "base.json"
+    base.write_text('{"not": "read"}', encoding="utf-8")
+    run = run_planner("check", str(base), "--json", str(base), "--force")
+    assert run.returncode == 2
+    assert run.stderr.count("planner: error:") == 1 and "is the baseline being checked" in run.stderr
+    assert base.read_text(encoding="utf-8") == '{"not": "read"}'
