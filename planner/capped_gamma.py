@@ -115,7 +115,7 @@ def _solve(cv: Array, cap_sd: Array) -> tuple[Array, Array]:
     ratio = 1.0 + cv * cv
     k0 = 1.0 / (cv * cv)
     x = np.stack([np.log(k0), np.log(k0 * u)])
-    h = 1e-7
+    h = 1e-7  # finite-difference step in log k and log y: ~sqrt(float64 eps), the usual forward-difference choice
     with np.errstate(all="ignore"):
         for _ in range(_NEWTON_STEPS):
             f = _residual(x, u, ratio)

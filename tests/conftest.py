@@ -327,3 +327,14 @@ def _uses_shared_artifact(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: not _uses_shared_artifact(item))  # stable: each group keeps its order
+
+
+def _with_instances(layout: Any, prefill: int, decode: int) -> Any:
+    return layout.model_copy(update={"prefill": layout.prefill.model_copy(update={"instances": prefill}),
+                                     "decode": layout.decode.model_copy(update={"instances": decode})})
+
+
+@pytest.fixture(scope="session")
+def with_instances() -> Callable[[Any, int, int], Any]:
+    """``with_instances(layout, prefill, decode)``: the layout with other instance counts (the pools unchanged)."""
+    return _with_instances

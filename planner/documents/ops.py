@@ -74,8 +74,10 @@ class LatencyCheck(Part):
     rate_requests_per_s: float
     measured_ttft_s: float
     predicted_ttft_s: float | None
+    ttft_error: float | None  # predicted / measured - 1 (None where unbounded)
     measured_tpot_s: float
     predicted_tpot_s: float | None
+    tpot_error: float | None
     saturated_pool: Literal["prefill", "decode"] | None
 
 

@@ -54,12 +54,49 @@ def validation_path() -> Path:
     return data_dir("measurements") / "validation.json"
 
 
+# What every system row carries (measurements/README.md), and the numbers among them: a row without
+# one, or with a number that is not positive and finite, is refused in one line naming the row and key.
+_ROW_KEYS = ("id", "metric", "measured", "unit", "tolerance", "band_reason", "used_for_calibration", "source",
+             "scenario")
+_ROW_NUMBERS = ("measured", "tolerance")
+_LATENCY_NUMBERS = ("requests_per_s_per_die", "ttft_p99_s", "tpot_p99_s")
+
+
 def load_rows(path: Path | None = None) -> list[dict[str, Any]]:
     path = path or validation_path()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["rows"]
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
     except (OSError, ValueError, KeyError) as exc:
         raise DataFileError(f"cannot read validation rows ({exc})", where=str(path)) from None
+    if not isinstance(rows, list):
+        raise DataFileError("field 'rows': not a list of rows", where=str(path))
+    for i, row in enumerate(rows):
+        _check_row(row, i, str(path))
+    return rows
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def _check_row(row: Any, index: int, where: str) -> None:
+    """One line (exit 2) for a system row missing a key or holding a number that cannot be priced."""
+    name = row.get("id", f"rows[{index}]") if isinstance(row, dict) else f"rows[{index}]"
+    if not isinstance(row, dict):
+        raise DataFileError(f"row {name}: not a table of fields", where=where)
+    missing = [k for k in _ROW_KEYS if k not in row]
+    if missing:
+        raise DataFileError(f"row {name}: field '{missing[0]}' is missing; add it (measurements/README.md)",
+                            where=where)
+    for key in _ROW_NUMBERS:
+        if not _positive(row[key]):
+            raise DataFileError(f"row {name}: field '{key}' = {row[key]!r} is not a positive number", where=where)
+    latency = row.get("measured_latency")
+    if latency is not None:
+        bad = [k for k in _LATENCY_NUMBERS if not isinstance(latency, dict) or not _positive(latency.get(k))]
+        if bad:
+            raise DataFileError(f"row {name}: field 'measured_latency.{bad[0]}' is missing or not a positive number",
+                                where=where)
 
 
 def predict_plan(row: dict[str, Any]) -> tuple[float, LatencyCheck | None]:
@@ -99,11 +136,16 @@ def latency_at_measured_rate(top: Any, measured: dict[str, Any]) -> LatencyCheck
     def finite(x: float) -> float | None:
         return float(x) if np.isfinite(x) else None
 
+    def error(predicted: float | None, published: float) -> float | None:
+        return None if predicted is None else predicted / published - 1.0
+
+    ttft, tpot = finite(point.ttft_at_slo_percentile_s), finite(point.tpot_at_slo_statistic_s)
+    ttft_measured, tpot_measured = float(measured["ttft_p99_s"]), float(measured["tpot_p99_s"])
     return LatencyCheck(layout=MODES[top.layout.mode].summary(top.layout.decode.model_dump()),
-                        rate_requests_per_s=rate, measured_ttft_s=float(measured["ttft_p99_s"]),
-                        predicted_ttft_s=finite(point.ttft_at_slo_percentile_s),
-                        measured_tpot_s=float(measured["tpot_p99_s"]),
-                        predicted_tpot_s=finite(point.tpot_at_slo_statistic_s), saturated_pool=point.saturated_pool)
+                        rate_requests_per_s=rate, measured_ttft_s=ttft_measured, predicted_ttft_s=ttft,
+                        ttft_error=error(ttft, ttft_measured), measured_tpot_s=tpot_measured,
+                        predicted_tpot_s=tpot, tpot_error=error(tpot, tpot_measured),
+                        saturated_pool=point.saturated_pool)
 
 
 # What a system row's prediction depends on: its scenario, layout, metric and scale (never its

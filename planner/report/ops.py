@@ -156,11 +156,12 @@ def validate_summary_table(doc: ValidateReport) -> Table:
     return table
 
 
-def _latency_pair(predicted: float | None, measured: float, unbounded: str) -> tuple[str, str, str]:
+def _latency_pair(predicted: float | None, measured: float, error: float | None,
+                  unbounded: str) -> tuple[str, str, str]:
     """(planner, published, error) cells of one latency; the planner's None is ``unbounded``."""
-    if predicted is None:
+    if predicted is None or error is None:
         return unbounded, fmt_seconds(measured), _NONE
-    return fmt_seconds(predicted), fmt_seconds(measured), f"{predicted / measured - 1:+.1%}"
+    return fmt_seconds(predicted), fmt_seconds(measured), f"{error:+.1%}"
 
 
 def latency_table(doc: ValidateReport) -> Table | None:
@@ -179,8 +180,8 @@ def latency_table(doc: ValidateReport) -> Table | None:
         assert lat is not None
         unbounded = f"saturated ({lat.saturated_pool})" if lat.saturated_pool else "unbounded"
         table.add_row(_cell(r.id), lat.layout, f"{lat.rate_requests_per_s:.3g}",
-                      *_latency_pair(lat.predicted_ttft_s, lat.measured_ttft_s, unbounded),
-                      *_latency_pair(lat.predicted_tpot_s, lat.measured_tpot_s, unbounded))
+                      *_latency_pair(lat.predicted_ttft_s, lat.measured_ttft_s, lat.ttft_error, unbounded),
+                      *_latency_pair(lat.predicted_tpot_s, lat.measured_tpot_s, lat.tpot_error, unbounded))
     return table
 
 

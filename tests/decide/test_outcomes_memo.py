@@ -14,16 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "deepseek-v3-cloudmatrix384-pd.toml"
 
 
-def _with_instances(layout, prefill: int, decode: int):
-    return layout.model_copy(update={"prefill": layout.prefill.model_copy(update={"instances": prefill}),
-                                     "decode": layout.decode.model_copy(update={"instances": decode})})
-
-
-def test_memo_shares_pools_and_changes_no_float():
+def test_memo_shares_pools_and_changes_no_float(with_instances):
     layout = load_layout(EXAMPLE)
     scenario = own_scenario(layout, None)
     p, d = layout.prefill.instances, layout.decode.instances
-    variants = [layout, _with_instances(layout, p + 2, d), _with_instances(layout, p, d + 1)]
+    variants = [layout, with_instances(layout, p + 2, d), with_instances(layout, p, d + 1)]
     values = {"efficiency.gemm.max_frac": np.array([0.55, 0.65, 0.75])}
     memo: dict = {}
     shared = [layout_outcomes(v, scenario, values, rate_per_s=50.0, memo=memo) for v in variants]

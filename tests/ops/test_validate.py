@@ -157,3 +157,18 @@ def test_latency_at_the_measured_rate_agrees_with_the_goodput(validate_run):
             assert meets == (goodput_per_gpu > measured), (doc_row["id"], goodput_per_gpu, measured, lat)
         seen += 1
     assert seen >= 9
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    ({"tolerance": -0.1}, "field 'tolerance' = -0.1 is not a positive number"),
+    ({"band_reason": None}, "field 'band_reason' is missing"),  # _edit_row: None removes the key
+    ({"measured_latency": {"requests_per_s_per_die": 0.04, "ttft_p99_s": "4.3", "tpot_p99_s": 0.07}},
+     "field 'measured_latency.ttft_p99_s' is missing or not a positive number"),
+])
+def test_a_malformed_validation_row_is_one_line_and_exit_2(data, run_planner, edit, needle):
+    """A system row missing a key or holding a number that cannot be priced: one line naming the row and field."""
+    row = "mlperf-v51-nebius-h200x8-llama3.1-405b-interactive"
+    _edit_row(data, "validation.json", row, **edit)
+    run = run_planner("validate", data=data)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.count("planner: error:") == 1 and row in run.stderr and needle in run.stderr

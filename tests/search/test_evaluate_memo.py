@@ -15,16 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "deepseek-v3-cloudmatrix384-pd.toml"
 
 
-def _with_instances(layout, prefill: int, decode: int):
-    return layout.model_copy(update={"prefill": layout.prefill.model_copy(update={"instances": prefill}),
-                                     "decode": layout.decode.model_copy(update={"instances": decode})})
-
-
-def test_memo_reuses_a_pool_across_instance_counts_and_changes_no_float():
+def test_memo_reuses_a_pool_across_instance_counts_and_changes_no_float(with_instances):
     layout = load_layout(EXAMPLE)
     scenario = own_scenario(layout, None)
     p, d = layout.prefill.instances, layout.decode.instances
-    variants = [layout, _with_instances(layout, p + 1, d), _with_instances(layout, p, max(d - 1, 1))]
+    variants = [layout, with_instances(layout, p + 1, d), with_instances(layout, p, max(d - 1, 1))]
     memo: dict = {}
     shared = [evaluate(v, scenario, "test", memo) for v in variants]
     alone = [evaluate(v, scenario, "test") for v in variants]
@@ -50,12 +45,12 @@ def test_memo_keys_on_the_scenario_object_so_another_scenario_is_priced_again():
     assert a.decode is not b.decode and np.array_equal(a.decode.step_s, b.decode.step_s)
 
 
-def test_load_memo_reprices_a_shared_pool_once_with_the_same_numbers():
+def test_load_memo_reprices_a_shared_pool_once_with_the_same_numbers(with_instances):
     layout = load_layout(EXAMPLE)
     scenario = own_scenario(layout, None)
     p, d = layout.prefill.instances, layout.decode.instances
     memo: dict = {}
-    evs = [evaluate(v, scenario, "test", memo) for v in (layout, _with_instances(layout, p + 1, d + 1))]
+    evs = [evaluate(v, scenario, "test", memo) for v in (layout, with_instances(layout, p + 1, d + 1))]
     load_memo: dict = {}
     shared = [layout_load(ev, load_memo) for ev in evs]
     alone = [layout_load(ev) for ev in evs]
