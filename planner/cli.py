@@ -387,7 +387,7 @@ def plan_cmd(
                                tolerate=tolerate_failures, failed_dies=failed_dies)
     doc = plan_report(result, top, decisions)
     if not doc.layouts:
-        _emit_infeasible(doc, json_out, target, force=force)
+        _emit_infeasible(doc, scenario, json_out, target, force=force)
     layouts = _layout_files(write_layouts, result, top)
     every = functools.partial(plan_report, result, len(result.layouts))  # the plot's faint points: every ranked one
     files = [*layouts, *_image("--plot", plot, lambda path: plots.plan_image(every(), path))]
@@ -415,13 +415,18 @@ def _check_ranking(rank_by: RankBy, tolerate: FailureKind | None, target: float 
                            fix="pass --usd-per-chip-hour or --usd-per-die-hour, or set [cost] in the scenario")
 
 
-def _emit_infeasible(doc: Any, json_out: str | None, target: float | None, *, force: bool) -> None:
+def _emit_infeasible(doc: Any, scenario: Any, json_out: str | None, target: float | None, *, force: bool) -> None:
     from planner.errors import InfeasibleError
 
     _show([report.near_miss_table(doc)] if doc.near_misses else [], doc, json_out, force=force)
     if target is not None and not doc.near_misses:
         raise InfeasibleError(f"no layout within the die budget serves {target:g} req/s within the SLOs",
                               fix="raise --dies (the cap) or lower the target")
+    if not doc.near_misses:
+        from planner.search.plan import memory_shortfall
+
+        raise InfeasibleError(memory_shortfall(scenario, doc.budget_dies),
+                              fix="add dies (--dies, --pods) or lower the weight precision (--weights-dtype)")
     raise InfeasibleError("no layout meets the SLOs for this budget (nearest misses shown)",
                           fix="relax --ttft-s/--tpot-s, add dies, or change precision")
 

@@ -412,6 +412,25 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
     return out
 
 
+def memory_shortfall(scenario: Scenario, budget: int) -> str:
+    """Why no candidate fits in memory (a plan with no near miss): one copy of the weights against
+    the HBM the budget's dies may use (``planner.cost.memory.usable_bytes``), decode hardware."""
+    from planner.cost.memory import WeightShare, usable_bytes, weight_bytes
+
+    env = Env.of(scenario)
+    model, hw = scenario.model, scenario.hardware
+    weights = weight_bytes(model, env.by, WeightShare(tp=np.ones(1), slots=np.full(1, model.ffn.num_routed_experts)))
+    need_bytes = float(sum(float(v[0]) for v in weights.values()))
+    have_bytes = usable_bytes(hw) * budget
+    dtype = scenario.precision.weights
+    mtp = ", its MTP module included" if model.num_mtp_layers else ""
+    what = (f"one copy of {model.name}'s weights ({dtype}: {need_bytes / 1e9:,.0f} GB{mtp}) against {budget:,} {hw.name} dies of {usable_bytes(hw) / 1e9:,.1f} GB usable "
+            f"({have_bytes / 1e9:,.0f} GB)")
+    if need_bytes >= have_bytes:
+        return f"no layout fits in memory: {what}, before any KV cache"
+    return f"no candidate layout fits its weights and the KV cache of its smallest batch ({what})"
+
+
 # Instances larger than one pod span pods (their all-to-all then runs on the fabric joining pods).
 # The search considers instances up to this many dies, or one pod if pods are larger, so the
 # candidate space depends on the pod, not on how many pods the budget has: more pods add instance

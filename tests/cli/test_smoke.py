@@ -59,3 +59,25 @@ def test_plan_json_is_the_same_in_a_fresh_process_with_another_hash_seed(small_p
     fresh = _python_m_planner(*small_plan_args, hash_seed=seed)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout == here.stdout
+
+
+def test_a_budget_too_small_for_the_weights_says_so_with_the_sizes(run_planner) -> None:
+    """Nothing fits memory, so there is no near miss to show: the one line says what does not fit.
+
+    DeepSeek-V3 (its model card): 671.03 B main-model parameters and an MTP module of 11.61 B, at one
+    byte each (int8, the default) 682.6 GB; the embedding and the head (0.93 B each) are bf16, a
+    second byte each: +1.9 GB, 684.5 GB in all (the HF page's 685 B counts the MTP module's shared
+    parts again).  8 H100 hold 8 x their usable bytes."""
+    from planner import catalog
+    from planner.cost.memory import usable_bytes
+
+    run = run_planner("plan", "--model", "deepseek-v3", "--hardware", "h100", "--dies", "8", "--samples", "0")
+    assert run.returncode == EXIT_INFEASIBLE == 3
+    assert "nearest misses" not in run.stdout + run.stderr
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("planner: error: no layout fits in memory: one copy of deepseek-v3's weights (int8: ")
+    weights_gb = float(line.split("(int8: ")[1].split(" GB")[0].replace(",", ""))
+    assert abs(weights_gb / 684.5 - 1) < 0.005
+    have_gb = 8 * usable_bytes(catalog.hardware("h100")) / 1e9
+    assert f"against 8 h100 dies of {have_gb / 8:,.1f} GB usable ({have_gb:,.0f} GB)" in line
+    assert "fix: add dies" in line
