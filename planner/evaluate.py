@@ -319,7 +319,8 @@ def prefill_side(ev: Evaluation) -> PrefillSide:
         return PrefillSide(service_s=service, servers=servers, kv_transfer_s=0.0, first_step=False, quantum_s=quantum,
                            quantum_load_s=load)
     kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
-                         decode_tp=lay.decode.tp, same_pod=ev.placement.same_pod, p2p_s=env.calls.p2p_s)
+                         decode_tp=lay.decode.tp, same_pod=ev.placement.same_pod, p2p_s=env.calls.p2p_s,
+                         prefill_pp=p.stages, decode_pp=lay.decode.stages)
     return PrefillSide(service_s=service, servers=servers, kv_transfer_s=_f(kv), first_step=True, quantum_s=quantum,
                        quantum_load_s=load)
 

@@ -345,16 +345,19 @@ def chunked_goodput_per_s(slo: Slo, *, input_cv: float, output_tokens: float, se
 
 
 def kv_handoff_s(hw: HardwareSpec, model: ModelSpec, by: BytesPerElement, *, input_tokens: float, prefill_tp: Array,
-                 decode_tp: Array, same_pod: Array, p2p_s: float) -> Array:
+                 decode_tp: Array, same_pod: Array, p2p_s: float, prefill_pp: Array | float = 1.0,
+                 decode_pp: Array | float = 1.0) -> Array:
     """Prefill -> decode KV transfer of one request, seconds, (N,).
 
-    The request's whole KV (``input_tokens`` cached tokens) moves over ``min(prefill_tp,
-    decode_tp)`` links in parallel (each TP rank sends its share), over the pod's fabric when
-    both pools sit in one pod, else over the fabric joining pods
+    The request's whole KV (``input_tokens`` cached tokens) moves over ``min(prefill_tp prefill_pp,
+    decode_tp decode_pp)`` links in parallel (each die of an instance holds a share: its TP rank's
+    heads of its pipeline stage's layers, and sends or receives it on its own link), over the pod's
+    fabric when both pools sit in one pod, else over the fabric joining pods
     (planner.xccl.kv_transfer_s).  Not overlapped with prefill: it adds to TTFT.
     """
     kv = kv_bytes_per_sequence(model, by, context=np.array([input_tokens]), tp=np.array([1.0]))
-    links = np.minimum(np.asarray(prefill_tp, dtype=float), np.asarray(decode_tp, dtype=float))
+    links = np.minimum(np.asarray(prefill_tp, dtype=float) * np.asarray(prefill_pp, dtype=float),
+                       np.asarray(decode_tp, dtype=float) * np.asarray(decode_pp, dtype=float))
     return kv_transfer_s(hw, kv_bytes=kv, same_pod=same_pod, links=links, call_s=p2p_s)
 
 

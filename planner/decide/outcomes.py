@@ -251,7 +251,8 @@ def _prefill(layout: Layout, scenario: Scenario, values: Values, samples: int, c
                                                      step_s)
     same_pod = place_layout(layout, scenario).same_pod
     kv = gp.kv_handoff_s(env.hw, env.model, env.by, input_tokens=env.input_tokens, prefill_tp=p.tp,
-                         decode_tp=d.tp, same_pod=same_pod, p2p_s=env.calls.p2p_s)
+                         decode_tp=d.tp, same_pod=same_pod, p2p_s=env.calls.p2p_s, prefill_pp=p.stages,
+                         decode_pp=d.stages)
     return _Prefill(step_s=step_s, service_s=service[:, None],
                     servers=float(np.asarray(slots).reshape(-1)[0] * p.instances),
                     kv_s=np.broadcast_to(kv, (samples,))[:, None],

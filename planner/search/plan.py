@@ -147,7 +147,7 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
 
     The envelopes choose pairs with a KV hand-off over one link and no first decode step in TTFT
     (so the prefill side is scored once for every decode pool); this re-scores each chosen pair
-    with its own hand-off (``min(tp_p, tp_d)`` links over the fabric spanning the layout) and its
+    with its own hand-off (``min(tp_p pp_p, tp_d pp_d)`` links over the fabric spanning the layout) and its
     decode pool's TPOT, through planner.goodput, in one vector call.
     """
     pi = np.array([s.prefill_index for s in splits], dtype=np.int64)
@@ -155,8 +155,11 @@ def pair_goodput(scenario: Scenario, pre: PrefillScore, dec: DecodeScore, splits
     di = np.array([s.decode_index for s in splits], dtype=np.int64)
     dn = np.array([s.decode_instances for s in splits], dtype=float)
     env = Env.of(scenario, draft_tokens=0)
+    pre_pp = pre.cands.arrays["pp"][pi] if "pp" in pre.cands.arrays else 1.0
+    dec_pp = dec.knob("pp", di) if "pp" in dec.cands.arrays else 1.0
     kv = gp.kv_handoff_s(scenario.hardware, env.model, env.by, input_tokens=env.input_tokens,
                          prefill_tp=pre.cands.arrays["tp"][pi], decode_tp=dec.knob("tp", di),
+                         prefill_pp=pre_pp, decode_pp=dec_pp,
                          same_pod=(pn * pre.dies[pi] + dn * dec.dies[di] <= scenario.hardware.pod_dies)
                          & (scenario.prefill_hardware is None),
                          p2p_s=env.calls.p2p_s)

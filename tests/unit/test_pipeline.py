@@ -163,3 +163,30 @@ def test_transformerless_has_no_pp_key_and_an_unset_pp_is_one() -> None:
     assert "'decode.pp' is not a transformerless key" in str(err.value)
     lay = parse_layout(_layout("pd", {"dies": 4}), "t.toml")
     assert lay.decode.pp is None and lay.decode.stages == 1 and "pp" not in lay.to_dict()["decode"]
+
+
+def test_the_kv_hand_off_uses_every_stage_s_links() -> None:
+    """pd, Llama-3.1-70B on one 8-GPU H100 server: prefill TP2 x PP2 (4 dies), decode TP4 (4 dies).
+    Each prefill die holds its TP rank's KV heads of its stage's layers and sends them on its own
+    NVLink, so a 4,096-token prompt's KV (80 layers x 8 KV heads x 128 x 2 x 1 B = 163,840 B per
+    token, FP8) moves over min(2 x 2, 4) = 4 links: p2p call + hop + bytes / 4 / (450 GB/s x 0.825),
+    not over one stage's 2."""
+    from planner.evaluate import evaluate, layout_goodput
+
+    prof = _toml("hardware_profiles", "h100")
+    nvlink = next(f for f in prof["fabrics"] if f["name"] == "nvlink")
+    card = _toml("models", "llama-3.1-70b")
+    kv_bytes = 4096 * card["num_layers"] * 8 * 128 * 2 * 1
+
+    def handoff_s(links: int) -> float:
+        return (prof["collectives"]["p2p_s"] + nvlink["latency_s"]
+                + kv_bytes / links / (nvlink["bandwidth_bytes_per_s"] * nvlink["efficiency"]["max_frac"]))
+
+    sc = build_scenario(None, scenario_overrides(model="llama-3.1-70b", hardware="h100", dies=8, weights_dtype="fp8",
+                                                 activations_dtype="fp8", kv_dtype="fp8", mtp_acceptance=0.0,
+                                                 input_tokens=4096))
+    lay = parse_layout({"mode": "pd", "prefill": {"instances": 1, "dies": 4, "tp": 2, "pp": 2, "batch_tokens": 8192},
+                        "decode": {"instances": 1, "dies": 4, "tp": 4, "batch": 32}}, "test")
+    g = layout_goodput(evaluate(lay, sc))
+    assert g.ttft_breakdown.kv_transfer_s == pytest.approx(handoff_s(4), rel=1e-9)
+    assert g.ttft_breakdown.kv_transfer_s < 0.6 * handoff_s(2)
