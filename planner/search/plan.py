@@ -431,7 +431,8 @@ def memory_shortfall(scenario: Scenario, budget: int) -> str:
             f"({have_bytes / 1e9:,.0f} GB)")
     if need_bytes >= have_bytes:
         return f"no layout fits in memory: {what}, before any KV cache"
-    return f"no candidate layout fits its weights and the KV cache of its smallest batch ({what})"
+    return (f"no candidate layout fits in memory: {what}, but the layouts searched hold it on fewer dies (an "
+            f"instance's dies split the experts and heads evenly) or leave no room for their batch's KV cache")
 
 
 # Instances larger than one pod span pods (their all-to-all then runs on the fabric joining pods).

@@ -81,3 +81,19 @@ def test_a_budget_too_small_for_the_weights_says_so_with_the_sizes(run_planner) 
     have_gb = 8 * usable_bytes(catalog.hardware("h100")) / 1e9
     assert f"against 8 h100 dies of {have_gb / 8:,.1f} GB usable ({have_gb:,.0f} GB)" in line
     assert "fix: add dies" in line
+
+
+def test_weights_that_fit_the_budget_but_no_searched_layout_say_why(run_planner) -> None:
+    """11 H100 hold one copy of DeepSeek-V3 (11 x usable > 684.5 GB), but an instance's dies split its
+    256 experts evenly, so the layouts searched use 8 dies at most (85 GB of weights per die)."""
+    from planner import catalog
+    from planner.cost.memory import usable_bytes
+
+    run = run_planner("plan", "--model", "deepseek-v3", "--hardware", "h100", "--dies", "11", "--pods", "2",
+                      "--samples", "0")
+    assert run.returncode == EXIT_INFEASIBLE == 3
+    (line,) = run.stderr.splitlines()
+    have_gb = 11 * usable_bytes(catalog.hardware("h100")) / 1e9
+    assert have_gb > 684.5
+    assert line.startswith("planner: error: no candidate layout fits in memory: one copy of deepseek-v3's weights")
+    assert f"({have_gb:,.0f} GB), but the layouts searched hold it on fewer dies" in line
