@@ -423,12 +423,26 @@ def _emit_infeasible(doc: Any, scenario: Any, json_out: str | None, target: floa
         raise InfeasibleError(f"no layout within the die budget serves {target:g} req/s within the SLOs",
                               fix="raise --dies (the cap) or lower the target")
     if not doc.near_misses:
-        from planner.search.plan import memory_shortfall
-
-        raise InfeasibleError(memory_shortfall(scenario, doc.budget_dies),
+        raise InfeasibleError(_memory_answer(scenario, doc.budget_dies),
                               fix="add dies (--dies, --pods) or lower the weight precision (--weights-dtype)")
     raise InfeasibleError("no layout meets the SLOs for this budget (nearest misses shown)",
                           fix="relax --ttft-s/--tpot-s, add dies, or change precision")
+
+
+def _memory_answer(scenario: Any, budget: int) -> str:
+    """The one line of a plan where nothing fits in memory: the weights against the budget, in GB."""
+    from planner.search.plan import weights_against_budget
+
+    w = weights_against_budget(scenario, budget)
+    model, hw = scenario.model, scenario.hardware
+    mtp = ", its MTP module included" if model.num_mtp_layers else ""
+    what = (f"one copy of {model.name}'s weights ({scenario.precision.weights}: {w.weights_bytes / 1e9:,.0f} GB{mtp}) "
+            f"against {w.dies:,} {hw.name} dies of {w.usable_bytes_per_die / 1e9:,.1f} GB usable "
+            f"({w.usable_bytes_per_die * w.dies / 1e9:,.0f} GB)")
+    if not w.fits_once:
+        return f"no layout fits in memory: {what}, before any KV cache"
+    return (f"no candidate layout fits in memory: {what}, but the layouts searched hold it on fewer dies (an "
+            "instance's dies split the experts and heads evenly) or leave no room for their batch's KV cache")
 
 
 def _layout_files(folder: Path | None, result: Any, top: int) -> list[outputs.Output]:

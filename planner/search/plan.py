@@ -415,24 +415,31 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
     return out
 
 
-def memory_shortfall(scenario: Scenario, budget: int) -> str:
-    """Why no candidate fits in memory (a plan with no near miss): one copy of the weights against
-    the HBM the budget's dies may use (``planner.cost.memory.usable_bytes``), decode hardware."""
+@dataclass(frozen=True, slots=True)
+class WeightsAgainstBudget:
+    """One copy of a model's weights against the HBM a die budget may use (a plan with no near miss:
+    nothing fits in memory).  ``planner.cost.memory``: weights as held (MTP module, bf16 head and
+    router included), usable bytes per die after the runtime and communication reserves."""
+
+    weights_bytes: float
+    usable_bytes_per_die: float
+    dies: int
+
+    @property
+    def fits_once(self) -> bool:
+        """One copy of the weights fits the budget's usable HBM (then the layouts searched do not)."""
+        return self.weights_bytes < self.usable_bytes_per_die * self.dies
+
+
+def weights_against_budget(scenario: Scenario, budget: int) -> WeightsAgainstBudget:
+    """One copy of the scenario model's weights against ``budget`` dies of its (decode) hardware."""
     from planner.cost.memory import WeightShare, usable_bytes, weight_bytes
 
-    env = Env.of(scenario)
-    model, hw = scenario.model, scenario.hardware
-    weights = weight_bytes(model, env.by, WeightShare(tp=np.ones(1), slots=np.full(1, model.ffn.num_routed_experts)))
-    need_bytes = float(sum(float(v[0]) for v in weights.values()))
-    have_bytes = usable_bytes(hw) * budget
-    dtype = scenario.precision.weights
-    mtp = ", its MTP module included" if model.num_mtp_layers else ""
-    what = (f"one copy of {model.name}'s weights ({dtype}: {need_bytes / 1e9:,.0f} GB{mtp}) against {budget:,} {hw.name} dies of {usable_bytes(hw) / 1e9:,.1f} GB usable "
-            f"({have_bytes / 1e9:,.0f} GB)")
-    if need_bytes >= have_bytes:
-        return f"no layout fits in memory: {what}, before any KV cache"
-    return (f"no candidate layout fits in memory: {what}, but the layouts searched hold it on fewer dies (an "
-            f"instance's dies split the experts and heads evenly) or leave no room for their batch's KV cache")
+    model = scenario.model
+    share = WeightShare(tp=np.ones(1), slots=np.full(1, model.ffn.num_routed_experts))
+    weights = weight_bytes(model, Env.of(scenario).by, share)
+    return WeightsAgainstBudget(weights_bytes=float(sum(float(v[0]) for v in weights.values())),
+                                usable_bytes_per_die=usable_bytes(scenario.hardware), dies=budget)
 
 
 # Instances larger than one pod span pods (their all-to-all then runs on the fabric joining pods).
