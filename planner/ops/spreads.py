@@ -20,7 +20,6 @@ from planner.decide.spreads import Group, Spreads, build_spreads, components
 from planner.errors import DataFileError
 from planner.inputs.hardware import HardwareSpec
 from planner.ops.residuals import residuals
-from planner.ops.validation import load_rows, validation_table
 
 
 def _data_key() -> str:
@@ -74,6 +73,8 @@ def system_errors_document(rows: Iterable[tuple[str, str, float, str | None]]) -
 
 def system_errors_now() -> list[tuple[str, str, float, str | None]]:
     """(row id, hardware, error, known_miss) of every system row, predicted now (a plan per MLPerf row: slow)."""
+    from planner.ops.validation import load_rows, validation_table  # here: a plan's bands never need it (~0.004 s)
+
     hardware = {r["id"]: r["scenario"].get("hardware", "cloudmatrix384") for r in load_rows()}
     return [(r["id"], hardware[r["id"]], r["error"], r["known_miss"]) for r in validation_table()]
 
