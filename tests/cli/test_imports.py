@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import pkgutil
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
