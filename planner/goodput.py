@@ -594,6 +594,8 @@ class OccupancyCurve:
 
         s0, s1 = ends(self.step_s)
         tpot = lerp(s0, s1) / self.tokens_per_step
+        if q is None:  # the mean: the chunk terms below only shape the quantile
+            return tpot, tpot
         chunk = None
         if self.chunk_step_s is not None:
             (p0, p1), (c0, c1) = ends(self.plain_step_s), ends(self.chunk_step_s)
@@ -603,8 +605,6 @@ class OccupancyCurve:
             s1 = chunked_step_s(p1, c1, f)
             chunk = ChunkTerms.of(plain_step_s=lerp(p0, p1), chunk_step_s=lerp(c0, c1), fraction=f, tp=self.tp,
                                   chunk_tokens=self.chunk_tokens, new_tokens=self.new_tokens)
-        if q is None:
-            return tpot, tpot
         slope = (s1 - s0) / (b1 - b0)
         stat = tpot_quantile_s(q, tpot_s=tpot, step_slope_s=slope, batch=b, batch_cap=self.cap,
                                attention_dies=self.attention_dies, output_tokens=self.output_tokens,
