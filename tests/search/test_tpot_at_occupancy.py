@@ -6,6 +6,8 @@ it: its goodput is the largest rate at which both TTFT and TPOT hold (planner.go
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,15 @@ def test_the_mean_tpot_is_the_same_with_or_without_the_quantile_terms():
             with_quantile, stat = curve.tpot_s(q, batch)
             assert np.array_equal(mean, with_quantile) and np.array_equal(mean, same)
             assert np.all(stat >= mean)  # a quantile above the median: the quantile terms did run
+    # so a mean-TPOT SLO needs neither step (the search leaves them out, planner.search.score): the same
+    # occupancy and rate, bit for bit
+    bare = dataclasses.replace(curve, plain_step_s=None, chunk_step_s=None)
+    for tpot_slo in np.quantile(curve.step_s[:, -1] / curve.tokens_per_step, [0.2, 0.5, 0.8]):
+        slo = _Slo()
+        slo.tpot_s = float(tpot_slo)
+        b_full, b_bare = curve.tpot_limited_batch(slo), bare.tpot_limited_batch(slo)
+        assert np.array_equal(b_full, b_bare) and np.array_equal(curve.rate_per_s(b_full), bare.rate_per_s(b_bare))
+        assert 0 < int(np.count_nonzero(b_full < 16.0))  # some rows stop below their full batch
 
 
 def test_a_looser_tpot_slo_never_lowers_the_occupancy():
