@@ -426,8 +426,8 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     half_cv2_s, log_c_factorial, md_c_term = 0.5 * (ca2 + cs2) * s, gammaln(c + 1.0), _md_c_servers_term(c)
     terms = {"q": q, "s": s, "cs2": cs2, "c": c, "v": v, "total_s": total_s, "budget_s": budget_s,
              "half_cv2_s": half_cv2_s, "log_c_factorial": log_c_factorial, "md_c_term": md_c_term,
-             "slope_s": np.broadcast_to(slope_s, budget_s.shape), "slope_k": np.broadcast_to(slope_k, budget_s.shape),
-             "extra": extra}
+             "slope_s": slope_s, "slope_k": slope_k, "extra": extra}
+    shape = np.broadcast_shapes(budget_s.shape, slope_s.shape, slope_k.shape)  # the result's, as the bisection's
 
     def meets_budget(rho: Array, t: dict[str, Any]) -> Array:  # called under np.errstate(all="ignore")
         log_c, scale_s = _wait_scale_from(rho * t["c"] / t["s"] * t["s"], t["s"], t["c"], t["cs2"], t["half_cv2_s"],
@@ -443,7 +443,7 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     # Only the elements with a budget are priced (a negative or NaN one gives 0: 98% of the largest call of
     # an 8-pod plan), and only those the stability limit misses are bisected: every function above is
     # elementwise (the fast-path flags are the whole array's), so each element's floats are its own.
-    keep = budget_s >= 0.0
+    keep = np.broadcast_to(budget_s >= 0.0, shape)
     part = _elements(terms, keep)
     with np.errstate(all="ignore"):
         at_max = meets_budget(np.full(np.count_nonzero(keep), rho_max), part)
@@ -457,17 +457,18 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
                 ok = meets_budget(mid, sub)
                 lo_t, hi_t = np.where(ok, mid, lo_t), np.where(ok, hi_t, mid)
             lo[todo] = lo_t
-    rho = np.zeros(np.shape(budget_s))
+    rho = np.zeros(shape)
     rho[keep] = np.where(at_max, rho_max, lo)
     return rho * c / s
 
 
 def _elements(terms: dict[str, Any], mask: Array) -> dict[str, Any]:
-    """The elements ``mask`` of every array of ``terms`` (nested tuples too; ints, flags, kept), 1-D each."""
+    """The elements ``mask`` of every array of ``terms`` broadcast to the mask's shape (nested tuples too;
+    ints and flags kept), 1-D each."""
     def cut(x: Any) -> Any:
         if isinstance(x, tuple):
             return tuple(cut(y) for y in x)
-        return x[mask] if isinstance(x, np.ndarray) else x
+        return np.broadcast_to(x, mask.shape)[mask] if isinstance(x, np.ndarray) else x
     return {k: cut(x) for k, x in terms.items()}
 
 

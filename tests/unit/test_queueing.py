@@ -288,6 +288,12 @@ def test_max_arrival_rate_prices_only_elements_with_a_budget_bit_for_bit() -> No
             b, 0.9, 0.5, 1.0, 4.0, 40, 0.0, 0.0, np.inf, 0.0, 1.0)
         assert np.shape(fast) == np.shape(plain) == () and np.array_equal(np.float64(fast).view(np.int64),
                                                                             np.float64(plain).view(np.int64))
+    # a scalar budget against a slope per element: the result takes the slopes' shape, as the bisection did
+    slopes = np.array([0.0, 0.1, 0.3, 0.6])
+    fast = max_arrival_rate_per_s(0.5, 0.9, 0.5, 1.0, 4.0, 40, budget_slope_s=slopes, slope_scale=2.0)
+    plain = _max_rate_whole_array(0.5, 0.9, 0.5, 1.0, 4.0, 40, 0.0, 0.0, np.inf, slopes, 2.0)
+    assert fast.shape == plain.shape == (4,) and np.array_equal(fast.view(np.int64), plain.view(np.int64))
+    assert len(set(fast.tolist())) == 4
 
 
 # --- wait plus an independent gamma time (the sojourn time when it is the own service) ---------
