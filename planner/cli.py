@@ -12,10 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
-from planner import catalog, outputs, report
+from planner import catalog, outputs
 from planner.decide.failures import FailureKind
 from planner.decide.plan import RankBy
 from planner.documents import ReportName
+from planner.documents.base import payload_json
 from planner.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, NumericOverflowError, PlannerError
 from planner.inputs.layout import Mode, own_scenario
 from planner.inputs.scenario import ExpertBalance, scenario_overrides
@@ -152,17 +153,26 @@ def _image(option: str, path: Path | None, draw: Callable[[Path], bytes]) -> lis
     return [] if path is None else [outputs.Output(option=option, path=path, data=draw(path))]
 
 
-def _show(tables: list[Any], payload: Any, json_out: str | None, *, force: bool,
+def _report() -> Any:
+    """planner.report (the rich tables), imported when a table is printed: a ``--json -`` run never loads
+    rich (~0.02 s of its start-up)."""
+    from planner import report
+
+    return report
+
+
+def _show(tables: Callable[[], list[Any]], payload: Any, json_out: str | None, *, force: bool,
           files: list[outputs.Output] | tuple[()] = ()) -> None:
-    """Write the JSON file (``--json PATH``) and ``files``, all or none; then the tables, or JSON on stdout (``-``)."""
+    """Write the JSON file (``--json PATH``) and ``files``, all or none; then the tables (built only then),
+    or JSON on stdout (``-``)."""
     json_file = [] if json_out in (None, "-") else [
-        outputs.Output(option="--json", path=Path(json_out), data=report.dumps(payload).encode("utf-8"))]
+        outputs.Output(option="--json", path=Path(json_out), data=payload_json(payload).encode("utf-8"))]
     outputs.write_all([*json_file, *files], force=force)
     if json_out == "-":
-        typer.echo(report.dumps(payload), nl=False)
+        typer.echo(payload_json(payload), nl=False)
     else:
-        out = report.console()
-        for table in tables:
+        out = _report().console()
+        for table in tables():
             out.print(table)
     for file in files:
         if file.option != "--write-layouts":
@@ -191,7 +201,7 @@ def _validate_all(paths: list[str], load: Callable[[str], object]) -> None:
 def profiles_list() -> None:
     """List the shipped hardware profiles (per-die headline numbers)."""
     specs = [catalog.hardware(n) for n in catalog.shipped_names("hardware_profiles")]
-    report.console().print(report.profiles_table(specs))
+    _report().console().print(_report().profiles_table(specs))
 
 
 @profiles_app.command("show")
@@ -199,7 +209,7 @@ def profiles_show(name: NameOrPath, json_out: JsonOut = None, force: ForceJson =
     """Show every field of a hardware profile, with units and sources."""
     _claim(force, ("--json", json_out))
     spec = catalog.hardware(name)
-    _show(report.profile_tables(spec), report.profile_json(spec), json_out, force=force)
+    _show(lambda: _report().profile_tables(spec), _report().profile_json(spec), json_out, force=force)
 
 
 @profiles_app.command("validate")
@@ -215,7 +225,7 @@ def profiles_validate(paths: Paths) -> None:
 def models_list() -> None:
     """List the shipped model cards (parameter counts derived from each card)."""
     specs = [catalog.model(n) for n in catalog.shipped_names("models")]
-    report.console().print(report.models_table(specs))
+    _report().console().print(_report().models_table(specs))
 
 
 @models_app.command("show")
@@ -223,7 +233,7 @@ def models_show(name: NameOrPath, json_out: JsonOut = None, force: ForceJson = F
     """Show every field of a model card and its derived vs reported parameter counts."""
     _claim(force, ("--json", json_out))
     spec = catalog.model(name)
-    _show(report.model_tables(spec), report.model_json(spec), json_out, force=force)
+    _show(lambda: _report().model_tables(spec), _report().model_json(spec), json_out, force=force)
 
 
 @models_app.command("validate")
@@ -305,7 +315,7 @@ def evaluate_cmd(
     doc = doc.model_copy(update=layout_decision_fields(decisions, scenario))
     files = [*_image("--plot", plot, lambda path: plots.breakdown_image(doc, path)),
              *_image("--plot-load", plot_load, lambda path: plots.load_image(doc, path))]
-    _show(report.evaluate_tables(doc), doc, json_out, force=force, files=files)
+    _show(lambda: _report().evaluate_tables(doc), doc, json_out, force=force, files=files)
 
 
 # --------------------------------------------------------------------------- plan
@@ -391,7 +401,7 @@ def plan_cmd(
     layouts = _layout_files(write_layouts, result, top)
     every = functools.partial(plan_report, result, len(result.layouts))  # the plot's faint points: every ranked one
     files = [*layouts, *_image("--plot", plot, lambda path: plots.plan_image(every(), path))]
-    _show(report.plan_tables(doc), doc, json_out, force=force, files=files)
+    _show(lambda: _report().plan_tables(doc), doc, json_out, force=force, files=files)
     if layouts:
         print(f"{PROG}: wrote {len(layouts)} layouts to {write_layouts}", file=sys.stderr)
     print(f"{PROG}: planned in {time.perf_counter() - start:.2f} s ({result.candidates_evaluated:,} candidates)",
@@ -418,7 +428,7 @@ def _check_ranking(rank_by: RankBy, tolerate: FailureKind | None, target: float 
 def _emit_infeasible(doc: Any, scenario: Any, json_out: str | None, target: float | None, *, force: bool) -> None:
     from planner.errors import InfeasibleError
 
-    _show([report.near_miss_table(doc)] if doc.near_misses else [], doc, json_out, force=force)
+    _show(lambda: [_report().near_miss_table(doc)] if doc.near_misses else [], doc, json_out, force=force)
     if target is not None and not doc.near_misses:
         raise InfeasibleError(f"no layout within the die budget serves {target:g} req/s within the SLOs",
                               fix="raise --dies (the cap) or lower the target")
@@ -490,7 +500,7 @@ def sensitivity_cmd(
     _claim(force, ("--json", json_out), ("--plot", plot))
     spec, scenario, source = _top_layout(scenario_file, layout, overrides or {}, tuple(modes or ()), max_pp)
     doc = sensitivity_report(sensitivity(spec, scenario, delta), spec, scenario, source)
-    _show(report.sensitivity_tables(doc), doc, json_out, force=force,
+    _show(lambda: _report().sensitivity_tables(doc), doc, json_out, force=force,
           files=_image("--plot", plot, lambda path: plots.tornado_image(doc, path)))
 
 
@@ -555,7 +565,7 @@ def check_cmd(
                            where="check", fix="write the report to another path (the baseline stays as it is)")
     _claim(force, ("--json", json_out))
     doc = check(baseline, tolerance)
-    _show(report.check_tables(doc), doc, json_out, force=force)
+    _show(lambda: _report().check_tables(doc), doc, json_out, force=force)
     if doc.verdict == "regression":
         items = [c.item for c in doc.changes if c.effect == "regression"]
         files = ", ".join(doc.data_files_changed) or "no data file"
@@ -576,9 +586,9 @@ def validate_cmd(json_out: JsonOut = None, force: ForceJson = False) -> None:
 
     _claim(force, ("--json", json_out))
     doc = validate()
-    _show(report.validate_tables(doc), doc, json_out, force=force)
+    _show(lambda: _report().validate_tables(doc), doc, json_out, force=force)
     if doc.verdict == "fail":
-        print(f"{PROG}: validate: {report.validate_failure(doc)}", file=sys.stderr)
+        print(f"{PROG}: validate: {_report().validate_failure(doc)}", file=sys.stderr)
         raise typer.Exit(EXIT_REGRESSION)
 
 
@@ -589,7 +599,7 @@ def schema_cmd(
     """Print the JSON Schema (draft 2020-12) of a --json report."""
     from planner.documents import schema
 
-    typer.echo(report.dumps(schema(name)), nl=False)
+    typer.echo(payload_json(schema(name)), nl=False)
 
 
 # --------------------------------------------------------------------------- entry point

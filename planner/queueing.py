@@ -18,6 +18,8 @@ Numpy floating-point warnings are silenced locally where such values are produce
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.special import gammainc, gammaincc, gammaln, hyp1f1
 
@@ -405,7 +407,8 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     The quantile is non-decreasing in ``lambda`` (see :func:`mgc_wait_quantile_s`), so the
     feasible rates form an interval ``[0, lambda*]``.  The bisection keeps
     a feasible lower end and an infeasible upper end for a fixed number of steps over the
-    whole array (the Python loop is over iterations, never over elements).  Every element
+    elements with a budget the stability limit misses (the Python loop is over iterations,
+    never over elements).  Every element
     bisects the same dyadic grid of utilizations, so the result is exactly non-decreasing in
     the budget; it is non-decreasing in ``servers`` because at a fixed utilization the
     quantile falls as ``c`` grows.  After 60 steps the utilization is resolved to float64
@@ -421,27 +424,52 @@ def max_arrival_rate_per_s(wait_budget_s: ArrayLike, p: ArrayLike, service_mean_
     # mgc_wait_quantile_s(q, rho c / s, s, cs2, c, ca2) <= budget: the same functions on the same floats,
     # with the terms that do not depend on rho computed once
     half_cv2_s, log_c_factorial, md_c_term = 0.5 * (ca2 + cs2) * s, gammaln(c + 1.0), _md_c_servers_term(c)
+    terms = {"q": q, "s": s, "cs2": cs2, "c": c, "v": v, "total_s": total_s, "budget_s": budget_s,
+             "half_cv2_s": half_cv2_s, "log_c_factorial": log_c_factorial, "md_c_term": md_c_term,
+             "slope_s": slope_s, "slope_k": slope_k, "extra": extra}
+    shape = np.broadcast_shapes(budget_s.shape, slope_s.shape, slope_k.shape)  # the result's, as the bisection's
 
-    def meets_budget(rho: Array) -> Array:  # called under np.errstate(all="ignore")
-        log_c, scale_s = _wait_scale_from(rho * c / s * s, s, c, cs2, half_cv2_s, log_c_factorial, md_c_term)
-        taken = slope_s * np.minimum(1.0, slope_k * rho) if sloped else 0.0
-        ok = _wait_quantile_from(q, log_c, scale_s) <= budget_s - taken
+    def meets_budget(rho: Array, t: dict[str, Any]) -> Array:  # called under np.errstate(all="ignore")
+        log_c, scale_s = _wait_scale_from(rho * t["c"] / t["s"] * t["s"], t["s"], t["c"], t["cs2"], t["half_cv2_s"],
+                                          t["log_c_factorial"], t["md_c_term"])
+        taken = t["slope_s"] * np.minimum(1.0, t["slope_k"] * rho) if sloped else 0.0
+        ok = _wait_quantile_from(t["q"], log_c, scale_s) <= t["budget_s"] - taken
         if spread:  # P(W + X > budget) <= 1 - p where X varies
-            ok = np.where(v > 0.0, _wait_plus_gamma_tail(total_s - taken, log_c, scale_s, extra) <= 1.0 - q, ok)
+            ok = np.where(t["v"] > 0.0, _wait_plus_gamma_tail(t["total_s"] - taken, log_c, scale_s, t["extra"])
+                          <= 1.0 - t["q"], ok)
         return ok
 
     rho_max = 1.0 - STABILITY_MARGIN
-    lo, hi = np.zeros_like(budget_s), np.full_like(budget_s, rho_max)
+    # Only the elements with a budget are priced (a negative or NaN one gives 0: 98% of the largest call of
+    # an 8-pod plan), and only those the stability limit misses are bisected: every function above is
+    # elementwise (the fast-path flags are the whole array's), so each element's floats are its own.
+    keep = np.broadcast_to(budget_s >= 0.0, shape)
+    part = _elements(terms, keep)
     with np.errstate(all="ignore"):
-        at_max = meets_budget(np.full_like(budget_s, rho_max))
-        if not np.all(at_max):  # where even the stability limit meets the budget the bisection is moot
+        at_max = meets_budget(np.full(np.count_nonzero(keep), rho_max), part)
+        lo = np.zeros(len(at_max))
+        todo = ~at_max
+        if np.any(todo):  # where even the stability limit meets the budget the bisection is moot
+            sub, n = _elements(part, todo), int(np.count_nonzero(todo))
+            lo_t, hi_t = np.zeros(n), np.full(n, rho_max)
             for _ in range(iterations):
-                mid = 0.5 * (lo + hi)
-                ok = meets_budget(mid)
-                lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-        rho = np.where(at_max, rho_max, lo)
-    rho = np.where(budget_s >= 0.0, rho, 0.0)
+                mid = 0.5 * (lo_t + hi_t)
+                ok = meets_budget(mid, sub)
+                lo_t, hi_t = np.where(ok, mid, lo_t), np.where(ok, hi_t, mid)
+            lo[todo] = lo_t
+    rho = np.zeros(shape)
+    rho[keep] = np.where(at_max, rho_max, lo)
     return rho * c / s
+
+
+def _elements(terms: dict[str, Any], mask: Array) -> dict[str, Any]:
+    """The elements ``mask`` of every array of ``terms`` broadcast to the mask's shape (nested tuples too;
+    ints and flags kept), 1-D each."""
+    def cut(x: Any) -> Any:
+        if isinstance(x, tuple):
+            return tuple(cut(y) for y in x)
+        return np.broadcast_to(x, mask.shape)[mask] if isinstance(x, np.ndarray) else x
+    return {k: cut(x) for k, x in terms.items()}
 
 
 def fixed_point_on_curve(batches: Array, tpots: Array, arrival_rate_per_s: float, output_tokens: float,

@@ -280,10 +280,24 @@ def _table(load: ExpertLoad, rows: tuple[int, ...] | None, experts: int, top_k: 
     key = (rows, experts, top_k, ep, redundant)
     hit = load._tables.get(key)
     if hit is None:
-        shares, weights = layer_shares(load, experts=experts, top_k=top_k, rows=rows)
+        shares, weights = _layer_shares_cached(load, rows, experts, top_k)
         excess = placement_residual(load, shares, ep, redundant) - 1.0
         ratios = 1.0 + np.hypot(excess[:, None], noise_excess(ep)[None, :])
         hit = load._tables[key] = (weights @ ratios, ratios[weights > 0].max(axis=0))
+    return hit
+
+
+def _layer_shares_cached(load: ExpertLoad, rows: tuple[int, ...] | None, experts: int, top_k: int
+                         ) -> tuple[Array, Array]:
+    """:func:`layer_shares`, cached on ``load`` (read-only): the same for every (EP, R) pair of a table
+    (a default plan builds ~200 tables from one)."""
+    key = ("shares", rows, experts, top_k)
+    hit = load._tables.get(key)
+    if hit is None:
+        hit = layer_shares(load, experts=experts, top_k=top_k, rows=rows)
+        for a in hit:
+            a.flags.writeable = False
+        load._tables[key] = hit
     return hit
 
 

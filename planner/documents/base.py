@@ -76,6 +76,11 @@ class Report(Rounded):
         return dumps(self.model_dump(mode="json"))
 
 
+def payload_json(payload: Report | dict[str, Any]) -> str:
+    """Machine output: a report as ``--json`` writes it, or a dict as JSON with sorted keys and a trailing newline."""
+    return payload.to_json() if isinstance(payload, Report) else dumps(payload)
+
+
 # A layout in a report: the layout file's keys (``LayoutFile.to_dict``: no [scenario], unset keys dropped).
 LayoutField = Annotated[LayoutFile, PlainSerializer(lambda layout: layout.to_dict(), return_type=dict[str, Any])]
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from planner.decide.bands import HIGH, LOW, LayoutBands, Range
 from planner.decide.cost import TokenCost
 from planner.decide.failures import Failure, FailureKind
-from planner.decide.sensitivity import Sensitivity
 from planner.decide.spreads import Spreads
 from planner.documents.base import ROOFLINE_NOTE, SCHEMA_VERSION, LayoutField, Part, Report
 from planner.inputs.layout import Layout
@@ -22,6 +21,7 @@ from planner.inputs.scenario import Scenario, ScenarioFile
 
 if TYPE_CHECKING:
     from planner.decide.plan import LayoutDecisions
+    from planner.decide.sensitivity import Sensitivity  # an annotation only: a plan never loads it
 
 UNCERTAINTY_NOTE = (
     "Bands are the p10-p90 of each metric over seeded samples of the profile's level parameters "

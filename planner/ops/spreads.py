@@ -1,7 +1,8 @@
 """The spreads of a shipped profile from today's measurements (planner.decide.spreads is the model).
 
-Reads the calibration rows (planner.ops.calibration: residuals of the fit groups of every shipped
-profile, computed once per process) and the system rows' errors (planner.ops.validation; stored
+Reads the calibration rows' residuals (planner.ops.residuals: the fit groups of every shipped
+profile, stored in measurements/calibration_residuals.json while its data key matches, else
+predicted; once per process) and the system rows' errors (planner.ops.validation; stored
 in measurements/system_errors.json because predicting them runs a search per MLPerf row).
 """
 
@@ -18,8 +19,7 @@ from planner import catalog
 from planner.decide.spreads import Group, Spreads, build_spreads, components
 from planner.errors import DataFileError
 from planner.inputs.hardware import HardwareSpec
-from planner.ops.calibration import calibration_table, fit_rows, row_key
-from planner.ops.validation import load_rows, validation_table
+from planner.ops.residuals import residuals
 
 
 def _data_key() -> str:
@@ -31,20 +31,15 @@ def fit_groups(profile: str) -> tuple[Group, ...]:
     """The calibration groups of a shipped profile, with the residuals of today's model.
 
     Rows that are bounds or gaps (planner.ops.calibration) count as fitted rows but leave no
-    residual.
+    residual.  The residuals are the stored ones while their data key matches
+    (planner.ops.residuals), else predicted now: the same floats.
     """
     return _fit_groups(profile, _data_key())
 
 
 @lru_cache(maxsize=16)
 def _fit_groups(profile: str, _key: str) -> tuple[Group, ...]:
-    table = {r["key"]: r for r in calibration_table(profile)}
-    rows = []
-    for raw in fit_rows(profile):
-        key = row_key(raw)
-        row = table.get(key)
-        usable = row is not None and not row["bound"] and not row["gap"]
-        rows.append((key, list(raw["fits"][profile]), math.log1p(row["error"]) if usable else None))
+    rows = residuals(profile)
     return tuple(components(rows)) if rows else ()
 
 
@@ -78,6 +73,8 @@ def system_errors_document(rows: Iterable[tuple[str, str, float, str | None]]) -
 
 def system_errors_now() -> list[tuple[str, str, float, str | None]]:
     """(row id, hardware, error, known_miss) of every system row, predicted now (a plan per MLPerf row: slow)."""
+    from planner.ops.validation import load_rows, validation_table  # here: a plan's bands never need it (~0.004 s)
+
     hardware = {r["id"]: r["scenario"].get("hardware", "cloudmatrix384") for r in load_rows()}
     return [(r["id"], hardware[r["id"]], r["error"], r["known_miss"]) for r in validation_table()]
 

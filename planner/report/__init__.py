@@ -5,7 +5,8 @@ package and ``cli.py`` import rich.  JSON output has sorted keys, no timestamps 
 paths (a file is named by its base name only).
 """
 
-from planner.report.base import console, dumps, fields_table, fmt_field, sources_table
+from planner.documents.base import payload_json as dumps  # JSON needs no rich: planner.documents
+from planner.report.base import console, fields_table, fmt_field, sources_table
 from planner.report.data import (
            model_json,
            model_tables,

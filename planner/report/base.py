@@ -1,4 +1,4 @@
-"""Rendering basics: console, JSON dumps, data-file field tables (human units live in planner/report/)."""
+"""Rendering basics: console, data-file field tables (human units live in planner/report/)."""
 
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from planner.documents.base import Report
-from planner.documents.base import dumps as json_text
 from planner.units import fmt_bytes, fmt_count, fmt_rate, fmt_seconds
 
 _META = ("source", "kind", "calibrated_from")
@@ -28,11 +26,6 @@ def console() -> Console:
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out = Console(highlight=False, width=150)
     return out
-
-
-def dumps(payload: Report | dict[str, Any]) -> str:
-    """Machine output: a report as ``--json`` writes it, or a dict as JSON with sorted keys and a trailing newline."""
-    return payload.to_json() if isinstance(payload, Report) else json_text(payload)
 
 
 def _cell(value: object) -> Text:

@@ -166,7 +166,9 @@ def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str
     grid = np.asarray(space.DECODE_BATCH_GRID, dtype=float)
     batch = a["batch"][fit].astype(float)
     col = np.searchsorted(grid, batch)
-    fields = ("step_s", "plain_step_s", "chunk_step_s")
+    # the steps without and with a chunk shape only a TPOT quantile: a mean-TPOT SLO reads the mean step alone
+    quantile = scenario.slo.tpot_percentile is not None
+    fields = ("step_s", "plain_step_s", "chunk_step_s") if quantile else ("step_s",)
     on_grid = {f: np.full((len(groups), len(grid)), np.nan) for f in fields}
     for f in fields:
         on_grid[f][member, col] = out[f][fit]
@@ -194,8 +196,8 @@ def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str
     values = {f: curve(np.concatenate([low[f].reshape(-1, len(below))[member], on_grid[f][member]], axis=1))
               for f in fields}
     tp = a["tp"][fit].astype(float)
-    occ = gp.OccupancyCurve(batches=batches, step_s=values["step_s"], plain_step_s=values["plain_step_s"],
-                            chunk_step_s=values["chunk_step_s"], cap=batch,
+    occ = gp.OccupancyCurve(batches=batches, step_s=values["step_s"], plain_step_s=values.get("plain_step_s"),
+                            chunk_step_s=values.get("chunk_step_s"), cap=batch,
                             attention_dies=entry.attention_dies({k: v[fit] for k, v in a.items()}), tp=tp,
                             chunk_tokens=a["prefill_chunk_tokens"][fit].astype(float),
                             groups=collocated.synchronised_groups(env, a["dies"][fit], tp,

@@ -66,8 +66,13 @@ class PoolStep:
 
     def part(self, lo: int, hi: int, n: int) -> PoolStep:
         """Rows ``lo:hi`` of a step priced for ``n`` candidates, as a step of their own: each (n, ...) array cut
-        to (hi - lo, ...) (a copy), everything else (counts, constants, broadcast (1,) arrays) kept."""
-        return replace(self, **{f.name: _part(getattr(self, f.name), lo, hi, n) for f in fields(self)})
+        to (hi - lo, ...) (a copy), everything else (counts, constants, broadcast (1,) arrays) kept.  The
+        per-layer breakdown is cut when first read (:class:`Deferred`): most parts are read for their step
+        times alone (the search's listed layouts, the bands' samples)."""
+        layers = self.layers
+        return replace(self, **{f.name: _part(getattr(self, f.name), lo, hi, n) for f in fields(self)
+                                if f.name != "layers"},
+                       layers=Deferred(lambda: {k: _part(v, lo, hi, n) for k, v in layers.items()}))
 
     def row(self, i: int, n: int) -> PoolStep:
         """Row ``i`` of a step priced for ``n`` candidates, as an N = 1 step (:meth:`part`)."""

@@ -81,7 +81,8 @@ def _with_distinct(env: Env, s: _Shape, d: TransformerlessArrays) -> _Shape:
         return replace(s, distinct=None, experts=None)
     knobs = (s.tp, _f(d.batch), _f(d.micro_batches), s.replicas > 0)
     # the expert side reads (A_d, tokens, E, ep, redundant, replicas); tokens are seqs x (1 + drafts) or seqs
-    experts = distinct_rows(s.A_d, s.seqs, s.E, s.ep, s.redundant, s.replicas)
+    sides = (s.A_d, s.seqs, s.E, s.ep, s.redundant, s.replicas)
+    experts = small_integer_rows(*sides) or distinct_rows(*sides)  # no sort where the key table is small
     return replace(s, distinct=small_integer_rows(*knobs) or distinct_rows(*knobs), experts=experts)
 
 

@@ -44,6 +44,27 @@ def test_decode_rate_is_littles_law_and_zero_past_the_slo():
     assert rate.tolist() == pytest.approx([25.6, 0.0, 0.0])
 
 
+def test_decode_rate_divides_only_where_it_qualifies_with_the_same_floats():
+    # The fast path (the division on qualifying rows only) against the plain formula on every row:
+    # bit for bit, with misfits, SLO misses, inf / nan / zero TPOTs, a statistic apart from the mean,
+    # and scalar sequences broadcast.
+    rng = np.random.default_rng(7)
+    n = 4000
+    tpot = rng.uniform(0.001, 0.09, n)
+    tpot[::97], tpot[1::89], tpot[2::83] = np.inf, np.nan, 0.0
+    stat = tpot * rng.uniform(1.0, 1.5, n)
+    fits = rng.random(n) < 0.6
+    for seqs in (rng.uniform(1.0, 4096.0, n), 512.0):
+        for slo_stat in (None, stat):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                plain = np.where(fits & ((tpot if slo_stat is None else slo_stat) <= SLO.tpot_s),
+                                 np.asarray(seqs, dtype=float) / (1000.0 * tpot), 0.0)
+            fast = gp.decode_rate_per_s(SLO, seqs, 1000.0, tpot, fits, slo_stat)
+            assert fast.shape == plain.shape and fast.dtype == plain.dtype
+            assert np.array_equal(fast.view(np.int64), plain.view(np.int64))  # every bit, signed zeros too
+            assert 0 < int((fast > 0).sum()) < n
+
+
 def test_goodput_is_the_smaller_side_and_names_it():
     kw = dict(input_cv=0.0, output_tokens=1000.0, service_s=np.full(4, 0.5), servers=np.full(4, 8.0),
               fixed_s=np.array([0.1, 0.1, 1.9, 0.1]), sequences=np.array([1e6, 10.0, 1e6, 1e6]),

@@ -29,3 +29,27 @@ def test_batched_pair_goodputs_equal_one_call_per_threshold() -> None:
         alone = search_plan.pair_goodput(sc, pre, dec, splits) if splits else np.zeros(0)
         assert [it[0] for it in items] == [float(r) for r in alone]
         assert [it[1] for it in items] == [s.dies for s in splits]
+
+
+def test_threshold_masks_read_only_at_ok_rows_give_the_same_envelopes_and_items() -> None:
+    # _threshold_masks compares TPOT at the ok rows only (False elsewhere); every mask's envelope (pd,
+    # transformerless) and collocated items equal those of the whole comparison ``tpot_s <= tau``, bitwise.
+    sc = build_scenario(None, {"dies": 96}, "test")
+    budget, pod = 96, sc.hardware.pod_dies
+    for mode in (Mode.PD, Mode.COLLOCATED):
+        entry = MODES[mode]
+        dec = score_decode(sc, entry.candidates(sc.model, budget), entry)
+        taus = search_plan._thresholds(sc, dec)
+        assert len(taus) > 2 and 0 < int(dec.ok.sum()) < len(dec)
+        listed = 0
+        for tau, mask in zip(taus, search_plan._threshold_masks(dec, taus), strict=True):
+            whole = dec.tpot_s <= tau
+            assert np.array_equal(mask, whole & dec.ok)
+            if mode is Mode.PD:
+                a, b = cb.decode_envelope(budget, dec, mask, pod), cb.decode_envelope(budget, dec, whole, pod)
+                assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("rate", "index", "instances"))
+            else:
+                a, b = (search_plan._collocated(sc, budget, mode, dec, m, None) for m in (mask, whole))
+                assert [(r, d) for r, d, _ in a] == [(r, d) for r, d, _ in b]
+                listed += len(a)
+        assert mode is Mode.PD or listed > 0

@@ -6,6 +6,8 @@ it: its goodput is the largest rate at which both TTFT and TPOT hold (planner.go
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,37 @@ def test_part_full_occupancy_meets_tpot_where_the_full_batch_does_not():
     g = gp.goodput(slo, **kw, tpot_rate_per_s=rate)
     assert g.goodput_per_s[0] == pytest.approx(1.2, rel=1e-9)
     assert gp.BINDING[int(g.binding[0])] == "tpot"
+
+
+def test_the_mean_tpot_is_the_same_with_or_without_the_quantile_terms():
+    # tpot_s(None, ...) returns the mean before the chunked-prefill terms (they shape only the quantile):
+    # bit for bit the mean a quantile call returns, on curves with chunk steps, at and between the points.
+    rng = np.random.default_rng(5)
+    n, pts = 50, np.array([0.0, 1.0, 2.0, 4.0, 8.0, 16.0])
+    plain = 0.01 + np.cumsum(rng.uniform(0.0, 0.004, (n, len(pts))), axis=1)
+    chunk = plain + rng.uniform(0.0, 0.02, (n, len(pts)))
+    f = rng.uniform(0.0, 0.5, (n, 1))
+    curve = gp.OccupancyCurve(batches=np.broadcast_to(pts, (n, len(pts))), step_s=plain + f * (chunk - plain),
+                              plain_step_s=plain, chunk_step_s=chunk, cap=np.full(n, 16.0),
+                              attention_dies=rng.choice([1.0, 8.0, 64.0], n), tp=rng.choice([1.0, 2.0, 4.0], n),
+                              chunk_tokens=rng.choice([0.0, 512.0, 4096.0], n), groups=rng.choice([1.0, 4.0], n),
+                              new_tokens=2000.0, output_tokens=500.0, tokens_per_step=1.7, draft_tokens=1,
+                              acceptance=0.7)
+    for batch in (rng.uniform(0.0, 16.0, n), np.full(n, 4.0), np.zeros(n)):
+        mean, same = curve.tpot_s(None, batch)
+        for q in (0.5, 0.9, 0.99):
+            with_quantile, stat = curve.tpot_s(q, batch)
+            assert np.array_equal(mean, with_quantile) and np.array_equal(mean, same)
+            assert np.all(stat >= mean)  # a quantile above the median: the quantile terms did run
+    # so a mean-TPOT SLO needs neither step (the search leaves them out, planner.search.score): the same
+    # occupancy and rate, bit for bit
+    bare = dataclasses.replace(curve, plain_step_s=None, chunk_step_s=None)
+    for tpot_slo in np.quantile(curve.step_s[:, -1] / curve.tokens_per_step, [0.2, 0.5, 0.8]):
+        slo = _Slo()
+        slo.tpot_s = float(tpot_slo)
+        b_full, b_bare = curve.tpot_limited_batch(slo), bare.tpot_limited_batch(slo)
+        assert np.array_equal(b_full, b_bare) and np.array_equal(curve.rate_per_s(b_full), bare.rate_per_s(b_bare))
+        assert 0 < int(np.count_nonzero(b_full < 16.0))  # some rows stop below their full batch
 
 
 def test_a_looser_tpot_slo_never_lowers_the_occupancy():

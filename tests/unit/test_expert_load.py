@@ -238,3 +238,20 @@ def test_expected_max_normal_tabulated_is_the_formula_bit_for_bit() -> None:
     odd = whole + 0.5
     assert np.array_equal(expected_max_normal(odd), _blom(odd))
     assert expected_max_normal(np.full(_TABLE_MIN_SIZE, 70000.0))[0] == _blom(np.array([70000.0]))[0]
+
+
+@pytest.mark.parametrize("policy", ["eplb", "none", "measured"])
+def test_tables_share_one_layer_shares_with_the_same_floats(policy: str) -> None:
+    # _table reads the layer shares once per (rows, experts, top_k), cached read-only on the load: every
+    # (EP, R) table equals the one built from freshly computed shares, bitwise.
+    counts = np.random.default_rng(2).integers(1, 500, (6, 64)) if policy == "measured" else None
+    pool = load(policy, counts=counts)
+    for rows in ((0, 2), None):
+        for ep, r in ((8, 0.0), (16, 16.0), (64, 32.0)):
+            mean, hot = el._table(pool, rows, 64, 4, ep, r)
+            shares, weights = el.layer_shares(pool, experts=64, top_k=4, rows=rows if counts is not None else None)
+            excess = el.placement_residual(pool, shares, ep, r) - 1.0
+            ratios = 1.0 + np.hypot(excess[:, None], el.noise_excess(ep)[None, :])
+            assert np.array_equal(mean, weights @ ratios) and np.array_equal(hot, ratios[weights > 0].max(axis=0))
+    cached = [v for k, v in pool._tables.items() if k[0] == "shares"]
+    assert cached and all(not a.flags.writeable for pair in cached for a in pair)

@@ -148,3 +148,22 @@ def test_deferred_breakdown_is_built_once_and_sliced_lazily() -> None:
         whole = step.layers[name].ops
         for op, cost in layer.ops.items():
             assert np.array_equal(cost.time_s, whole[op].time_s[2:4]), (name, op)
+
+
+def test_part_defers_a_plain_breakdown_too() -> None:
+    """A step whose breakdown is a plain dict (pd, transformerless): its parts cut the breakdown when first read,
+    array for array the rows of the whole (test_rows_priced_together_are_each_priced_alone checks them bitwise
+    against N = 1 steps)."""
+    from planner.serving.result import Deferred
+
+    scenario = build_scenario(None, {})
+    for mode in (Mode.PD, Mode.TRANSFORMERLESS):
+        entry = MODES[mode]
+        cands = entry.candidates(scenario.model, 768)
+        step = entry.price(Env.of(scenario), {k: v[:6] for k, v in cands.arrays.items()})
+        assert isinstance(step.layers, dict)
+        part = step.part(1, 4, 6)
+        assert isinstance(part.layers, Deferred) and list(part.layers) == list(step.layers)
+        for name, layer in part.layers.items():
+            for op, cost in layer.ops.items():
+                assert np.array_equal(cost.time_s, step.layers[name].ops[op].time_s[1:4]), (mode, name, op)

@@ -228,6 +228,74 @@ def test_max_arrival_rate_edges(no_warnings) -> None:
     assert lam[3] == (1 - STABILITY_MARGIN) * c / s
 
 
+def _max_rate_whole_array(budget, p, s, cs2, c, iterations, m, v, z, slope_s, slope_k):
+    """The bisection of max_arrival_rate_per_s as it was before it priced only the elements with a budget
+    (every element, every step): the plain path its fast path must equal bit for bit."""
+    from planner import queueing as qu
+
+    budget, q, s, cs2, c, ca2, m, v, z = qu._as_float_arrays(budget, p, s, cs2, c, 1.0, m, v, z)
+    slope_s, slope_k = np.asarray(slope_s, dtype=float), np.asarray(slope_k, dtype=float)
+    sloped, spread = bool(np.any(slope_s != 0.0)), bool(np.any(v > 0.0))
+    extra = qu._extra_gamma(m, v, z) if spread else None
+    total, budget = budget, budget - m if np.any(m != 0.0) else budget
+    half, lcf, md = 0.5 * (ca2 + cs2) * s, qu.gammaln(c + 1.0), qu._md_c_servers_term(c)
+
+    def meets(rho):
+        log_c, scale = qu._wait_scale_from(rho * c / s * s, s, c, cs2, half, lcf, md)
+        taken = slope_s * np.minimum(1.0, slope_k * rho) if sloped else 0.0
+        ok = qu._wait_quantile_from(q, log_c, scale) <= budget - taken
+        if spread:
+            ok = np.where(v > 0.0, qu._wait_plus_gamma_tail(total - taken, log_c, scale, extra) <= 1.0 - q, ok)
+        return ok
+
+    rho_max = 1.0 - STABILITY_MARGIN
+    lo, hi = np.zeros_like(budget), np.full_like(budget, rho_max)
+    with np.errstate(all="ignore"):
+        at_max = meets(np.full_like(budget, rho_max))
+        if not np.all(at_max):
+            for _ in range(iterations):
+                mid = 0.5 * (lo + hi)
+                ok = meets(mid)
+                lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        rho = np.where(at_max, rho_max, lo)
+    return np.where(budget >= 0.0, rho, 0.0) * c / s
+
+
+def test_max_arrival_rate_prices_only_elements_with_a_budget_bit_for_bit() -> None:
+    # Negative, NaN, zero, tiny and infinite budgets (before and after a constant X comes off them),
+    # a load-dependent slope, X with and without a spread, capped and not: the elements priced alone
+    # give every bit the whole-array bisection gives.
+    rng = np.random.default_rng(3)
+    n = 240
+    budget = rng.choice([-1.0, np.nan, 0.0, 1e-4, np.inf, 0.4, 2.0, 9.0], n) * rng.uniform(0.5, 1.5, n)
+    s, c = rng.uniform(0.05, 2.0, n), rng.choice([1.0, 2.0, 8.0, 64.0, 1024.0], n)
+    cs2, p = rng.uniform(0.0, 2.0, n), rng.choice([0.5, 0.9, 0.99], n)
+    m, v = rng.choice([0.0, 0.2, 1.0], n), np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.1, 1.2, n))
+    cases = [dict(m=0.0, v=0.0, z=np.inf, slope_s=0.0, slope_k=1.0),
+             dict(m=m, v=0.0, z=np.inf, slope_s=0.0, slope_k=1.0),
+             dict(m=m, v=v, z=np.inf, slope_s=rng.uniform(0.0, 0.5, n), slope_k=rng.uniform(0.5, 3.0, n)),
+             dict(m=m, v=v, z=np.where(rng.random(n) < 0.5, 3.0, np.inf), slope_s=0.0, slope_k=1.0),
+             dict(m=m, v=v, z=4.0, slope_s=0.1, slope_k=2.0)]
+    for kw in cases:
+        fast = max_arrival_rate_per_s(budget, p, s, cs2, c, 40, extra_mean_s=kw["m"], extra_cv=kw["v"],
+                                      extra_cap_sd=kw["z"], budget_slope_s=kw["slope_s"], slope_scale=kw["slope_k"])
+        plain = _max_rate_whole_array(budget, p, s, cs2, c, 40, **kw)
+        assert fast.shape == plain.shape
+        assert np.array_equal(fast.view(np.int64), plain.view(np.int64))
+        assert 0 < int(np.count_nonzero(fast)) < n  # both kinds of element are there
+    for b in (-1.0, 0.3, np.inf):  # scalars: a 0-d result, as before
+        fast, plain = max_arrival_rate_per_s(b, 0.9, 0.5, 1.0, 4.0, 40), _max_rate_whole_array(
+            b, 0.9, 0.5, 1.0, 4.0, 40, 0.0, 0.0, np.inf, 0.0, 1.0)
+        assert np.shape(fast) == np.shape(plain) == () and np.array_equal(np.float64(fast).view(np.int64),
+                                                                            np.float64(plain).view(np.int64))
+    # a scalar budget against a slope per element: the result takes the slopes' shape, as the bisection did
+    slopes = np.array([0.0, 0.1, 0.3, 0.6])
+    fast = max_arrival_rate_per_s(0.5, 0.9, 0.5, 1.0, 4.0, 40, budget_slope_s=slopes, slope_scale=2.0)
+    plain = _max_rate_whole_array(0.5, 0.9, 0.5, 1.0, 4.0, 40, 0.0, 0.0, np.inf, slopes, 2.0)
+    assert fast.shape == plain.shape == (4,) and np.array_equal(fast.view(np.int64), plain.view(np.int64))
+    assert len(set(fast.tolist())) == 4
+
+
 # --- wait plus an independent gamma time (the sojourn time when it is the own service) ---------
 
 def test_mm1_sojourn_time_is_exponential(no_warnings) -> None:
