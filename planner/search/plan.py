@@ -514,6 +514,15 @@ def _within_max_pp(cands: space.CandidateSet, max_pp: int | None) -> space.Candi
     return cands
 
 
+def _within_pod(cands: space.CandidateSet, pod_dies: int) -> space.CandidateSet:
+    """Drop the dense models' TP groups wider than one pod (space.DENSE_TP_GRID past TP_GRID): their
+    all-reduce would cross the cluster fabric every layer."""
+    tp = cands.arrays.get("tp")
+    if tp is not None and len(tp):
+        cands.keep((tp <= max(space.TP_GRID)) | (tp <= pod_dies), "tp_beyond_pod")
+    return cands
+
+
 def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan) -> tuple:
     """Score every mode's decode candidates, and the prefill pools when a mode with candidates needs them."""
     model = scenario.model
@@ -521,7 +530,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     scores: dict[Mode, DecodeScore] = {}
     for mode in modes:
         entry = MODES[mode]
-        cands = _within_max_pp(entry.candidates(model, cap), plan.max_pp)
+        cands = _within_max_pp(_within_pod(entry.candidates(model, cap), scenario.hardware.pod_dies), plan.max_pp)
         plan.rejected.update(cands.rejected)
         if len(cands) == 0:
             continue
@@ -532,7 +541,8 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     pre = None
     if any(MODES[mode].prefill_pool for mode in scores):
         pre_sc = prefill_scenario(scenario)
-        cands = _within_max_pp(space.prefill_pools(model, instance_cap(pre_sc, pre_sc.dies)), plan.max_pp)
+        cands = _within_max_pp(_within_pod(space.prefill_pools(model, instance_cap(pre_sc, pre_sc.dies)),
+                                           pre_sc.hardware.pod_dies), plan.max_pp)
         plan.rejected.update(cands.rejected)
         pre = score_prefill(pre_sc, cands)
         plan.candidates_evaluated += len(cands)

@@ -26,6 +26,11 @@ DECODE_BATCH_GRID = (*BATCH_GRID, *LARGE_BATCHES)
 PREFILL_BATCH_TOKENS = (2048, 4096, 8192, 16384, 32768)
 REDUNDANT = (0, 16, 32, 64, 128, 256)
 TP_GRID = (1, 2, 4, 8)
+# Dense models also search wider TP groups where the pod's fabric spans them (CloudMatrix384's UB,
+# an NVL72 rack): there TP is their main lever on the weight stream per die (a 405 GB Llama-3.1-405B
+# at TP8 streams 51 GB per die and step).  planner.search.plan drops a group wider than one pod
+# (its all-reduce would cross the cluster fabric every layer: "tp_beyond_pod").
+DENSE_TP_GRID = (*TP_GRID, 16, 32, 64)
 # Pipeline stages searched for dense models (a stage holds whole layers; planner.serving.pipeline):
 # Nebius's MLPerf Llama-3.1-405B Offline on 8 H200 runs TP4 PP2. MoE pools keep pp = 1 (their
 # experts spread with EP; pipelined MoE is not modelled).
@@ -89,8 +94,10 @@ def expert_placements(model: ModelSpec, budget: int, redundant: tuple[int, ...],
 
 
 def tp_choices(model: ModelSpec, limit: int) -> list[int]:
+    """TP degrees that divide the attention heads, up to ``limit`` dies (wider grid for dense models)."""
     heads = model.attention.num_heads
-    return [t for t in TP_GRID if t <= limit and heads % t == 0]
+    grid = TP_GRID if model.is_moe else DENSE_TP_GRID
+    return [t for t in grid if t <= limit and heads % t == 0]
 
 
 def shared_die_pools(model: ModelSpec, budget: int, *, knob: str, knob_values: tuple[int, ...],

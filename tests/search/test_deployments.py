@@ -227,3 +227,37 @@ def test_a_dense_model_too_large_for_one_server_pipelines_across_two():
     assert flat.rejected["pp_over_max_pp"] > 0 and all(p.layout.decode.stages == 1 for p in flat.layouts)
     per_die = [p.metrics.output_tokens_per_s / p.dies for p in (best, flat.layouts[0])]
     assert per_die[1] < per_die[0]
+
+
+def test_dense_tp_groups_span_the_pod_not_beyond():
+    """Dense models search TP up to 64 where the heads divide (Llama-3.1-405B: 128 heads); an MoE model keeps
+    TP_GRID; a group wider than one pod (8-GPU servers) is dropped by name, one within it (CloudMatrix384's
+    768-die UB domain) is kept.  At 64 dies the groups past TP8 are TP16 x PP1/2/4, TP32 x PP1/2 and TP64."""
+    from planner import catalog
+    from planner.search import space
+    from planner.search.plan import _within_pod
+
+    llama, dsv3 = catalog.model("llama-3.1-405b"), catalog.model("deepseek-v3")
+    assert space.tp_choices(llama, 768) == [1, 2, 4, 8, 16, 32, 64]
+    assert space.tp_choices(llama, 16) == [1, 2, 4, 8, 16]
+    assert space.tp_choices(dsv3, 768) == [1, 2, 4, 8]
+    for pod_dies, kept, dropped in ((8, {1, 2, 4, 8}, 6), (768, {1, 2, 4, 8, 16, 32, 64}, 0)):
+        c = _within_pod(space.shared_die_pools(llama, 64, knob="batch", knob_values=(1,), micro_batches=(1,)),
+                        pod_dies)
+        assert set(c.arrays["tp"].tolist()) == kept
+        assert c.rejected.get("tp_beyond_pod", 0) == dropped
+
+
+def test_a_wider_tp_grid_never_lowers_the_best_goodput(monkeypatch):
+    """Llama-3.1-405B on 32 CloudMatrix384 dies at an 80 ms TPOT SLO: with TP16 / TP32 in the grid the best
+    goodput per die is at least the TP <= 8 grid's (the search only gains candidates; here TP16 wins)."""
+    from planner.search import space
+
+    sc = build_scenario(None, scenario_overrides(model="llama-3.1-405b", hardware="cloudmatrix384", dies=32,
+                                                 tpot_s=0.08))
+    wide = plan(sc, top=1).layouts[0]
+    monkeypatch.setattr(space, "DENSE_TP_GRID", space.TP_GRID)
+    narrow = plan(sc, top=1).layouts
+    best_narrow = narrow[0].per_die if narrow else 0.0
+    assert wide.per_die > best_narrow > 0
+    assert wide.layout.decode.tp == 16
