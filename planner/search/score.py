@@ -47,7 +47,8 @@ class DecodeScore:
 
     ``rate_per_s`` is the decode side's: Little's law at the full batch where TPOT meets the SLO there
     (pd, transformerless), or at the occupancy up to which it does (chunked prefill: the slot wait keeps
-    the batch part full, planner.goodput.OccupancyCurve); ``tpot_s`` and ``tpot_slo_s`` are the full batch's.
+    the batch part full, planner.goodput.OccupancyCurve); ``tpot_s`` and ``tpot_slo_s`` are the full batch's,
+    except at ``floored`` rows (SLO misses left unpriced): there the step, TPOT and statistic are floors.
 
     Rows are the candidates once per MTP variant (off, then on); ``knob(name, rows)`` reads a
     candidate's knob without copying the candidate set per variant.
@@ -67,6 +68,8 @@ class DecodeScore:
     max_batch: np.ndarray
     ok: np.ndarray
     rejected: Counter
+    # rows whose step is a floor (unpriced: it already misses the TPOT SLO; score_decode), None: none
+    floored: np.ndarray | None = None
     _by_dies: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     # goodput of (row, instance count) pairs priced so far (chunked prefill; planner.search.plan), sorted by key
     _pair_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False, repr=False,
@@ -111,9 +114,15 @@ class DecodeScore:
 _STEP_FIELDS = ("step_s", "plain_step_s", "chunk_step_s", "chunk_fraction")
 
 
-def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str, np.ndarray]) -> None:
+def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str, np.ndarray],
+                 tpot_cap_s: float | None = None) -> None:
     """Memory first (cheap, every row), then step times for the rows that fit, written into ``out``'s
     (N,) views; misfits keep inf.
+
+    ``tpot_cap_s`` (a mean-TPOT SLO, in a mode with a prefill pool): a fitting row whose step floor
+    (``entry.step_floor``, never above its step) already gives a TPOT above it misses the SLO whatever its
+    step; it keeps the floor as its step (still above the SLO, so counted as a TPOT miss, rate 0) and
+    ``out["floored"]`` marks it, unpriced (transformerless, default plan: ~2/3 of the rows that fit).
 
     Besides the (mean) step: the steps without and with a prefill chunk and the share of chunk
     steps (chunked prefill; elsewhere both steps are the step and the share is 0).  The fitting rows
@@ -129,6 +138,13 @@ def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str,
     for f in fields:
         out[f][:] = 0.0 if f == "chunk_fraction" else np.inf
     keep = np.flatnonzero(out["fits"])
+    out["floored"][:] = False
+    if tpot_cap_s is not None and entry.step_floor is not None and len(keep):
+        floor = entry.step_floor(env, entry.step_arrays({k: v[keep] for k, v in a.items()}))
+        past = np.divide(floor, env.tokens_per_step) > tpot_cap_s  # as score_decode's TPOT and SLO miss
+        out["step_s"][keep[past]] = floor[past]
+        out["floored"][keep[past]] = True
+        keep = keep[~past]
     for lo in range(0, len(keep), CHUNK):
         rows = keep[lo:lo + CHUNK]
         step = entry.price(env, {k: v[rows] for k, v in a.items()})
@@ -209,8 +225,12 @@ def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str
     return rate
 
 
-def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> DecodeScore:
-    """Evaluate decode candidates with MTP off and (when the model has it) on."""
+def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry, floors: bool = True) -> DecodeScore:
+    """Evaluate decode candidates with MTP off and (when the model has it) on.
+
+    ``floors``: rows whose step floor already misses a mean-TPOT SLO are not priced (:func:`_decode_eval`;
+    their ``floored`` mark set): the same rates, feasibility and rejected counts, and every row that
+    meets the SLO priced exactly; False prices every row that fits."""
     variants = [0] + ([scenario.mtp_draft_tokens] if scenario.mtp_draft_tokens else [])
     w, a = scenario.workload, cands.arrays
     n, reps = len(cands), len(variants)
@@ -218,13 +238,16 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     steps = _STEP_FIELDS if not entry.prefill_pool else _STEP_FIELDS[:1]
     whole = {f: np.empty(reps * n) for f in (*steps, "max_batch", "tpot_s", "tpot_slo_s")}
     whole["fits"] = np.empty(reps * n, dtype=bool)
+    whole["floored"] = np.empty(reps * n, dtype=bool)
+    # a mean-TPOT SLO, judged at the full batch: a row whose step floor misses it is not priced
+    cap = scenario.slo.tpot_s if floors and entry.prefill_pool and scenario.slo.tpot_percentile is None else None
     whole["mtp"] = np.repeat(np.asarray(variants, dtype=np.int64), n)
     if not entry.prefill_pool:
         whole["tpot_rate_per_s"] = np.empty(reps * n)
     for v, drafts in enumerate(variants):
         env = Env.of(scenario, draft_tokens=drafts)
         out = {k: x[v * n:(v + 1) * n] for k, x in whole.items()}
-        _decode_eval(env, entry, cands, out)
+        _decode_eval(env, entry, cands, out, cap)
         np.divide(out["step_s"], env.tokens_per_step, out=out["tpot_s"])
         chunk = None
         if not entry.prefill_pool:  # chunked prefill: the chunk steps widen the TPOT spread
@@ -258,7 +281,7 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
                        chunk_step_s=out.get("chunk_step_s", out["step_s"]),
                        plain_step_s=out.get("plain_step_s", out["step_s"]),
                        max_batch=out["max_batch"],
-                       ok=ok, rejected=rejected)
+                       ok=ok, rejected=rejected, floored=out["floored"])
 
 
 @dataclass
