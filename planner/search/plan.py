@@ -403,8 +403,8 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
         fits = np.flatnonzero(dec.max_batch >= dec.batch)
         if len(fits):
             i = int(fits[np.argmin(dec.tpot_s[fits])])
-            # a floored row's TPOT is at most its own, so a priced row first at the least is the least of all
-            # (a floored row before it is strictly above it); a floor there: every fitting row priced
+            # a floored row's TPOT is a floor under its own (or nan, which np.argmin returns first), so a priced
+            # row first at the least is the least of all; a floored row there: every fitting row priced
             if dec.floored is not None and dec.floored[i]:
                 dec = score_decode(scenario, dec.cands, MODES[mode], floors=False)
                 i = int(fits[np.argmin(dec.tpot_s[fits])])

@@ -60,3 +60,27 @@ def test_floored_score_is_the_plain_score(tpot_s: float) -> None:
     # at 4 ms the least TPOT of the floored score is a floor's (the fallback prices every row), at 50 ms a priced row
     assert (_near_misses(scenario, {Mode.TRANSFORMERLESS: fast}, None, 0.0)
             == _near_misses(scenario, {Mode.TRANSFORMERLESS: plain}, None, 0.0))
+
+
+@pytest.mark.parametrize("tpot_s", [0.05, 0.004])
+def test_collocated_groups_missing_at_an_empty_pool_are_the_plain_score(tpot_s: float) -> None:
+    """Chunked prefill: the rows of a knob group whose TPOT misses the SLO at the group's lightest point are
+    left unpriced (nan steps); rates, feasibility, rejected counts, every priced row's steps and the near
+    misses equal the score that prices every fitting row, bitwise; the plain score gives those rows rate 0."""
+    scenario = build_scenario(None, {"slo": {"tpot_s": tpot_s}}, "test")
+    entry = MODES[Mode.COLLOCATED]
+    cands = entry.candidates(scenario.model, 768)
+    cands = cands.take(np.flatnonzero(np.isin(cands.arrays["dies"], (16, 24, 32))))  # whole knob groups
+    fast = score_decode(scenario, cands, entry)
+    plain = score_decode(scenario, cands, entry, floors=False)
+    f = fast.floored
+    assert not plain.floored.any() and f.sum() > 0.5 * (plain.max_batch >= plain.batch).sum()
+    assert fast.rejected == plain.rejected and (tpot_s < 0.01 or fast.ok.sum() > 0)
+    for name in ("ok", "rate_per_s", "dies", "batch", "max_batch", "sequences", "mtp"):
+        assert np.array_equal(getattr(fast, name), getattr(plain, name)), name
+    for name in ("step_s", "tpot_s", "tpot_slo_s", "chunk_step_s", "plain_step_s"):
+        assert np.array_equal(getattr(fast, name)[~f], getattr(plain, name)[~f]), name
+        assert np.isnan(getattr(fast, name)[f]).all(), name
+    assert np.all(plain.rate_per_s[f] == 0) and not plain.ok[f].any()
+    assert (_near_misses(scenario, {Mode.COLLOCATED: fast}, None, 0.0)
+            == _near_misses(scenario, {Mode.COLLOCATED: plain}, None, 0.0))
