@@ -46,6 +46,8 @@ class ModeEntry:
     step : ``(env, arrays) -> PoolStep``: the decode step model
     attention_dies, instance_dies : knobs -> dies per instance holding the batch / in all, (N,)
     summary : decode-pool knobs (layout dict) -> one line for tables
+    step_floor : ``(env, arrays) -> (N,)`` a floor under ``step``'s step time, never above it bit for bit and
+        cheaper (None: none), so a search can skip pricing rows it already puts past the TPOT SLO
     """
 
     mode: Mode
@@ -58,6 +60,7 @@ class ModeEntry:
     attention_dies: Callable[[Knobs], Array]
     instance_dies: Callable[[Knobs], Array]
     summary: Callable[[Knobs], str]
+    step_floor: Callable[[Env, Any], Array] | None = None
 
     def price(self, env: Env, knobs: Knobs) -> PoolStep:
         """Decode step of the given knob arrays."""

@@ -12,7 +12,12 @@ from planner.modes import pd
 from planner.modes.base import Knobs, ModeEntry, knob
 from planner.search import space
 from planner.search.space import CandidateSet
-from planner.serving.transformerless import TransformerlessArrays, transformerless_fits, transformerless_step
+from planner.serving.transformerless import (
+    TransformerlessArrays,
+    transformerless_fits,
+    transformerless_step,
+    transformerless_step_floor,
+)
 
 DOMAINS = (1, 2, 4, 8)
 KEYS = ("attention_dies", "expert_dies", "domains", "tp", "ep", "batch", "micro_batches", "redundant_experts",
@@ -66,4 +71,5 @@ def summary(d: Knobs) -> str:
 TRANSFORMERLESS = ModeEntry(
     mode=Mode.TRANSFORMERLESS, prefill_pool=True, decode_keys=KEYS, candidates=candidates, step_arrays=step_arrays,
     fits=transformerless_fits, step=transformerless_step, attention_dies=lambda k: knob(k, "attention_dies"),
-    instance_dies=lambda k: knob(k, "attention_dies") + knob(k, "expert_dies"), summary=summary)
+    instance_dies=lambda k: knob(k, "attention_dies") + knob(k, "expert_dies"), summary=summary,
+    step_floor=transformerless_step_floor)

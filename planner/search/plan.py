@@ -403,6 +403,11 @@ def _near_misses(scenario: Scenario, scores: dict[Mode, DecodeScore], pre: Prefi
         fits = np.flatnonzero(dec.max_batch >= dec.batch)
         if len(fits):
             i = int(fits[np.argmin(dec.tpot_s[fits])])
+            # a floored row's TPOT is a floor under its own (or nan, which np.argmin returns first), so a priced
+            # row first at the least is the least of all; a floored row there: every fitting row priced
+            if dec.floored is not None and dec.floored[i]:
+                dec = score_decode(scenario, dec.cands, MODES[mode], floors=False)
+                i = int(fits[np.argmin(dec.tpot_s[fits])])
             out.append({"mode": mode.value, "pool": "decode", "best_tpot_s": float(dec.tpot_s[i]),
                         "meets_tpot_slo": bool(dec.tpot_slo_s[i] <= scenario.slo.tpot_s),
                         "layout": _decode_layout(dec, i, 1, mode)})

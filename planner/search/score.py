@@ -47,7 +47,9 @@ class DecodeScore:
 
     ``rate_per_s`` is the decode side's: Little's law at the full batch where TPOT meets the SLO there
     (pd, transformerless), or at the occupancy up to which it does (chunked prefill: the slot wait keeps
-    the batch part full, planner.goodput.OccupancyCurve); ``tpot_s`` and ``tpot_slo_s`` are the full batch's.
+    the batch part full, planner.goodput.OccupancyCurve); ``tpot_s`` and ``tpot_slo_s`` are the full batch's,
+    except at ``floored`` rows (SLO misses left unpriced): there the step, TPOT and statistic are floors under
+    their own (prefill pools) or nan (chunked prefill: the row's knob group misses at an empty pool).
 
     Rows are the candidates once per MTP variant (off, then on); ``knob(name, rows)`` reads a
     candidate's knob without copying the candidate set per variant.
@@ -67,6 +69,8 @@ class DecodeScore:
     max_batch: np.ndarray
     ok: np.ndarray
     rejected: Counter
+    # rows left unpriced, already missing the TPOT SLO (score_decode: their step a floor, or nan), None: none
+    floored: np.ndarray | None = None
     _by_dies: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     # goodput of (row, instance count) pairs priced so far (chunked prefill; planner.search.plan), sorted by key
     _pair_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False, repr=False,
@@ -111,9 +115,18 @@ class DecodeScore:
 _STEP_FIELDS = ("step_s", "plain_step_s", "chunk_step_s", "chunk_fraction")
 
 
-def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str, np.ndarray]) -> None:
+def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str, np.ndarray],
+                 tpot_cap_s: float | None = None) -> None:
     """Memory first (cheap, every row), then step times for the rows that fit, written into ``out``'s
     (N,) views; misfits keep inf.
+
+    ``tpot_cap_s`` (a mean-TPOT SLO, in a mode with a prefill pool): a fitting row whose step floor
+    (``entry.step_floor``, never above its step) already gives a TPOT above it misses the SLO whatever its
+    step; it keeps the floor as its step (still above the SLO, so counted as a TPOT miss, rate 0) and
+    ``out["floored"]`` marks it, unpriced (transformerless, default plan: ~2/3 of the rows that fit).  Chunked
+    prefill: the rows whose knob group misses it at an empty pool serve no rate whatever their steps
+    (:func:`_empty_pool_misses`); their steps are left nan, ``floored`` marks them (default plan: 21 K of
+    the 22 K rows that fit).
 
     Besides the (mean) step: the steps without and with a prefill chunk and the share of chunk
     steps (chunked prefill; elsewhere both steps are the step and the share is 0).  The fitting rows
@@ -129,6 +142,20 @@ def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str,
     for f in fields:
         out[f][:] = 0.0 if f == "chunk_fraction" else np.inf
     keep = np.flatnonzero(out["fits"])
+    out["floored"][:] = False
+    if tpot_cap_s is not None and entry.step_floor is not None and len(keep):
+        floor = entry.step_floor(env, entry.step_arrays({k: v[keep] for k, v in a.items()}))
+        past = np.divide(floor, env.tokens_per_step) > tpot_cap_s  # as score_decode's TPOT and SLO miss
+        out["step_s"][keep[past]] = floor[past]
+        out["floored"][keep[past]] = True
+        keep = keep[~past]
+    if tpot_cap_s is not None and not entry.prefill_pool and len(keep):
+        past = _empty_pool_misses(env, entry, a, keep, tpot_cap_s)
+        for f in fields:
+            if f != "chunk_fraction":
+                out[f][keep[past]] = np.nan
+        out["floored"][keep[past]] = True
+        keep = keep[~past]
     for lo in range(0, len(keep), CHUNK):
         rows = keep[lo:lo + CHUNK]
         step = entry.price(env, {k: v[rows] for k, v in a.items()})
@@ -143,6 +170,36 @@ def _decode_eval(env: Env, entry: ModeEntry, cands: CandidateSet, out: dict[str,
             out["chunk_fraction"][rows] = step.chunk_fraction
 
 
+def _knob_groups(entry: ModeEntry, a: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` grouped by every decode knob but the batch (the rows of one TPOT-at-occupancy curve): (the
+    index in ``rows`` of each group's first row, each row's group), groups in the order of their knobs."""
+    key = np.zeros(len(rows), dtype=np.int64)
+    for k in (k for k in entry.decode_keys if k != "batch"):  # one integer per group (mixed radix over each knob)
+        values, code = np.unique(a[k][rows], return_inverse=True)
+        key = key * len(values) + code.reshape(-1)
+    _, first, member = np.unique(key, return_index=True, return_inverse=True)
+    return first, member.reshape(-1)
+
+
+def _empty_pool_misses(env: Env, entry: ModeEntry, a: dict[str, np.ndarray], rows: np.ndarray,
+                       tpot_cap_s: float) -> np.ndarray:
+    """Chunked prefill, a mean-TPOT SLO: the ``rows`` whose TPOT curve misses ``tpot_cap_s`` already at an empty
+    pool, so they serve no rate whatever their own steps, (len(rows),) bool.
+
+    Every curve of a knob group starts flat at the group's lightest point, ``BELOW_GRID[0]`` times its
+    micro-batches (:func:`_occupancy_rates`); its mean TPOT there is that step over the tokens per step, the
+    curve's batch-0 point, and where it misses the SLO :meth:`planner.goodput.OccupancyCurve.tpot_limited_batch`
+    gives 0.  That point is priced here once per group, on its own (the step models are elementwise: the
+    floats :func:`_occupancy_rates` prices it to), before the group's rows are.
+    """
+    first, member = _knob_groups(entry, a, rows)
+    reps = rows[first]
+    knobs = {k: v[reps] for k, v in a.items()}
+    knobs["batch"] = (a["micro_batches"][reps] * float(collocated.BELOW_GRID[0])).astype(float)
+    lightest = entry.price(env, knobs).step_s
+    return ~(np.divide(lightest, env.tokens_per_step) <= tpot_cap_s)[member]
+
+
 def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str, np.ndarray],
                      out: dict[str, np.ndarray]) -> np.ndarray:
     """Chunked prefill: requests/s per instance up to which TPOT meets its SLO at the occupancy served, (N,).
@@ -153,23 +210,17 @@ def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str
     planner.goodput.OccupancyCurve.tpot_limited_batch and Little's law there.  0 where the row does not fit.
     """
     rate = np.zeros(len(out["fits"]))
-    fit = np.flatnonzero(out["fits"])
+    fit = np.flatnonzero(out["fits"] & ~out["floored"])  # a floored row's curve misses at an empty pool: rate 0
     if not len(fit):
         return rate
-    keys = [k for k in entry.decode_keys if k != "batch"]
-    key = np.zeros(len(fit), dtype=np.int64)
-    for k in keys:  # one integer per knob group (mixed radix over each knob's distinct values)
-        values, code = np.unique(a[k][fit], return_inverse=True)
-        key = key * len(values) + code.reshape(-1)
-    groups, first, member = np.unique(key, return_index=True, return_inverse=True)
-    member = member.reshape(-1)
+    first, member = _knob_groups(entry, a, fit)
     grid = np.asarray(space.DECODE_BATCH_GRID, dtype=float)
     batch = a["batch"][fit].astype(float)
     col = np.searchsorted(grid, batch)
     # the steps without and with a chunk shape only a TPOT quantile: a mean-TPOT SLO reads the mean step alone
     quantile = scenario.slo.tpot_percentile is not None
     fields = ("step_s", "plain_step_s", "chunk_step_s") if quantile else ("step_s",)
-    on_grid = {f: np.full((len(groups), len(grid)), np.nan) for f in fields}
+    on_grid = {f: np.full((len(first), len(grid)), np.nan) for f in fields}
     for f in fields:
         on_grid[f][member, col] = out[f][fit]
     # the points below the grid, once per group: BELOW_GRID x micro-batches
@@ -209,8 +260,13 @@ def _occupancy_rates(scenario: Scenario, env: Env, entry: ModeEntry, a: dict[str
     return rate
 
 
-def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> DecodeScore:
-    """Evaluate decode candidates with MTP off and (when the model has it) on."""
+def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry, floors: bool = True) -> DecodeScore:
+    """Evaluate decode candidates with MTP off and (when the model has it) on.
+
+    ``floors``: rows that miss a mean-TPOT SLO whatever their step (a step floor past it, or a chunked-prefill
+    curve past it at an empty pool) are not priced (:func:`_decode_eval`; their ``floored`` mark set): the same
+    rates, feasibility and rejected counts, and every row that meets the SLO priced exactly; False prices every
+    row that fits."""
     variants = [0] + ([scenario.mtp_draft_tokens] if scenario.mtp_draft_tokens else [])
     w, a = scenario.workload, cands.arrays
     n, reps = len(cands), len(variants)
@@ -218,13 +274,17 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
     steps = _STEP_FIELDS if not entry.prefill_pool else _STEP_FIELDS[:1]
     whole = {f: np.empty(reps * n) for f in (*steps, "max_batch", "tpot_s", "tpot_slo_s")}
     whole["fits"] = np.empty(reps * n, dtype=bool)
+    whole["floored"] = np.empty(reps * n, dtype=bool)
+    # a mean-TPOT SLO: a row whose step floor misses it at the full batch (prefill pools), or whose knob group's
+    # TPOT misses it at an empty pool (chunked prefill), is not priced
+    cap = scenario.slo.tpot_s if floors and scenario.slo.tpot_percentile is None else None
     whole["mtp"] = np.repeat(np.asarray(variants, dtype=np.int64), n)
     if not entry.prefill_pool:
         whole["tpot_rate_per_s"] = np.empty(reps * n)
     for v, drafts in enumerate(variants):
         env = Env.of(scenario, draft_tokens=drafts)
         out = {k: x[v * n:(v + 1) * n] for k, x in whole.items()}
-        _decode_eval(env, entry, cands, out)
+        _decode_eval(env, entry, cands, out, cap)
         np.divide(out["step_s"], env.tokens_per_step, out=out["tpot_s"])
         chunk = None
         if not entry.prefill_pool:  # chunked prefill: the chunk steps widen the TPOT spread
@@ -258,7 +318,7 @@ def score_decode(scenario: Scenario, cands: CandidateSet, entry: ModeEntry) -> D
                        chunk_step_s=out.get("chunk_step_s", out["step_s"]),
                        plain_step_s=out.get("plain_step_s", out["step_s"]),
                        max_batch=out["max_batch"],
-                       ok=ok, rejected=rejected)
+                       ok=ok, rejected=rejected, floored=out["floored"])
 
 
 @dataclass

@@ -303,16 +303,34 @@ def _moe_layer(env: Env, cls: LayerClass, s: _Shape, m: Array, D: Array) -> tupl
     return LayerCost(ops, comm, load_ratio=imb, load_ratio_hottest=hottest, pairs=pairs), period, tail
 
 
+def _step_shape(env: Env, d: TransformerlessArrays) -> tuple[Array, Array, Array, _Shape]:
+    """(micro-batches, domains, sequences per micro-batch, shape) of a step's rows."""
+    m, D = _f(d.micro_batches), _f(d.domains)
+    b_mb = _f(d.batch) / m
+    rep = _replicas(d)
+    slots = (env.model.ffn.num_routed_experts + _f(d.redundant) + rep) / _f(d.ep)
+    s = _Shape(tokens=b_mb * (1 + env.draft_tokens), seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies),
+               tp=_f(d.tp), ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), replicas=rep)
+    return m, D, b_mb, s
+
+
+def _mtp_s(env: Env, s: _Shape, d: TransformerlessArrays, period: Array, tail: Array) -> Array:
+    """The MTP passes of a step: per draft, its layer (``period`` and fill/drain ``tail``), the 2h -> h
+    projection and the LM head at one token per sequence."""
+    proj = gemm(env.dev, s.tp * _f(d.batch), env.model.hidden, 2 * env.model.hidden, weight_bytes=env.by.weight,
+                act_bytes=env.by.out)
+    return env.draft_tokens * (period + tail + proj.time_s + lm_head(env, s.tp * _f(d.batch), s.tp).time_s)
+
+
+def _total_s(layer_s: dict[str, Array], counts: dict[str, int], extra: dict[str, Array]) -> Array:
+    return sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
+
+
 def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     """Decode iteration of a transformerless instance (all candidates at once)."""
     model = env.model
-    m, D = _f(d.micro_batches), _f(d.domains)
     q = 1 + env.draft_tokens
-    b_mb = _f(d.batch) / m
-    rep = _replicas(d)
-    slots = (model.ffn.num_routed_experts + _f(d.redundant) + rep) / _f(d.ep)
-    s = _Shape(tokens=b_mb * q, seqs=b_mb, A_d=_f(d.attention_dies) / D, E=_f(d.expert_dies), tp=_f(d.tp),
-               ep=_f(d.ep), slots=slots, redundant=_f(d.redundant), replicas=rep)
+    m, D, b_mb, s = _step_shape(env, d)
     s = _with_distinct(env, s, d)
     layers, layer_s, counts, tails = {}, {}, {}, []
     for cls in layer_classes(model):
@@ -329,15 +347,52 @@ def transformerless_step(env: Env, d: TransformerlessArrays) -> PoolStep:
     if env.draft_tokens:
         ds = replace(s, tokens=b_mb, seqs=b_mb)  # the same knob groups (tokens and sequences per micro-batch)
         _, period, tail = _moe_layer(env, LayerClass(False, True, 1), ds, m, D)
-        proj = gemm(env.dev, s.tp * _f(d.batch), model.hidden, 2 * model.hidden, weight_bytes=env.by.weight,
-                    act_bytes=env.by.out)
-        extra["mtp"] = env.draft_tokens * (period + tail + proj.time_s + lm_head(env, s.tp * _f(d.batch), s.tp).time_s)
+        extra["mtp"] = _mtp_s(env, s, d, period, tail)
     extra["scheduler_gap"] = np.full(np.shape(m), env.dev.scheduler_gap_s)
-    step = sum(layer_s[n] * counts[n] for n in layer_s) + sum(extra.values())
+    step = _total_s(layer_s, counts, extra)
     memory, max_b, fits_experts = _memory(env, d, s)
     return PoolStep(step_s=step, layers=layers, layer_s=layer_s, layer_counts=counts, extra=extra, memory=memory,
                     capacity_bytes=mem.usable_bytes(env.hw), fits=(max_b >= _f(d.batch)) & fits_experts,
                     max_batch=np.where(fits_experts, max_b, 0.0))
+
+
+def transformerless_step_floor(env: Env, d: TransformerlessArrays) -> Array:
+    """A floor under :func:`transformerless_step`'s ``step_s``, never above it bit for bit, at a fraction of its
+    cost: what the attention dies alone take (the search skips pricing rows whose floor already misses the TPOT
+    SLO, planner.search.score).
+
+    The step's own sum with each MoE layer's ``m max(t_a, ...)`` read as ``m t_a`` and ``t_a`` without its
+    dispatch wait (both non-negative parts), the pipeline tail and the MTP layer's tail as 0, every other
+    part as priced there: the same float operations (sums, products by non-negative counts, in the same
+    order) on parts no larger, and rounding is monotone, so each row's floor is at most its step.  Without
+    the expert side it depends only on (tp, batch, micro-batches, shared experts on the attention dies):
+    priced once per distinct such row (as the step's attention side) and gathered back.
+    """
+    knobs = (_f(d.tp), _f(d.batch), _f(d.micro_batches), _replicas(d) > 0)
+    if np.size(d.batch) < DEDUP_MIN_ROWS or env.per_row:  # per-row (sampled) hardware: rows differ beyond knobs
+        first, inverse = None, None
+    else:
+        first, inverse = small_integer_rows(*knobs) or distinct_rows(*knobs)
+        d = TransformerlessArrays(**{f: None if getattr(d, f) is None else np.asarray(getattr(d, f))[first]
+                                     for f in TransformerlessArrays.__slots__})
+    m, _, b_mb, s = _step_shape(env, d)
+
+    def attention_dies_s(cls: LayerClass, shape: _Shape) -> Array:
+        ops, comm, _ = _attention_side_shared(env, cls, shape)
+        att = LayerCost(ops, comm)
+        return m * (att.compute_s + att.comm_s)
+
+    layer_s = {cls.name: attention_dies_s(cls, s) for cls in layer_classes(env.model)}
+    counts = {cls.name: cls.count for cls in layer_classes(env.model)}
+    zero = np.zeros_like(m)
+    extra = {"pipeline_tail": zero,
+             "lm_head": lm_head(env, s.tp * _f(d.batch) * (1 + env.draft_tokens), s.tp).time_s}
+    if env.draft_tokens:
+        ds = replace(s, tokens=b_mb, seqs=b_mb)
+        extra["mtp"] = _mtp_s(env, s, d, attention_dies_s(LayerClass(False, True, 1), ds), zero)
+    extra["scheduler_gap"] = np.full(np.shape(m), env.dev.scheduler_gap_s)
+    floor = _total_s(layer_s, counts, extra)
+    return floor if inverse is None else floor[inverse]
 
 
 def transformerless_fits(env: Env, d: TransformerlessArrays) -> tuple[Array, Array]:
