@@ -100,6 +100,12 @@ Samples = Annotated[int, typer.Option("--samples", min=0, max=4096, help=(
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of the band samples (same seed, same bands).")]
 MaxPp = Annotated[int | None, typer.Option("--max-pp", min=1, max=64, metavar="N", help=(
     "Search pools of at most N pipeline stages (1: none; dense models search 1, 2, 4, 8 by default)."))]
+PinTp = Annotated[int | None, typer.Option("--tp", min=1, max=1024, metavar="N", help=(
+    "Pin every pool's TP degree to N, as your stack runs it (default: searched)."))]
+PinPp = Annotated[int | None, typer.Option("--pp", min=1, max=64, metavar="N", help=(
+    "Pin every pool's pipeline stages to N (dense models; default: searched)."))]
+MaxBatch = Annotated[int | None, typer.Option("--max-batch", min=1, max=100_000, metavar="N", help=(
+    "Decode sequences per die at most N, e.g. your engine's max batch over its dies (default: searched)."))]
 FailedDies = Annotated[int, typer.Option("--failed-dies", min=1, max=1024, help=(
     "Dies that fail in the 'dies' what-if (each in a different instance)."))]
 
@@ -344,6 +350,9 @@ def plan_cmd(
     modes: Annotated[ModeList | None, Opt(parser=parse_modes, metavar="MODE[,MODE...]", help=(
         f"Comma list of: {', '.join(m.value for m in Mode)} (default: all)."))] = None,
     max_pp: MaxPp = None,
+    tp: PinTp = None,
+    pp: PinPp = None,
+    max_batch: MaxBatch = None,
     top: Annotated[int, Opt(min=1, help="Layouts to list.")] = 10,
     target_rate: Annotated[float | None, Opt("--target-rate", min=0.0, metavar="REQ/S", help=(
         "Inverse sizing: the fewest dies (and the layout) that serve this request rate within the SLOs; "
@@ -378,7 +387,7 @@ def plan_cmd(
     from planner.decide.plan import decide
     from planner.documents.plan import plan_report
     from planner.inputs.scenario import build_scenario, load_scenario_file
-    from planner.search.plan import ALL_MODES, plan, sizing_target_per_s
+    from planner.search.plan import ALL_MODES, Pins, plan, sizing_target_per_s
 
     if plot is not None:
         plots.check_target(plot)
@@ -392,7 +401,7 @@ def plan_cmd(
                                  output_tokens_per_s=target_output_tokens_per_s)
     _check_ranking(rank_by, tolerate_failures, target, scenario)
     result, decisions = decide(plan(scenario, modes=tuple(modes or ALL_MODES), top=top, target_rate_per_s=target,
-                                    max_pp=max_pp),
+                                    max_pp=max_pp, pins=Pins(tp=tp, pp=pp, max_batch=max_batch)),
                                top, spreads=_spreads(scenario, samples), samples=samples, seed=seed, rank_by=rank_by,
                                tolerate=tolerate_failures, failed_dies=failed_dies)
     doc = plan_report(result, top, decisions)

@@ -34,6 +34,14 @@ Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
 DataFileName = Annotated[str, Field(pattern="^[a-z_]+/[^/]+$")]
 
 
+class Pinned(Part):
+    """The pins of a plan (planner.search.plan.Pins): each None where searched."""
+
+    tp: Annotated[int, Field(ge=1)] | None = None
+    pp: Annotated[int, Field(ge=1)] | None = None
+    max_batch: Annotated[int, Field(ge=1)] | None = None
+
+
 class PlanEntry(Part):
     """One ranked layout with its exact metrics (the numbers ``planner evaluate`` gives)."""
 
@@ -111,6 +119,8 @@ class PlanReport(Report):
     modes: Annotated[list[Mode], Field(min_length=1)] = list(ALL_MODES)
     # the most pipeline stages the search allowed (``--max-pp``; None: its whole grid)
     max_pp: Annotated[int, Field(ge=1)] | None = None
+    # what the user's stack fixed (``--tp``, ``--pp``, ``--max-batch``; None: nothing, the whole search)
+    pinned: Pinned | None = None
     top: Annotated[int, Field(ge=1)] = DEFAULT_TOP
     search: SearchSummary
     layouts: list[PlanEntry]
@@ -214,6 +224,7 @@ def plan_report(result: Plan, top: int, decisions: Decisions | None = None) -> P
         note=ROOFLINE_NOTE, data_files=file_hashes(sc), tpot_definition=TPOT_DEFINITION, budget_dies=result.budget,
         pods=sc.pods, pod_dies=pod,
         modes=list(result.modes), max_pp=result.max_pp, top=top, search=search,
+        pinned=Pinned(tp=result.pins.tp, pp=result.pins.pp, max_batch=result.pins.max_batch) if result.pins else None,
         layouts=[with_load(p) for p in result.layouts[:top]], best_per_mode=best,
         pareto=[entry(p) for p in result.pareto], near_misses=result.near_misses,
         pareto_dropped=dict(sorted(result.pareto_dropped.items())), assumed_defaults=list(sc.assumed),

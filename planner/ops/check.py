@@ -178,12 +178,15 @@ def check(path: Path, tolerance: float = DEFAULT_TOLERANCE) -> CheckReport:
     plan is compared as ``planner plan --json`` would write it (read back from its JSON).
     """
     from planner.inputs.scenario import build_scenario
-    from planner.search.plan import plan
+    from planner.search.plan import Pins, plan
 
     baseline = load_baseline(path)
     scenario = build_scenario(baseline.scenario, {}, where=f"{path}: scenario")
-    # the same question: modes, top, an inverse sizing's target and the pipeline-stage cap as saved
+    # the same question: modes, top, an inverse sizing's target, the pipeline-stage cap and the pins as saved
+    p = baseline.pinned
+    pins = Pins(tp=p.tp, pp=p.pp, max_batch=p.max_batch) if p is not None else None
     today = plan_report(plan(scenario, modes=tuple(baseline.modes), top=baseline.top,
-                             target_rate_per_s=baseline.target_rate_requests_per_s, max_pp=baseline.max_pp),
+                             target_rate_per_s=baseline.target_rate_requests_per_s, max_pp=baseline.max_pp,
+                             pins=pins),
                         baseline.top)
     return compare(baseline, PlanReport.model_validate_json(today.to_json()), tolerance, path.name)

@@ -142,6 +142,19 @@ def assumed_text(assumed: list[str]) -> str:
     return f"; assumed (defaults, not given): {names}"
 
 
+def limits_text(doc: PlanReport) -> str:
+    """What the search was held to: ``--max-pp`` and the pins (``--tp``, ``--pp``, ``--max-batch``)."""
+    parts = [] if doc.max_pp is None else [f"at most {doc.max_pp} pipeline stage{'s' if doc.max_pp > 1 else ''}"]
+    p = doc.pinned
+    if p is not None and p.tp is not None:
+        parts.append(f"TP {p.tp}")
+    if p is not None and p.pp is not None:
+        parts.append(f"{p.pp} pipeline stage{'s' if p.pp > 1 else ''}")
+    if p is not None and p.max_batch is not None:
+        parts.append(f"at most {p.max_batch} sequences per decode die")
+    return f"; searched with {', '.join(parts)}" if parts else ""
+
+
 def plan_tables(doc: PlanReport) -> list[Table]:
     """Rich tables for ``planner plan``: top layouts, best per mode, search summary."""
     s, search = doc.scenario, doc.search
@@ -157,7 +170,7 @@ def plan_tables(doc: PlanReport) -> list[Table]:
         budget += f" (decode); prefill on {s.prefill_hardware}, {s.prefill_pods or 1} pod(s)"
     title = (f"{s.model} on {s.hardware}, {budget}; {s.workload.input_tokens} in / "
              f"{s.workload.output_tokens} out; {slo_text(slo)}; {precision_text(s)}; {ranking}"
-             + assumed_text(doc.assumed_defaults))
+             + limits_text(doc) + assumed_text(doc.assumed_defaults))
     top_table = _plan_table(title, doc.layouts, sized=target is not None)
     top_table.caption = doc.note
     tables = [top_table, *plan_decision_tables(doc),

@@ -54,6 +54,62 @@ class Planned:
         return self.metrics.goodput_requests_per_s / self.dies
 
 
+@dataclass(frozen=True, slots=True)
+class Pins:
+    """What the user's serving stack fixes (``planner plan --tp / --pp / --max-batch``): every pool's TP
+    degree (a transformerless pool's attention TP), every pool's pipeline stages, and the decode batch per
+    die at most.  None: searched.  :func:`check_pins` refuses values the search cannot price."""
+
+    tp: int | None = None
+    pp: int | None = None
+    max_batch: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.tp, self.pp, self.max_batch))
+
+
+def check_pins(scenario: Scenario, pins: Pins, max_pp: int | None = None) -> None:
+    """Refuse pins no candidate can meet, one line naming the flag (a plan would otherwise report nothing fits)."""
+    model, hw = scenario.model, scenario.hardware
+    heads = model.attention.num_heads
+    if pins.tp is not None:
+        grid = space.TP_GRID if model.is_moe else space.DENSE_TP_GRID
+        if pins.tp not in grid or heads % pins.tp:
+            choices = ", ".join(str(t) for t in grid if heads % t == 0)
+            raise PlannerError(f"--tp {pins.tp}: the search prices TP {choices} for {model.name} "
+                               f"({heads} attention heads{'' if model.is_moe else ', dense'})",
+                               where="plan", fix=f"choose --tp among {choices}")
+        if pins.tp > max(space.TP_GRID) and pins.tp > hw.pod_dies:
+            raise PlannerError(f"--tp {pins.tp} is wider than one {hw.name} pod ({hw.pod_dies} dies): its all-reduce "
+                               "would cross the cluster fabric every layer", where="plan",
+                               fix=f"choose --tp <= {max(max(space.TP_GRID), hw.pod_dies)}")
+    if pins.pp is not None:
+        if pins.pp > 1 and model.is_moe:
+            raise PlannerError(f"--pp {pins.pp}: pipeline stages are modelled for dense models only ({model.name} has "
+                               "routed experts)", where="plan", fix="drop --pp (or give 1)")
+        if pins.pp not in space.PP_GRID:
+            raise PlannerError(f"--pp {pins.pp}: the search prices {', '.join(map(str, space.PP_GRID))} pipeline "
+                               "stages", where="plan", fix=f"choose --pp among {', '.join(map(str, space.PP_GRID))}")
+        if max_pp is not None and pins.pp > max_pp:
+            raise PlannerError(f"--pp {pins.pp} is above --max-pp {max_pp}", where="plan", fix="drop one of them")
+
+
+def _pinned(cands: space.CandidateSet, pins: Pins | None, decode: bool) -> space.CandidateSet:
+    """Keep the candidates the pins allow (each drop counted under its reason); ``decode``: a decode pool
+    (``max_batch`` caps its batch per die; a prefill pool's batch is tokens)."""
+    if not pins or not len(cands):
+        return cands
+    a = cands.arrays
+    if pins.tp is not None:
+        cands.keep(a["tp"] == pins.tp, "tp_not_pinned")
+    if pins.pp is not None:
+        pp = a["pp"] if "pp" in a else np.ones(len(cands), dtype=np.int64)
+        cands.keep(pp == pins.pp, "pp_not_pinned")
+    if decode and pins.max_batch is not None and "batch" in a:
+        cands.keep(a["batch"] <= pins.max_batch, "batch_over_max_batch")
+    return cands
+
+
 @dataclass
 class Plan:
     scenario: Scenario
@@ -69,6 +125,7 @@ class Plan:
     elapsed_s: float = 0.0
     target_rate_per_s: float | None = None
     max_pp: int | None = None  # the most pipeline stages searched (None: the whole grid)
+    pins: Pins = field(default_factory=Pins)  # what the stack fixes (none: the whole search)
 
 
 def _prefill_layout(p: PrefillScore, i: int, n: int, hardware: str | None = None) -> dict[str, int | str]:
@@ -536,6 +593,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     for mode in modes:
         entry = MODES[mode]
         cands = _within_max_pp(_within_pod(entry.candidates(model, cap), scenario.hardware.pod_dies), plan.max_pp)
+        cands = _pinned(cands, plan.pins, decode=True)
         plan.rejected.update(cands.rejected)
         if len(cands) == 0:
             continue
@@ -548,6 +606,7 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
         pre_sc = prefill_scenario(scenario)
         cands = _within_max_pp(_within_pod(space.prefill_pools(model, instance_cap(pre_sc, pre_sc.dies)),
                                            pre_sc.hardware.pod_dies), plan.max_pp)
+        cands = _pinned(cands, plan.pins, decode=False)
         plan.rejected.update(cands.rejected)
         pre = score_prefill(pre_sc, cands)
         plan.candidates_evaluated += len(cands)
@@ -614,7 +673,7 @@ CANDIDATES_PER_MODE = 10
 
 
 def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 10,
-         target_rate_per_s: float | None = None, max_pp: int | None = None) -> Plan:
+         target_rate_per_s: float | None = None, max_pp: int | None = None, pins: Pins | None = None) -> Plan:
     """Search ``modes`` for the scenario's die budget; rank by goodput per die.
 
     The ranking does not depend on ``top`` (a report lists its first ``top`` layouts, and a rank is
@@ -625,11 +684,16 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     by fewest dies (then highest goodput); the die budget is only a cap.
 
     With ``max_pp``: no pool of more pipeline stages (1: none; dense models only search them).
+
+    With ``pins``: only the candidates of the pinned TP and stages, and decode batches at most the
+    pinned one (:class:`Pins`; :func:`check_pins` refuses pins the search cannot price).
     """
     start = time.perf_counter()
     budget = min(scenario.dies, scenario.pods * scenario.hardware.pod_dies)
+    pins = pins or Pins()
+    check_pins(scenario, pins, max_pp)
     result = Plan(scenario=scenario, budget=budget, modes=tuple(modes), target_rate_per_s=target_rate_per_s,
-                  max_pp=max_pp)
+                  max_pp=max_pp, pins=pins)
     pre, scores = _pools(scenario, budget, modes, result)
     # The search charges TTFT the KV hand-off but not the first decode step (it depends on the decode
     # pool, unknown while prefill is scored): optimistic by one TPOT, independent of the SLO, so the

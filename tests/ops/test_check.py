@@ -170,18 +170,21 @@ def test_default_scenario_lower_hbm_bandwidth_regresses_and_restoring_passes(tmp
 
 
 def test_check_asks_the_baselines_question_again(tmp_path, run_planner, monkeypatch):
-    """A baseline of an inverse sizing (--target-rate) under --max-pp 1 is re-planned with both: the
-    re-plan is handed the saved target and cap (so it ranks by fewest dies under the same rule), and
-    on unchanged data the check is ok."""
+    """A baseline of an inverse sizing (--target-rate) under --max-pp 1 and pins (--tp 2 --max-batch 64) is
+    re-planned with all of them: the re-plan is handed the saved target, cap and pins (so it ranks by fewest
+    dies under the same rules), and on unchanged data the check is ok."""
     import planner.search.plan as search_plan
 
     path = tmp_path / "base.json"
     args = ("plan", "--model", "llama-3.1-70b", "--hardware", "h100", "--dies", "16", "--pods", "2",
             "--weights-dtype", "fp8", "--activations-dtype", "fp8", "--kv-dtype", "fp8")
-    run = run_planner(*args, "--target-rate", "5", "--max-pp", "1", "--json", str(path))
+    run = run_planner(*args, "--target-rate", "5", "--max-pp", "1", "--tp", "2", "--max-batch", "64",
+                      "--json", str(path))
     assert run.returncode == 0, run.stderr
     doc = json.loads(path.read_text())
     assert doc["target_rate_requests_per_s"] == 5.0 and doc["max_pp"] == 1
+    assert doc["pinned"] == {"tp": 2, "pp": None, "max_batch": 64}
+    assert all(e["layout"]["decode"]["tp"] == 2 and e["layout"]["decode"]["batch"] <= 64 for e in doc["layouts"])
     assert all((e["layout"]["decode"].get("pp") or 1) == 1 for e in doc["layouts"])
     asked: list[dict] = []
     real = search_plan.plan
@@ -194,3 +197,4 @@ def test_check_asks_the_baselines_question_again(tmp_path, run_planner, monkeypa
     run = run_planner("check", str(path))
     assert run.returncode == 0, run.stdout + run.stderr
     assert asked and asked[0]["target_rate_per_s"] == 5.0 and asked[0]["max_pp"] == 1
+    assert (asked[0]["pins"].tp, asked[0]["pins"].pp, asked[0]["pins"].max_batch) == (2, None, 64)

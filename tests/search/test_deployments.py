@@ -261,3 +261,39 @@ def test_a_wider_tp_grid_never_lowers_the_best_goodput(monkeypatch):
     best_narrow = narrow[0].per_die if narrow else 0.0
     assert wide.per_die > best_narrow > 0
     assert wide.layout.decode.tp == 16
+
+
+def test_pins_hold_the_search_to_the_stack_and_never_raise_the_best():
+    """Llama-2-70B on one 8-GPU H100 server (MLPerf lengths): pinned to TP2 and at most 448 sequences per die
+    (the published v4.1 layout's 896 per TP2 instance), every listed layout has TP2, one stage and a batch
+    <= 448, and the best goodput per die is at most the unpinned search's (the pins keep a subset of its
+    candidates, counted under their reasons)."""
+    from planner.search.plan import Pins
+
+    sc = build_scenario(None, scenario_overrides(model="llama-2-70b", hardware="h100", input_tokens=222,
+                                                 output_tokens=294, weights_dtype="fp8", activations_dtype="fp8",
+                                                 kv_dtype="fp8", mtp_acceptance=0.0))
+    free = plan(sc, top=3)
+    held = plan(sc, top=3, pins=Pins(tp=2, pp=1, max_batch=448))
+    assert held.layouts and all((p.layout.decode.tp, p.layout.decode.stages) == (2, 1) and p.layout.decode.batch <= 448
+                                for p in held.layouts)
+    prefill = [p.layout.prefill for p in held.layouts if p.layout.prefill is not None]
+    assert all((q.tp, q.stages) == (2, 1) for q in prefill)
+    assert held.layouts[0].per_die <= free.layouts[0].per_die
+    assert {"tp_not_pinned", "pp_not_pinned", "batch_over_max_batch"} <= set(held.rejected)
+
+
+@pytest.mark.parametrize(("model", "hardware", "pins", "needle"), [
+    ("deepseek-v3", "cloudmatrix384", dict(tp=3), "--tp 3: the search prices TP 1, 2, 4, 8"),
+    ("deepseek-v3", "cloudmatrix384", dict(tp=16), "--tp 16: the search prices TP 1, 2, 4, 8"),
+    ("deepseek-v3", "cloudmatrix384", dict(pp=2), "dense models only"),
+    ("llama-3.1-405b", "h100", dict(tp=16), "wider than one h100 pod"),
+    ("llama-3.1-405b", "h100", dict(pp=3), "--pp 3: the search prices 1, 2, 4, 8"),
+])
+def test_pins_the_search_cannot_price_are_refused_naming_the_flag(model, hardware, pins, needle):
+    from planner.errors import PlannerError
+    from planner.search.plan import Pins
+
+    sc = build_scenario(None, scenario_overrides(model=model, hardware=hardware))
+    with pytest.raises(PlannerError, match=needle.replace("+", r"\+")):
+        plan(sc, pins=Pins(**pins))
