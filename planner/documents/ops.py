@@ -81,6 +81,19 @@ class LatencyCheck(Part):
     saturated_pool: Literal["prefill", "decode"] | None
 
 
+class PublishedParallelismCheck(Part):
+    """An MLPerf row planned again held to its published parallelism (``planner plan --tp --pp
+    --max-batch``), not gated: how much of the row's error is the search's choice of layout and how much
+    the step model at the parallelism the run used.  None where no layout meets the row's SLOs."""
+
+    tp: int
+    pp: int
+    max_batch_per_die: int
+    layout: str | None
+    predicted: float | None
+    error: float | None  # predicted / measured - 1
+
+
 class ValidationRow(Part):
     """One published measurement predicted: signed error, its band and the reason for it, its status."""
 
@@ -102,6 +115,7 @@ class ValidationRow(Part):
     within: bool | None
     status: Status
     latency: LatencyCheck | None = None
+    published_parallelism: PublishedParallelismCheck | None = None
 
 
 class ErrorStats(Part):

@@ -33,6 +33,7 @@ from planner.documents.evaluate import evaluate_report
 from planner.documents.ops import (
     ErrorStats,
     LatencyCheck,
+    PublishedParallelismCheck,
     Status,
     ValidateReport,
     ValidationRow,
@@ -60,6 +61,7 @@ _ROW_KEYS = ("id", "metric", "measured", "unit", "tolerance", "band_reason", "us
              "scenario")
 _ROW_NUMBERS = ("measured", "tolerance")
 _LATENCY_NUMBERS = ("requests_per_s_per_die", "ttft_p99_s", "tpot_p99_s")
+_PARALLELISM_NUMBERS = ("tp", "pp", "max_batch_per_instance")
 
 
 def load_rows(path: Path | None = None) -> list[dict[str, Any]]:
@@ -97,25 +99,58 @@ def _check_row(row: Any, index: int, where: str) -> None:
         if bad:
             raise DataFileError(f"row {name}: field 'measured_latency.{bad[0]}' is missing or not a positive number",
                                 where=where)
+    par = row.get("published_parallelism")
+    if par is not None:
+        bad = [k for k in _PARALLELISM_NUMBERS
+               if not isinstance(par, dict) or not isinstance(par.get(k), int) or isinstance(par.get(k), bool)
+               or par[k] < 1]
+        if bad:
+            raise DataFileError(f"row {name}: field 'published_parallelism.{bad[0]}' is missing or not a positive "
+                                "integer", where=where)
 
 
-def predict_plan(row: dict[str, Any]) -> tuple[float, LatencyCheck | None]:
+Prediction = tuple[float, LatencyCheck | None, PublishedParallelismCheck | None]
+
+
+def predict_plan(row: dict[str, Any]) -> Prediction:
     """A ``plan`` row (MLPerf, ../shared/reference/mlperf/README.md): ``planner plan`` on the row's
     scenario; the top layout's output tokens/s per die times ``scale`` (the system's GPU count).
 
     With ``measured_latency`` (a Server / Interactive run's published p99 TTFT and TPOT), also the
     top layout's p99 TTFT and TPOT at the run's request rate per die times the layout's dies
-    (:func:`latency_at_measured_rate`; not gated)."""
+    (:func:`latency_at_measured_rate`; not gated).  With ``published_parallelism``, also the plan
+    held to it (:func:`at_published_parallelism`; not gated)."""
     from planner.search.plan import plan  # ops sits beside the CLI: the search is a leaf here
 
     where = f"validation row {row['id']}"
     scenario = build_scenario(ScenarioFile.model_validate(row["scenario"]), {}, where)
     result = plan(scenario)
+    pinned = at_published_parallelism(scenario, row) if row.get("published_parallelism") else None
     if not result.layouts:
-        return 0.0, None  # no layout meets the benchmark's constraints: an error of -100%
+        return 0.0, None, pinned  # no layout meets the benchmark's constraints: an error of -100%
     top = result.layouts[0]
     latency = latency_at_measured_rate(top, row["measured_latency"]) if row.get("measured_latency") else None
-    return top.metrics.output_tokens_per_s / top.dies * float(row["scale"]), latency
+    return top.metrics.output_tokens_per_s / top.dies * float(row["scale"]), latency, pinned
+
+
+def at_published_parallelism(scenario: Any, row: dict[str, Any]) -> PublishedParallelismCheck:
+    """The row's plan held to its published TP and stages, decode batch per die at most the published
+    maximum batch per instance over the instance's ``tp x pp`` dies (``planner plan --tp --pp --max-batch``)."""
+    from planner.modes import MODES
+    from planner.search.plan import Pins, plan
+
+    par = row["published_parallelism"]
+    tp, pp = int(par["tp"]), int(par["pp"])
+    max_batch = max(1, int(par["max_batch_per_instance"]) // (tp * pp))
+    result = plan(scenario, top=1, pins=Pins(tp=tp, pp=pp, max_batch=max_batch))
+    if not result.layouts:
+        return PublishedParallelismCheck(tp=tp, pp=pp, max_batch_per_die=max_batch, layout=None, predicted=None,
+                                         error=None)
+    top = result.layouts[0]
+    predicted = top.metrics.output_tokens_per_s / top.dies * float(row["scale"])
+    return PublishedParallelismCheck(tp=tp, pp=pp, max_batch_per_die=max_batch,
+                                     layout=MODES[top.layout.mode].summary(top.layout.decode.model_dump()),
+                                     predicted=predicted, error=None)  # the error: validation_table
 
 
 def latency_at_measured_rate(top: Any, measured: dict[str, Any]) -> LatencyCheck:
@@ -150,7 +185,7 @@ def latency_at_measured_rate(top: Any, measured: dict[str, Any]) -> LatencyCheck
 
 # What a system row's prediction depends on: its scenario, layout, metric and scale (never its
 # measured value, band or marks), and the content of the data files it reads.
-_PREDICTION_KEYS = ("scenario", "layout", "metric", "scale", "measured_latency")
+_PREDICTION_KEYS = ("scenario", "layout", "metric", "scale", "measured_latency", "published_parallelism")
 
 
 def _data_fingerprint() -> tuple[tuple[str, int, int], ...]:
@@ -162,7 +197,7 @@ def _data_fingerprint() -> tuple[tuple[str, int, int], ...]:
 
 
 @lru_cache(maxsize=256)
-def _predict_cached(inputs: str, fingerprint: tuple[tuple[str, int, int], ...]) -> tuple[float, LatencyCheck | None]:
+def _predict_cached(inputs: str, fingerprint: tuple[tuple[str, int, int], ...]) -> Prediction:
     return _predict(json.loads(inputs))
 
 
@@ -175,13 +210,14 @@ def predict(row: dict[str, Any]) -> float:
     return predict_with_latency(row)[0]
 
 
-def predict_with_latency(row: dict[str, Any]) -> tuple[float, LatencyCheck | None]:
-    """:func:`predict`, and the latency check of a row with ``measured_latency`` (else None)."""
+def predict_with_latency(row: dict[str, Any]) -> Prediction:
+    """:func:`predict`, the latency check of a row with ``measured_latency`` and the plan held to a row's
+    ``published_parallelism`` (each None where the row has none)."""
     inputs = json.dumps({k: row.get(k) for k in (*_PREDICTION_KEYS, "id")}, sort_keys=True)
     return _predict_cached(inputs, _data_fingerprint())
 
 
-def _predict(row: dict[str, Any]) -> tuple[float, LatencyCheck | None]:
+def _predict(row: dict[str, Any]) -> Prediction:
     if row["metric"] == "plan.output_tokens_per_s_per_die":
         return predict_plan(row)
     where = f"validation row {row['id']}"
@@ -189,20 +225,22 @@ def _predict(row: dict[str, Any]) -> tuple[float, LatencyCheck | None]:
     scenario = build_scenario(ScenarioFile.model_validate(row["scenario"]), {}, where)
     report = evaluate_report(evaluate(layout, scenario, where))
     pool, key = row["metric"].split(".")
-    return float(getattr(getattr(report, pool), key)) * float(row.get("scale", 1.0)), None
+    return float(getattr(getattr(report, pool), key)) * float(row.get("scale", 1.0)), None, None
 
 
 def validation_table(path: Path | None = None) -> list[dict[str, Any]]:
     """Predicted vs measured for every system row: signed relative error, band, and the band's verdict."""
     out = []
     for row in load_rows(path):
-        predicted, latency = predict_with_latency(row)
+        predicted, latency, pinned = predict_with_latency(row)
         error = predicted / row["measured"] - 1.0
+        if pinned is not None and pinned.predicted is not None:  # a prediction never reads the measured value
+            pinned = pinned.model_copy(update={"error": pinned.predicted / row["measured"] - 1.0})
         out.append({"id": row["id"], "predicted": predicted, "measured": row["measured"], "unit": row["unit"],
                     "error": error, "tolerance": row["tolerance"], "within": abs(error) <= row["tolerance"],
                     "band_reason": row["band_reason"], "known_miss": row.get("known_miss"),
                     "used_for_calibration": row["used_for_calibration"], "source": row["source"],
-                    "latency": latency})
+                    "latency": latency, "published_parallelism": pinned})
     return out
 
 
@@ -262,7 +300,8 @@ def _system_row(row: dict[str, Any]) -> ValidationRow:
                          predicted=row["predicted"], measured=row["measured"], unit=row["unit"], error=row["error"],
                          tolerance=row["tolerance"],
                          band_reason=row["band_reason"], known_miss=row["known_miss"], gated=True, within=within,
-                         status=band_status(within, row["known_miss"]), latency=row["latency"])
+                         status=band_status(within, row["known_miss"]), latency=row["latency"],
+                         published_parallelism=row["published_parallelism"])
 
 
 def error_stats(rows: list[ValidationRow]) -> ErrorStats:

@@ -185,6 +185,25 @@ def latency_table(doc: ValidateReport) -> Table | None:
     return table
 
 
+def published_parallelism_table(doc: ValidateReport) -> Table | None:
+    """MLPerf rows planned again at their published parallelism (not gated): the search's own layout
+    against the one the run used, so a row's error splits into the search's choice and the step model."""
+    rows = [r for r in doc.rows if r.published_parallelism is not None]
+    if not rows:
+        return None
+    table = Table(title="at the published parallelism (not gated): planner plan --tp --pp --max-batch as the run "
+                        "was laid out, against the free search", title_justify="left")
+    for col in ("row", "published", "planner's layout there", "error there", "free search's error"):
+        table.add_column(col, justify="right" if "error" in col else "left", overflow="fold")
+    for r in rows:
+        par = r.published_parallelism
+        assert par is not None
+        pins = f"TP{par.tp}" + (f" x PP{par.pp}" if par.pp > 1 else "") + f", <= {par.max_batch_per_die} per die"
+        table.add_row(_cell(r.id), pins, par.layout or "none meets the SLOs",
+                      _NONE if par.error is None else f"{par.error:+.1%}", f"{r.error:+.1%}")
+    return table
+
+
 def _pct_abs(frac: float | None) -> str:
     return _NONE if frac is None else f"{frac:.1%}"
 
@@ -206,6 +225,5 @@ def validate_tables(doc: ValidateReport) -> list[Table | Text]:
     else:
         verdict = (f"validate: ok: every gated row is within its band or a marked known miss "
                    f"({len(doc.known_misses)} known misses, listed above with the reason)")
-    latency = latency_table(doc)
-    return [validate_rows_table(doc), known_misses_table(doc), *([latency] if latency else []),
-            validate_summary_table(doc), Text(verdict)]
+    extra = [t for t in (latency_table(doc), published_parallelism_table(doc)) if t is not None]
+    return [validate_rows_table(doc), known_misses_table(doc), *extra, validate_summary_table(doc), Text(verdict)]

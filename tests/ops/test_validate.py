@@ -159,11 +159,50 @@ def test_latency_at_the_measured_rate_agrees_with_the_goodput(validate_run):
     assert seen >= 9
 
 
+def test_published_parallelism_entries_match_the_published_layout():
+    """Each MLPerf row whose published layout states its parallelism and batch carries them as
+    published_parallelism: "TP<tp>" (and "PP<pp>" where pp > 1) and the batch appear in the row's own
+    published_layout text; the Cisco and B200 rows (layout not inspected / not public) carry none."""
+    from pathlib import Path
+
+    rows = json.loads((Path(__file__).resolve().parents[2] / "measurements/validation.json").read_text())["rows"]
+    checked = 0
+    for r in rows:
+        par = r.get("published_parallelism")
+        text = r.get("published_layout") or ""
+        if par is None:
+            assert not r["id"].startswith("mlperf-") or "not inspected" in text or "not in public" in text, r["id"]
+            continue
+        assert f"TP{par['tp']}" in text.replace(" ", ""), (r["id"], text)
+        assert (f"PP{par['pp']}" in text.replace(" ", "")) == (par["pp"] > 1), (r["id"], text)
+        assert f"{par['max_batch_per_instance']}" in text, (r["id"], text)
+        checked += 1
+    assert checked == 10
+
+
+def test_the_plan_at_the_published_parallelism_never_beats_the_free_search(validate_run):
+    """Pins keep a subset of the search's candidates, so each row's plan at its published parallelism
+    predicts at most the free search's top layout (the row's own prediction), and its error is its
+    prediction over the row's measured value."""
+    seen = 0
+    for row in validate_run.json()["rows"]:
+        par = row.get("published_parallelism")
+        if par is None:
+            continue
+        assert par["predicted"] is not None and par["predicted"] <= row["predicted"] * (1 + 1e-6), row["id"]
+        # the JSON keeps 6 significant digits of each number: the error agrees to ~1e-6
+        assert par["error"] == pytest.approx(par["predicted"] / row["measured"] - 1, abs=1e-5)
+        seen += 1
+    assert seen == 10
+
+
 @pytest.mark.parametrize(("edit", "needle"), [
     ({"tolerance": -0.1}, "field 'tolerance' = -0.1 is not a positive number"),
     ({"band_reason": None}, "field 'band_reason' is missing"),  # _edit_row: None removes the key
     ({"measured_latency": {"requests_per_s_per_die": 0.04, "ttft_p99_s": "4.3", "tpot_p99_s": 0.07}},
      "field 'measured_latency.ttft_p99_s' is missing or not a positive number"),
+    ({"published_parallelism": {"tp": 8, "pp": 0, "max_batch_per_instance": 512}},
+     "field 'published_parallelism.pp' is missing or not a positive integer"),
 ])
 def test_a_malformed_validation_row_is_one_line_and_exit_2(data, run_planner, edit, needle):
     """A system row missing a key or holding a number that cannot be priced: one line naming the row and field."""
