@@ -490,6 +490,9 @@ def sensitivity_cmd(
     modes: Annotated[ModeList | None, Opt(parser=parse_modes, metavar="MODE[,MODE...]", help=(
         "Modes the plan searches for its rank 1 (default: all)."))] = None,
     max_pp: MaxPp = None,
+    tp: PinTp = None,
+    pp: PinPp = None,
+    max_batch: MaxBatch = None,
     json_out: JsonOut = None,
     plot: Annotated[Path | None, Opt("--plot", metavar="FILE.png|svg", help=(
         "Also draw the tornado to FILE (.png or .svg; needs the 'plot' extra)."))] = None,
@@ -507,22 +510,28 @@ def sensitivity_cmd(
     if plot is not None:
         plots.check_target(plot)
     _claim(force, ("--json", json_out), ("--plot", plot))
-    spec, scenario, source = _top_layout(scenario_file, layout, overrides or {}, tuple(modes or ()), max_pp)
+    spec, scenario, source = _top_layout(scenario_file, layout, overrides or {}, tuple(modes or ()), max_pp,
+                                         (tp, pp, max_batch))
     doc = sensitivity_report(sensitivity(spec, scenario, delta), spec, scenario, source)
     _show(lambda: _report().sensitivity_tables(doc), doc, json_out, force=force,
           files=_image("--plot", plot, lambda path: plots.tornado_image(doc, path)))
 
 
 def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict[str, Any],
-                modes: tuple[Mode, ...], max_pp: int | None = None) -> tuple[Any, Any, str]:
-    """(layout, the scenario it is priced under, where it came from): a layout file, or the plan's rank 1."""
+                modes: tuple[Mode, ...], max_pp: int | None = None,
+                pins: tuple[int | None, int | None, int | None] = (None, None, None)) -> tuple[Any, Any, str]:
+    """(layout, the scenario it is priced under, where it came from): a layout file, or the plan's rank 1
+    (searched under ``--max-pp`` and the pins ``(--tp, --pp, --max-batch)``)."""
     from planner.errors import InfeasibleError
     from planner.evaluate import evaluate
     from planner.inputs.layout import load_layout
     from planner.inputs.scenario import build_scenario, load_scenario_file
-    from planner.search.plan import ALL_MODES, plan
+    from planner.search.plan import ALL_MODES, Pins, plan
 
     if layout is not None:
+        if any(v is not None for v in (max_pp, *pins)):
+            raise PlannerError("--max-pp, --tp, --pp and --max-batch hold the plan's search; a --layout is "
+                               "analysed as written", where="sensitivity", fix="drop them, or drop --layout")
         if scenario_file is not None:
             raise PlannerError("give a SCENARIO or --layout, not both (a layout carries its own [scenario])",
                                where="sensitivity", fix="drop one of them")
@@ -532,7 +541,8 @@ def _top_layout(scenario_file: Path | None, layout: Path | None, overrides: dict
         return spec, scenario, str(layout)
     base = load_scenario_file(scenario_file) if scenario_file else None
     scenario = build_scenario(base, overrides, where=f"{scenario_file or 'default scenario'} + flags")
-    result = plan(scenario, modes=modes or ALL_MODES, max_pp=max_pp)
+    result = plan(scenario, modes=modes or ALL_MODES, max_pp=max_pp,
+                  pins=Pins(tp=pins[0], pp=pins[1], max_batch=pins[2]))
     if not result.layouts:
         raise InfeasibleError("no layout meets the SLOs for this budget: nothing to analyse",
                               fix="run 'planner plan' with the same flags to see the nearest misses")

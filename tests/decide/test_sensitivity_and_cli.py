@@ -77,6 +77,19 @@ def test_sensitivity_and_evaluate_commands(run_planner, tmp_path):
     assert len(doc["failures"]) == 3 and doc["cost"]["usd_per_hour"] == 7.0
     plain = run_planner("evaluate", str(path), "--samples", "0", "--json", "-").json()
     assert "bands" not in plain and "failures" not in plain and "cost" not in plain
+    run = run_planner("sensitivity", "--layout", str(path), "--tp", "2")
+    assert run.returncode == 2 and "a --layout is analysed as written" in run.stderr_line()
+
+
+def test_sensitivity_analyses_the_rank_1_of_the_pinned_search(run_planner):
+    """sensitivity without --layout analyses the plan's rank 1 under the same pins a plan takes: Llama-2-70B on
+    one 8-GPU H100 server pinned to TP2 and one stage (MLPerf lengths) analyses a TP2 layout."""
+    args = ("--model", "llama-2-70b", "--hardware", "h100", "--input-tokens", "222", "--output-tokens", "294",
+            "--weights-dtype", "fp8", "--activations-dtype", "fp8", "--kv-dtype", "fp8", "--tp", "2", "--pp", "1")
+    run = run_planner("sensitivity", *args, "--json", "-")
+    assert run.returncode == 0, run.stderr
+    layout = run.json()["layout"]
+    assert layout["decode"]["tp"] == 2 and (layout["decode"].get("pp") or 1) == 1
 
 
 def test_per_dtype_gemm_efficiency_is_a_level_the_bands_sample():
