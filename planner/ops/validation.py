@@ -125,7 +125,8 @@ def predict_plan(row: dict[str, Any]) -> Prediction:
     where = f"validation row {row['id']}"
     scenario = build_scenario(ScenarioFile.model_validate(row["scenario"]), {}, where)
     result = plan(scenario)
-    pinned = at_published_parallelism(scenario, row) if row.get("published_parallelism") else None
+    free_top = result.layouts[0] if result.layouts else None
+    pinned = at_published_parallelism(scenario, row, free_top) if row.get("published_parallelism") else None
     if not result.layouts:
         return 0.0, None, pinned  # no layout meets the benchmark's constraints: an error of -100%
     top = result.layouts[0]
@@ -133,20 +134,24 @@ def predict_plan(row: dict[str, Any]) -> Prediction:
     return top.metrics.output_tokens_per_s / top.dies * float(row["scale"]), latency, pinned
 
 
-def at_published_parallelism(scenario: Any, row: dict[str, Any]) -> PublishedParallelismCheck:
+def at_published_parallelism(scenario: Any, row: dict[str, Any], free_top: Any = None) -> PublishedParallelismCheck:
     """The row's plan held to its published TP and stages, decode batch per die at most the published
-    maximum batch per instance over the instance's ``tp x pp`` dies (``planner plan --tp --pp --max-batch``)."""
+    maximum batch per instance over the instance's ``tp x pp`` dies (``planner plan --tp --pp --max-batch``).
+
+    Where the free search's top layout (``free_top``) already meets the pins it is the pinned plan's top
+    too (the pins keep a subset of the candidates that holds it), and is not searched again."""
     from planner.modes import MODES
     from planner.search.plan import Pins, plan
 
     par = row["published_parallelism"]
     tp, pp = int(par["tp"]), int(par["pp"])
     max_batch = max(1, int(par["max_batch_per_instance"]) // (tp * pp))
-    result = plan(scenario, top=1, pins=Pins(tp=tp, pp=pp, max_batch=max_batch))
-    if not result.layouts:
+    pins = Pins(tp=tp, pp=pp, max_batch=max_batch)
+    result = plan(scenario, top=1, pins=pins) if free_top is None or not pins.allow(free_top.layout) else None
+    if result is not None and not result.layouts:
         return PublishedParallelismCheck(tp=tp, pp=pp, max_batch_per_die=max_batch, layout=None, predicted=None,
                                          error=None)
-    top = result.layouts[0]
+    top = free_top if result is None else result.layouts[0]
     predicted = top.metrics.output_tokens_per_s / top.dies * float(row["scale"])
     return PublishedParallelismCheck(tp=tp, pp=pp, max_batch_per_die=max_batch,
                                      layout=MODES[top.layout.mode].summary(top.layout.decode.model_dump()),

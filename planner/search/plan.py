@@ -67,6 +67,14 @@ class Pins:
     def __bool__(self) -> bool:
         return any(v is not None for v in (self.tp, self.pp, self.max_batch))
 
+    def allow(self, layout: Layout) -> bool:
+        """Whether every pool of ``layout`` meets the pins (as :func:`_pinned` keeps search candidates)."""
+        pools = [(pool, decode) for pool, decode in ((layout.decode, True), (layout.prefill, False))
+                 if pool is not None]
+        return all((self.tp is None or pool.tp == self.tp) and (self.pp is None or pool.stages == self.pp)
+                   and (not decode or self.max_batch is None or pool.batch <= self.max_batch)
+                   for pool, decode in pools)
+
 
 def check_pins(scenario: Scenario, pins: Pins, max_pp: int | None = None) -> None:
     """Refuse pins no candidate can meet, one line naming the flag (a plan would otherwise report nothing fits)."""

@@ -297,3 +297,18 @@ def test_pins_the_search_cannot_price_are_refused_naming_the_flag(model, hardwar
     sc = build_scenario(None, scenario_overrides(model=model, hardware=hardware))
     with pytest.raises(PlannerError, match=needle.replace("+", r"\+")):
         plan(sc, pins=Pins(**pins))
+
+
+def test_pins_allow_a_layout_exactly_when_every_pool_meets_them():
+    """Pins.allow (validate reuses the free search's top when it meets the pins) reads every pool: the decode
+    pool's TP, stages and batch, the prefill pool's TP and stages (its batch is tokens, not capped)."""
+    from planner.search.plan import Pins
+
+    lay = parse_layout({"mode": "pd", "prefill": {"instances": 1, "dies": 2, "tp": 2, "batch_tokens": 8192},
+                        "decode": {"instances": 2, "dies": 2, "tp": 2, "batch": 384}}, "t")
+    assert Pins(tp=2, pp=1, max_batch=448).allow(lay) and Pins().allow(lay)
+    assert not Pins(max_batch=256).allow(lay)
+    assert not Pins(pp=2).allow(lay)
+    mixed = parse_layout({"mode": "pd", "prefill": {"instances": 1, "dies": 4, "tp": 4, "batch_tokens": 8192},
+                          "decode": {"instances": 1, "dies": 2, "tp": 2, "batch": 64}}, "t")
+    assert not Pins(tp=2).allow(mixed) and Pins(max_batch=64).allow(mixed)
