@@ -441,6 +441,9 @@ def _emit_infeasible(doc: Any, scenario: Any, json_out: str | None, target: floa
     if target is not None and not doc.near_misses:
         raise InfeasibleError(f"no layout within the die budget serves {target:g} req/s within the SLOs",
                               fix="raise --dies (the cap) or lower the target")
+    if not doc.near_misses and doc.pinned is not None:
+        raise InfeasibleError(_memory_answer(scenario, doc.budget_dies, doc.pinned),
+                              fix="loosen the pins, add dies (--dies, --pods) or lower the weight precision")
     if not doc.near_misses:
         raise InfeasibleError(_memory_answer(scenario, doc.budget_dies),
                               fix="add dies (--dies, --pods) or lower the weight precision (--weights-dtype)")
@@ -448,17 +451,26 @@ def _emit_infeasible(doc: Any, scenario: Any, json_out: str | None, target: floa
                           fix="relax --ttft-s/--tpot-s, add dies, or change precision")
 
 
-def _memory_answer(scenario: Any, budget: int) -> str:
-    """The one line of a plan where nothing fits in memory: the weights against the budget, in GB."""
+def _weights_text(scenario: Any, budget: int) -> tuple[str, bool]:
+    """(one copy of the weights against the budget's usable HBM, in GB; whether that copy fits)."""
     from planner.search.plan import weights_against_budget
 
     w = weights_against_budget(scenario, budget)
     model, hw = scenario.model, scenario.hardware
     mtp = ", its MTP module included" if model.num_mtp_layers else ""
-    what = (f"one copy of {model.name}'s weights ({scenario.precision.weights}: {w.weights_bytes / 1e9:,.0f} GB{mtp}) "
+    return (f"one copy of {model.name}'s weights ({scenario.precision.weights}: {w.weights_bytes / 1e9:,.0f} GB{mtp}) "
             f"against {w.dies:,} {hw.name} dies of {w.usable_bytes_per_die / 1e9:,.1f} GB usable "
-            f"({w.usable_bytes_per_die * w.dies / 1e9:,.0f} GB)")
-    if not w.fits_once:
+            f"({w.usable_bytes_per_die * w.dies / 1e9:,.0f} GB)"), w.fits_once
+
+
+def _memory_answer(scenario: Any, budget: int, pinned: Any = None) -> str:
+    """The one line of a plan where nothing fits in memory: the weights against the budget, and the pins held."""
+    what, fits_once = _weights_text(scenario, budget)
+    if pinned is not None:
+        held = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
+                        (("tp", pinned.tp), ("pp", pinned.pp), ("max_batch", pinned.max_batch)) if v is not None)
+        return f"no layout held to {held} fits in memory: {what}"
+    if not fits_once:
         return f"no layout fits in memory: {what}, before any KV cache"
     return (f"no candidate layout fits in memory: {what}, but the layouts searched hold it on fewer dies (an "
             "instance's dies split the experts and heads evenly) or leave no room for their batch's KV cache")

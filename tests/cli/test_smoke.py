@@ -97,3 +97,15 @@ def test_weights_that_fit_the_budget_but_no_searched_layout_say_why(run_planner)
     assert have_gb > 684.5
     assert line.startswith("planner: error: no candidate layout fits in memory: one copy of deepseek-v3's weights")
     assert f"({have_gb:,.0f} GB), but the layouts searched hold it on fewer dies" in line
+
+
+def test_pins_that_leave_nothing_in_memory_name_the_pins(run_planner) -> None:
+    """Llama-3.1-405B (410 GB at int8) pinned to TP1 x PP1 on 8 H100: every instance is one die, which cannot
+    hold it; the line names the pins held (the budget alone would fit one copy: 8 x usable > 410 GB)."""
+    run = run_planner("plan", "--model", "llama-3.1-405b", "--hardware", "h100", "--tp", "1", "--pp", "1",
+                      "--samples", "0")
+    assert run.returncode == EXIT_INFEASIBLE == 3
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("planner: error: no layout held to --tp 1 --pp 1 fits in memory: one copy of "
+                           "llama-3.1-405b's weights")
+    assert "fix: loosen the pins" in line
