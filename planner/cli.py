@@ -467,8 +467,9 @@ def _memory_answer(scenario: Any, budget: int, pinned: Any = None) -> str:
     """The one line of a plan where nothing fits in memory: the weights against the budget, and the pins held."""
     what, fits_once = _weights_text(scenario, budget)
     if pinned is not None:
-        held = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                        (("tp", pinned.tp), ("pp", pinned.pp), ("max_batch", pinned.max_batch)) if v is not None)
+        from planner.search.plan import Pins
+
+        held = Pins(tp=pinned.tp, pp=pinned.pp, max_batch=pinned.max_batch).flags()
         return f"no layout held to {held} fits in memory: {what}"
     if not fits_once:
         return f"no layout fits in memory: {what}, before any KV cache"

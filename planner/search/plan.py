@@ -67,6 +67,11 @@ class Pins:
     def __bool__(self) -> bool:
         return any(v is not None for v in (self.tp, self.pp, self.max_batch))
 
+    def flags(self) -> str:
+        """The pins as the flags that set them (``--tp 2 --max-batch 448``; empty: none)."""
+        return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in
+                        (("tp", self.tp), ("pp", self.pp), ("max_batch", self.max_batch)) if value is not None)
+
     def allow(self, layout: Layout) -> bool:
         """Whether every pool of ``layout`` meets the pins (as :func:`_pinned` keeps search candidates)."""
         pools = [(pool, decode) for pool, decode in ((layout.decode, True), (layout.prefill, False))
@@ -76,7 +81,7 @@ class Pins:
                    for pool, decode in pools)
 
 
-def check_pins(scenario: Scenario, pins: Pins, max_pp: int | None = None) -> None:
+def check_pins(scenario: Scenario, pins: Pins, max_pp: int | None = None, budget: int | None = None) -> None:
     """Refuse pins no candidate can meet, one line naming the flag (a plan would otherwise report nothing fits)."""
     model, hw = scenario.model, scenario.hardware
     heads = model.attention.num_heads
@@ -91,6 +96,10 @@ def check_pins(scenario: Scenario, pins: Pins, max_pp: int | None = None) -> Non
             raise PlannerError(f"--tp {pins.tp} is wider than one {hw.name} pod ({hw.pod_dies} dies): its all-reduce "
                                "would cross the cluster fabric every layer", where="plan",
                                fix=f"choose --tp <= {max(max(space.TP_GRID), hw.pod_dies)}")
+        if pins.tp > 1 and not model.attention.decode_tp_useful:
+            raise PlannerError(f"--tp {pins.tp}: {model.name}'s decode runs at TP1 in every mode the search prices "
+                               "(MLA: each TP rank would read the whole latent KV cache, so decode runs DP "
+                               "attention), and --tp pins every pool", where="plan", fix="drop --tp (or give 1)")
     if pins.pp is not None:
         if pins.pp > 1 and model.is_moe:
             raise PlannerError(f"--pp {pins.pp}: pipeline stages are modelled for dense models only ({model.name} has "
@@ -100,6 +109,10 @@ def check_pins(scenario: Scenario, pins: Pins, max_pp: int | None = None) -> Non
                                "stages", where="plan", fix=f"choose --pp among {', '.join(map(str, space.PP_GRID))}")
         if max_pp is not None and pins.pp > max_pp:
             raise PlannerError(f"--pp {pins.pp} is above --max-pp {max_pp}", where="plan", fix="drop one of them")
+    group = (pins.tp or 1) * (pins.pp or 1)
+    if budget is not None and group > budget:
+        raise PlannerError(f"--tp {pins.tp or 1} x --pp {pins.pp or 1} = {group} dies per instance is more than the "
+                           f"budget's {budget}", where="plan", fix="add dies (--dies, --pods) or loosen the pins")
 
 
 def _pinned(cands: space.CandidateSet, pins: Pins | None, decode: bool) -> space.CandidateSet:
@@ -609,6 +622,14 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
         plan.candidates_evaluated += len(scores[mode])
         plan.rejected.update({f"{mode.value}_{k}": v for k, v in scores[mode].rejected.items() if v})
         plan.feasible += int(scores[mode].ok.sum())
+    if not scores:  # no decode candidate at all: a question the modes (or pins) cannot answer, not a memory miss
+        held = plan.pins.flags()
+        names = ", ".join(m.value for m in modes)
+        why = ("; transformerless puts routed experts on dies of their own, and a dense model has none"
+               if not model.is_moe and Mode.TRANSFORMERLESS in modes else "")
+        raise PlannerError(f"no decode pool of {model.name} on {scenario.hardware.name} in --modes {names}"
+                           + (f" under {held}" if held else "") + why, where="plan",
+                           fix="add a mode (--modes)" + (" or loosen the pins" if held else ""))
     pre = None
     if any(MODES[mode].prefill_pool for mode in scores):
         pre_sc = prefill_scenario(scenario)
@@ -699,7 +720,7 @@ def plan(scenario: Scenario, *, modes: tuple[Mode, ...] = ALL_MODES, top: int = 
     start = time.perf_counter()
     budget = min(scenario.dies, scenario.pods * scenario.hardware.pod_dies)
     pins = pins or Pins()
-    check_pins(scenario, pins, max_pp)
+    check_pins(scenario, pins, max_pp, budget)
     result = Plan(scenario=scenario, budget=budget, modes=tuple(modes), target_rate_per_s=target_rate_per_s,
                   max_pp=max_pp, pins=pins)
     pre, scores = _pools(scenario, budget, modes, result)

@@ -289,6 +289,8 @@ def test_pins_hold_the_search_to_the_stack_and_never_raise_the_best():
     ("deepseek-v3", "cloudmatrix384", dict(pp=2), "dense models only"),
     ("llama-3.1-405b", "h100", dict(tp=16), "wider than one h100 pod"),
     ("llama-3.1-405b", "h100", dict(pp=3), "--pp 3: the search prices 1, 2, 4, 8"),
+    ("deepseek-v3", "cloudmatrix384", dict(tp=2), "decode runs at TP1 in every mode"),
+    ("llama-3.1-70b", "h100", dict(tp=8, pp=2), "= 16 dies per instance is more than the budget's 8"),
 ])
 def test_pins_the_search_cannot_price_are_refused_naming_the_flag(model, hardware, pins, needle):
     from planner.errors import PlannerError
@@ -312,3 +314,14 @@ def test_pins_allow_a_layout_exactly_when_every_pool_meets_them():
     mixed = parse_layout({"mode": "pd", "prefill": {"instances": 1, "dies": 4, "tp": 4, "batch_tokens": 8192},
                           "decode": {"instances": 1, "dies": 2, "tp": 2, "batch": 64}}, "t")
     assert not Pins(tp=2).allow(mixed) and Pins(max_batch=64).allow(mixed)
+
+
+def test_modes_that_leave_no_decode_pool_say_so_not_memory():
+    """A dense model asked for transformerless alone has no decode candidate at all (its routed experts are
+    what that mode puts on dies of their own): one line naming the modes (exit 2), not 'nothing fits in memory'."""
+    from planner.errors import PlannerError
+
+    sc = build_scenario(None, scenario_overrides(model="llama-3.1-70b", hardware="h100"))
+    with pytest.raises(PlannerError, match="no decode pool of llama-3.1-70b on h100 in --modes transformerless; "
+                                           "transformerless puts routed experts"):
+        plan(sc, modes=(Mode.TRANSFORMERLESS,))
