@@ -20,6 +20,10 @@ from planner.serving.transformerless import (
 )
 
 DOMAINS = (1, 2, 4, 8)
+# The smallest instance the search enumerates: attention dies in steps of 8 (to 128, then of 32), and an
+# expert side of at least 2 dies (one expert die would be a pd decode pool's all-to-all to itself).
+ATTENTION_DIES_STEP = 8
+MIN_EXPERT_DIES = 2
 KEYS = ("attention_dies", "expert_dies", "domains", "tp", "ep", "batch", "micro_batches", "redundant_experts",
         "shared_expert_replicas")
 
@@ -29,9 +33,10 @@ def candidates(model: ModelSpec, budget: int) -> CandidateSet:
     micro-batches, redundant experts."""
     if not model.is_moe:
         return CandidateSet({k: np.zeros(0, dtype=np.int64) for k in KEYS})
-    pairs = np.array([p for p in space.expert_placements(model, budget, space.REDUNDANT) if p[0] >= 2],
+    pairs = np.array([p for p in space.expert_placements(model, budget, space.REDUNDANT) if p[0] >= MIN_EXPERT_DIES],
                      dtype=np.int64).reshape(-1, 3)
-    attention = [a for a in sorted(set(range(8, 129, 8)) | set(range(128, budget + 1, 32))) if a < budget]
+    step = ATTENTION_DIES_STEP
+    attention = [a for a in sorted(set(range(step, 129, step)) | set(range(128, budget + 1, 32))) if a < budget]
     tps = [1] if not model.attention.decode_tp_useful else space.tp_choices(model, 8)
     # The product (pair, attention dies, domains, tp) x (batch, micro-batches) in that order, filtered: each
     # rule reads one factor, so each factor is filtered alone and the survivors crossed (same rows, same order

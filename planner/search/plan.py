@@ -625,8 +625,14 @@ def _pools(scenario: Scenario, budget: int, modes: tuple[Mode, ...], plan: Plan)
     if not scores:  # no decode candidate at all: a question the modes (or pins) cannot answer, not a memory miss
         held = plan.pins.flags()
         names = ", ".join(m.value for m in modes)
+        from planner.modes.transformerless import ATTENTION_DIES_STEP, MIN_EXPERT_DIES
+
+        smallest = ATTENTION_DIES_STEP + MIN_EXPERT_DIES
         why = ("; transformerless puts routed experts on dies of their own, and a dense model has none"
-               if not model.is_moe and Mode.TRANSFORMERLESS in modes else "")
+               if not model.is_moe and Mode.TRANSFORMERLESS in modes else
+               f"; a transformerless instance takes at least {ATTENTION_DIES_STEP} attention dies beside "
+               f"{MIN_EXPERT_DIES} or more expert dies ({smallest}), the budget is {budget}"
+               if Mode.TRANSFORMERLESS in modes and budget < smallest else "")
         raise PlannerError(f"no decode pool of {model.name} on {scenario.hardware.name} in --modes {names}"
                            + (f" under {held}" if held else "") + why, where="plan",
                            fix="add a mode (--modes)" + (" or loosen the pins" if held else ""))

@@ -325,3 +325,14 @@ def test_modes_that_leave_no_decode_pool_say_so_not_memory():
     with pytest.raises(PlannerError, match="no decode pool of llama-3.1-70b on h100 in --modes transformerless; "
                                            "transformerless puts routed experts"):
         plan(sc, modes=(Mode.TRANSFORMERLESS,))
+
+
+def test_a_budget_below_the_smallest_transformerless_instance_says_so():
+    """DeepSeek-V3 on one 8-GPU server, transformerless only: an instance takes at least 8 attention dies and
+    2 expert dies, so there is no candidate; the line says why (not a memory miss)."""
+    from planner.errors import PlannerError
+
+    sc = build_scenario(None, scenario_overrides(model="deepseek-v3", hardware="h100"))
+    with pytest.raises(PlannerError, match=r"at least 8 attention dies beside 2 or more expert dies \(10\), the budget "
+                                           r"is 8"):
+        plan(sc, modes=(Mode.TRANSFORMERLESS,))
