@@ -454,13 +454,14 @@ def _emit_infeasible(doc: Any, scenario: Any, json_out: str | None, target: floa
 def _weights_text(scenario: Any, budget: int) -> tuple[str, bool]:
     """(one copy of the weights against the budget's usable HBM, in GB; whether that copy fits)."""
     from planner.search.plan import weights_against_budget
+    from planner.units import fmt_bytes
 
     w = weights_against_budget(scenario, budget)
     model, hw = scenario.model, scenario.hardware
     mtp = ", its MTP module included" if model.num_mtp_layers else ""
-    return (f"one copy of {model.name}'s weights ({scenario.precision.weights}: {w.weights_bytes / 1e9:,.0f} GB{mtp}) "
-            f"against {w.dies:,} {hw.name} dies of {w.usable_bytes_per_die / 1e9:,.1f} GB usable "
-            f"({w.usable_bytes_per_die * w.dies / 1e9:,.0f} GB)"), w.fits_once
+    return (f"one copy of {model.name}'s weights ({scenario.precision.weights}: {fmt_bytes(w.weights_bytes)}{mtp}) "
+            f"against {w.dies:,} {hw.name} dies of {fmt_bytes(w.usable_bytes_per_die)} usable "
+            f"({fmt_bytes(w.usable_bytes)})"), w.fits_once
 
 
 def _memory_answer(scenario: Any, budget: int, pinned: Any = None) -> str:

@@ -338,3 +338,18 @@ def _with_instances(layout: Any, prefill: int, decode: int) -> Any:
 def with_instances() -> Callable[[Any, int, int], Any]:
     """``with_instances(layout, prefill, decode)``: the layout with other instance counts (the pools unchanged)."""
     return _with_instances
+
+
+@pytest.fixture
+def pd_example_variants(with_instances):
+    """``pd_example_variants(dp, dd)``: the CloudMatrix384 pd example, its scenario, and variants [itself,
+    ``dp`` more prefill instances, ``dd`` more (or fewer) decode instances] (the pools unchanged)."""
+    from planner.inputs.layout import load_layout, own_scenario
+
+    def build(dp: int, dd: int) -> tuple[Any, list[Any]]:
+        layout = load_layout(ROOT / "examples" / "deepseek-v3-cloudmatrix384-pd.toml")
+        p, d = layout.prefill.instances, layout.decode.instances
+        variants = [layout, with_instances(layout, p + dp, d), with_instances(layout, p, max(d + dd, 1))]
+        return own_scenario(layout, None), variants
+
+    return build

@@ -509,9 +509,14 @@ class WeightsAgainstBudget:
     dies: int
 
     @property
+    def usable_bytes(self) -> float:
+        """The budget's usable HBM, all dies."""
+        return self.usable_bytes_per_die * self.dies
+
+    @property
     def fits_once(self) -> bool:
         """One copy of the weights fits the budget's usable HBM (then the layouts searched do not)."""
-        return self.weights_bytes < self.usable_bytes_per_die * self.dies
+        return self.weights_bytes < self.usable_bytes
 
 
 def weights_against_budget(scenario: Scenario, budget: int) -> WeightsAgainstBudget:

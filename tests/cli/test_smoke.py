@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from planner.errors import EXIT_INFEASIBLE
+from planner.units import fmt_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_PLAN = ("plan", "--model", "qwen3-30b-a3b", "--hardware", "h100", "--weights-dtype", "fp8",
@@ -76,10 +77,10 @@ def test_a_budget_too_small_for_the_weights_says_so_with_the_sizes(run_planner) 
     assert "nearest misses" not in run.stdout + run.stderr
     (line,) = run.stderr.splitlines()
     assert line.startswith("planner: error: no layout fits in memory: one copy of deepseek-v3's weights (int8: ")
-    weights_gb = float(line.split("(int8: ")[1].split(" GB")[0].replace(",", ""))
+    weights_gb = float(line.split("(int8: ")[1].split(" GB")[0])
     assert abs(weights_gb / 684.5 - 1) < 0.005
-    have_gb = 8 * usable_bytes(catalog.hardware("h100")) / 1e9
-    assert f"against 8 h100 dies of {have_gb / 8:,.1f} GB usable ({have_gb:,.0f} GB)" in line
+    per_die = usable_bytes(catalog.hardware("h100"))
+    assert f"against 8 h100 dies of {fmt_bytes(per_die)} usable ({fmt_bytes(8 * per_die)})" in line
     assert "fix: add dies" in line
 
 
@@ -93,10 +94,10 @@ def test_weights_that_fit_the_budget_but_no_searched_layout_say_why(run_planner)
                       "--samples", "0")
     assert run.returncode == EXIT_INFEASIBLE == 3
     (line,) = run.stderr.splitlines()
-    have_gb = 11 * usable_bytes(catalog.hardware("h100")) / 1e9
-    assert have_gb > 684.5
+    have_bytes = 11 * usable_bytes(catalog.hardware("h100"))
+    assert have_bytes > 684.5e9
     assert line.startswith("planner: error: no candidate layout fits in memory: one copy of deepseek-v3's weights")
-    assert f"({have_gb:,.0f} GB), but the layouts searched hold it on fewer dies" in line
+    assert f"({fmt_bytes(have_bytes)}), but the layouts searched hold it on fewer dies" in line
 
 
 def test_pins_that_leave_nothing_in_memory_name_the_pins(run_planner) -> None:

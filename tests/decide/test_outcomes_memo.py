@@ -3,22 +3,13 @@ prefill step, with the same floats as each layout priced alone."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from planner.decide.outcomes import layout_outcomes
-from planner.inputs.layout import load_layout, own_scenario
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "deepseek-v3-cloudmatrix384-pd.toml"
 
 
-def test_memo_shares_pools_and_changes_no_float(with_instances):
-    layout = load_layout(EXAMPLE)
-    scenario = own_scenario(layout, None)
-    p, d = layout.prefill.instances, layout.decode.instances
-    variants = [layout, with_instances(layout, p + 2, d), with_instances(layout, p, d + 1)]
+def test_memo_shares_pools_and_changes_no_float(pd_example_variants):
+    scenario, variants = pd_example_variants(2, 1)
     values = {"efficiency.gemm.max_frac": np.array([0.55, 0.65, 0.75])}
     memo: dict = {}
     shared = [layout_outcomes(v, scenario, values, rate_per_s=50.0, memo=memo) for v in variants]

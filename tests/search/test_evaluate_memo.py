@@ -15,11 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "deepseek-v3-cloudmatrix384-pd.toml"
 
 
-def test_memo_reuses_a_pool_across_instance_counts_and_changes_no_float(with_instances):
-    layout = load_layout(EXAMPLE)
-    scenario = own_scenario(layout, None)
-    p, d = layout.prefill.instances, layout.decode.instances
-    variants = [layout, with_instances(layout, p + 1, d), with_instances(layout, p, max(d - 1, 1))]
+def test_memo_reuses_a_pool_across_instance_counts_and_changes_no_float(pd_example_variants):
+    scenario, variants = pd_example_variants(1, -1)
     memo: dict = {}
     shared = [evaluate(v, scenario, "test", memo) for v in variants]
     alone = [evaluate(v, scenario, "test") for v in variants]
